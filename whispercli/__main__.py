@@ -1,0 +1,3 @@
+from whispercli.cli.app import main
+
+main()

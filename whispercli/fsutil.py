@@ -1,0 +1,56 @@
+"""Small file-system helpers: atomic writes and secret files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_text(path: Path, text: str, *, mode: int = 0o600) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new file, never half.
+
+    The data goes to a temporary file in the same directory, is fsynced, then replaces
+    ``path`` with ``os.replace``: a crash at any point leaves the old file intact.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def is_private(path: Path) -> bool:
+    """True when neither group nor others can read or write ``path``."""
+    return stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+
+
+def read_or_create_secret(path: Path) -> str:
+    """Return the secret in ``path``, creating a random one (mode 0600) on first use.
+
+    Creation uses ``O_EXCL`` so two processes racing on first run agree on one key.
+    """
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(secret + "\n")
+    return secret
