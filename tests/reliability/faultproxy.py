@@ -1,0 +1,363 @@
+"""A small fault-injecting TCP proxy for loopback tests (stdlib only, one thread per connection).
+
+It sits between a client and a server and forwards bytes both ways, knowing just enough HTTP/1.1
+to see where a request and its response begin: a client sends a request, the server answers, and
+data that flows the other way after a turn starts a new message. Each message gets the request
+line it belongs to, so a fault can target "the upload PUT" or "a poll GET" even on a keep-alive
+connection.
+
+Faults are :class:`Rule` objects armed with :meth:`FaultProxy.add`. A rule fires on up to
+``times`` matching messages, then disarms:
+
+* ``drop`` -- forward ``after_bytes`` bytes of the message, then close both sides (FIN);
+* ``reset`` -- the same, but the client side is closed with ``SO_LINGER 0`` (RST);
+* ``delay`` -- hold the message for ``seconds`` before forwarding it;
+* ``respond`` -- (requests only) read and discard the request, answer it from the proxy itself
+  with ``status`` and ``Retry-After: retry_after``, and close the connection; the server never
+  sees the request.
+
+Everything is bounded: a cap on concurrent connections, socket timeouts, and :meth:`stop`
+closes every socket and joins every thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import selectors
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+Action = Literal["drop", "reset", "delay", "respond"]
+Direction = Literal["up", "down"]
+
+_REASONS = {429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable"}
+_MAX_HEAD = 64 * 1024
+
+
+@dataclass
+class Rule:
+    """One fault. ``match`` is a substring of the request line ("PUT ", "GET /v1/async/jobs/")."""
+
+    action: Action
+    direction: Direction = "up"
+    match: str = ""
+    after_bytes: int = 0
+    seconds: float = 0.0
+    status: int = 503
+    retry_after: int = 1
+    times: int = 1
+    fired: int = 0
+    _reserved: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.action == "respond" and self.direction != "up":
+            raise ValueError("a 'respond' rule answers requests: direction must be 'up'")
+
+    @property
+    def armed(self) -> bool:
+        return self.fired + self._reserved < self.times
+
+
+@dataclass
+class Stats:
+    connections: int = 0
+    requests: int = 0
+    responded: int = 0
+    dropped: int = 0
+    reset: int = 0
+    delayed: int = 0
+    request_lines: list[str] = field(default_factory=list)
+
+
+class FaultProxy:
+    """Forward ``127.0.0.1:<port>`` to ``target``; inject the faults that are armed."""
+
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        target_host: str = "127.0.0.1",
+        max_connections: int = 128,
+        idle_timeout: float = 120.0,
+    ) -> None:
+        self.target = (target_host, target_port)
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.stats = Stats()
+        self._rules: list[Rule] = []
+        self._lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self._listener.settimeout(0.2)
+        self.port: int = self._listener.getsockname()[1]
+        self._acceptor = threading.Thread(target=self._accept_loop, name="faultproxy", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> FaultProxy:
+        self._acceptor.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._acceptor.join(timeout=5)
+        with self._lock:
+            conns = list(self._conns)
+            threads = list(self._threads)
+        for sock in conns:
+            _close(sock)
+        for thread in threads:
+            thread.join(timeout=5)
+        self._listener.close()
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def alive_threads(self) -> int:
+        with self._lock:
+            return sum(t.is_alive() for t in self._threads) + self._acceptor.is_alive()
+
+    # -- faults ----------------------------------------------------------------------------
+    def add(self, rule: Rule) -> Rule:
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def _reserve(self, direction: Direction, request_line: str) -> Rule | None:
+        with self._lock:
+            for rule in self._rules:
+                if rule.direction == direction and rule.armed and rule.match in request_line:
+                    rule._reserved += 1
+                    return rule
+        return None
+
+    def _settle(self, rule: Rule | None, fired: bool) -> None:
+        if rule is None:
+            return
+        with self._lock:
+            rule._reserved -= 1
+            if fired:
+                rule.fired += 1
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            with self._lock:
+                self._threads = [t for t in self._threads if t.is_alive()]
+                full = len(self._threads) >= self.max_connections
+            if full:
+                _close(client)
+                continue
+            thread = threading.Thread(target=self._serve, args=(client,), daemon=True)
+            with self._lock:
+                self.stats.connections += 1
+                self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            _close(client)
+            return
+        with self._lock:
+            self._conns.update((client, upstream))
+        try:
+            _Connection(self, client, upstream).run()
+        except (OSError, ValueError):  # ValueError: a socket closed under select() by stop()
+            pass
+        finally:
+            for sock in (client, upstream):
+                _close(sock)
+            with self._lock:
+                self._conns.difference_update((client, upstream))
+
+
+class _Connection:
+    """The state of one proxied connection: whose turn it is and which faults are in play."""
+
+    def __init__(self, proxy: FaultProxy, client: socket.socket, upstream: socket.socket) -> None:
+        self.proxy = proxy
+        self.client = client
+        self.upstream = upstream
+        self.turn: Direction | None = None
+        self.request_line = ""
+        self.head = b""  # buffered start of a request until its request line is known
+        self.need_line = False
+        self.rule: Rule | None = None
+        self.sent = 0  # bytes of the current message forwarded so far
+
+    def run(self) -> None:
+        sel = selectors.DefaultSelector()
+        for sock in (self.client, self.upstream):
+            sock.setblocking(True)
+            sock.settimeout(5)
+        sel.register(self.client, selectors.EVENT_READ, "up")
+        sel.register(self.upstream, selectors.EVENT_READ, "down")
+        last_activity = time.monotonic()
+        try:
+            while not self.proxy._stopping.is_set():
+                events = sel.select(timeout=0.2)
+                if not events:
+                    if time.monotonic() - last_activity > self.proxy.idle_timeout:
+                        return
+                    continue
+                last_activity = time.monotonic()
+                for key, _ in events:
+                    direction: Direction = key.data
+                    sock = self.client if direction == "up" else self.upstream
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    if not self._on_data(direction, data):
+                        return
+        finally:
+            sel.close()
+            self._settle(False)
+
+    def _settle(self, fired: bool) -> None:
+        self.proxy._settle(self.rule, fired)
+        self.rule = None
+
+    def _on_data(self, direction: Direction, data: bytes) -> bool:
+        """Forward (or sabotage) ``data``; False ends the connection."""
+        if direction != self.turn:
+            self._settle(False)
+            self.turn = direction
+            self.sent = 0
+            if direction == "up":
+                self.need_line = True
+                self.head = b""
+            else:
+                self.rule = self.proxy._reserve("down", self.request_line)
+        if direction == "up" and self.need_line:
+            self.head += data
+            if b"\r\n" not in self.head and len(self.head) < _MAX_HEAD:
+                return True
+            data, self.head, self.need_line = self.head, b"", False
+            self.request_line = data.split(b"\r\n", 1)[0].decode("latin-1")
+            with self.proxy._lock:
+                self.proxy.stats.requests += 1
+                self.proxy.stats.request_lines.append(self.request_line)
+            self.rule = self.proxy._reserve("up", self.request_line)
+            if self.rule is not None and self.rule.action == "respond":
+                self._respond(data)
+                return False
+        return self._forward(direction, data)
+
+    def _forward(self, direction: Direction, data: bytes) -> bool:
+        dest = self.upstream if direction == "up" else self.client
+        rule = self.rule
+        if rule is not None and rule.action == "delay":
+            if self.sent == 0:
+                time.sleep(rule.seconds)
+                with self.proxy._lock:
+                    self.proxy.stats.delayed += 1
+                self._settle(True)
+            dest.sendall(data)
+            self.sent += len(data)
+            return True
+        if rule is not None and rule.action in ("drop", "reset"):
+            room = rule.after_bytes - self.sent
+            if len(data) >= room:
+                if room > 0:
+                    dest.sendall(data[:room])
+                self.sent += max(room, 0)
+                with self.proxy._lock:
+                    if rule.action == "drop":
+                        self.proxy.stats.dropped += 1
+                    else:
+                        self.proxy.stats.reset += 1
+                self._settle(True)
+                if rule.action == "reset":
+                    _reset(self.client)
+                    _reset(self.upstream)
+                else:
+                    for sock in (self.client, self.upstream):
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+                return False
+        dest.sendall(data)
+        self.sent += len(data)
+        return True
+
+    def _respond(self, data: bytes) -> None:
+        """Swallow the request (head and body), then answer it with the rule's status."""
+        rule = self.rule
+        assert rule is not None
+        deadline = time.monotonic() + 5
+        while b"\r\n\r\n" not in data and len(data) < _MAX_HEAD and time.monotonic() < deadline:
+            more = self.client.recv(65536)
+            if not more:
+                break
+            data += more
+        head, _, body = data.partition(b"\r\n\r\n")
+        headers = {}
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip().lower()
+        if headers.get(b"transfer-encoding") == b"chunked":
+            while not body.endswith(b"0\r\n\r\n") and time.monotonic() < deadline:
+                more = self.client.recv(65536)
+                if not more:
+                    break
+                body = body[-16:] + more
+        else:
+            remaining = int(headers.get(b"content-length", b"0") or 0) - len(body)
+            while remaining > 0 and time.monotonic() < deadline:
+                more = self.client.recv(min(remaining, 65536))
+                if not more:
+                    break
+                remaining -= len(more)
+        payload = json.dumps(
+            {"error": {"code": "proxy_fault", "message": "injected by the test proxy; retry"}}
+        ).encode()
+        reason = _REASONS.get(rule.status, "Error")
+        response = (
+            f"HTTP/1.1 {rule.status} {reason}\r\n"
+            f"Content-Type: application/json\r\n"
+            f"Retry-After: {rule.retry_after}\r\n"
+            f"Content-Length: {len(payload)}\r\n"
+            f"Connection: close\r\n\r\n"
+        ).encode() + payload
+        with contextlib.suppress(OSError):
+            self.client.sendall(response)
+        with self.proxy._lock:
+            self.proxy.stats.responded += 1
+        self._settle(True)
+
+
+def _reset(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    _close(sock)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
