@@ -1,0 +1,82 @@
+"""Audio files made on the fly for the hostile-input and load tests (espeak-ng, ffmpeg)."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "samples" / "sample.mp3"
+
+
+def short_word_clip(path: Path, text: str = "hello world") -> Path:
+    """A clip of one or two spoken words (well under a second of speech) as mp3."""
+    wav = path.with_suffix(".wav")
+    subprocess.run(["espeak-ng", "-w", str(wav), text], check=True, capture_output=True)
+    _ffmpeg("-i", str(wav), "-ac", "1", "-ar", "16000", "-b:a", "32k", str(path))
+    wav.unlink()
+    return path
+
+
+def silence_mp3(path: Path, hours: float) -> Path:
+    """``hours`` of silence as a compact mp3 (8 kHz, 8 kbit/s: ~3.6 MB per hour).
+
+    Ten minutes are encoded once and the frames repeated: mp3 frames stand alone, so the
+    concatenation is a valid stream of the full length and costs no encoding time.
+    """
+    piece = path.with_name(path.stem + ".piece.mp3")
+    _ffmpeg(
+        "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "600",
+        "-c:a", "libmp3lame", "-b:a", "8k", "-write_xing", "0", "-id3v2_version", "0",
+        str(piece),
+    )  # fmt: skip
+    data = piece.read_bytes()
+    piece.unlink()
+    path.write_bytes(data * max(1, round(hours * 6)))
+    return path
+
+
+def hostile_files(directory: Path) -> dict[str, Path]:
+    """Files that claim to be audio and are not (or barely are), by a short name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    sample = SAMPLE.read_bytes()
+    files = {
+        "empty.mp3": b"",
+        "text.mp3": b"this is a shopping list, not a song\n" * 50,
+        "random.wav": bytes((i * 7919 + 13) % 256 for i in range(40_000)),
+        "elf.mp3": b"\x7fELF\x02\x01\x01" + b"\x00" * 4000,
+        "truncated.mp3": sample[: len(sample) // 7],
+        "header-only.mp3": sample[:200],
+        "huge-header.wav": _bogus_wav(),
+        "zero-length.wav": _wav(b""),
+    }
+    out = {}
+    for name, data in files.items():
+        path = directory / name
+        path.write_bytes(data)
+        out[name] = path
+    return out
+
+
+def _wav(frames: bytes, *, rate: int = 16000, data_size: int | None = None) -> bytes:
+    size = len(frames) if data_size is None else data_size
+    header = b"RIFF" + struct.pack("<I", (36 + size) & 0xFFFFFFFF) + b"WAVE"
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+    return header + fmt + b"data" + struct.pack("<I", size & 0xFFFFFFFF) + frames
+
+
+def _bogus_wav() -> bytes:
+    """A WAV whose header claims 4 GB of data and an absurd fmt chunk, with 1 KB behind it."""
+    head = b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE"
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 0x7FFFFFF0, 1, 65535, 0xFFFFFFFF, 0xFFFFFFFF, 0, 0)
+    return head + fmt + b"data" + struct.pack("<I", 0xFFFFFFFF) + b"\x01\x02" * 512
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
