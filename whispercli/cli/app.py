@@ -3,12 +3,17 @@ exit codes (the one place that does). Command modules import heavy things lazily
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+from typing import Annotated
 
 import typer
 
+from whispercli import __version__
+from whispercli.cli import config_cmd, jobs_cmd, submit, transcribe, wait_cmd
 from whispercli.cli import server as server_cmd
+from whispercli.cli.context import globals_of
 from whispercli.errors import EXIT_CODE_HELP, ExitCode, WhisperCliError
 
 app = typer.Typer(
@@ -16,9 +21,56 @@ app = typer.Typer(
     help="Asynchronous speech-to-text: upload, submit, wait, transcribe.\n\n" + EXIT_CODE_HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.command("transcribe")(transcribe.transcribe)
+app.command("upload")(submit.upload)
+app.command("submit")(submit.submit)
+app.command("status")(wait_cmd.status)
+app.command("wait")(wait_cmd.wait)
+app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(server_cmd.app, name="server")
+app.add_typer(config_cmd.app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"whispercli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Server base URL [env WHISPERCLI_URL; default: local server]."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", help="API key [env WHISPERCLI_API_KEY; prefer the env var]."),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile", help="Config profile: local, tiyaro, or your own [env WHISPERCLI_PROFILE]."
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Log HTTP requests and show tracebacks.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    g = globals_of(ctx)
+    g.url, g.api_key, g.profile, g.debug = url, api_key, profile, debug
+    if debug:
+        logging.basicConfig(
+            level=logging.DEBUG, stream=sys.stderr, format="whispercli: debug: %(message)s"
+        )
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -43,7 +95,7 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        print("whispercli: aborted", file=sys.stderr)
+        print("whispercli: interrupted", file=sys.stderr)
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as exc:  # click usage errors and anything unexpected
         import click

@@ -1,0 +1,101 @@
+"""What every command shares: the global options, the client, the jobs file, job references."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import typer
+
+from whispercli.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from whispercli.client import Client, Job
+    from whispercli.state import JobStore, SavedJob
+
+
+@dataclass
+class Globals:
+    """The options given before the command (``whispercli --url X status``)."""
+
+    url: str | None = None
+    api_key: str | None = None
+    profile: str | None = None
+    debug: bool = False
+    _client: Client | None = field(default=None, repr=False)
+    _store: JobStore | None = field(default=None, repr=False)
+
+
+def globals_of(ctx: typer.Context) -> Globals:
+    root = ctx.find_root()
+    if not isinstance(root.obj, Globals):
+        root.obj = Globals()
+    return root.obj
+
+
+def get_client(ctx: typer.Context) -> Client:
+    """The one ``Client`` for this command (settings resolved from flags, env, config)."""
+    g = globals_of(ctx)
+    if g._client is None:
+        from whispercli.client import Client
+
+        g._client = Client(url=g.url, api_key=g.api_key, profile=g.profile)
+    return g._client
+
+
+def get_store(ctx: typer.Context) -> JobStore:
+    g = globals_of(ctx)
+    if g._store is None:
+        from whispercli.state import JobStore
+
+        g._store = JobStore()
+    return g._store
+
+
+def resolve_job(ctx: typer.Context, ref: str) -> tuple[Job, SavedJob | None]:
+    """A job reference (id, unique prefix, ``last``) -> a ``Job`` handle and its saved entry.
+
+    A full id that is not saved locally is looked up on the server.
+    """
+    client = get_client(ctx)
+    try:
+        saved = get_store(ctx).resolve(ref)
+    except NotFoundError:
+        if ref == "last" or len(ref) < 8:
+            raise
+        return client.job(ref), None
+    if saved.endpoint and saved.endpoint.rstrip("/") != client.url:
+        raise UsageError(
+            f"job {saved.id} was submitted to {saved.endpoint}, not {client.url}",
+            hint=f"add --url {saved.endpoint}",
+        )
+    return client.job(saved.id, saved.poll_url), saved
+
+
+def complete_job_ref(incomplete: str) -> list[str]:
+    """Shell completion for job arguments: saved ids, newest first, and ``last``."""
+    try:
+        from whispercli.state import JobStore
+
+        ids = [j.id for j in reversed(JobStore().all())]
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+    return [i for i in ["last", *ids] if i.startswith(incomplete)]
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``1h30m``, ``1.5h`` -> seconds."""
+    text = text.strip().lower()
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise typer.BadParameter(f"{text!r} is not a duration (e.g. 90, 90s, 30m, 1h30m)")
+    return total

@@ -1,0 +1,91 @@
+"""Options shared by ``transcribe`` and ``submit``: the model, tier and Whisper parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from whispercli.protocol import DEFAULT_TIER, TASKS, TIERS
+
+_W = "Whisper options"
+
+Model = Annotated[
+    str | None, typer.Option("-m", "--model", help="Model: tiny, small, medium, large [tiny].")
+]
+Tier = Annotated[
+    str | None,
+    typer.Option("--tier", help=f"Service tier: {', '.join(TIERS)} [{DEFAULT_TIER}]."),
+]
+Language = Annotated[
+    str | None,
+    typer.Option("-l", "--language", help="Spoken language (e.g. en); detected when omitted."),
+]
+Task = Annotated[
+    str | None,
+    typer.Option("--task", help="transcribe or translate (to English).", rich_help_panel=_W),
+]
+BeamSize = Annotated[int | None, typer.Option("--beam-size", min=1, rich_help_panel=_W)]
+BestOf = Annotated[int | None, typer.Option("--best-of", min=1, rich_help_panel=_W)]
+Temperature = Annotated[float | None, typer.Option("--temperature", min=0, rich_help_panel=_W)]
+Patience = Annotated[float | None, typer.Option("--patience", min=0, rich_help_panel=_W)]
+InitialPrompt = Annotated[str | None, typer.Option("--initial-prompt", rich_help_panel=_W)]
+ConditionOnPrevious = Annotated[
+    bool | None,
+    typer.Option(
+        "--condition-on-previous-text/--no-condition-on-previous-text", rich_help_panel=_W
+    ),
+]
+WordTimestamps = Annotated[
+    bool | None, typer.Option("--word-timestamps/--no-word-timestamps", rich_help_panel=_W)
+]
+VadFilter = Annotated[bool | None, typer.Option("--vad-filter/--no-vad-filter", rich_help_panel=_W)]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="Submit again even if the same file and options already ran."),
+]
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print only the essential data.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def whisper_params(
+    language: str | None,
+    task: str | None,
+    beam_size: int | None,
+    best_of: int | None,
+    temperature: float | None,
+    patience: float | None,
+    initial_prompt: str | None,
+    condition_on_previous_text: bool | None,
+    word_timestamps: bool | None,
+    vad_filter: bool | None,
+) -> dict[str, Any]:
+    """The Whisper input parameters given on the command line (unset ones left out)."""
+    if task is not None and task not in TASKS:
+        raise typer.BadParameter(f"--task must be one of {', '.join(TASKS)}")
+    params = {
+        "language": language,
+        "task": task,
+        "beam_size": beam_size,
+        "best_of": best_of,
+        "temperature": temperature,
+        "patience": patience,
+        "initial_prompt": initial_prompt,
+        "condition_on_previous_text": condition_on_previous_text,
+        "word_timestamps": word_timestamps,
+        "vad_filter": vad_filter,
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def model_and_tier(
+    ctx_settings_model: str | None,
+    ctx_settings_tier: str | None,
+    model: str | None,
+    tier: str | None,
+) -> tuple[str, str]:
+    """Flag, else the profile's default, else tiny / cpuflex."""
+    chosen_tier = tier or ctx_settings_tier or DEFAULT_TIER
+    if chosen_tier not in TIERS:
+        raise typer.BadParameter(f"--tier must be one of {', '.join(TIERS)}")
+    return model or ctx_settings_model or "tiny", chosen_tier

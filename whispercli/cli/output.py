@@ -1,0 +1,63 @@
+"""Where things print. stdout carries data only (transcripts, ids, JSON); notes, warnings and
+progress go to stderr, and decoration only when stderr is a terminal and NO_COLOR is unset."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from whispercli.protocol import JobInfo
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def color_enabled() -> bool:
+    """https://no-color.org: any non-empty NO_COLOR turns colour off."""
+    return not os.environ.get("NO_COLOR") and stderr_is_tty()
+
+
+def data(text: str) -> None:
+    """Write data to stdout (adds the trailing newline when missing)."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def emit_json(value: Any) -> None:
+    """One JSON document on stdout."""
+    data(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def note(message: str, *, quiet: bool = False) -> None:
+    """A human note on stderr (suppressed by -q)."""
+    if not quiet:
+        print(f"whispercli: {message}", file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"whispercli: warning: {message}", file=sys.stderr, flush=True)
+
+
+def error(message: str) -> None:
+    print(f"whispercli: error: {message}", file=sys.stderr, flush=True)
+
+
+def info_dict(info: JobInfo) -> dict[str, Any]:
+    """A job as the CLI's --json shows it (the poll URL's signature stays out)."""
+    out: dict[str, Any] = {
+        "id": info.id,
+        "status": info.status,
+        "model": info.model,
+        "progress": info.progress,
+        "acceptedAt": info.accepted_at,
+        "startedAt": info.started_at,
+        "completedAt": info.completed_at,
+    }
+    if info.error:
+        out["error"] = info.error
+    if info.result is not None:
+        out["result"] = info.result.to_dict()
+    return out

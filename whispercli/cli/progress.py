@@ -1,0 +1,113 @@
+"""The progress display on stderr: one line per job, upload bytes and speed, then the job's
+status and the server's progress, with the elapsed time. Inert when stderr is not a terminal
+(rich is imported only when it is shown)."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Any
+
+from whispercli.cli.output import stderr_is_tty
+from whispercli.protocol import JobInfo
+
+
+class Tracker:
+    """One job's line. Every method is a no-op when the display is off."""
+
+    def __init__(self, display: Display, task_id: Any) -> None:
+        self._display = display
+        self._task = task_id
+
+    def _update(self, **kwargs: Any) -> None:
+        if self._display.progress is not None:
+            self._display.progress.update(self._task, **kwargs)
+
+    def upload(self, sent: int, total: int) -> None:
+        self._update(phase="upload", status="uploading", total=total or 1, completed=sent)
+
+    def job(self, info: JobInfo) -> None:
+        if info.progress is not None:
+            pct = 100.0 if info.status == "success" else max(0.0, min(info.progress, 1.0)) * 100
+        else:
+            pct = 100.0 if info.terminal else 0.0
+        self._update(phase="job", status=info.status, total=100, completed=pct)
+
+    def message(self, status: str, done: bool = False) -> None:
+        self._update(phase="job", status=status, total=100, completed=100 if done else 0)
+
+
+class Display:
+    """Context manager around a rich ``Progress`` on stderr (or nothing)."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = stderr_is_tty() if enabled is None else enabled
+        self.progress: Any = None
+        if self.enabled:
+            self.progress = _make_progress()
+
+    def __enter__(self) -> Display:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def track(self, name: str) -> Tracker:
+        task = None
+        if self.progress is not None:
+            task = self.progress.add_task(name, total=None, phase="job", status="starting")
+        return Tracker(self, task)
+
+
+def _make_progress() -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+    from rich.text import Text
+
+    class DetailColumn(ProgressColumn):
+        """Bytes and speed while uploading; status and percent afterwards."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._bytes = DownloadColumn()
+            self._speed = TransferSpeedColumn()
+
+        def render(self, task: Task) -> Text:
+            if task.fields.get("phase") == "upload":
+                text = self._bytes.render(task)
+                text.append(" ")
+                text.append_text(self._speed.render(task))
+                return text
+            status = str(task.fields.get("status", ""))
+            if task.total and status not in ("starting", "success", "reused"):
+                return Text(f"{status} {task.percentage:3.0f}%")
+            return Text(status)
+
+    console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}", style="bold"),
+        BarColumn(bar_width=24),
+        DetailColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )

@@ -1,0 +1,260 @@
+"""`whispercli transcribe FILE|URL|DIR|- ...`: upload, submit, wait, print or write files.
+
+Several inputs run as parallel jobs (a few worker threads) under one progress display;
+transcripts print in input order once all are done."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from whispercli import formats
+from whispercli.cli import options as o
+from whispercli.cli.context import get_client, parse_duration
+from whispercli.cli.jobflow import interrupted, is_url, submit_source, wait_for
+from whispercli.cli.output import data, emit_json, error, note, stderr_is_tty
+from whispercli.cli.progress import Display, Tracker
+from whispercli.errors import UsageError, WhisperCliError
+
+if TYPE_CHECKING:
+    from whispercli.protocol import Result
+
+MEDIA_SUFFIXES = frozenset(
+    [
+        ".mp3",
+        ".wav",
+        ".m4a",
+        ".flac",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".webm",
+        ".mp4",
+        ".mkv",
+        ".mov",
+        ".aac",
+        ".wma",
+        ".aiff",
+        ".aif",
+    ]
+)
+MAX_WORKERS = 4
+
+
+@dataclass
+class Item:
+    source: str
+    """What the user gave (a path, a URL, or '-')."""
+    path: str
+    """What to upload: the path, the URL, or a temporary copy of stdin."""
+    stem: str
+    result: Result | None = None
+    job_id: str | None = None
+    skipped: bool = False
+    failure: WhisperCliError | None = None
+
+
+def _expand(sources: list[str], tmp: Path) -> list[Item]:
+    items: list[Item] = []
+    for source in sources:
+        if source == "-":
+            copy = tmp / "stdin"
+            with copy.open("wb") as fh:
+                shutil.copyfileobj(sys.stdin.buffer, fh)
+            items.append(Item(source, str(copy), "stdin"))
+        elif is_url(source):
+            stem = Path(source.split("?", 1)[0]).stem or "transcript"
+            items.append(Item(source, source, stem))
+        elif Path(source).is_dir():
+            found = sorted(
+                p
+                for p in Path(source).rglob("*")
+                if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
+            )
+            if not found:
+                raise UsageError(f"no audio or video files in {source}")
+            items.extend(Item(str(p), str(p), p.stem) for p in found)
+        else:
+            items.append(Item(source, source, Path(source).stem))
+    return items
+
+
+def transcribe(
+    ctx: typer.Context,
+    sources: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="FILE|URL|DIR|-...",
+            help="Audio/video files, upload URLs, directories, or - for stdin.",
+        ),
+    ],
+    fmt: Annotated[
+        list[str] | None,
+        typer.Option("-f", "--format", help="txt, srt, vtt, tsv, json or all (repeatable)."),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output-dir", help="Write <stem>.<format> files here.", file_okay=False
+        ),
+    ] = None,
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="With -o: skip inputs whose outputs exist.")
+    ] = False,
+    model: o.Model = None,
+    tier: o.Tier = None,
+    language: o.Language = None,
+    task: o.Task = None,
+    beam_size: o.BeamSize = None,
+    best_of: o.BestOf = None,
+    temperature: o.Temperature = None,
+    patience: o.Patience = None,
+    initial_prompt: o.InitialPrompt = None,
+    condition_on_previous_text: o.ConditionOnPrevious = None,
+    word_timestamps: o.WordTimestamps = None,
+    vad_filter: o.VadFilter = None,
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", help="Give up waiting after this long; exit 7.")
+    ] = None,
+    parallel: Annotated[
+        int, typer.Option("-j", "--parallel", min=1, max=16, help="Jobs in flight at once.")
+    ] = MAX_WORKERS,
+    force: o.Force = False,
+    json_out: o.Json = False,
+    quiet: o.Quiet = False,
+) -> None:
+    """Transcribe audio: upload, submit, wait, then print the transcript or write files."""
+    try:
+        chosen = formats.expand(fmt or (["all"] if output_dir else ["txt"]))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="-f") from None
+    if output_dir is None and len(chosen) > 1:
+        raise UsageError("several formats need -o DIR to write them to")
+    if skip_existing and output_dir is None:
+        raise UsageError("--skip-existing needs -o DIR")
+    if sources.count("-") > 1:
+        raise UsageError("- (stdin) can be given once")
+    params = o.whisper_params(
+        language,
+        task,
+        beam_size,
+        best_of,
+        temperature,
+        patience,
+        initial_prompt,
+        condition_on_previous_text,
+        word_timestamps,
+        vad_filter,
+    )
+    client = get_client(ctx)
+    model_name, tier_name = o.model_and_tier(
+        client.settings.model, client.settings.tier, model, tier
+    )
+    seconds = parse_duration(timeout) if timeout else None
+    display_on = stderr_is_tty() and not quiet
+
+    def run(item: Item, tracker: Tracker) -> None:
+        if (
+            skip_existing
+            and output_dir is not None
+            and all(p.exists() for p in formats.output_paths(item.stem, output_dir, chosen))
+        ):
+            item.skipped = True
+            tracker.message("skipped (outputs exist)", done=True)
+            note(f"{item.source}: skipped, its outputs exist in {output_dir}", quiet=quiet)
+            return
+        done = submit_source(
+            ctx,
+            item.path,
+            model=model_name,
+            tier=tier_name,
+            params=params,
+            force=force,
+            tracker=tracker,
+            quiet=quiet or display_on,
+        )
+        item.job_id = done.job.id
+        item.result = wait_for(ctx, done.job, timeout=seconds, tracker=tracker, display=display_on)
+        if output_dir is not None:
+            formats.write(item.result, item.stem, output_dir, chosen)
+
+    with tempfile.TemporaryDirectory(prefix="whispercli-") as tmp:
+        items = _expand(sources, Path(tmp))
+        try:
+            with Display(enabled=display_on) as display:
+                trackers = [display.track(Path(i.source).name or i.source) for i in items]
+                if len(items) == 1:
+                    run(items[0], trackers[0])
+                else:
+                    _run_parallel(items, trackers, run, min(parallel, len(items)))
+        except KeyboardInterrupt:
+            raise interrupted([i.job_id for i in items if i.job_id and not i.result]) from None
+    _report(items, chosen[0], output_dir, json_out)
+
+
+def _run_parallel(
+    items: list[Item],
+    trackers: list[Tracker],
+    run: Callable[[Item, Tracker], None],
+    workers: int,
+) -> None:
+    """Daemon worker threads (so Ctrl-C is not held up by a long-poll in flight)."""
+    lock = threading.Lock()
+    queue = list(zip(items, trackers, strict=True))
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                item, tracker = queue.pop(0)
+            try:
+                run(item, tracker)
+            except WhisperCliError as exc:
+                item.failure = exc
+                tracker.message("failed", done=True)
+            except Exception as exc:  # keep the other jobs going; report at the end
+                item.failure = WhisperCliError(f"unexpected {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.2)
+
+
+def _report(items: list[Item], fmt: str, output_dir: Path | None, json_out: bool) -> None:
+    failures = [i for i in items if i.failure is not None]
+    if json_out:
+        emit_json(
+            [
+                {
+                    "input": i.source,
+                    "id": i.job_id,
+                    "skipped": i.skipped,
+                    "error": i.failure.message if i.failure else None,
+                    "result": i.result.to_dict() if i.result else None,
+                }
+                for i in items
+            ]
+        )
+    elif output_dir is None:
+        for item in items:
+            if item.result is not None:
+                data(formats.render(item.result, fmt))
+    for item in failures:
+        assert item.failure is not None
+        error(f"{item.source}: {item.failure.message}")
+    if failures:
+        first = failures[0].failure
+        assert first is not None
+        raise typer.Exit(int(first.exit_code))

@@ -1,0 +1,383 @@
+"""The Python client: the Tiyaro async protocol as an OctoAI-style future.
+
+    from whispercli import Client
+
+    client = Client()                          # settings as the CLI resolves them
+    job = client.submit("talk.mp3", model="tiny", language="en")
+    result = job.wait(timeout=600)             # long-polls when the server offers it
+    print(result.text)
+
+``Client(url=..., api_key=...)`` talks to any Tiyaro-compatible endpoint; without arguments it
+uses the same settings as the CLI (flags > environment > config file > the local server).
+Every failure is a ``whispercli.errors.WhisperCliError`` subclass with a readable message.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+from whispercli import protocol
+from whispercli.config import Settings, resolve
+from whispercli.errors import (
+    JobFailedError,
+    NotFoundError,
+    UnreachableError,
+    WaitTimeoutError,
+    WhisperCliError,
+)
+from whispercli.http import HttpCore
+from whispercli.protocol import JobInfo, Result
+
+ProgressCallback = Callable[[int, int], None]
+"""``on_progress(bytes_sent, total_bytes)`` during an upload."""
+JobCallback = Callable[[JobInfo], None]
+"""``on_progress(info)`` after every poll while waiting."""
+
+POLL_START = 1.0
+POLL_FACTOR = 1.5
+POLL_CAP = 15.0
+LONG_POLL_SECONDS = 30
+CHUNK = 256 * 1024
+AUTO_START_TIMEOUT = 60.0
+
+
+class _CountingReader:
+    """A file wrapper that reports bytes read; ``len()`` gives requests a Content-Length so the
+    body streams in chunks instead of being read into memory."""
+
+    def __init__(self, fh: IO[bytes], total: int, on_progress: ProgressCallback | None) -> None:
+        self._fh = fh
+        self._total = total
+        self._sent = 0
+        self._on_progress = on_progress
+
+    def __len__(self) -> int:
+        return self._total
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._fh.read(size if size and size > 0 else CHUNK)
+        self._sent += len(chunk)
+        if self._on_progress is not None and chunk:
+            self._on_progress(self._sent, self._total)
+        return chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class Client:
+    """A connection to one endpoint. Thread-safe enough for a small pool of jobs."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        profile: str | None = None,
+        settings: Settings | None = None,
+        auto_start: bool | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> None:
+        """``auto_start`` (default: True when the endpoint is the built-in local default)
+        starts the embedded server once when nothing answers there."""
+        self.settings = settings or resolve(url=url, api_key=api_key, profile=profile)
+        self.auto_start = self.settings.auto_start if auto_start is None else auto_start
+        kwargs: dict[str, Any] = {}
+        if connect_timeout is not None:
+            kwargs["connect_timeout"] = connect_timeout
+        if read_timeout is not None:
+            kwargs["read_timeout"] = read_timeout
+        self.http = HttpCore(
+            self.settings.url,
+            self.settings.resolve_api_key,
+            key_source=self.settings.key_source,
+            local_hint=self.settings.auto_start,
+            **kwargs,
+        )
+        self._health: dict[str, Any] | None = None
+        self._started = False
+
+    @property
+    def url(self) -> str:
+        return self.settings.url
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _call(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
+        """One JSON request; starts the local server once if it is not running."""
+        try:
+            return self.http.json(method, path_or_url, **kwargs)
+        except UnreachableError:
+            if not self.auto_start or self._started:
+                raise
+            self.ensure_server()
+            return self.http.json(method, path_or_url, **kwargs)
+
+    def ensure_server(self) -> None:
+        """Start the embedded server (detached) unless something answers at the local URL."""
+        from whispercli.launcher import ensure_local_server  # heavy-ish; only when needed
+
+        self._started = True
+        ensure_local_server(self.url, AUTO_START_TIMEOUT)
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """``GET /v1/health`` (a local-server extension): version, models, queue, longPoll."""
+        body = self._call("GET", protocol.HEALTH_PATH)
+        self._health = body if isinstance(body, dict) else {}
+        return self._health
+
+    def supports_long_poll(self) -> bool:
+        """Whether ``?wait=N`` works; a server without /v1/health (Tiyaro) does not."""
+        if self._health is None:
+            try:
+                self.health()
+            except (NotFoundError, UnreachableError):
+                raise
+            except WhisperCliError:
+                self._health = {}
+        return bool(self._health and self._health.get("longPoll"))
+
+    def upload(
+        self, path: str | os.PathLike[str], on_progress: ProgressCallback | None = None
+    ) -> str:
+        """Upload a local file (steps 1 and 2) and return its upload URL.
+
+        The file streams from disk with a known Content-Length, so memory stays flat whatever
+        its size; a retried PUT re-opens the file and sends it again from the start.
+        """
+        file = Path(path)
+        try:
+            size = file.stat().st_size
+        except OSError as exc:
+            raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
+        extension = file.suffix.lstrip(".").lower() or "mp3"
+        body = self._call(
+            "POST",
+            protocol.UPLOAD_URL_PATH,
+            params={"extension": extension},
+            json={},
+            idempotent=True,  # an unused upload slot is harmless
+        )
+        try:
+            put_url = body["uploadUrl"]["PUT"]
+        except (TypeError, KeyError):
+            raise WhisperCliError(
+                f"the server at {self.url} gave no upload URL (no uploadUrl.PUT in its answer)"
+            ) from None
+
+        def open_body() -> _CountingReader:
+            if on_progress is not None:
+                on_progress(0, size)
+            return _CountingReader(file.open("rb"), size, on_progress)
+
+        self.http.request(
+            "PUT",
+            put_url,
+            body=open_body,
+            headers={"Content-Type": "application/octet-stream"},
+            auth=False,
+            idempotent=True,
+            read_timeout=max(60.0, size / 1_000_000),
+        )
+        return str(put_url)
+
+    def submit(
+        self,
+        path_or_upload_url: str | os.PathLike[str],
+        model: str = "tiny",
+        tier: str = protocol.DEFAULT_TIER,
+        idempotency_key: str | None = None,
+        *,
+        on_upload_progress: ProgressCallback | None = None,
+        **whisper_params: Any,
+    ) -> Job:
+        """Submit a transcription (uploading a local file first) and return its ``Job``.
+
+        ``whisper_params`` are the Whisper input parameters (``language``, ``task``,
+        ``beam_size``, ...; see ``protocol.WHISPER_PARAMS``); ``None`` values are dropped.
+        An ``Idempotency-Key`` is always sent (random unless given), so a retried POST never
+        creates a second job on a server that honours it.
+        """
+        source = str(path_or_upload_url)
+        if source.startswith(("http://", "https://")):
+            upload_url = source
+        else:
+            upload_url = self.upload(source, on_progress=on_upload_progress)
+        params = {k: v for k, v in whisper_params.items() if v is not None}
+        body = self._call(
+            "POST",
+            protocol.SUBMIT_PATH.format(model=quote(model, safe="")),
+            params={"serviceTier": tier},
+            json={"input": params, "URL": upload_url},
+            headers={protocol.IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex},
+        )
+        info = _parse(body, self.url)
+        return Job(self, info.id, info.poll_url, info)
+
+    def job(self, job_id: str, poll_url: str | None = None) -> Job:
+        """A ``Job`` handle for an existing job (the poll URL is looked up when not given)."""
+        if poll_url is None:
+            poll_url = self.get_info(job_id).poll_url
+        return Job(self, job_id, poll_url)
+
+    def get_info(self, job_id: str) -> JobInfo:
+        """Find a job by id in the server's job list (a local-server extension)."""
+        for info in self.jobs(limit=1000):
+            if info.id == job_id:
+                return info
+        raise NotFoundError(f"no job {job_id!r} on the server at {self.url}")
+
+    def jobs(self, status: str | None = None, limit: int | None = None) -> list[JobInfo]:
+        """The server's jobs, newest first (``GET /v1/async/jobs``, a local-server extension)."""
+        params: dict[str, Any] = {}
+        if status:
+            params["status"] = status
+        if limit:
+            params["limit"] = limit
+        body = self._call("GET", protocol.JOBS_PATH, params=params)
+        items = body.get("jobs", []) if isinstance(body, dict) else body
+        return [_parse(item, self.url) for item in items or [] if isinstance(item, dict)]
+
+    def cancel(self, job_id: str) -> JobInfo:
+        """Cancel a queued or running job (409 from the server if it already finished)."""
+        body = self._call("POST", protocol.JOB_CANCEL_PATH.format(job_id=quote(job_id)), json={})
+        return _parse(body, self.url)
+
+    def delete(self, job_id: str) -> None:
+        """Delete a job and its data on the server."""
+        self._call("DELETE", protocol.JOB_PATH.format(job_id=quote(job_id)))
+
+
+class Job:
+    """A submitted job: the future. ``info`` holds the last body the server sent."""
+
+    def __init__(
+        self, client: Client, job_id: str, poll_url: str | None, info: JobInfo | None = None
+    ) -> None:
+        self.client = client
+        self.id = job_id
+        self.poll_url = poll_url or (info.poll_url if info else None)
+        self.info = info
+
+    def __repr__(self) -> str:
+        status = self.info.status if self.info else "unknown"
+        return f"<Job {self.id} {status}>"
+
+    def refresh(self, wait: float | None = None) -> JobInfo:
+        """Poll once; with ``wait`` the server may hold the answer until the status changes."""
+        if not self.poll_url:
+            self.poll_url = self.client.get_info(self.id).poll_url
+            if not self.poll_url:
+                raise WhisperCliError(f"the server gave no poll URL for job {self.id}")
+        params = {protocol.WAIT_PARAM: int(wait)} if wait else None
+        body = self.client._call(
+            "GET",
+            self.poll_url,
+            params=params,
+            read_timeout=(wait or 0) + self.client.http.read_timeout,
+        )
+        self.info = _parse(body, self.client.url)
+        return self.info
+
+    def status(self) -> str:
+        """Poll once and return the status (``accepted`` ... ``success``)."""
+        return self.refresh().status
+
+    def ready(self) -> bool:
+        """Poll once: True when the job finished (successfully or not)."""
+        return self.refresh().terminal
+
+    def result(self) -> Result:
+        """The transcript of a finished job; raises ``JobFailedError`` if it failed."""
+        info = self.info if self.info and self.info.terminal else self.refresh()
+        return _result_of(info)
+
+    def cancel(self) -> JobInfo:
+        self.info = self.client.cancel(self.id)
+        return self.info
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        on_progress: JobCallback | None = None,
+        *,
+        long_poll: float = LONG_POLL_SECONDS,
+    ) -> Result:
+        """Block until the job finishes and return its result.
+
+        Long-polls (``?wait=``, at most ``long_poll`` seconds a request) when the server's
+        health says it can, else polls with backoff (1 s, x1.5, capped at 15 s). ``timeout``
+        is measured on a monotonic clock and raises ``WaitTimeoutError`` (the job keeps
+        running). A failed or cancelled job raises ``JobFailedError``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        use_long_poll = self.client.supports_long_poll()
+        delay = POLL_START
+        wait: float | None = None  # the first poll answers at once
+        previous: str | None = None
+        while True:
+            started = time.monotonic()
+            info = self.refresh(wait=wait)
+            if on_progress is not None:
+                on_progress(info)
+            if info.terminal:
+                return _result_of(info)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise WaitTimeoutError(
+                    f"job {self.id} is still {info.status} after {_seconds(timeout)}",
+                    hint=f"it keeps running; wait again later (job id {self.id})",
+                )
+            if use_long_poll:
+                if wait and info.status == previous and time.monotonic() - started < 0.5:
+                    # The server ignored ?wait: do not spin, back off instead.
+                    time.sleep(_pause(delay, remaining))
+                    delay = min(delay * POLL_FACTOR, POLL_CAP)
+                cap = min(long_poll, protocol.MAX_LONG_POLL_SECONDS)
+                wait = max(1.0, cap if remaining is None else min(cap, remaining))
+            else:
+                time.sleep(_pause(delay, remaining))
+                delay = min(delay * POLL_FACTOR, POLL_CAP)
+            previous = info.status
+
+
+def _pause(delay: float, remaining: float | None) -> float:
+    return delay if remaining is None else max(0.0, min(delay, remaining))
+
+
+def _parse(body: Any, url: str) -> JobInfo:
+    try:
+        return JobInfo.from_body(body)
+    except protocol.ProtocolError as exc:
+        raise WhisperCliError(f"unexpected answer from the server at {url}: {exc}") from None
+
+
+def _result_of(info: JobInfo) -> Result:
+    if info.status == protocol.Status.SUCCESS:
+        if info.result is None:
+            raise WhisperCliError(f"job {info.id} succeeded but the server sent no result")
+        return info.result
+    if info.status == protocol.Status.FAILED:
+        raise JobFailedError(f"job {info.id} failed: {info.error or 'no reason given'}")
+    if info.status == protocol.Status.CANCELLED:
+        raise JobFailedError(f"job {info.id} was cancelled")
+    raise WhisperCliError(f"job {info.id} is not finished (status {info.status})")
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "forever"
+    return f"{value:g} s"

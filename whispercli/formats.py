@@ -1,0 +1,105 @@
+"""Transcript writers matching openai-whisper's output formats (txt, srt, vtt, tsv, json).
+
+As in whisper's ``utils.py``: segment text is stripped and ``-->`` becomes ``->``; srt uses
+``HH:MM:SS,mmm``; vtt starts with ``WEBVTT`` and uses ``MM:SS.mmm`` (hours when needed); tsv
+has the header ``start<TAB>end<TAB>text`` and integer milliseconds; json is the result
+object. Output files are named after the input's stem: ``talk.mp3`` -> ``talk.srt``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from whispercli.fsutil import atomic_write_text
+from whispercli.protocol import Result, Segment
+
+FORMATS = ("txt", "srt", "vtt", "tsv", "json")
+ALL = "all"
+
+
+def format_timestamp(seconds: float, always_include_hours: bool, decimal_marker: str) -> str:
+    milliseconds = round(max(seconds, 0.0) * 1000.0)
+    hours, milliseconds = divmod(milliseconds, 3_600_000)
+    minutes, milliseconds = divmod(milliseconds, 60_000)
+    secs, milliseconds = divmod(milliseconds, 1_000)
+    hours_marker = f"{hours:02d}:" if always_include_hours or hours > 0 else ""
+    return f"{hours_marker}{minutes:02d}:{secs:02d}{decimal_marker}{milliseconds:03d}"
+
+
+def _clean(segment: Segment) -> str:
+    return segment.text.strip().replace("-->", "->")
+
+
+def to_txt(result: Result) -> str:
+    return (
+        "".join(f"{_clean(s)}\n" for s in result.segments)
+        if result.segments
+        else (result.text.strip() + "\n")
+    )
+
+
+def to_srt(result: Result) -> str:
+    blocks = []
+    for index, seg in enumerate(result.segments, start=1):
+        start = format_timestamp(seg.start, True, ",")
+        end = format_timestamp(seg.end, True, ",")
+        blocks.append(f"{index}\n{start} --> {end}\n{_clean(seg)}\n")
+    return "\n".join(blocks)
+
+
+def to_vtt(result: Result) -> str:
+    blocks = ["WEBVTT\n"]
+    for seg in result.segments:
+        start = format_timestamp(seg.start, False, ".")
+        end = format_timestamp(seg.end, False, ".")
+        blocks.append(f"{start} --> {end}\n{_clean(seg)}\n")
+    return "\n".join(blocks)
+
+
+def to_tsv(result: Result) -> str:
+    lines = ["start\tend\ttext"]
+    for seg in result.segments:
+        text = _clean(seg).replace("\t", " ")
+        lines.append(f"{round(1000 * seg.start)}\t{round(1000 * seg.end)}\t{text}")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(result: Result) -> str:
+    return json.dumps(result.to_dict(), ensure_ascii=False)
+
+
+_WRITERS = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "tsv": to_tsv, "json": to_json}
+
+
+def expand(formats: Iterable[str]) -> list[str]:
+    """``["all"]`` -> every format; keeps order, drops duplicates, rejects unknown names."""
+    out: list[str] = []
+    for name in formats:
+        names = FORMATS if name == ALL else (name,)
+        for fmt in names:
+            if fmt not in _WRITERS:
+                raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)}, all)")
+            if fmt not in out:
+                out.append(fmt)
+    return out
+
+
+def render(result: Result, fmt: str) -> str:
+    """The transcript in one format, as text."""
+    return _WRITERS[fmt](result)
+
+
+def output_paths(stem: str, out_dir: Path, formats: Iterable[str]) -> list[Path]:
+    """Where ``write`` puts each format for an input with this stem."""
+    return [out_dir / f"{stem}.{fmt}" for fmt in expand(formats)]
+
+
+def write(result: Result, stem: str, out_dir: Path, formats: Iterable[str]) -> list[Path]:
+    """Write the transcript in each format (atomically) and return the paths written."""
+    written = []
+    for path in output_paths(stem, out_dir, formats):
+        atomic_write_text(path, render(result, path.suffix[1:]), mode=0o644)
+        written.append(path)
+    return written

@@ -1,0 +1,305 @@
+"""The one HTTP core: one ``requests.Session``, explicit timeouts, safe retries, and every
+failure mapped to a ``WhisperCliError`` a person can act on.
+
+Retries, and who does them:
+
+* urllib3's ``Retry`` (mounted on the session) retries connection failures for every method
+  (nothing reached the server) and retries GET/HEAD/DELETE on 429/502/503/504, honouring
+  ``Retry-After``.
+* Hand-rolled here (``_send``): POST with an ``Idempotency-Key`` (or flagged ``idempotent``)
+  and PUT of a body that can be re-created from a factory (the upload re-opens the file at
+  offset 0). urllib3 cannot do these: it retries per method, not per request, and it cannot
+  rewind our counting reader. Read timeouts and 429/502/503/504 are retried with exponential
+  backoff, or after ``Retry-After`` seconds when the server says so.
+
+Nothing here logs a key, and URLs are printed with their ``sig=`` redacted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from whispercli import __version__
+from whispercli.errors import (
+    AuthError,
+    NotFoundError,
+    UnreachableError,
+    WhisperCliError,
+)
+
+log = logging.getLogger("whispercli.http")
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 60.0
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_RETRIES = 3
+BACKOFF = 0.5
+MAX_RETRY_AFTER = 60.0
+
+_SIG_RE = re.compile(r"(?i)([?&](?:sig|signature|x-amz-signature|token)=)[^&#\s]*")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with signature-like query values replaced, safe to print or log."""
+    return _SIG_RE.sub(r"\1REDACTED", url)
+
+
+Body = bytes | str | Any
+BodyFactory = Callable[[], Body]
+
+
+class HttpCore:
+    """Talks to one base URL with one session. ``api_key`` may be a callable (read lazily)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | Callable[[], str | None] | None,
+        *,
+        key_source: str = "",
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        max_retries: int = MAX_RETRIES,
+        backoff: float = BACKOFF,
+        local_hint: bool = False,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.key_source = key_source
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.local_hint = local_hint
+        self.request_count = 0
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = f"whispercli/{__version__}"
+        retry = Retry(
+            total=max_retries,
+            connect=2,
+            read=max_retries,
+            status=max_retries,
+            other=0,
+            allowed_methods=frozenset({"GET", "HEAD", "DELETE", "OPTIONS"}),
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=backoff / 2,
+            backoff_max=15,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def api_key(self) -> str | None:
+        key = self._api_key() if callable(self._api_key) else self._api_key
+        self._api_key = key  # resolve once
+        return key
+
+    def url(self, path_or_url: str) -> str:
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return f"{self.base_url}{path_or_url}"
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        body: BodyFactory | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: bool = True,
+        idempotent: bool = False,
+        read_timeout: float | None = None,
+    ) -> requests.Response:
+        """Send one request and return a 2xx response, or raise a ``WhisperCliError``.
+
+        ``body`` is a factory so that a retried PUT sends the same bytes from the start.
+        ``idempotent`` marks a POST/PUT as safe to retry (an Idempotency-Key is sent, or the
+        operation has no side effect that matters).
+        """
+        url = self.url(path_or_url)
+        hdrs = dict(headers or {})
+        if auth:
+            key = self.api_key()
+            if key:
+                hdrs["Authorization"] = f"Bearer {key}"
+        retry_here = method.upper() not in {"GET", "HEAD", "DELETE", "OPTIONS"} and (
+            idempotent or any(k.lower() == "idempotency-key" for k in hdrs)
+        )
+        timeout = (self.connect_timeout, read_timeout or self.read_timeout)
+        attempt = 0
+        while True:
+            try:
+                resp = self._send(method, url, params, json, body, hdrs, timeout)
+            except requests.Timeout as exc:
+                if retry_here and attempt < self.max_retries:
+                    attempt += 1
+                    self._sleep(attempt, None)
+                    continue
+                raise self._unreachable(url, f"it did not answer within {timeout[1]:g} s") from exc
+            except requests.ConnectionError as exc:
+                raise self._unreachable(url, _reason(exc)) from exc
+            except requests.RequestException as exc:
+                raise WhisperCliError(
+                    f"request to {redact_url(url)} failed: {_reason(exc)}"
+                ) from exc
+            if retry_here and resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
+                attempt += 1
+                self._sleep(attempt, resp.headers.get("Retry-After"))
+                continue
+            if resp.status_code >= 400:
+                raise self._error(resp, url, auth)
+            return resp
+
+    def json(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
+        """``request`` and decode the JSON body (an empty 204 gives ``None``)."""
+        resp = self.request(method, path_or_url, **kwargs)
+        if resp.status_code == 204 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            ctype = resp.headers.get("Content-Type", "unknown type")
+            raise WhisperCliError(
+                f"the server at {self.base_url} answered {method} "
+                f"{redact_url(resp.url or path_or_url)} with something that is not JSON "
+                f"(HTTP {resp.status_code}, {ctype})",
+                hint="check --url: is it a whispercli or Tiyaro-compatible endpoint?",
+            ) from None
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        body: BodyFactory | None,
+        headers: dict[str, str],
+        timeout: tuple[float, float],
+    ) -> requests.Response:
+        self.request_count += 1
+        start = time.monotonic()
+        data = body() if body is not None else None
+        try:
+            resp = self.session.request(
+                method,
+                url,
+                params=params,
+                json=json,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+            )
+        finally:
+            close = getattr(data, "close", None)
+            if callable(close):
+                close()
+        log.debug(
+            "%s %s -> %s in %.3f s",
+            method,
+            redact_url(resp.url),
+            resp.status_code,
+            time.monotonic() - start,
+        )
+        return resp
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.backoff * (2 ** (attempt - 1))
+        if retry_after:
+            # An HTTP date is not worth parsing: fall back to our own backoff.
+            with contextlib.suppress(ValueError):
+                delay = min(float(retry_after), MAX_RETRY_AFTER)
+        log.debug("retrying in %.2f s (attempt %d)", delay, attempt + 1)
+        time.sleep(delay)
+
+    def _unreachable(self, url: str, reason: str) -> UnreachableError:
+        hint = (
+            "start it with `whispercli server start`, or point --url / WHISPERCLI_URL elsewhere"
+            if self.local_hint
+            else "check --url / WHISPERCLI_URL and the network"
+        )
+        return UnreachableError(
+            f"cannot reach the server at {redact_url(self.base_url)}: {reason}", hint=hint
+        )
+
+    def _error(self, resp: requests.Response, url: str, auth: bool) -> WhisperCliError:
+        status = resp.status_code
+        message = _server_message(resp)
+        where = f"{resp.request.method} {redact_url(url)}"
+        if status == 401 or (status == 403 and auth and "sig=" not in url):
+            return AuthError(
+                f"the server at {self.base_url} rejected the API key "
+                f"(key from {self.key_source or 'nowhere'}): {message}",
+                hint="set the key with --api-key, WHISPERCLI_API_KEY or "
+                "`whispercli config set api_key KEY`",
+                status=status,
+            )
+        if status == 403:
+            return AuthError(
+                f"the server refused a signed URL ({where}): {message}",
+                hint="signed URLs expire: upload or submit again",
+                status=status,
+            )
+        if status == 404:
+            return NotFoundError(f"not found: {message}", status=status)
+        if status >= 500:
+            return WhisperCliError(
+                f"the server at {self.base_url} failed (HTTP {status}): {message}",
+                hint="try again later; the server's log may say more",
+                status=status,
+            )
+        return WhisperCliError(f"{message} (HTTP {status})", status=status)
+
+
+def _server_message(resp: requests.Response) -> str:
+    """The server's ``error.message`` (or FastAPI's ``detail``), else the reason phrase."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(err, str):
+            return err
+        detail = body.get("detail")
+        if isinstance(detail, str):
+            return detail
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            return str(detail[0].get("msg", detail[0]))
+        if isinstance(body.get("message"), str):
+            return body["message"]
+    return resp.reason or f"HTTP {resp.status_code}"
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause for a connection failure, without the URL (we print that ourselves)."""
+    text = str(exc)
+    for needle, short in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "unknown host"),
+        ("nodename nor servname", "unknown host"),
+        ("Temporary failure in name resolution", "unknown host (DNS)"),
+        ("timed out", "timed out"),
+        ("Connection reset", "connection reset"),
+        ("RemoteDisconnected", "the server closed the connection"),
+        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate verification failed"),
+    ):
+        if needle in text:
+            return short
+    return type(exc).__name__

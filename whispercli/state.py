@@ -1,0 +1,209 @@
+"""The saved-jobs file (``paths.jobs_file()``): what resuming a job needs, across processes.
+
+The file is JSON ``{"version": 1, "jobs": [entry, ...]}`` (oldest first). Every change is a
+read-modify-write under a file lock with an atomic replace, so concurrent CLI processes never
+lose an entry and a reader never sees half a file. A file that cannot be read is moved aside
+(``jobs.json.corrupt-<timestamp>``) with a warning: the CLI keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from whispercli import paths
+from whispercli.errors import NotFoundError, UsageError
+from whispercli.fsutil import atomic_write_text
+
+SCHEMA_VERSION = 1
+LOCK_TIMEOUT = 30.0
+LAST = "last"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class SavedJob:
+    id: str
+    endpoint: str
+    poll_url: str | None = None
+    model: str | None = None
+    tier: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    file: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    created: str = field(default_factory=now_iso)
+    updated: str = field(default_factory=now_iso)
+    status: str = "accepted"
+    error: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SavedJob:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def migrate(data: Any) -> dict[str, Any]:
+    """Bring an older file's content to the current schema.
+
+    Version 0 (before the schema had a version) was a bare list of entries using ``url`` for
+    the poll URL and ``path`` for the file.
+    """
+    if isinstance(data, list):
+        entries = []
+        for item in data:
+            if isinstance(item, dict):
+                item = dict(item)
+                if "url" in item and "poll_url" not in item:
+                    item["poll_url"] = item.pop("url")
+                if "path" in item and "file" not in item:
+                    item["file"] = item.pop("path")
+                item.setdefault("endpoint", "")
+                entries.append(item)
+        data = {"version": 1, "jobs": entries}
+    if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
+        raise ValueError("not a jobs file")
+    version = data.get("version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ValueError(f"unknown schema version {version!r}")
+    return data
+
+
+class JobStore:
+    """Saved jobs. Each public method takes the lock for its whole read-modify-write."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.jobs_file()
+        self._lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            yield
+
+    def _read(self) -> list[SavedJob]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        try:
+            data = migrate(json.loads(text))
+            return [SavedJob.from_dict(e) for e in data["jobs"] if isinstance(e, dict)]
+        except (ValueError, TypeError) as exc:
+            self._move_aside(exc)
+            return []
+
+    def _move_aside(self, exc: Exception) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{os.getpid()}")
+        os.replace(self.path, aside)
+        print(
+            f"whispercli: warning: the jobs file {self.path} could not be read ({exc}); "
+            f"moved it to {aside} and started a new one",
+            file=sys.stderr,
+        )
+
+    def _write(self, jobs: list[SavedJob]) -> None:
+        body = {"version": SCHEMA_VERSION, "jobs": [j.to_dict() for j in jobs]}
+        atomic_write_text(self.path, json.dumps(body, indent=1) + "\n", mode=0o600)
+
+    def _modify(self, change: Callable[[list[SavedJob]], list[SavedJob]]) -> list[SavedJob]:
+        with self._locked():
+            jobs = change(self._read())
+            self._write(jobs)
+            return jobs
+
+    # -- public API ---------------------------------------------------------------------
+
+    def all(self) -> list[SavedJob]:
+        """Every saved job, oldest first."""
+        with self._locked():
+            return self._read()
+
+    def add(self, job: SavedJob) -> None:
+        """Save a job (replacing an entry with the same id)."""
+        self._modify(lambda jobs: [j for j in jobs if j.id != job.id] + [job])
+
+    def update(self, job_id: str, **changes: Any) -> None:
+        """Change fields of a saved job (no-op when it is not saved)."""
+
+        def change(jobs: list[SavedJob]) -> list[SavedJob]:
+            for job in jobs:
+                if job.id == job_id:
+                    for key, value in changes.items():
+                        setattr(job, key, value)
+                    job.updated = now_iso()
+            return jobs
+
+        self._modify(change)
+
+    def remove(self, ids: set[str]) -> int:
+        """Forget jobs; returns how many were removed."""
+        removed = 0
+
+        def change(jobs: list[SavedJob]) -> list[SavedJob]:
+            nonlocal removed
+            kept = [j for j in jobs if j.id not in ids]
+            removed = len(jobs) - len(kept)
+            return kept
+
+        self._modify(change)
+        return removed
+
+    def resolve(self, ref: str) -> SavedJob:
+        """A saved job by full id, unique id prefix, or ``last`` (the newest)."""
+        jobs = self.all()
+        if ref == LAST:
+            if not jobs:
+                raise NotFoundError(
+                    "no saved jobs yet", hint="submit one with `whispercli submit FILE`"
+                )
+            return max(jobs, key=lambda j: j.created)
+        for job in jobs:
+            if job.id == ref:
+                return job
+        matches = [j for j in jobs if j.id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            listed = ", ".join(j.id for j in matches[:10])
+            raise UsageError(
+                f"job reference {ref!r} is ambiguous: it matches {listed}",
+                hint="give more characters of the id",
+            )
+        raise NotFoundError(
+            f"no saved job matches {ref!r}", hint="see saved jobs with `whispercli jobs list`"
+        )
+
+    def find_reusable(
+        self, sha256: str, model: str, options: dict[str, Any], endpoint: str, tier: str
+    ) -> SavedJob | None:
+        """The newest job for the same bytes, model, options and endpoint that did not fail."""
+        for job in reversed(self.all()):
+            if (
+                job.sha256 == sha256
+                and job.model == model
+                and job.tier == tier
+                and job.options == options
+                and job.endpoint == endpoint
+                and job.status not in ("failed", "cancelled")
+            ):
+                return job
+        return None
