@@ -1,7 +1,282 @@
-"""`whispercli server run|start|stop|status`: the embedded server's lifecycle."""
+"""`whispercli server run|start|stop|status`: the embedded server's lifecycle.
+
+fastapi, uvicorn and the engine are imported inside ``run`` only, so the rest of the CLI stays
+light. ``run`` serves in the foreground; ``start`` runs it detached with its log in the state
+dir; ``stop`` sends SIGTERM to the pid ``run`` recorded and waits.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import requests
 import typer
 
-app = typer.Typer(help="Run and manage the embedded local transcription server.", no_args_is_help=True)
+from whispercli import launcher, paths
+from whispercli.errors import UnreachableError, UsageError, WhisperCliError
+from whispercli.protocol import HEALTH_PATH
+
+app = typer.Typer(
+    help="Run and manage the embedded local transcription server.", no_args_is_help=True
+)
+
+HostOpt = Annotated[
+    str, typer.Option(help="Interface to bind. Anything but loopback exposes the server.")
+]
+PortOpt = Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)]
+
+
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket up front: a taken port is a clean error, not a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise WhisperCliError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="is another server running? try `whispercli server status` or pick --port",
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _write_pid_file(port: int, url: str) -> Path:
+    from whispercli.fsutil import atomic_write_text
+
+    path = launcher.pid_file(port)
+    atomic_write_text(path, json.dumps({"pid": os.getpid(), "url": url, "port": port}))
+    return path
+
+
+def _read_pid_file(port: int) -> dict[str, Any] | None:
+    try:
+        data = json.loads(launcher.pid_file(port).read_text("utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
+
+
+def _is_our_server(pid: int) -> bool:
+    """True when ``pid`` is alive and is a whispercli server (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True  # no /proc (macOS): trust the pid file
+    return b"whispercli" in cmdline and b"server" in cmdline
+
+
+def _server_class() -> type:
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which kills the
+        process before our cleanup runs; a clean exit (code 0) is what a service manager and
+        ``server stop`` expect, so drop the captured signals once shutdown is complete."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                captured = getattr(self, "_captured_signals", None)
+                if isinstance(captured, list):
+                    captured.clear()
+
+    return Server
+
+
+@app.command()
+def run(
+    host: HostOpt = paths.DEFAULT_HOST,
+    port: PortOpt = paths.DEFAULT_PORT,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Database, uploads and results (default: the data dir).")
+    ] = None,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(help="Exit after this many idle seconds with no work (0: never).", min=0),
+    ] = 0.0,
+    max_upload_mb: Annotated[
+        float, typer.Option(help="Largest upload accepted, in MiB.", min=0.001)
+    ] = 4096.0,
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of CTranslate2 models, one per name.", envvar="WHISPERCLI_MODELS_DIR"
+        ),
+    ] = None,
+    max_queue: Annotated[
+        int, typer.Option(help="Queued jobs before submit gets 429.", min=1)
+    ] = 100,
+    upload_url_ttl: Annotated[
+        float, typer.Option(help="Seconds an upload URL stays valid.", min=1)
+    ] = 3600.0,
+    retention_hours: Annotated[
+        float,
+        typer.Option(help="Hours before finished jobs and their files are deleted.", min=0.001),
+    ] = 24.0,
+    cpu_threads: Annotated[int, typer.Option(help="Engine threads (0: automatic).", min=0)] = 0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve in the foreground until Ctrl-C or SIGTERM."""
+    import logging
+
+    import uvicorn
+
+    from whispercli.server.app import create_app
+    from whispercli.server.settings import LOOPBACK_HOSTS, InsecureKeyFileError, ServerSettings
+
+    level = log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise UsageError(f"unknown --log-level {log_level!r}; use debug, info, warning or error")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("whispercli.server")
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        idle_timeout=idle_timeout,
+        models_dir=models_dir,
+        max_queue=max_queue,
+        upload_url_ttl=upload_url_ttl,
+        retention=retention_hours * 3600,
+        cpu_threads=cpu_threads,
+    )
+    if data_dir is not None:
+        settings.data_dir = data_dir
+    if host not in LOOPBACK_HOSTS:
+        log.warning(
+            "binding %s: anyone who can reach this address and port can try the API key, "
+            "and traffic (key, audio, transcripts) is plain HTTP; prefer 127.0.0.1",
+            host,
+        )
+    try:
+        application = create_app(settings)
+    except InsecureKeyFileError as exc:
+        raise WhisperCliError(str(exc)) from None
+    sock = _bind(host, port)
+    url = _url(host, port)
+    pid_path = _write_pid_file(port, url)
+    log.info("whispercli server on %s (data in %s)", url, settings.data_dir)
+    _Server = _server_class()
+    config = uvicorn.Config(
+        application, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5
+    )
+    try:
+        _Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        record = _read_pid_file(port)
+        if record is not None and record["pid"] == os.getpid():
+            pid_path.unlink(missing_ok=True)
+
+
+@app.command()
+def start(
+    port: PortOpt = paths.DEFAULT_PORT,
+    idle_timeout: Annotated[
+        float,
+        typer.Option(help="Exit after this many idle seconds with no work (0: never).", min=0),
+    ] = 0.0,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for it to answer.")] = 30.0,
+) -> None:
+    """Start the server in the background (log in the state dir) and wait until it answers."""
+    url = _url(paths.DEFAULT_HOST, port)
+    if launcher.answers(url):
+        typer.echo(f"a server already answers at {url}", err=True)
+        typer.echo(url)
+        return
+    log_file = paths.server_log_file()
+    proc = launcher.spawn_server(
+        ["--port", str(port), "--idle-timeout", str(idle_timeout)], log_file
+    )
+    launcher.wait_until_up(url, proc, timeout, log_file)
+    typer.echo(f"server started (pid {proc.pid}); log: {log_file}", err=True)
+    typer.echo(url)
+
+
+@app.command()
+def stop(
+    port: PortOpt = paths.DEFAULT_PORT,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for it to exit.")] = 20.0,
+) -> None:
+    """Stop the server recorded for PORT gracefully (SIGTERM, then wait)."""
+    record = _read_pid_file(port)
+    if record is None or not _is_our_server(record["pid"]):
+        launcher.pid_file(port).unlink(missing_ok=True)
+        typer.echo(f"no whispercli server is running on port {port}", err=True)
+        return
+    pid = record["pid"]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _is_our_server(pid):
+            launcher.pid_file(port).unlink(missing_ok=True)
+            typer.echo(f"server stopped (pid {pid})", err=True)
+            return
+        time.sleep(0.1)
+    raise WhisperCliError(
+        f"the server (pid {pid}) did not exit within {timeout:.0f} s",
+        hint=f"kill it with `kill -9 {pid}`",
+    )
+
+
+@app.command()
+def status(
+    port: PortOpt = paths.DEFAULT_PORT,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the health body as JSON.")] = False,
+) -> None:
+    """Show whether the server answers, its version, models and queue."""
+    record = _read_pid_file(port)
+    url = (
+        record["url"]
+        if record and isinstance(record.get("url"), str)
+        else _url(paths.DEFAULT_HOST, port)
+    )
+    try:
+        key = paths.api_key_file().read_text("utf-8").strip()
+    except FileNotFoundError:
+        key = ""
+    try:
+        resp = requests.get(
+            url + HEALTH_PATH, headers={"Authorization": f"Bearer {key}"}, timeout=(2, 5)
+        )
+    except requests.RequestException:
+        raise UnreachableError(
+            f"no server answers at {url}", hint="start one with `whispercli server start`"
+        ) from None
+    if resp.status_code != 200:
+        raise WhisperCliError(f"the server at {url} answered {resp.status_code} to a health check")
+    body = resp.json()
+    body["url"] = url
+    body["pid"] = record["pid"] if record else None
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    queue = body.get("queue", {})
+    typer.echo(
+        f"running at {url} (version {body.get('version')}, pid {body['pid'] or 'unknown'})\n"
+        f"models: {', '.join(body.get('models', [])) or 'none'}\n"
+        f"queue: {queue.get('pending', 0)} pending, {queue.get('processing', 0)} processing"
+    )

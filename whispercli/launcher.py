@@ -1,0 +1,102 @@
+"""Start the embedded server on demand (client path: stdlib, requests and filelock only).
+
+The CLI calls :func:`ensure_local_server` when its endpoint is the local default and nothing
+answers there. A file lock in the state dir serialises concurrent CLIs, and the server's own
+port bind settles any race that is left, so two terminals auto-starting at once end with one
+server. The child is fully detached: new session, stdin from /dev/null, stdout and stderr to
+the log file, so it never holds the caller's terminal or a CI job's pipes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+from filelock import FileLock, Timeout
+
+from whispercli import paths
+from whispercli.errors import UnreachableError
+from whispercli.protocol import HEALTH_PATH
+
+AUTO_IDLE_TIMEOUT = 600
+"""Seconds an auto-started server waits with no request and no work before it exits."""
+_POLL_INTERVAL = 0.1
+
+
+def answers(url: str, timeout: float = 2.0) -> bool:
+    """True when an HTTP server answers at ``url`` (any status: a 401 is still a server)."""
+    try:
+        requests.get(url.rstrip("/") + HEALTH_PATH, timeout=(1.0, timeout))
+    except requests.RequestException:
+        return False
+    return True
+
+
+def pid_file(port: int) -> Path:
+    """Where ``server run`` records its pid and URL (one file per port)."""
+    return paths.state_dir() / f"server-{port}.pid"
+
+
+def spawn_server(args: list[str], log_file: Path) -> subprocess.Popen[bytes]:
+    """Start ``python -m whispercli server run ARGS`` detached, logging to ``log_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "whispercli", "server", "run", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        os.close(fd)
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float, log_file: Path) -> None:
+    """Wait for ``url`` to answer; raise :class:`UnreachableError` if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answers(url, timeout=1.0):
+            return
+        if proc.poll() is not None:
+            if answers(url, timeout=1.0):  # lost the bind race to another server: fine
+                return
+            raise UnreachableError(
+                f"the local server exited while starting (exit code {proc.returncode})",
+                hint=f"see {log_file}",
+            )
+        time.sleep(_POLL_INTERVAL)
+    raise UnreachableError(
+        f"the local server did not answer at {url} within {timeout:.0f} s", hint=f"see {log_file}"
+    )
+
+
+def ensure_local_server(url: str = paths.DEFAULT_LOCAL_URL, timeout: float = 30.0) -> bool:
+    """Make sure a local server answers at ``url``; return True if this call started it."""
+    if answers(url):
+        return False
+    port = urlsplit(url).port or paths.DEFAULT_PORT
+    state = paths.state_dir()
+    state.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(state / f"server-{port}.lock"), timeout=timeout):
+            if answers(url):
+                return False
+            log_file = paths.server_log_file()
+            args = ["--port", str(port), "--idle-timeout", str(AUTO_IDLE_TIMEOUT)]
+            proc = spawn_server(args, log_file)
+            wait_until_up(url, proc, timeout, log_file)
+            return True
+    except Timeout:
+        raise UnreachableError(
+            "another whispercli is starting the local server and it is not up after "
+            f"{timeout:.0f} s",
+            hint=f"see {paths.server_log_file()}",
+        ) from None

@@ -1,0 +1,301 @@
+"""The engine's process and the thread that supervises it.
+
+The worker is a separate process (multiprocessing, spawn) that loads a model once and keeps it
+loaded; a crash while decoding kills that process, never the server. The server's
+:class:`Supervisor` thread claims the next queued job, hands it to the worker over a pipe,
+records progress and the outcome in the store, and restarts the worker when it dies.
+
+Messages worker -> server: ``("loaded", model_path, seconds)``, ``("segment", job_id, progress,
+segment)``, ``("success", job_id, result)``, ``("failed", job_id, error)``,
+``("cancelled", job_id)``. Server -> worker: ``(job_id, model_path, audio_path, params)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from whispercli.protocol import Status
+from whispercli.server import models
+from whispercli.server.settings import ServerSettings
+from whispercli.server.store import Job, Store
+
+log = logging.getLogger("whispercli.server")
+
+CANCEL_GRACE_SECONDS = 10.0
+"""A cancelled job's worker gets this long to stop at a segment boundary before it is killed."""
+SWEEP_INTERVAL_SECONDS = 60.0
+PROGRESS_WRITE_INTERVAL = 0.3
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Die when the server dies (even by SIGKILL): an orphaned worker must not linger."""
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(0)
+        time.sleep(0.5)
+
+
+def worker_main(
+    conn: Connection,
+    cancels: Connection,
+    cpu_threads: int,
+    preload: str | None,
+    parent_pid: int,
+) -> None:
+    """Entry point of the worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the worker stops
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    from whispercli.server.engine import AudioError, Engine
+
+    engine: Engine | None = None
+
+    def load(model_path: str) -> Engine:
+        nonlocal engine
+        if engine is None or engine.model_path != model_path:
+            engine = None  # free the previous model before loading the next
+            started = time.perf_counter()
+            engine = Engine(model_path, cpu_threads=cpu_threads)
+            conn.send(("loaded", model_path, time.perf_counter() - started))
+        return engine
+
+    if preload:
+        load(preload)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:  # asked to stop: return so the process exits cleanly
+            return
+        job_id, model_path, audio_path, params = message
+
+        def on_segment(segment: dict[str, Any], progress: float, job_id: str = job_id) -> None:
+            while cancels.poll():  # cancel requests arrive as job ids on their own pipe
+                if cancels.recv() == job_id:
+                    raise _Cancelled
+            conn.send(("segment", job_id, progress, segment))
+
+        try:
+            result = load(model_path).transcribe(audio_path, params, on_segment)
+        except _Cancelled:
+            conn.send(("cancelled", job_id))
+        except AudioError as exc:
+            conn.send(("failed", job_id, str(exc)))
+        except Exception as exc:
+            conn.send(("failed", job_id, f"transcription failed: {type(exc).__name__}: {exc}"))
+        else:
+            conn.send(("success", job_id, result))
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class Supervisor:
+    """Runs queued jobs one at a time on the worker process; owns that process."""
+
+    def __init__(
+        self, store: Store, settings: ServerSettings, notify: Callable[[str], None]
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.notify = notify
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._cancels: Connection | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+        self._last_sweep = 0.0
+        self.busy = False
+        self.model_load_seconds: dict[str, float] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        self._stop_worker()
+
+    def wake(self) -> None:
+        """A job was queued: claim it now rather than at the next tick."""
+        self._wake.set()
+
+    @property
+    def worker_pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
+
+    def _start_worker(self) -> None:
+        packaged = models.resolve("tiny", None)
+        parent, child = self._ctx.Pipe()
+        cancel_reader, cancel_writer = self._ctx.Pipe(duplex=False)
+        self._proc = self._ctx.Process(
+            target=worker_main,
+            args=(
+                child,
+                cancel_reader,
+                self.settings.cpu_threads,
+                str(packaged.path) if packaged else None,
+                os.getpid(),
+            ),
+            name="whispercli-worker",
+            daemon=True,
+        )
+        self._proc.start()
+        child.close()
+        cancel_reader.close()
+        self._conn = parent
+        self._cancels = cancel_writer
+        log.info("worker process %s started", self._proc.pid)
+
+    def _stop_worker(self) -> None:
+        """Ask the worker to exit (it does between jobs), then terminate it, then kill it."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.is_alive() and self._conn is not None and not self.busy:
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+            proc.join(3)
+        for conn in (self._conn, self._cancels):
+            if conn is not None:
+                conn.close()
+        self._conn = self._cancels = None
+        if proc is None:
+            return
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._tick()
+            except Exception:
+                log.exception("supervisor error; retrying in a second")
+                self._stopping.wait(1.0)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep > SWEEP_INTERVAL_SECONDS:
+            self._last_sweep = now
+            removed = self.store.sweep(self.settings.retention)
+            if removed:
+                log.info("retention sweep removed %d old jobs/uploads", removed)
+        if self._proc is None or not self._proc.is_alive():
+            self._stop_worker()
+            self._start_worker()
+        self._wake.clear()
+        job = self.store.claim_next()
+        if job is None:
+            self._drain_idle_messages()
+            self._wake.wait(0.5)
+            return
+        self.notify(job.id)
+        self.busy = True
+        try:
+            self._run_job(job)
+        finally:
+            self.busy = False
+            self.notify(job.id)
+
+    def _drain_idle_messages(self) -> None:
+        while self._conn is not None and self._conn.poll(0):
+            try:
+                kind, *rest = self._conn.recv()
+            except (EOFError, OSError):
+                return
+            if kind == "loaded":
+                self._record_load(*rest)
+
+    def _record_load(self, path: str, seconds: float) -> None:
+        self.model_load_seconds[path] = seconds
+        log.info("model %s loaded in %.2f s", path, seconds)
+
+    def _run_job(self, job: Job) -> None:
+        model = models.resolve(job.model, self.settings.models_dir)
+        if model is None:
+            self.store.finish(
+                job.id, Status.FAILED, error=f"model '{job.model}' is no longer installed"
+            )
+            return
+        assert self._conn is not None
+        audio = self.store.upload_path(job.upload_id)
+        try:
+            self._conn.send((job.id, str(model.path), str(audio), job.params))
+            self._follow(job)
+        except (WorkerDied, EOFError, OSError, BrokenPipeError) as exc:
+            if self._stopping.is_set():
+                return  # shutting down: _follow already put the job back
+            code = self._proc.exitcode if self._proc is not None else None
+            reason = f"the transcription worker crashed (exit code {code})"
+            status = self.store.requeue_or_fail(job.id, reason, self.settings.max_attempts)
+            log.warning("job %s: %s (%s); now %s", job.id, reason, type(exc).__name__, status)
+            self._stop_worker()
+
+    def _follow(self, job: Job) -> None:
+        """Relay the worker's messages for ``job`` into the store until it ends."""
+        assert self._conn is not None
+        segments: list[dict[str, Any]] = []
+        progress = 0.0
+        last_write = 0.0
+        cancel_sent_at: float | None = None
+        while True:
+            if self._stopping.is_set():
+                self.store.release(job.id)
+                raise WorkerDied("server stopping")
+            if not self._conn.poll(0.2):
+                if not self._proc.is_alive():
+                    raise WorkerDied("worker exited")
+                if cancel_sent_at is None:
+                    current = self.store.get_job(job.id)
+                    if current is None or current.cancel_requested:
+                        assert self._cancels is not None
+                        self._cancels.send(job.id)
+                        cancel_sent_at = time.monotonic()
+                elif time.monotonic() - cancel_sent_at > CANCEL_GRACE_SECONDS:
+                    self._stop_worker()
+                    self.store.finish(job.id, Status.CANCELLED)
+                    return
+                continue
+            kind, *rest = self._conn.recv()
+            if kind == "loaded":
+                self._record_load(*rest)
+                continue
+            if rest[0] != job.id:
+                continue
+            if kind == "segment":
+                progress = float(rest[1])
+                segments.append(rest[2])
+                now = time.monotonic()
+                if now - last_write >= PROGRESS_WRITE_INTERVAL:
+                    self.store.set_progress(job.id, progress, segments)
+                    last_write = now
+                continue
+            if kind == "success":
+                self.store.finish(job.id, Status.SUCCESS, result=rest[1])
+            elif kind == "failed":
+                self.store.finish(job.id, Status.FAILED, error=rest[1])
+            elif kind == "cancelled":
+                self.store.finish(job.id, Status.CANCELLED)
+            log.info("job %s %s", job.id, kind)
+            return
