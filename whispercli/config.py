@@ -101,6 +101,11 @@ def load_file(path: Path | None = None) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as exc:
+        raise WhisperCliError(
+            f"the config file {path} is not UTF-8 text (byte {exc.start})",
+            hint=f"fix or delete {path}",
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -108,6 +113,10 @@ def load_file(path: Path | None = None) -> dict[str, Any]:
         raise WhisperCliError(
             f"the config file {path} is not valid TOML: {exc}",
             hint=f"fix or delete {path}",
+        ) from None
+    except RecursionError:
+        raise WhisperCliError(
+            f"the config file {path} is nested too deeply to read", hint=f"fix or delete {path}"
         ) from None
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):

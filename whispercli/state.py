@@ -52,11 +52,25 @@ class SavedJob:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SavedJob:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """Validate one entry: ``id`` and ``endpoint`` must be strings; an optional field of
+        the wrong type falls back to its default (the entry still resumes)."""
+        if not isinstance(data.get("id"), str) or not data["id"]:
+            raise ValueError("an entry has no job id")
+        if not isinstance(data.get("endpoint"), str):
+            raise ValueError(f"entry {data['id']} has no endpoint")
+        kept: dict[str, Any] = {}
+        for f in fields(cls):
+            value = data.get(f.name)
+            expected = _FIELD_TYPES.get(f.name, str)
+            if f.name in data and isinstance(value, expected) and not isinstance(value, bool):
+                kept[f.name] = value
+        return cls(**kept)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"options": dict, "size": int}
 
 
 def migrate(data: Any) -> dict[str, Any]:
@@ -100,13 +114,13 @@ class JobStore:
 
     def _read(self) -> list[SavedJob]:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self.path.read_bytes()
         except FileNotFoundError:
             return []
         try:
-            data = migrate(json.loads(text))
+            data = migrate(json.loads(text.decode("utf-8")))
             return [SavedJob.from_dict(e) for e in data["jobs"] if isinstance(e, dict)]
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             self._move_aside(exc)
             return []
 
