@@ -13,6 +13,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import av
 import numpy as np
 from faster_whisper import WhisperModel, decode_audio
 
@@ -25,6 +26,36 @@ class AudioError(ValueError):
     """The upload cannot be transcribed (empty, not audio, no samples)."""
 
 
+def _mp3_has_length_header(path: str) -> bool:
+    """True when an MP3's first frame carries a Xing/Info/VBRI header (an exact length)."""
+    with open(path, "rb") as fh:
+        head = fh.read(10)
+        offset = 0
+        if head[:3] == b"ID3" and len(head) == 10:  # skip the ID3v2 tag (syncsafe size)
+            offset = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+        fh.seek(offset)
+        frame = fh.read(256)
+    return any(tag in frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def declared_duration(path: str) -> float | None:
+    """The length the file's header promises, when the format states it exactly.
+
+    Only headers that record the length (FLAC's sample count, an MP3 Xing/Info/VBRI header)
+    count: ffmpeg's estimate from a bitrate is too rough to call a file truncated.
+    """
+    try:
+        with av.open(path) as container:
+            fmt, duration = container.format.name, container.duration
+    except Exception:
+        return None
+    if duration is None or fmt not in ("mp3", "flac"):
+        return None
+    if fmt == "mp3" and not _mp3_has_length_header(path):
+        return None
+    return float(duration / av.time_base)
+
+
 def load_audio(path: str) -> np.ndarray:
     """Decode ``path`` by its content (the upload's extension is only a hint)."""
     if os.path.getsize(path) == 0:
@@ -32,10 +63,16 @@ def load_audio(path: str) -> np.ndarray:
     try:
         audio = decode_audio(path, sampling_rate=SAMPLE_RATE)
     except Exception as exc:  # PyAV raises many types; all mean "not decodable"
-        raise AudioError(f"could not decode the upload as audio: {exc}") from None
+        reason = getattr(exc, "strerror", None) or str(exc)  # strerror omits the server's path
+        raise AudioError(f"could not decode the upload as audio: {reason}") from None
     if audio.size == 0:
+        raise AudioError("the upload contains no audio (0 seconds decoded)")
+    decoded = audio.size / SAMPLE_RATE
+    declared = declared_duration(path)
+    if declared is not None and decoded < 0.9 * declared and declared - decoded > 0.5:
         raise AudioError(
-            "the upload contains no audio samples (a 0-second, truncated or non-audio file)"
+            f"the upload looks truncated: its header promises {declared:.1f} s of audio "
+            f"but only {decoded:.1f} s could be decoded; upload the complete file"
         )
     return audio
 
