@@ -19,6 +19,14 @@ def short_word_clip(path: Path, text: str = "hello world") -> Path:
     return path
 
 
+def long_speech(path: Path, repeats: int) -> Path:
+    """The repo's sample spoken ``repeats`` times in a row (about 11.4 s each), as mp3."""
+    _ffmpeg(
+        "-stream_loop", str(repeats - 1), "-i", str(SAMPLE), "-ac", "1", "-b:a", "32k", str(path)
+    )
+    return path
+
+
 def silence_mp3(path: Path, hours: float) -> Path:
     """``hours`` of silence as a compact mp3 (8 kHz, 8 kbit/s: ~3.6 MB per hour).
 

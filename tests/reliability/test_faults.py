@@ -1,0 +1,238 @@
+"""Faults between the CLI and the server, and crashes of the server and its worker.
+
+Every test counts jobs submitted (asked for by a client), finished (``success`` on the server)
+and lost (submitted but never finished), and checks that no job ran twice: the server's job
+list and the CLI's state file must each hold exactly the jobs that were asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from faultproxy import FaultProxy, Rule
+from figures import record
+from harness import SAMPLE, Sandbox, Server, run_cli
+from hostile_audio import long_speech
+
+pytestmark = pytest.mark.reliability
+
+EXPECTED_WORDS = ("sarah", "store", "frog")
+POLL = "GET /v1/async/jobs/"
+SUBMIT = "POST /v1/async/ent/"
+
+
+def server_jobs(sandbox: Sandbox) -> list[dict[str, Any]]:
+    r = requests.get(
+        sandbox.url + "/v1/async/jobs", params={"limit": 1000}, headers=sandbox.auth(), timeout=10
+    )
+    r.raise_for_status()
+    return list(r.json()["jobs"])
+
+
+def saved_jobs(sandbox: Sandbox) -> list[dict[str, Any]]:
+    if not sandbox.jobs_file.exists():
+        return []
+    return list(json.loads(sandbox.jobs_file.read_text())["jobs"])
+
+
+def tally(name: str, sandbox: Sandbox, submitted: int, **extra: Any) -> dict[str, int]:
+    """Record and return submitted / on server / finished / lost / duplicates for a fault."""
+    jobs = server_jobs(sandbox)
+    finished = sum(j["status"] == "success" for j in jobs)
+    figures = {
+        "submitted": submitted,
+        "server_jobs": len(jobs),
+        "finished": finished,
+        "lost": submitted - finished,
+        "duplicates": max(0, len(jobs) - submitted),
+        "state_entries": len(saved_jobs(sandbox)),
+        **extra,
+    }
+    record(f"fault: {name}", **figures)
+    return figures
+
+
+def assert_transcript(text: str) -> None:
+    lowered = text.lower()
+    missing = [w for w in EXPECTED_WORDS if w not in lowered]
+    assert not missing, f"transcript lacks {missing}: {text!r}"
+
+
+def assert_no_traceback(stderr: str) -> None:
+    assert "Traceback" not in stderr, stderr
+
+
+@pytest.fixture
+def proxy(live_server: Server) -> Iterator[FaultProxy]:
+    with FaultProxy(live_server.sandbox.port) as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 90 s of speech: several seconds of processing on tiny.en, long enough to crash."""
+    return long_speech(tmp_path_factory.mktemp("audio") / "long.mp3", 8)
+
+
+# -- the proxy between the CLI and the server ----------------------------------------------------
+
+SCENARIOS: dict[str, list[Rule]] = {
+    "drop mid-upload": [Rule("drop", match="PUT ", after_bytes=20_000)],
+    "reset mid-upload": [Rule("reset", match="PUT ", after_bytes=20_000)],
+    "drop mid-poll headers": [Rule("drop", "down", match=POLL, after_bytes=60)],
+    "drop mid-poll body": [Rule("drop", "down", match=POLL, after_bytes=200)],
+    "reset mid-poll response": [Rule("reset", "down", match=POLL, after_bytes=0)],
+    "503 bursts on every step": [
+        Rule("respond", match="POST /v1/input/upload-url", status=503, times=2),
+        Rule("respond", match="PUT ", status=502, times=2),
+        Rule("respond", match=SUBMIT, status=503, times=3),
+        Rule("respond", match=POLL, status=503, times=3),
+    ],
+    # Past the headers, inside the JSON body: the job exists but the client did not hear so.
+    "drop the submit answer": [Rule("drop", "down", match=SUBMIT, after_bytes=200)],
+    "slow answers": [
+        Rule("delay", "down", match=SUBMIT, seconds=2),
+        Rule("delay", "down", match=POLL, seconds=2),
+    ],
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_cli_through_faulty_network(
+    scenario: str, live_server: Server, proxy: FaultProxy, sandbox: Sandbox
+) -> None:
+    rules = [
+        proxy.add(Rule(**{**vars(r), "fired": 0, "_reserved": 0})) for r in SCENARIOS[scenario]
+    ]
+    result = run_cli(
+        sandbox, "transcribe", str(SAMPLE), env=sandbox.env(WHISPERCLI_URL=proxy.url), timeout=120
+    )
+    figures = tally(
+        scenario,
+        sandbox,
+        submitted=1,
+        faults_injected=sum(r.fired for r in rules),
+        exit_code=result.returncode,
+    )
+    assert all(r.fired == r.times for r in rules), f"not every fault fired: {rules}"
+    assert_no_traceback(result.stderr)
+    assert result.returncode == 0, result.stderr
+    assert_transcript(result.stdout)
+    assert figures["server_jobs"] == 1, "a retried request created a second job"
+    assert figures["finished"] == 1
+    assert figures["state_entries"] == 1
+
+
+# -- the server killed and restarted -------------------------------------------------------------
+
+
+def _wait_status(sandbox: Sandbox, wanted: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = server_jobs(sandbox)
+        for job in jobs:
+            if job["status"] == wanted:
+                return job
+        time.sleep(0.05)
+    raise AssertionError(f"no job reached {wanted!r} within {timeout} s: {server_jobs(sandbox)}")
+
+
+def _background_cli(sandbox: Sandbox, *args: str, url: str | None = None) -> subprocess.Popen[str]:
+    env = sandbox.env(**({"WHISPERCLI_URL": url} if url else {}))
+    return subprocess.Popen(
+        [sys.executable, "-m", "whispercli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=sandbox.root,
+        start_new_session=True,
+    )
+
+
+def _restart(server: Server) -> float:
+    """SIGKILL the server alone, start it again on the same port and data dir; downtime in s."""
+    started = time.monotonic()
+    server.kill()
+    server.start()
+    return time.monotonic() - started
+
+
+def test_server_killed_during_upload(
+    live_server: Server, proxy: FaultProxy, sandbox: Sandbox
+) -> None:
+    # Hold the upload in the proxy so the kill lands while it is in flight.
+    proxy.add(Rule("delay", match="PUT ", seconds=1.5))
+    cli = _background_cli(sandbox, "transcribe", str(SAMPLE), url=proxy.url)
+    deadline = time.monotonic() + 30
+    while not any(line.startswith("PUT ") for line in proxy.stats.request_lines):
+        assert time.monotonic() < deadline and cli.poll() is None, "the upload never started"
+        time.sleep(0.02)
+    downtime = _restart(live_server)
+    out, err = cli.communicate(timeout=120)
+    figures = tally("server SIGKILL during upload", sandbox, 1, downtime_s=round(downtime, 2))
+    assert_no_traceback(err)
+    assert cli.returncode == 0, err
+    assert_transcript(out)
+    assert figures["server_jobs"] == 1 and figures["finished"] == 1
+
+
+def test_server_killed_during_processing(
+    live_server: Server, sandbox: Sandbox, long_clip: Path
+) -> None:
+    submitted = run_cli(sandbox, "submit", "-q", str(long_clip))
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    _wait_status(sandbox, "processing")
+    downtime = _restart(live_server)
+    result = run_cli(sandbox, "wait", job_id, timeout=180)
+    figures = tally("server SIGKILL during processing", sandbox, 1, downtime_s=round(downtime, 2))
+    assert_no_traceback(result.stderr)
+    assert result.returncode == 0, result.stderr
+    assert_transcript(result.stdout)
+    assert figures["server_jobs"] == 1 and figures["finished"] == 1
+
+
+def test_server_killed_during_long_poll(
+    live_server: Server, sandbox: Sandbox, long_clip: Path
+) -> None:
+    submitted = run_cli(sandbox, "submit", "-q", str(long_clip))
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    waiter = _background_cli(sandbox, "wait", job_id)
+    _wait_status(sandbox, "processing")
+    time.sleep(0.5)  # the waiter is now parked in a long-poll
+    downtime = _restart(live_server)
+    out, err = waiter.communicate(timeout=180)
+    figures = tally("server SIGKILL during long-poll", sandbox, 1, downtime_s=round(downtime, 2))
+    assert_no_traceback(err)
+    assert waiter.returncode == 0, f"wait did not survive the restart: {err}"
+    assert_transcript(out)
+    assert figures["server_jobs"] == 1 and figures["finished"] == 1
+
+
+def test_worker_killed_mid_job(live_server: Server, sandbox: Sandbox, long_clip: Path) -> None:
+    submitted = run_cli(sandbox, "submit", "-q", str(long_clip))
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    _wait_status(sandbox, "processing")
+    worker = live_server.worker_pid()
+    os.kill(worker, signal.SIGKILL)
+    result = run_cli(sandbox, "wait", job_id, timeout=180)
+    figures = tally("worker SIGKILL mid-job", sandbox, 1, worker_pid_killed=1)
+    assert live_server.proc is not None and live_server.proc.poll() is None, "the server died"
+    assert live_server.worker_pid() != worker, "no new worker was started"
+    assert_no_traceback(result.stderr)
+    assert result.returncode == 0, result.stderr
+    assert_transcript(result.stdout)
+    assert figures["server_jobs"] == 1 and figures["finished"] == 1
