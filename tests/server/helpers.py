@@ -1,0 +1,123 @@
+"""Helpers for the server tests: the protocol's four steps with plain requests, audio made on
+the fly, and a word error rate."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from conftest import SAMPLE_MP3, ServerHandle
+
+SUBMIT = "/v1/async/ent/tiyarofs/1/openai/whisper-{model}?serviceTier=cpuflex"
+TIMEOUT = 10
+
+_NUMBERS = {
+    "0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five",
+    "6": "six", "7": "seven", "8": "eight", "9": "nine", "10": "ten",
+}  # fmt: skip
+
+
+def normalise(text: str) -> list[str]:
+    """Lower case, punctuation dropped, small numbers spelled out."""
+    words = re.sub(r"[^\w\s']", " ", text.lower()).replace("'", "").split()
+    return [_NUMBERS.get(w, w) for w in words]
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate: word-level edit distance over the reference length."""
+    ref, hyp = normalise(reference), normalise(hypothesis)
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1] / max(1, len(ref))
+
+
+def upload_url(server: ServerHandle, extension: str = "mp3") -> str:
+    resp = requests.post(
+        f"{server.url}/v1/input/upload-url",
+        params={"extension": extension},
+        json={},
+        headers=server.headers,
+        timeout=TIMEOUT,
+    )
+    assert resp.status_code == 201, resp.text
+    url: str = resp.json()["uploadUrl"]["PUT"]
+    return url
+
+
+def upload(server: ServerHandle, data: bytes | Path = SAMPLE_MP3) -> str:
+    """Steps 1 and 2: return the upload URL holding ``data``."""
+    url = upload_url(server)
+    body = data.read_bytes() if isinstance(data, Path) else data
+    resp = requests.put(url, data=body, timeout=TIMEOUT)
+    assert resp.status_code == 200, resp.text
+    return url
+
+
+def submit_raw(
+    server: ServerHandle,
+    url: str,
+    params: dict[str, Any] | None = None,
+    *,
+    model: str = "tiny",
+    headers: dict[str, str] | None = None,
+) -> requests.Response:
+    return requests.post(
+        server.url + SUBMIT.format(model=model),
+        json={"input": params or {}, "URL": url},
+        headers={**server.headers, **(headers or {})},
+        timeout=TIMEOUT,
+    )
+
+
+def submit(server: ServerHandle, url: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Step 3: return the job body (the ``response`` object)."""
+    resp = submit_raw(server, url, params)
+    assert resp.status_code == 202, resp.text
+    job: dict[str, Any] = resp.json()["response"]
+    return job
+
+
+def poll(server: ServerHandle, job: dict[str, Any], wait: float | None = None) -> dict[str, Any]:
+    params = {"wait": wait} if wait is not None else None
+    resp = requests.get(
+        job["urls"]["GET"], params=params, headers=server.headers, timeout=TIMEOUT + (wait or 0)
+    )
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def wait_until(
+    server: ServerHandle, job: dict[str, Any], statuses: tuple[str, ...], timeout: float = 120
+) -> dict[str, Any]:
+    """Long-poll until the job reaches one of ``statuses``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = poll(server, job, wait=5)
+        if body["status"] in statuses:
+            return body
+        assert time.monotonic() < deadline, f"job stuck in {body['status']}"
+
+
+def wait_done(server: ServerHandle, job: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+    return wait_until(server, job, ("success", "failed", "cancelled"), timeout)
+
+
+def make_long_clip(folder: Path, repeats: int) -> Path:
+    """The sample ``repeats`` times in a row (about 11.4 s each), as MP3."""
+    out = folder / f"long-{repeats}.mp3"
+    if not out.exists():
+        subprocess.run(
+            ["sox", *[str(SAMPLE_MP3)] * repeats, str(out)],
+            check=True,
+            capture_output=True,
+        )
+    return out
