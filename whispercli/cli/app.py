@@ -68,9 +68,12 @@ def _global_options(
     g = globals_of(ctx)
     g.url, g.api_key, g.profile, g.debug = url, api_key, profile, debug
     if debug:
-        logging.basicConfig(
-            level=logging.DEBUG, stream=sys.stderr, format="whispercli: debug: %(message)s"
-        )
+        # Our loggers only: urllib3 would log signed URLs unredacted.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("whispercli: debug: %(message)s"))
+        logger = logging.getLogger("whispercli")
+        logger.setLevel(logging.DEBUG)
+        logger.addHandler(handler)
 
 
 def _debug_requested(argv: list[str]) -> bool:

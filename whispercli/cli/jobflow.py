@@ -117,6 +117,7 @@ def wait_for(
     timeout: float | None,
     tracker: Tracker | None = None,
     display: bool = False,
+    timeout_label: str | None = None,
 ) -> Result:
     """Wait for a job, recording its final status in the jobs file."""
     store = get_store(ctx)
@@ -133,6 +134,9 @@ def wait_for(
     except WaitTimeoutError as exc:
         if job.info is not None:
             store.update(job.id, status=job.info.status)
+            if timeout_label:
+                unit = " s" if timeout_label.replace(".", "", 1).isdigit() else ""
+                exc.message = f"job {job.id} is still {job.info.status} after {timeout_label}{unit}"
         exc.hint = f"the job keeps running; resume with: whispercli wait {job.id}"
         raise
     store.update(job.id, status="success", error=None)

@@ -70,7 +70,7 @@ def show(
     get_store(ctx).update(job.id, status=info.status, error=info.error)
     local = saved.to_dict() if saved else {}
     local.pop("poll_url", None)  # a credential: keep it off the screen
-    server = info_dict(info)
+    server = info_dict(info, with_result=json_out)
     if json_out:
         emit_json({"saved": local or None, "server": server})
         return

@@ -45,8 +45,8 @@ def error(message: str) -> None:
     print(f"whispercli: error: {message}", file=sys.stderr, flush=True)
 
 
-def info_dict(info: JobInfo) -> dict[str, Any]:
-    """A job as the CLI's --json shows it (the poll URL's signature stays out)."""
+def info_dict(info: JobInfo, *, with_result: bool = False) -> dict[str, Any]:
+    """A job as the CLI's --json shows it (the poll URL, a credential, stays out)."""
     out: dict[str, Any] = {
         "id": info.id,
         "status": info.status,
@@ -58,6 +58,6 @@ def info_dict(info: JobInfo) -> dict[str, Any]:
     }
     if info.error:
         out["error"] = info.error
-    if info.result is not None:
+    if with_result and info.result is not None:
         out["result"] = info.result.to_dict()
     return out

@@ -182,7 +182,14 @@ def transcribe(
             quiet=quiet or display_on,
         )
         item.job_id = done.job.id
-        item.result = wait_for(ctx, done.job, timeout=seconds, tracker=tracker, display=display_on)
+        item.result = wait_for(
+            ctx,
+            done.job,
+            timeout=seconds,
+            tracker=tracker,
+            display=display_on,
+            timeout_label=timeout,
+        )
         if output_dir is not None:
             formats.write(item.result, item.stem, output_dir, chosen)
 

@@ -95,6 +95,7 @@ def wait(
                     timeout=remaining,
                     tracker=display.track(job.id),
                     display=display_on,
+                    timeout_label=timeout,
                 )
                 results.append((job, result))
                 pending.remove(job.id)

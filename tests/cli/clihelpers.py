@@ -1,0 +1,121 @@
+"""Helpers for CLI tests: run whispercli in-process (fast) or as a subprocess (when processes
+matter), with temporary config/state/data dirs and, where given, a real server's URL and key.
+
+Not a conftest.py: several test folders have no __init__.py, and a second module named
+``conftest`` would shadow tests/conftest.py. Test modules import the fixtures from here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE_MP3 = REPO / "samples" / "sample.mp3"
+SAMPLE_TXT = REPO / "samples" / "sample.txt"
+
+_OWN_VARS = (
+    "WHISPERCLI_URL",
+    "WHISPERCLI_API_KEY",
+    "WHISPERCLI_PROFILE",
+    "WHISPERCLI_LOCAL_PORT",
+    "TIYARO_API_KEY",
+    "NO_COLOR",
+    "WHISPERCLI_DEBUG",
+)
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+
+class Cli:
+    """whispercli with its own directories (``env``), pointed at a server when given."""
+
+    def __init__(self, root: Path, server: Any = None) -> None:
+        self.root = root
+        self.env: dict[str, str] = {}
+        for name in ("config", "state", "data"):
+            folder = root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            self.env[f"WHISPERCLI_{name.upper()}_DIR"] = str(folder)
+        if server is not None:
+            self.env["WHISPERCLI_URL"] = server.url
+            self.env["WHISPERCLI_API_KEY"] = server.api_key
+
+    @property
+    def jobs_file(self) -> Path:
+        return Path(self.env["WHISPERCLI_STATE_DIR"]) / "jobs.json"
+
+    def run(self, *args: str, input: str | bytes | None = None, **env: str) -> Outcome:
+        """In-process: ``main()`` as the console script runs it, exit code included."""
+        from whispercli.cli.app import main
+
+        full_env: dict[str, str | None] = {v: None for v in _OWN_VARS}
+        full_env.update(self.env)
+        full_env.update(env)
+        runner = CliRunner()
+        old_argv = sys.argv
+        sys.argv = ["whispercli", *args]
+        try:
+            with runner.isolation(input=input, env=full_env) as (out, err, _):
+                try:
+                    main()
+                    code = 0
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
+                return Outcome(code, out.getvalue().decode(), err.getvalue().decode())
+        finally:
+            sys.argv = old_argv
+
+    def subprocess_env(self, **env: str) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if k not in _OWN_VARS}
+        return {**base, **self.env, **env}
+
+    def sub(
+        self, *args: str, timeout: float = 120, input: str | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """As a separate process (``python -m whispercli``), stdin closed unless given."""
+        return subprocess.run(
+            [sys.executable, "-m", "whispercli", *args],
+            env=self.subprocess_env(**env),
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+        )
+
+
+@pytest.fixture
+def cli(server: Any, tmp_path: Path) -> Iterator[Cli]:
+    """whispercli talking to this module's real server, with fresh client-side dirs."""
+    yield Cli(tmp_path / "cli", server)
+
+
+@pytest.fixture
+def offline_cli(tmp_path: Path) -> Cli:
+    """whispercli with fresh dirs and no server configured."""
+    return Cli(tmp_path / "cli")
+
+
+def assert_one_error_line(err: str) -> None:
+    """Failures print one 'error:' line (plus an optional 'hint:' line), never a traceback."""
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("whispercli: error:")]
+    assert len(errors) == 1, err
+    assert all(line.startswith("whispercli: ") for line in lines), err
