@@ -10,14 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
-
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_MP3 = REPO / "samples" / "sample.mp3"
@@ -76,6 +73,8 @@ class Cli:
                     code = 0
                 except SystemExit as exc:
                     code = exc.code if isinstance(exc.code, int) else 1
+                sys.stdout.flush()  # as process exit would
+                sys.stderr.flush()
                 return Outcome(code, out.getvalue().decode(), err.getvalue().decode())
         finally:
             sys.argv = old_argv
@@ -98,18 +97,6 @@ class Cli:
             timeout=timeout,
             cwd=REPO,
         )
-
-
-@pytest.fixture
-def cli(server: Any, tmp_path: Path) -> Iterator[Cli]:
-    """whispercli talking to this module's real server, with fresh client-side dirs."""
-    yield Cli(tmp_path / "cli", server)
-
-
-@pytest.fixture
-def offline_cli(tmp_path: Path) -> Cli:
-    """whispercli with fresh dirs and no server configured."""
-    return Cli(tmp_path / "cli")
 
 
 def assert_one_error_line(err: str) -> None:

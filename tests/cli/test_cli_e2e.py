@@ -3,6 +3,7 @@ only speed matters and as subprocesses where separate processes are the point.""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -10,17 +11,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from clihelpers import (  # noqa: F401  (fixtures)
-    REPO,
-    SAMPLE_MP3,
-    SAMPLE_TXT,
-    Cli,
-    assert_one_error_line,
-    cli,
-)
+from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line
 from wer import wer
+
+
+@pytest.fixture
+def cli(server: Any, tmp_path: Path) -> Cli:
+    """whispercli talking to this module's real server, with fresh client-side dirs."""
+    return Cli(tmp_path / "cli", server)
 
 
 def make_tone(path: Path, seconds: float) -> Path:
@@ -102,7 +103,7 @@ def test_ctrl_c_while_waiting_leaves_the_job_and_prints_resume(cli: Cli, tmp_pat
         )
         time.sleep(2.0)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
         assert proc.returncode == 130, err
         assert f"whispercli wait {job_id}" in err
         assert "Traceback" not in err
@@ -206,7 +207,7 @@ def test_output_files_parse_with_real_readers(cli: Cli, tmp_path: Path) -> None:
 
     def monotonic(pairs: list[tuple[float, float]]) -> bool:
         flat = [t for pair in pairs for t in pair]
-        return all(a <= b for a, b in zip(flat, flat[1:], strict=False))
+        return all(a <= b for a, b in itertools.pairwise(flat))
 
     assert monotonic([(s.start.total_seconds(), s.end.total_seconds()) for s in subs])
     assert monotonic([(c.start_in_seconds, c.end_in_seconds) for c in captions])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_DIGITS = "zero one two three four five six seven eight nine".split()
+_DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 def normalise(text: str) -> list[str]:

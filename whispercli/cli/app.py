@@ -36,7 +36,7 @@ app.add_typer(config_cmd.app, name="config")
 
 def _version(value: bool) -> None:
     if value:
-        print(f"whispercli {__version__}")
+        typer.echo(f"whispercli {__version__}")
         raise typer.Exit()
 
 
@@ -84,7 +84,7 @@ def main() -> None:
     """Console entry point: run the app, print one readable line per failure."""
     debug = _debug_requested(sys.argv[1:])
     try:
-        result = app(standalone_mode=False)
+        result = app(prog_name="whispercli", standalone_mode=False)
     except WhisperCliError as exc:
         if debug:
             raise

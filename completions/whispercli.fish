@@ -1,0 +1,1 @@
+complete --command whispercli --no-files --arguments "(env _WHISPERCLI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) whispercli)" --condition "env _WHISPERCLI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) whispercli"

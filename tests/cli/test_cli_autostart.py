@@ -1,0 +1,46 @@
+"""Auto-start: with the local default endpoint (port from WHISPERCLI_LOCAL_PORT) and nothing
+listening, the CLI starts the embedded server detached; the test stops it at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from clihelpers import SAMPLE_MP3, SAMPLE_TXT, Cli
+from wer import wer
+
+
+def _stop(cli: Cli, port: int) -> None:
+    cli.sub("server", "stop", "--port", str(port), timeout=60)
+    pid_file = Path(cli.env["WHISPERCLI_STATE_DIR"]) / f"server-{port}.pid"
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+        pid = json.loads(pid_file.read_text())["pid"]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_transcribe_auto_starts_the_local_server(tmp_path: Path, free_port: int) -> None:
+    cli = Cli(tmp_path / "cli")
+    env = {"WHISPERCLI_LOCAL_PORT": str(free_port), "HF_HUB_OFFLINE": "1"}
+    try:
+        shown = json.loads(cli.sub("config", "show", "--json", **env).stdout)
+        assert shown["auto_start"] is True
+        assert shown["url"] == f"http://127.0.0.1:{free_port}"
+        done = cli.sub("transcribe", str(SAMPLE_MP3), timeout=180, **env)
+        assert done.returncode == 0, done.stderr
+        assert wer(SAMPLE_TXT.read_text(), done.stdout) <= 0.10
+        pid_file = Path(cli.env["WHISPERCLI_STATE_DIR"]) / f"server-{free_port}.pid"
+        assert pid_file.exists()
+        # A second command finds it running and does not start another.
+        started = time.monotonic()
+        again = cli.sub("status", **env)
+        assert again.returncode == 0 and "success" in again.stdout
+        assert time.monotonic() - started < 10
+    finally:
+        _stop(cli, free_port)
+    gone = cli.sub("status", **{"WHISPERCLI_URL": f"http://127.0.0.1:{free_port}"})
+    assert gone.returncode == 6

@@ -1,0 +1,130 @@
+"""The CLI's packaging promises: light start-up, completions in sync, documented exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from clihelpers import REPO, Cli
+
+HEAVY = ("fastapi", "uvicorn", "faster_whisper", "ctranslate2", "numpy", "av", "starlette")
+
+
+def _imported_after(args: list[str], tmp_path: Path) -> set[str]:
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['whispercli', *{args!r}]\n"
+        "try:\n"
+        "    runpy.run_module('whispercli', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import json\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    cli = Cli(tmp_path / "cli")
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=cli.subprocess_env(WHISPERCLI_URL="http://127.0.0.1:9"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    modules = json.loads(done.stderr.strip().splitlines()[-1])
+    return {m.split(".")[0] for m in modules}
+
+
+def test_help_and_status_import_no_engine_server_or_numpy(tmp_path: Path) -> None:
+    for args in (["--help"], ["status"], ["wait", "--help"], ["transcribe", "--help"]):
+        top = _imported_after(args, tmp_path)
+        assert "whispercli" in top  # the probe ran the real app
+        assert not top & set(HEAVY), (args, top & set(HEAVY))
+
+
+def test_help_lists_exit_codes_and_commands(tmp_path: Path) -> None:
+    done = Cli(tmp_path / "cli").run("--help")
+    assert done.code == 0
+    assert "7 timed out waiting" in done.out and "130 interrupted" in done.out
+    for command in ("transcribe", "upload", "submit", "status", "wait", "jobs", "server", "config"):
+        assert command in done.out
+
+
+def test_version(tmp_path: Path) -> None:
+    from whispercli import __version__
+
+    done = Cli(tmp_path / "cli").run("--version")
+    assert done.code == 0 and done.out.strip() == f"whispercli {__version__}"
+
+
+def test_completion_scripts_match_the_app() -> None:
+    sys.path.insert(0, str(REPO / "completions"))
+    try:
+        import generate
+    finally:
+        sys.path.pop(0)
+    expected = generate.scripts()
+    assert set(expected) == {"whispercli.bash", "_whispercli", "whispercli.fish"}
+    for name, text in expected.items():
+        committed = (REPO / "completions" / name).read_text(encoding="utf-8")
+        assert committed == text, f"completions/{name} drifted: run python completions/generate.py"
+        assert "_WHISPERCLI_COMPLETE" in text
+
+
+def test_job_arguments_complete_from_saved_jobs(tmp_path: Path) -> None:
+    from whispercli.state import JobStore, SavedJob
+
+    cli = Cli(tmp_path / "cli")
+    store = JobStore(cli.jobs_file)
+    store.add(SavedJob(id="abc123aaaa", endpoint="http://x"))
+    store.add(SavedJob(id="abd456bbbb", endpoint="http://x"))
+    done = subprocess.run(
+        [sys.executable, "-m", "whispercli"],
+        env=cli.subprocess_env(
+            _WHISPERCLI_COMPLETE="complete_bash", COMP_WORDS="whispercli wait ab", COMP_CWORD="2"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["abd456bbbb", "abc123aaaa"]
+
+
+def test_config_precedence_through_the_cli(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "cli")
+    assert cli.run("config", "set", "url", "http://127.0.0.1:7001").code == 0
+    shown = json.loads(cli.run("config", "show", "--json").out)
+    assert shown["url"] == "http://127.0.0.1:7001" and shown["auto_start"] is False
+    env_wins = json.loads(
+        cli.run("config", "show", "--json", WHISPERCLI_URL="http://127.0.0.1:7002").out
+    )
+    assert env_wins["url"] == "http://127.0.0.1:7002"
+    flag_wins = json.loads(
+        cli.run(
+            "--url",
+            "http://127.0.0.1:7003",
+            "config",
+            "show",
+            "--json",
+            WHISPERCLI_URL="http://127.0.0.1:7002",
+        ).out
+    )
+    assert flag_wins["url"] == "http://127.0.0.1:7003"
+    tiyaro = json.loads(
+        cli.run("--profile", "tiyaro", "config", "show", "--json", TIYARO_API_KEY="t-key").out
+    )
+    assert tiyaro["url"] == "https://api.tiyaro.ai" and tiyaro["key_source"] == "TIYARO_API_KEY"
+    assert "t-key" not in json.dumps(tiyaro)
+    assert cli.run("config", "path").out.strip().endswith("config.toml")
+
+
+def test_corrupt_config_names_file_and_line(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "cli")
+    config = Path(cli.env["WHISPERCLI_CONFIG_DIR"]) / "config.toml"
+    config.write_text('profile = "local"\n[profiles.local\nurl = 1\n')
+    done = cli.run("status")
+    assert done.code == 1
+    assert str(config) in done.err and "line 2" in done.err
+    assert "Traceback" not in done.err
