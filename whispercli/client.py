@@ -25,6 +25,7 @@ from urllib.parse import quote
 from whispercli import protocol
 from whispercli.config import Settings, resolve
 from whispercli.errors import (
+    AuthError,
     JobFailedError,
     NotFoundError,
     UnreachableError,
@@ -144,9 +145,9 @@ class Client:
         if self._health is None:
             try:
                 self.health()
-            except (NotFoundError, UnreachableError):
+            except (AuthError, UnreachableError):
                 raise
-            except WhisperCliError:
+            except WhisperCliError:  # e.g. 404: a server without the extension (Tiyaro)
                 self._health = {}
         return bool(self._health and self._health.get("longPoll"))
 

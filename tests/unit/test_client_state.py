@@ -1,0 +1,84 @@
+"""state.py: the saved-jobs file survives concurrency, corruption and old schemas."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from whispercli.errors import NotFoundError, UsageError
+from whispercli.state import SCHEMA_VERSION, JobStore, SavedJob, migrate
+
+
+def _job(job_id: str, **kw: object) -> SavedJob:
+    return SavedJob(id=job_id, endpoint="http://127.0.0.1:1", **kw)  # type: ignore[arg-type]
+
+
+def test_add_resolve_prefix_last(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.json")
+    store.add(_job("aaa111", created="2026-01-01T00:00:00Z"))
+    store.add(_job("aab222", created="2026-01-02T00:00:00Z"))
+    assert store.resolve("last").id == "aab222"
+    assert store.resolve("aaa").id == "aaa111"
+    assert store.resolve("aab222").id == "aab222"
+    with pytest.raises(UsageError, match=r"aaa111.*aab222"):
+        store.resolve("aa")
+    with pytest.raises(NotFoundError):
+        store.resolve("zzz")
+    data = json.loads((tmp_path / "jobs.json").read_text())
+    assert data["version"] == SCHEMA_VERSION and len(data["jobs"]) == 2
+    assert ((tmp_path / "jobs.json").stat().st_mode & 0o777) == 0o600
+
+
+def test_update_remove_and_reuse_lookup(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.json")
+    store.add(_job("j1", sha256="h", model="tiny", tier="cpuflex", options={"language": "en"}))
+    store.update("j1", status="success")
+    assert store.find_reusable("h", "tiny", {"language": "en"}, "http://127.0.0.1:1", "cpuflex")
+    assert not store.find_reusable("h", "tiny", {}, "http://127.0.0.1:1", "cpuflex")
+    store.update("j1", status="failed")
+    assert not store.find_reusable("h", "tiny", {"language": "en"}, "http://127.0.0.1:1", "cpuflex")
+    assert store.remove({"j1"}) == 1 and store.all() == []
+
+
+def test_corrupt_file_is_moved_aside_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "jobs.json"
+    path.write_text("{not json")
+    store = JobStore(path)
+    assert store.all() == []
+    assert "warning" in capsys.readouterr().err
+    [aside] = tmp_path.glob("jobs.json.corrupt-*")
+    assert aside.read_text() == "{not json"
+    store.add(_job("new"))
+    assert [j.id for j in store.all()] == ["new"]
+
+
+def test_migrates_the_unversioned_list_format(tmp_path: Path) -> None:
+    old = [{"id": "x1", "url": "http://h/v1/async/jobs/x1?sig=s", "path": "/a.mp3"}]
+    assert migrate(old)["version"] == 1
+    path = tmp_path / "jobs.json"
+    path.write_text(json.dumps(old))
+    [job] = JobStore(path).all()
+    assert job.poll_url.endswith("sig=s") and job.file == "/a.mp3"  # type: ignore[union-attr]
+
+
+def _add_many(path: str, worker: int) -> None:
+    store = JobStore(Path(path))
+    for i in range(10):
+        store.add(_job(f"w{worker}-{i}"))
+
+
+def test_concurrent_processes_lose_no_entry(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.json"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_add_many, args=(str(path), w)) for w in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len({j.id for j in JobStore(path).all()}) == 60
