@@ -12,6 +12,7 @@ SAMPLE = REPO / "samples" / "sample.mp3"
 
 def short_word_clip(path: Path, text: str = "hello world") -> Path:
     """A clip of one or two spoken words (well under a second of speech) as mp3."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     wav = path.with_suffix(".wav")
     subprocess.run(["espeak-ng", "-w", str(wav), text], check=True, capture_output=True)
     _ffmpeg("-i", str(wav), "-ac", "1", "-ar", "16000", "-b:a", "32k", str(path))

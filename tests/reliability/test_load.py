@@ -1,0 +1,146 @@
+"""Load: 10 CLI processes x 10 jobs at once against one server, and 1,000 concurrent status
+polls while those jobs run.
+
+The audio is a one-second espeak-ng clip ("hello world", made on the fly) so that 100 real
+transcriptions fit in CI time on 2 cores; each copy gets a distinct ID3v1 tag so that no two
+files hash alike and the CLI's reuse-by-hash cannot hide a job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import loadgen
+import pytest
+import requests
+from figures import record
+from harness import Sandbox, Server
+from hostile_audio import short_word_clip
+
+pytestmark = pytest.mark.reliability
+
+PROCESSES = 10
+JOBS_EACH = 10
+POLL_CONNECTIONS = 1000
+POLLS_EACH = 3
+
+
+def _clips(directory: Path) -> list[list[Path]]:
+    clip = short_word_clip(directory / "hello.mp3").read_bytes()
+    batches = []
+    for p in range(PROCESSES):
+        batch = []
+        for j in range(JOBS_EACH):
+            path = directory / f"p{p:02d}-j{j:02d}.mp3"
+            path.write_bytes(clip + b"TAG" + f"whispercli load {p}-{j}".ljust(125).encode())
+            batch.append(path)
+        batches.append(batch)
+    return batches
+
+
+def _jobs(sandbox: Sandbox) -> list[dict[str, object]]:
+    r = requests.get(
+        sandbox.url + "/v1/async/jobs", params={"limit": 1000}, headers=sandbox.auth(), timeout=30
+    )
+    r.raise_for_status()
+    return list(r.json()["jobs"])
+
+
+def test_ten_clis_by_ten_jobs_with_a_thousand_concurrent_polls(
+    live_server: Server, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    batches = _clips(tmp_path / "clips")
+    started = time.monotonic()
+    clis = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "whispercli",
+                "transcribe",
+                "--force",
+                "--json",
+                "-j",
+                "10",
+                "--beam-size",
+                "1",
+                *map(str, batch),
+            ],
+            env=sandbox.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=sandbox.root,
+            start_new_session=True,
+        )  # fmt: skip
+        for batch in batches
+    ]
+
+    # Once a good part of the jobs is queued, hammer their poll URLs while they run.
+    deadline = time.monotonic() + 120
+    jobs = _jobs(sandbox)
+    while len(jobs) < 30 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        jobs = _jobs(sandbox)
+    running = [j for j in jobs if j["status"] not in ("success", "failed", "cancelled")]
+    poll_paths = [
+        re.sub(r"^https?://[^/]+", "", str(j["urls"]["GET"]))  # type: ignore[index]
+        for j in jobs
+    ]
+    load = loadgen.run(
+        sandbox.port,
+        poll_paths,
+        sandbox.auth(),
+        connections=POLL_CONNECTIONS,
+        requests_each=POLLS_EACH,
+    )
+    unfinished_during_load = len(running)
+
+    outputs = [cli.communicate(timeout=400) for cli in clis]
+    elapsed = time.monotonic() - started
+    final = _jobs(sandbox)
+    saved = json.loads(sandbox.jobs_file.read_text())["jobs"]
+    finished_lines = Counter(
+        re.findall(r"job ([0-9a-f]{32}) success", live_server.log.read_text(errors="replace"))
+    )
+    results = [item for out, _ in outputs if out.strip() for item in json.loads(out)]
+
+    total = PROCESSES * JOBS_EACH
+    record(
+        "load: 10 CLIs x 10 jobs",
+        submitted=total,
+        server_jobs=len(final),
+        finished=sum(j["status"] == "success" for j in final),
+        lost=total - sum(j["status"] == "success" for j in final),
+        state_entries=len(saved),
+        cli_exit_codes=sorted(cli.returncode for cli in clis),
+        seconds=round(elapsed, 1),
+        audio="espeak-ng 'hello world' (~1 s mp3), --beam-size 1",
+    )
+    record(
+        "load: concurrent status polls while jobs run",
+        **load.summary(),
+        jobs_unfinished_when_load_began=unfinished_during_load,
+    )
+
+    assert [cli.returncode for cli in clis] == [0] * PROCESSES, [e[-400:] for _, e in outputs]
+    assert all("Traceback" not in err for _, err in outputs)
+    assert len(results) == total and all(r.get("result") for r in results)
+    assert all("hello" in r["result"]["text"].lower() for r in results)
+    assert len(final) == total, "the server holds a different number of jobs than submitted"
+    assert {j["status"] for j in final} == {"success"}
+    assert len(saved) == total and len({s["id"] for s in saved}) == total, "state entries lost"
+    assert {s["id"] for s in saved} == {j["id"] for j in final}
+    assert set(finished_lines.values()) == {1} and len(finished_lines) == total, (
+        "a job finished more than once (or never)"
+    )
+    assert unfinished_during_load > 0, "the poll load did not overlap running jobs"
+    assert load.server_errors == 0, load.summary()
+    assert not load.errors, load.summary()
+    assert load.requests == POLL_CONNECTIONS * POLLS_EACH
