@@ -9,6 +9,7 @@ errors and latency percentiles. Nothing here talks to anything but 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import time
 from collections import Counter
@@ -93,10 +94,8 @@ async def _connection(
         result.errors[type(exc).__name__] += 1
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(OSError, TimeoutError):
             await asyncio.wait_for(writer.wait_closed(), 5)
-        except (OSError, TimeoutError):
-            pass
 
 
 async def _run(

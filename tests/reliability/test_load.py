@@ -78,7 +78,7 @@ def test_ten_clis_by_ten_jobs_with_a_thousand_concurrent_polls(
             text=True,
             cwd=sandbox.root,
             start_new_session=True,
-        )  # fmt: skip
+        )
         for batch in batches
     ]
 
