@@ -111,13 +111,39 @@ def wait_done(server: ServerHandle, job: dict[str, Any], timeout: float = 120) -
     return wait_until(server, job, ("success", "failed", "cancelled"), timeout)
 
 
-def make_long_clip(folder: Path, repeats: int) -> Path:
-    """The sample ``repeats`` times in a row (about 11.4 s each), as MP3."""
-    out = folder / f"long-{repeats}.mp3"
-    if not out.exists():
+LONG_TEXT = """\
+The morning train to the coast leaves from platform four at a quarter past eight.
+Our library opens late on Thursdays, so students can return their books after work.
+A small bakery on the corner sells warm bread, apple pies and strong black coffee.
+The committee agreed to repaint the old bridge before the winter storms arrive.
+Please remember to water the tomato plants and close the greenhouse door tonight.
+Several volunteers cleaned the river bank and counted more than forty kinds of birds.
+The museum will show a collection of maps drawn by sailors three hundred years ago.
+After the concert, the orchestra packed their instruments into a long blue truck.
+My neighbour is building a wooden boat in his garage and hopes to sail it in June.
+The hospital opened a new wing with bright rooms, quiet gardens and a children's ward.
+Farmers in the valley expect a good harvest of wheat, barley and sweet potatoes.
+Engineers tested the solar panels on the roof and found they work well in cloudy weather.
+"""
+READINGS = (("en", 175), ("en-us", 150), ("en+f3", 190), ("en-gb-x-rp", 160), ("en+m3", 140))
+"""(espeak-ng voice, words per minute): each reading of LONG_TEXT is about a minute."""
+
+
+def make_long_clip(folder: Path, readings: int) -> Path:
+    """``LONG_TEXT`` read ``readings`` times by different voices, as 16 kHz mono WAV."""
+    out = folder / f"long-{readings}.wav"
+    if out.exists():
+        return out
+    parts = []
+    for i, (voice, wpm) in enumerate(READINGS[i % len(READINGS)] for i in range(readings)):
+        part = folder / f"reading-{i}.wav"
         subprocess.run(
-            ["sox", *[str(SAMPLE_MP3)] * repeats, str(out)],
+            ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(part), LONG_TEXT],
             check=True,
             capture_output=True,
         )
+        parts.append(str(part))
+    subprocess.run(
+        ["sox", *parts, "-r", "16000", "-c", "1", str(out)], check=True, capture_output=True
+    )
     return out

@@ -243,4 +243,3 @@ def test_long_poll_returns_promptly_on_change(server: ServerHandle) -> None:
     started = time.monotonic()
     assert poll(server, job, wait=30)["status"] == "success"  # terminal: no waiting at all
     assert time.monotonic() - started < 1.0
-

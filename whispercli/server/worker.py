@@ -30,7 +30,7 @@ from whispercli.server.store import Job, Store
 
 log = logging.getLogger("whispercli.server")
 
-CANCEL_GRACE_SECONDS = 10.0
+CANCEL_GRACE_SECONDS = 5.0
 """A cancelled job's worker gets this long to stop at a segment boundary before it is killed."""
 SWEEP_INTERVAL_SECONDS = 60.0
 PROGRESS_WRITE_INTERVAL = 0.3
@@ -291,7 +291,9 @@ class Supervisor:
                     self.store.set_progress(job.id, progress, segments)
                     last_write = now
                 continue
-            if kind == "success":
+            if cancel_sent_at is not None:  # finished before it saw the cancel: still cancelled
+                self.store.finish(job.id, Status.CANCELLED)
+            elif kind == "success":
                 self.store.finish(job.id, Status.SUCCESS, result=rest[1])
             elif kind == "failed":
                 self.store.finish(job.id, Status.FAILED, error=rest[1])
