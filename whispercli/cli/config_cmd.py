@@ -35,11 +35,14 @@ def set_(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="profile, " + ", ".join(config.PROFILE_KEYS))],
     value: Annotated[str, typer.Argument()],
+    profile: Annotated[
+        str | None, typer.Option("--profile", help="The profile to change [the default one].")
+    ] = None,
     quiet: o.Quiet = False,
 ) -> None:
-    """Set a value: `profile NAME` picks the default profile; other keys go in the profile
-    chosen with --profile (before `config`), else the default profile."""
-    path = config.set_value(key, value, profile=globals_of(ctx).profile)
+    """Set a value: `profile NAME` picks the default profile; other keys go in a profile's
+    table (--profile, else the default profile)."""
+    path = config.set_value(key, value, profile=profile or globals_of(ctx).profile)
     note(f"saved {key} in {path}", quiet=quiet)
 
 

@@ -32,9 +32,10 @@ def status(
     json_out: o.Json = False,
 ) -> None:
     """Show a job's status (the last submitted job when JOB is omitted)."""
-    job, _saved = resolve_job(ctx, job_ref)
+    job, saved = resolve_job(ctx, job_ref)
     info = job.refresh()
-    get_store(ctx).update(job.id, status=info.status, error=info.error)
+    if saved is not None and (saved.status, saved.error) != (info.status, info.error):
+        get_store(ctx).update(job.id, status=info.status, error=info.error)
     if json_out:
         emit_json(info_dict(info))
         return
