@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import SAMPLE_MP3, ServerFactory, ServerHandle
-from helpers import SUBMIT, TIMEOUT, submit, submit_raw, upload, upload_url, wait_done
+from local_server import SAMPLE_MP3, ServerFactory, ServerHandle
+from server_helpers import SUBMIT, TIMEOUT, submit, submit_raw, upload, upload_url, wait_done
 
 
 def _zero_second_wav(folder: Path) -> bytes:

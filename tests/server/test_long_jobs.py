@@ -10,8 +10,17 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ServerFactory, ServerHandle
-from helpers import TIMEOUT, make_long_clip, poll, submit, submit_raw, upload, wait_done, wait_until
+from local_server import ServerFactory, ServerHandle
+from server_helpers import (
+    TIMEOUT,
+    make_long_clip,
+    poll,
+    submit,
+    submit_raw,
+    upload,
+    wait_done,
+    wait_until,
+)
 
 READINGS = 5  # about 5 minutes of speech: ~10 s of work for the tiny model on 2 cores
 

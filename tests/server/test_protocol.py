@@ -6,8 +6,9 @@ import re
 import time
 
 import requests
-from conftest import SAMPLE_TXT, ServerHandle
-from helpers import TIMEOUT, poll, submit, submit_raw, upload, upload_url, wait_done, wer
+from local_server import SAMPLE_TXT, ServerHandle
+from server_helpers import TIMEOUT, poll, submit, submit_raw, upload, upload_url, wait_done
+from textscore import wer
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 SEED_INPUT = {

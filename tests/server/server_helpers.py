@@ -1,42 +1,18 @@
-"""Helpers for the server tests: the protocol's four steps with plain requests, audio made on
-the fly, and a word error rate."""
+"""Helpers for the server tests: the protocol's four steps with plain requests, and long
+speech made on the fly with espeak-ng."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import requests
-from conftest import SAMPLE_MP3, ServerHandle
+from local_server import SAMPLE_MP3, ServerHandle
 
 SUBMIT = "/v1/async/ent/tiyarofs/1/openai/whisper-{model}?serviceTier=cpuflex"
 TIMEOUT = 10
-
-_NUMBERS = {
-    "0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five",
-    "6": "six", "7": "seven", "8": "eight", "9": "nine", "10": "ten",
-}  # fmt: skip
-
-
-def normalise(text: str) -> list[str]:
-    """Lower case, punctuation dropped, small numbers spelled out."""
-    words = re.sub(r"[^\w\s']", " ", text.lower()).replace("'", "").split()
-    return [_NUMBERS.get(w, w) for w in words]
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: word-level edit distance over the reference length."""
-    ref, hyp = normalise(reference), normalise(hypothesis)
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1] / max(1, len(ref))
 
 
 def upload_url(server: ServerHandle, extension: str = "mp3") -> str:

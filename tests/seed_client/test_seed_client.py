@@ -1,0 +1,30 @@
+"""The seed's own sample client, unchanged but for base URL, key and model, against the server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from local_server import SAMPLE_MP3, SAMPLE_TXT, ServerHandle
+from textscore import wer
+
+CLIENT = Path(__file__).with_name("asyncWhisper.py")
+
+
+def test_seed_sample_client_transcribes_the_sample(server: ServerHandle) -> None:
+    env = {**os.environ, "TIYARO_BASE_URL": server.url, "TIYARO_API_KEY": server.api_key}
+    proc = subprocess.run(
+        [sys.executable, str(CLIENT), str(SAMPLE_MP3)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "-- async request submitted --" in out
+    assert "status:  success" in out
+    transcript = out.split("-- Transcribed Text --\n", 1)[1].split("-- Done --", 1)[0]
+    assert wer(SAMPLE_TXT.read_text(), transcript) <= 0.10, transcript
