@@ -1,0 +1,290 @@
+"""Hostile input through the real server and the CLI: audio that is not audio, 6 h of silence,
+path-like and unicode file names, job ids that are SQL or path fragments, and schemathesis
+over the OpenAPI schema. Each must end in a clear 4xx / a clear one-line CLI error (or a job
+that fails with a reason), never a traceback, and nothing may be written outside the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import requests
+from figures import bump, record
+from harness import SAMPLE, Sandbox, Server, run_cli
+from hostile_audio import hostile_files, silence_mp3
+
+pytestmark = pytest.mark.reliability
+
+ID_FRAGMENTS = [
+    "' OR 1=1 --",
+    "1; DROP TABLE jobs; --",
+    "../../etc/passwd",
+    "..%2f..%2fetc%2fpasswd",
+    "%2e%2e",
+    "..",
+    "abc\x00def",
+    "$(touch pwned)",
+    "a" * 5000,
+    "🦜🦜🦜🦜🦜🦜🦜🦜",
+    "last'--",
+]
+
+
+_SHARED_TMP = ("bash_", "pytest-", "tmp", "wcli-")  # other processes' scratch in /tmp
+
+
+def _snapshot(root: Path) -> set[str]:
+    """Every path under ``root`` (the test's own tmp tree), plus the top of /tmp and the
+    working directory, where an escaping path would land; /tmp's own churn is ignored."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            seen.add(os.path.join(dirpath, name))
+    for top in (Path("/tmp"), Path.cwd()):
+        seen.update(str(p) for p in top.iterdir() if not p.name.startswith(_SHARED_TMP))
+    return seen
+
+
+def _outside_data(paths: set[str], sandbox: Sandbox, *allowed: Path) -> set[str]:
+    keep = (str(sandbox.data_dir), str(sandbox.state_dir), *(str(a) for a in allowed))
+    return {p for p in paths if not p.startswith(keep)}
+
+
+def _one_clear_line(stderr: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert 1 <= len(lines) <= 3, f"expected one error line (and a hint): {stderr!r}"
+    assert lines[0].startswith("whispercli: error:"), stderr
+    assert "unexpected" not in lines[0].lower(), f"an unhandled exception leaked: {stderr!r}"
+
+
+# -- audio that is not (quite) audio ---------------------------------------------------------------
+
+
+def test_bad_audio_fails_the_job_with_a_reason(
+    live_server: Server, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    files = hostile_files(tmp_path / "bad")
+    outcomes = {}
+    for name, path in files.items():
+        result = run_cli(sandbox, "transcribe", str(path), timeout=120)
+        bump("hostile", "audio_files")
+        outcomes[name] = (result.returncode, result.stderr.strip().splitlines()[:1])
+        assert result.returncode in (1, 3), f"{name}: exit {result.returncode}: {result.stderr}"
+        _one_clear_line(result.stderr)
+        assert result.stdout.strip() == "", f"{name}: printed a transcript: {result.stdout!r}"
+    record(
+        "hostile: bad audio",
+        **{k: f"exit {v[0]}: {v[1][0] if v[1] else ''}" for k, v in outcomes.items()},
+    )
+    health = requests.get(sandbox.url + "/v1/health", headers=sandbox.auth(), timeout=5)
+    assert health.status_code == 200, "the server stopped serving after bad input"
+    # ... and it still transcribes real speech.
+    ok = run_cli(sandbox, "transcribe", str(SAMPLE), timeout=120)
+    assert ok.returncode == 0 and "frog" in ok.stdout.lower(), ok.stderr
+
+
+def test_six_hours_of_silence_is_bounded(
+    live_server: Server, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Six hours of silence must finish quickly or be cancellable; the server stays responsive."""
+    silence = silence_mp3(tmp_path / "silence-6h.mp3", hours=6)
+    bump("hostile", "audio_files")
+    submitted = run_cli(sandbox, "submit", "-q", str(silence), timeout=120)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    started = time.monotonic()
+    waited = run_cli(sandbox, "wait", job_id, "--timeout", "10", timeout=60)
+    poll_ms = []
+    for _ in range(5):
+        t = time.perf_counter()
+        r = requests.get(sandbox.url + "/v1/health", headers=sandbox.auth(), timeout=5)
+        poll_ms.append((time.perf_counter() - t) * 1000)
+        assert r.status_code == 200
+    cancelled = None
+    if waited.returncode != 0:
+        assert waited.returncode == 7, waited.stderr  # timed out waiting: the job keeps running
+        _one_clear_line(waited.stderr)
+        cancelled = run_cli(sandbox, "jobs", "cancel", job_id, timeout=60)
+        assert cancelled.returncode == 0, cancelled.stderr
+    deadline = time.monotonic() + 30
+    status = ""
+    while time.monotonic() < deadline:
+        jobs = requests.get(
+            sandbox.url + "/v1/async/jobs", headers=sandbox.auth(), timeout=5
+        ).json()["jobs"]
+        status = next(j["status"] for j in jobs if j["id"] == job_id)
+        if status in ("success", "failed", "cancelled"):
+            break
+        time.sleep(0.2)
+    record(
+        "hostile: 6 h of silence",
+        size_bytes=silence.stat().st_size,
+        outcome=status,
+        wait_exit=waited.returncode,
+        cancelled=cancelled is not None,
+        seconds_to_end=round(time.monotonic() - started, 1),
+        health_ms_max_while_running=round(max(poll_ms), 1),
+    )
+    assert status in ("success", "cancelled", "failed"), f"the job is still {status}"
+    assert max(poll_ms) < 1000, f"the server was unresponsive: {poll_ms}"
+    ok = run_cli(sandbox, "transcribe", str(SAMPLE), timeout=120)
+    assert ok.returncode == 0 and "frog" in ok.stdout.lower(), ok.stderr
+
+
+# -- file names ------------------------------------------------------------------------------------
+
+NAMES = [
+    "with space.mp3",
+    "ünïcödé-名前.mp3",
+    "emoji-🦜.mp3",
+    "new\nline.mp3",
+    "-dash-first.mp3",
+    "quote'\"semi;colon.mp3",
+    "%2e%2e%2fescape.mp3",
+    "$(touch pwned).mp3",
+]
+
+
+def test_path_like_and_unicode_file_names(
+    live_server: Server, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    deep = work / "a" / "b"
+    deep.mkdir(parents=True)
+    out = tmp_path / "out"
+    (work / "x.mp3").write_bytes(SAMPLE.read_bytes())
+    args = ["../../x.mp3"]  # a path that climbs out of the working directory
+    for i, name in enumerate(NAMES):
+        # distinct bytes per file so none is answered from the reuse-by-hash cache
+        (deep / name).write_bytes(SAMPLE.read_bytes() + b"TAG" + f"{i}".ljust(125).encode())
+        args.append(name if not name.startswith("-") else f"./{name}")
+    before = _snapshot(tmp_path.parent)
+    result = run_cli(
+        sandbox, "transcribe", "-f", "txt", "-o", str(out), "--force", *args, cwd=deep, timeout=240
+    )
+    after = _snapshot(tmp_path.parent)
+    bump("hostile", "file_names", len(args))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    written = sorted(p.name for p in out.iterdir())
+    expected = sorted(["x.txt"] + [Path(n).stem + ".txt" for n in NAMES])
+    assert written == expected, f"outputs {written} != {expected}"
+    for path in out.iterdir():
+        assert "frog" in path.read_text().lower(), path
+    new = _outside_data(after - before, sandbox, out, sandbox.root / "server.log")
+    assert not new, f"files appeared outside the data dir and -o: {sorted(new)}"
+    assert not Path("pwned").exists() and not (deep / "pwned").exists()
+
+
+# -- job ids that are SQL or path fragments ------------------------------------------------------
+
+
+def test_hostile_job_ids_over_http(live_server: Server, sandbox: Sandbox, tmp_path: Path) -> None:
+    before = _snapshot(tmp_path.parent)
+    passwd = Path("/etc/passwd").read_bytes()
+    statuses = {}
+    for fragment in ID_FRAGMENTS:
+        quoted = quote(fragment, safe="")
+        for method, path in (
+            ("GET", f"/v1/async/jobs/{quoted}"),
+            ("GET", f"/v1/async/jobs/{quoted}?wait=1"),
+            ("DELETE", f"/v1/async/jobs/{quoted}"),
+            ("POST", f"/v1/async/jobs/{quoted}/cancel"),
+            ("PUT", f"/v1/input/uploads/{quoted}?expires=9999999999&sig=00"),
+            ("GET", f"/v1/async/jobs?status={quoted}"),
+            ("POST", f"/v1/input/upload-url?extension={quoted}"),
+        ):
+            r = requests.request(
+                method, sandbox.url + path, headers=sandbox.auth(), data=b"x", timeout=10
+            )
+            bump("hostile", "http_requests")
+            statuses[f"{method} {path[:60]}"] = r.status_code
+            assert 400 <= r.status_code < 500, f"{method} {path!r} -> {r.status_code} {r.text}"
+            body = r.json()
+            message = body.get("error", {}).get("message") or body.get("detail")
+            assert message, f"{method} {path!r}: no error message in {body}"
+    record(
+        "hostile: job ids over HTTP", requests=len(statuses), codes=sorted(set(statuses.values()))
+    )
+    after = _snapshot(tmp_path.parent)
+    assert not _outside_data(after - before, sandbox, sandbox.root / "server.log")
+    assert Path("/etc/passwd").read_bytes() == passwd
+
+
+def test_hostile_job_ids_through_the_cli(
+    live_server: Server, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    before = _snapshot(tmp_path.parent)
+    commands = (
+        ["status"],
+        ["wait", "--timeout", "5"],
+        ["jobs", "show"],
+        ["jobs", "cancel"],
+        ["jobs", "rm"],
+    )
+    cases = [
+        (command, fragment)
+        for fragment in ID_FRAGMENTS
+        if "\x00" not in fragment  # argv cannot carry NUL
+        for command in commands
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda c: run_cli(sandbox, *c[0], "--", c[1], timeout=60), cases))
+    bump("hostile", "cli_job_ids", len(cases))
+    for (command, fragment), result in zip(cases, results, strict=True):
+        assert result.returncode in (2, 4), (
+            f"{command} {fragment!r}: {result.returncode} {result.stderr}"
+        )
+        assert "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
+    after = _snapshot(tmp_path.parent)
+    assert not _outside_data(after - before, sandbox, sandbox.root / "server.log")
+
+
+def test_non_ascii_signature_is_403_not_500(live_server: Server, sandbox: Sandbox) -> None:
+    r = requests.post(sandbox.url + "/v1/input/upload-url", headers=sandbox.auth(), timeout=5)
+    put_url = r.json()["uploadUrl"]["PUT"].split("?")[0]
+    for query in ("expires=9999999999&sig=%C3%B5%C3%98", "expires=%D9%A1&sig=ab"):
+        bump("hostile", "http_requests")
+        resp = requests.put(f"{put_url}?{query}", data=b"abc", timeout=5)
+        assert resp.status_code == 403, f"{query}: {resp.status_code} {resp.text}"
+
+
+# -- schemathesis --------------------------------------------------------------------------------
+
+
+def test_schemathesis_over_openapi(live_server: Server, sandbox: Sandbox, tmp_path: Path) -> None:
+    """Bounded property-based run over every documented operation, with the Bearer key:
+    no 5xx, and no operation that ignores auth. The upload PUT is left to the tests above:
+    its documented Content-Length header makes the generator send lengths that do not
+    match the body, and the server then (rightly) waits for bytes that never come."""
+    done = subprocess.run(
+        [
+            "schemathesis", "run", sandbox.url + "/openapi.json",
+            "-H", f"Authorization: Bearer {sandbox.key()}",
+            "--checks", "not_a_server_error,ignored_auth",
+            "--max-examples", "25", "--max-time", "30", "--request-timeout", "10",
+            "--phases", "examples,coverage,fuzzing", "--generation-database", "none",
+            "--exclude-path-regex", "^/v1/input/uploads/", "--seed", "5",
+            "--no-color", "--output-sanitize", "true",
+        ],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )  # fmt: skip
+    generated = re.search(r"(\d+) generated", done.stdout)
+    record(
+        "hostile: schemathesis",
+        cases=int(generated.group(1)) if generated else None,
+        exit_code=done.returncode,
+    )
+    if generated:
+        bump("fuzz", "schemathesis_cases", int(generated.group(1)))
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert sandbox.key() not in done.stdout, "the key was printed"
