@@ -110,6 +110,39 @@ CONFIGS: tuple[Config, ...] = (
     Config(
         "b16-greedy", "batched beam 1, batch 16", {"beam_size": 1, "batch_size": 16}, batched=True
     ),
+    Config("beam3", "sequential beam 3", {"beam_size": 3}),
+    Config("b8-beam3", "batched beam 3, batch 8", {"beam_size": 3, "batch_size": 8}, batched=True),
+    Config("b8-beam4", "batched beam 4, batch 8", {"beam_size": 4, "batch_size": 8}, batched=True),
+    Config(
+        "b8-c10",
+        "batched beam 5, batch 8, VAD chunks <= 10 s",
+        {"beam_size": 5, "batch_size": 8, "chunk_length": 10},
+        batched=True,
+    ),
+    Config(
+        "b8-c15",
+        "batched beam 5, batch 8, VAD chunks <= 15 s",
+        {"beam_size": 5, "batch_size": 8, "chunk_length": 15},
+        batched=True,
+    ),
+    Config(
+        "b8-c20",
+        "batched beam 5, batch 8, VAD chunks <= 20 s",
+        {"beam_size": 5, "batch_size": 8, "chunk_length": 20},
+        batched=True,
+    ),
+    Config(
+        "b8-greedy-c10",
+        "batched beam 1, batch 8, VAD chunks <= 10 s",
+        {"beam_size": 1, "batch_size": 8, "chunk_length": 10},
+        batched=True,
+    ),
+    Config(
+        "b8-greedy-c15",
+        "batched beam 1, batch 8, VAD chunks <= 15 s",
+        {"beam_size": 1, "batch_size": 8, "chunk_length": 15},
+        batched=True,
+    ),
     Config(
         "b8-f32",
         "batched beam 5, batch 8, float32",
@@ -133,6 +166,7 @@ class Tally:
     """Per-configuration results: fastest wall time and hypothesis for every clip."""
 
     wall: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
     text: dict[str, str] = field(default_factory=dict)
 
 
@@ -199,11 +233,13 @@ def measure(
                 continue
             step += 1
             for config in rotated(configs, step):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 text = runners[config.name](clip)
                 wall = time.perf_counter() - start
+                cpu = time.process_time() - start_cpu
                 tally = tallies[config.name]
                 tally.wall[clip.name] = min(wall, tally.wall.get(clip.name, float("inf")))
+                tally.cpu[clip.name] = min(cpu, tally.cpu.get(clip.name, float("inf")))
                 tally.text.setdefault(clip.name, text)
         print(f"  pass {rep + 1} done", file=sys.stderr, flush=True)
     return tallies
@@ -239,6 +275,7 @@ def summarise(configs: list[Config], clips: list[Clip], tallies: dict[str, Tally
         }
         if base is not None and base_counts is not None:
             row["speed_vs_base"] = round(sum(base.wall.values()) / wall, 2)
+            row["cpu_vs_base"] = round(sum(base.cpu.values()) / sum(tally.cpu.values()), 2)
             row["wer_delta_pts"] = round(100 * (counts.wer - base_counts.wer), 2)
             for group, names in groups.items():
                 if names:
@@ -254,6 +291,7 @@ def table(rows: list[dict]) -> str:
         "config",
         "x realtime",
         "speed vs base",
+        "CPU vs base",
         "WER %",
         "ΔWER pts",
         "long vs base",
@@ -266,6 +304,7 @@ def table(rows: list[dict]) -> str:
             r["config"],
             f"{r['x_realtime']:.1f}",
             f"{r.get('speed_vs_base', float('nan')):.2f}x",
+            f"{r.get('cpu_vs_base', float('nan')):.2f}x",
             f"{r['wer_pct']:.2f}",
             f"{r.get('wer_delta_pts', float('nan')):+.2f}",
             f"{r.get('long_vs_base', float('nan')):.2f}x",
