@@ -1,0 +1,183 @@
+"""`whispercli server run|start|stop|status` and the auto-start launcher, as real processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from local_server import REPO, ServerFactory, find_free_port
+
+WHISPERCLI = [sys.executable, "-m", "whispercli"]
+
+
+def _dirs(tmp_path: Path) -> dict[str, str]:
+    return {
+        "WHISPERCLI_CONFIG_DIR": str(tmp_path / "config"),
+        "WHISPERCLI_STATE_DIR": str(tmp_path / "state"),
+        "WHISPERCLI_DATA_DIR": str(tmp_path / "data"),
+    }
+
+
+def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*WHISPERCLI, *args],
+        env={**os.environ, **env},
+        capture_output=True,  # a detached child that kept these pipes would hang this call
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def _server_pids(port: int) -> list[int]:
+    """Processes running `whispercli server run ... --port PORT`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"whispercli" in argv and b"run" in argv and str(port).encode() in argv:
+                pids.append(int(proc.name))
+    return pids
+
+
+def _gone(pid: int, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return True
+        if stat.split(") ", 1)[1].startswith("Z"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def cleanup_port() -> object:
+    """Kill whatever server a test left on its port, whatever happened."""
+    ports: list[int] = []
+    yield ports
+    for port in ports:
+        for pid in _server_pids(port):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_start_status_stop(tmp_path: Path, cleanup_port: list[int]) -> None:
+    env = _dirs(tmp_path)
+    port = find_free_port()
+    cleanup_port.append(port)
+    started = _cli(env, "server", "start", "--port", str(port))
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == f"http://127.0.0.1:{port}"
+    assert "log:" in started.stderr
+    [pid] = _server_pids(port)
+
+    status = _cli(env, "server", "status", "--port", str(port), "--json")
+    assert status.returncode == 0, status.stderr
+    body = json.loads(status.stdout)
+    assert body["status"] == "ok" and body["pid"] == pid and "tiny" in body["models"]
+    human = _cli(env, "server", "status", "--port", str(port))
+    assert f"running at http://127.0.0.1:{port}" in human.stdout
+
+    again = _cli(env, "server", "start", "--port", str(port))
+    assert again.returncode == 0 and "already answers" in again.stderr
+    assert _server_pids(port) == [pid]
+
+    stopped = _cli(env, "server", "stop", "--port", str(port))
+    assert stopped.returncode == 0, stopped.stderr
+    assert _gone(pid)
+    assert not (tmp_path / "state" / f"server-{port}.pid").exists()
+    assert (tmp_path / "state" / "server.log").exists()
+    down = _cli(env, "server", "status", "--port", str(port))
+    assert down.returncode == 6
+    assert "no server answers" in down.stderr
+    assert _cli(env, "server", "stop", "--port", str(port)).returncode == 0  # nothing to stop
+
+
+def test_two_concurrent_auto_starts_end_with_one_server(
+    tmp_path: Path, cleanup_port: list[int]
+) -> None:
+    env = _dirs(tmp_path)
+    port = find_free_port()
+    cleanup_port.append(port)
+    url = f"http://127.0.0.1:{port}"
+    code = (
+        "import sys; from whispercli.launcher import ensure_local_server; "
+        f"print(ensure_local_server({url!r}, 60))"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=90) for p in procs]  # returns: no inherited pipes
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sorted(out.strip() for out, _ in outputs) == ["False", "True"]  # one started it
+    pids = _server_pids(port)
+    assert len(pids) == 1
+    key = (tmp_path / "config" / "api-key").read_text().strip()
+    health = requests.get(f"{url}/v1/health", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+    assert health.status_code == 200
+    cmdline = Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")
+    assert b"--idle-timeout" in cmdline and b"600" in cmdline
+    assert os.getsid(pids[0]) == pids[0]  # detached in its own session
+    os.kill(pids[0], signal.SIGTERM)
+    assert _gone(pids[0])
+
+
+def test_idle_server_exits_by_itself(server_factory: ServerFactory) -> None:
+    idle = server_factory.start("--idle-timeout", "2")
+    assert idle.proc.wait(timeout=30) == 0
+    assert "no request for" in idle.log()
+
+
+def test_sigterm_stops_the_worker_too(server_factory: ServerFactory) -> None:
+    handle = server_factory.start()
+    tasks = Path(f"/proc/{handle.proc.pid}/task").iterdir()
+    children = [int(c) for t in tasks for c in (t / "children").read_text().split()]
+    assert children
+    assert handle.stop() == 0
+    assert all(_gone(pid, 10) for pid in children)
+    assert "Traceback" not in handle.log()
+
+
+def test_non_loopback_bind_warns(server_factory: ServerFactory) -> None:
+    exposed = server_factory.start("--host", "0.0.0.0")
+    assert "anyone who can reach this address" in exposed.log()
+
+
+def test_refuses_a_key_file_others_can_read(tmp_path: Path) -> None:
+    env = _dirs(tmp_path)
+    key = tmp_path / "config" / "api-key"
+    key.parent.mkdir()
+    key.write_text("secret-key-value\n")
+    key.chmod(0o644)
+    proc = _cli(env, "server", "run", "--port", str(find_free_port()))
+    assert proc.returncode == 1
+    assert "readable by other users" in proc.stderr and "chmod 600" in proc.stderr
+    assert "secret-key-value" not in proc.stderr + proc.stdout
+
+
+def test_taken_port_is_a_clean_error(tmp_path: Path, server_factory: ServerFactory) -> None:
+    running = server_factory.start()
+    proc = _cli(_dirs(tmp_path), "server", "run", "--port", str(running.port))
+    assert proc.returncode == 1
+    assert "cannot listen" in proc.stderr and "Traceback" not in proc.stderr
+    assert running.proc.poll() is None
