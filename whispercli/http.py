@@ -3,14 +3,15 @@ failure mapped to a ``WhisperCliError`` a person can act on.
 
 Retries, and who does them:
 
-* urllib3's ``Retry`` (mounted on the session) retries connection failures for every method
+* urllib3's ``Retry`` (mounted on the session) retries failed connects for every method
   (nothing reached the server) and retries GET/HEAD/DELETE on 429/502/503/504, honouring
   ``Retry-After``.
-* Hand-rolled here (``_send``): POST with an ``Idempotency-Key`` (or flagged ``idempotent``)
-  and PUT of a body that can be re-created from a factory (the upload re-opens the file at
-  offset 0). urllib3 cannot do these: it retries per method, not per request, and it cannot
-  rewind our counting reader. Read timeouts and 429/502/503/504 are retried with exponential
-  backoff, or after ``Retry-After`` seconds when the server says so.
+* Hand-rolled in ``HttpCore.request``: (1) POST with an ``Idempotency-Key`` (or flagged
+  ``idempotent``) and PUT of a body re-created from a factory (the upload re-opens the file at
+  offset 0) on 429/502/503/504, after ``Retry-After`` or with exponential backoff — urllib3
+  retries per method, not per request, and cannot rewind our counting reader; (2) for those and
+  for safe methods, a connection dropped or reset mid-request, a read timeout, or an answer cut
+  short mid-body — urllib3 does not see failures while requests reads the body.
 
 Nothing here logs a key, and URLs are printed with their ``sig=`` redacted.
 """
@@ -26,6 +27,8 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.exceptions import ChunkedEncodingError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from whispercli import __version__
@@ -41,6 +44,7 @@ log = logging.getLogger("whispercli.http")
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+SAFE_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 MAX_RETRIES = 3
 BACKOFF = 0.5
 MAX_RETRY_AFTER = 60.0
@@ -86,10 +90,10 @@ class HttpCore:
         retry = Retry(
             total=max_retries,
             connect=2,
-            read=max_retries,
+            read=0,  # read failures (timeouts, drops mid-answer) are retried in request()
             status=max_retries,
             other=0,
-            allowed_methods=frozenset({"GET", "HEAD", "DELETE", "OPTIONS"}),
+            allowed_methods=SAFE_METHODS,
             status_forcelist=RETRY_STATUSES,
             backoff_factor=backoff / 2,
             backoff_max=15,
@@ -110,11 +114,24 @@ class HttpCore:
             return path_or_url
         return f"{self.base_url}{path_or_url}"
 
-    def request(
+    def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
+        """Send one request and return a 2xx response, or raise a ``WhisperCliError``.
+
+        Keyword arguments are those of ``_exchange``.
+        """
+        return self._exchange(method, path_or_url, decode=False, **kwargs)[0]
+
+    def json(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
+        """``request`` and decode the JSON body (an empty 204 gives ``None``). A body that is
+        cut short or not JSON is asked for again when the request is safe to resend."""
+        return self._exchange(method, path_or_url, decode=True, **kwargs)[1]
+
+    def _exchange(
         self,
         method: str,
         path_or_url: str,
         *,
+        decode: bool,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         body: BodyFactory | None = None,
@@ -122,8 +139,8 @@ class HttpCore:
         auth: bool = True,
         idempotent: bool = False,
         read_timeout: float | None = None,
-    ) -> requests.Response:
-        """Send one request and return a 2xx response, or raise a ``WhisperCliError``.
+    ) -> tuple[requests.Response, Any]:
+        """The request loop: retries, error mapping, and (``decode``) the JSON body.
 
         ``body`` is a factory so that a retried PUT sends the same bytes from the start.
         ``idempotent`` marks a POST/PUT as safe to retry (an Idempotency-Key is sent, or the
@@ -135,49 +152,52 @@ class HttpCore:
             key = self.api_key()
             if key:
                 hdrs["Authorization"] = f"Bearer {key}"
-        retry_here = method.upper() not in {"GET", "HEAD", "DELETE", "OPTIONS"} and (
+        safe = method.upper() in SAFE_METHODS
+        retry_status = not safe and (
             idempotent or any(k.lower() == "idempotency-key" for k in hdrs)
         )
+        may_resend = safe or retry_status
         timeout = (self.connect_timeout, read_timeout or self.read_timeout)
         attempt = 0
         while True:
             try:
                 resp = self._send(method, url, params, json, body, hdrs, timeout)
-            except requests.Timeout as exc:
-                if retry_here and attempt < self.max_retries:
+            except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
+                never_connected = _never_connected(exc)
+                if may_resend and not never_connected and attempt < self.max_retries:
                     attempt += 1
                     self._sleep(attempt, None)
                     continue
-                raise self._unreachable(url, f"it did not answer within {timeout[1]:g} s") from exc
-            except requests.ConnectionError as exc:
+                if isinstance(exc, requests.ReadTimeout):
+                    raise self._unreachable(
+                        url, f"it did not answer within {timeout[1]:g} s"
+                    ) from exc
                 raise self._unreachable(url, _reason(exc)) from exc
             except requests.RequestException as exc:
                 raise WhisperCliError(
                     f"request to {redact_url(url)} failed: {_reason(exc)}"
                 ) from exc
-            if retry_here and resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
+            if retry_status and resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
                 attempt += 1
                 self._sleep(attempt, resp.headers.get("Retry-After"))
                 continue
             if resp.status_code >= 400:
                 raise self._error(resp, url, auth)
-            return resp
-
-    def json(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
-        """``request`` and decode the JSON body (an empty 204 gives ``None``)."""
-        resp = self.request(method, path_or_url, **kwargs)
-        if resp.status_code == 204 or not resp.content:
-            return None
-        try:
-            return resp.json()
-        except ValueError:
-            ctype = resp.headers.get("Content-Type", "unknown type")
-            raise WhisperCliError(
-                f"the server at {self.base_url} answered {method} "
-                f"{redact_url(resp.url or path_or_url)} with something that is not JSON "
-                f"(HTTP {resp.status_code}, {ctype})",
-                hint="check --url: is it a whispercli or Tiyaro-compatible endpoint?",
-            ) from None
+            if not decode or resp.status_code == 204:
+                return resp, None
+            try:
+                if not resp.content:
+                    raise ValueError("empty body")
+                return resp, resp.json()
+            except ValueError:
+                # Empty, or JSON cut short: a dropped answer. Anything else (an HTML page from
+                # a proxy, say) will not get better by asking again.
+                truncated = not resp.content or "json" in resp.headers.get("Content-Type", "")
+                if truncated and may_resend and attempt < self.max_retries:
+                    attempt += 1
+                    self._sleep(attempt, None)
+                    continue
+                raise self._not_json(method, url, resp) from None
 
     # -- internals -------------------------------------------------------------------------
 
@@ -216,6 +236,14 @@ class HttpCore:
             time.monotonic() - start,
         )
         return resp
+
+    def _not_json(self, method: str, url: str, resp: requests.Response) -> WhisperCliError:
+        ctype = resp.headers.get("Content-Type", "unknown type")
+        return WhisperCliError(
+            f"the server at {self.base_url} answered {method} {redact_url(url)} with something "
+            f"that is not JSON (HTTP {resp.status_code}, {ctype}, {len(resp.content)} bytes)",
+            hint="check --url: is it a whispercli or Tiyaro-compatible endpoint?",
+        )
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         delay = self.backoff * (2 ** (attempt - 1))
@@ -285,6 +313,23 @@ def _server_message(resp: requests.Response) -> str:
         if isinstance(body.get("message"), str):
             return body["message"]
     return resp.reason or f"HTTP {resp.status_code}"
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """True when no connection was made (refused, DNS, connect timeout): urllib3 has already
+    retried those, and nothing reached the server."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        cur = stack.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, NewConnectionError | NameResolutionError | ConnectTimeoutError):
+            return True
+        stack.extend([cur.__cause__, cur.__context__, getattr(cur, "reason", None)])
+        stack.extend(a for a in cur.args if isinstance(a, BaseException))
+    return False
 
 
 def _reason(exc: BaseException) -> str:

@@ -76,3 +76,17 @@ def test_corrupt_file_names_file_and_line() -> None:
     with pytest.raises(WhisperCliError, match="profiles"):
         config.resolve()
     assert isinstance(path, Path)
+
+
+def test_durations() -> None:
+    import typer
+
+    from whispercli.cli.context import parse_duration
+
+    assert parse_duration("90") == 90
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("1.5m") == 90
+    assert parse_duration("7d") == 7 * 86400
+    for bad in ("", "soon", "5 m", "1x"):
+        with pytest.raises(typer.BadParameter):
+            parse_duration(bad)

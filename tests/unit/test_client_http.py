@@ -243,3 +243,13 @@ def test_wait_timeout(stub: Stub, monkeypatch: pytest.MonkeyPatch) -> None:
     job = _client(stub).job("j1", "/v1/async/jobs/j1?sig=abc")
     with pytest.raises(WaitTimeoutError, match="still processing"):
         job.wait(timeout=0.3)
+
+
+def test_an_answer_cut_short_is_asked_for_again_only_when_safe(stub: Stub) -> None:
+    stub.on("GET", "/v1/async/jobs", (200, {}, b""), (200, {}, {"jobs": [job_body("pending")]}))
+    assert [j.id for j in _client(stub).jobs()] == ["j1"]
+    assert len(stub.calls("GET", "/v1/async/jobs")) == 2
+    stub.on("POST", "/v1/async/jobs/j1/cancel", (200, {}, b""))
+    with pytest.raises(WhisperCliError, match="not JSON"):
+        _client(stub).cancel("j1")
+    assert len(stub.calls("POST", "/v1/async/jobs/j1/cancel")) == 1

@@ -86,8 +86,10 @@ def main() -> None:
     try:
         result = app(prog_name="whispercli", standalone_mode=False)
     except WhisperCliError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback, then the same readable lines and exit code
+            import traceback
+
+            traceback.print_exc()
         print(f"whispercli: error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"whispercli: hint: {exc.hint}", file=sys.stderr)

@@ -84,17 +84,19 @@ def complete_job_ref(incomplete: str) -> list[str]:
     return [i for i in ["last", *ids] if i.startswith(incomplete)]
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms]?)")
 
 
 def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``30m``, ``1h30m``, ``1.5h`` -> seconds."""
+    """``90``, ``90s``, ``30m``, ``1h30m``, ``1.5h``, ``7d`` -> seconds."""
     text = text.strip().lower()
     pos, total = 0, 0.0
     for match in _DURATION.finditer(text):
         if match.start() != pos:
             break
-        total += float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+        total += (
+            float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        )
         pos = match.end()
     if not text or pos != len(text):
         raise typer.BadParameter(f"{text!r} is not a duration (e.g. 90, 90s, 30m, 1h30m)")

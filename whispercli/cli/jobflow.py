@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from whispercli.state import SavedJob
 
 LONG_POLL_QUIET = 30.0
-LONG_POLL_DISPLAY = 3.0
+LONG_POLL_DISPLAY = 5.0
 """With a progress display, shorter long-polls so the server's percent moves on screen."""
 
 
@@ -73,10 +73,10 @@ def submit_source(
             if previous is not None:
                 job = client.job(previous.id, previous.poll_url)
                 try:
-                    job.refresh()
+                    info = job.refresh()
                 except NotFoundError:
-                    pass  # the server forgot it (retention): submit again
-                else:
+                    info = None  # the server forgot it (retention): submit again
+                if info is not None and info.status not in ("failed", "cancelled"):
                     note(
                         f"{file.name}: reusing job {previous.id} (same file and options; "
                         "--force submits again)",

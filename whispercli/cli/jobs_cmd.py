@@ -114,7 +114,8 @@ def rm(
 def prune(
     ctx: typer.Context,
     older_than: Annotated[
-        str, typer.Option("--older-than", help="Only jobs created longer ago than this (7d: 168h).")
+        str,
+        typer.Option("--older-than", help="Only jobs created longer ago than this (e.g. 7d, 12h)."),
     ] = "0",
     json_out: o.Json = False,
     quiet: o.Quiet = False,
