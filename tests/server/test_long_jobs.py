@@ -19,10 +19,10 @@ from server_helpers import (
     submit_raw,
     upload,
     wait_done,
-    wait_until,
 )
 
-READINGS = 5  # about 5 minutes of speech: ~10 s of work for the tiny model on 2 cores
+READINGS = 3  # about 3 minutes of speech: ~9 s of work for the tiny model on 2 cores
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_partial_progress_while_processing(server: ServerHandle, long_clip: Path
     assert body["completedAt"] is None and "result" not in body
     done = wait_done(server, job)
     assert done["status"] == "success"
-    assert done["result"]["duration"] > 240
+    assert done["result"]["duration"] > 150
     assert len(done["result"]["segments"]) >= len(body["segments"])
 
 
@@ -82,7 +82,7 @@ def test_sigkill_server_mid_job_then_restart_completes_it(
     queued["urls"]["GET"] = queued["urls"]["GET"].replace(first.url, second.url)
     body = wait_done(second, job)
     assert body["status"] == "success", body
-    assert body["result"]["duration"] > 240
+    assert body["result"]["duration"] > 150
     assert wait_done(second, queued)["status"] == "success"
     assert "recovered 1 interrupted jobs" in second.log()
 
@@ -165,4 +165,22 @@ def test_polls_stay_fast_while_a_long_job_runs(server: ServerHandle, long_clip: 
         f"p95 {cuts[94]:.1f} ms, p99 {cuts[98]:.1f} ms, max {max(latencies):.1f} ms"
     )
     assert cuts[94] < 200
-    assert wait_until(server, job, ("success",))["status"] == "success"
+    cancel = f"{server.url}/v1/async/jobs/{job['id']}/cancel"
+    requests.post(cancel, headers=server.headers, timeout=TIMEOUT)
+    assert wait_done(server, job)["status"] in ("cancelled", "success")
+
+
+def test_retention_deletes_old_jobs_and_files(server_factory: ServerFactory) -> None:
+    short = server_factory.start("--retention-hours", "0.001")  # 3.6 s
+    job = submit(short, upload(short))
+    assert wait_done(short, job)["status"] == "success"
+    assert list((short.data_dir / "results").iterdir())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        resp = requests.get(job["urls"]["GET"], headers=short.headers, timeout=TIMEOUT)
+        if resp.status_code == 404:
+            break
+        time.sleep(0.5)
+    assert resp.status_code == 404
+    assert list((short.data_dir / "results").iterdir()) == []
+    assert list((short.data_dir / "uploads").iterdir()) == []

@@ -33,8 +33,9 @@ class ServerSettings:
     """Seconds an upload URL stays valid (tests use 1 s to see it expire)."""
     retention: float = 24 * 3600.0
     """Seconds after which uploads, results and finished jobs are deleted."""
-    poll_url_ttl: float | None = None
-    """Seconds a poll URL stays valid; ``None`` means as long as the job is kept."""
+    poll_url_ttl: float = 7 * 24 * 3600.0
+    """Seconds a poll URL stays valid from submit: a job may wait in the queue, then is kept
+    for ``retention`` after it ends, so this is never less than twice the retention."""
     max_queue: int = 100
     """Queued (not yet processing) jobs beyond which submit answers 429."""
     idle_timeout: float = 0.0
@@ -47,7 +48,7 @@ class ServerSettings:
 
     @property
     def effective_poll_url_ttl(self) -> float:
-        return max(self.poll_url_ttl or 0.0, self.retention)
+        return max(self.poll_url_ttl, 2 * self.retention)
 
     @property
     def is_loopback(self) -> bool:

@@ -343,11 +343,12 @@ class Store:
         return True
 
     def sweep(self, retention: float) -> int:
-        """Delete finished jobs, and uploads no queued job needs, older than ``retention``."""
+        """Delete jobs that ended more than ``retention`` seconds ago, with their files, and
+        uploads that old which no job uses."""
         cutoff = time.time() - retention
         with self._lock:
             old_jobs = self._db.execute(
-                "SELECT id FROM jobs WHERE status IN (?, ?, ?) AND accepted_at < ?",
+                "SELECT id FROM jobs WHERE status IN (?, ?, ?) AND completed_at < ?",
                 (*FINISHED, cutoff),
             ).fetchall()
         removed = sum(self.delete_job(r["id"]) for r in old_jobs)

@@ -33,6 +33,8 @@ log = logging.getLogger("whispercli.server")
 CANCEL_GRACE_SECONDS = 5.0
 """A cancelled job's worker gets this long to stop at a segment boundary before it is killed."""
 SWEEP_INTERVAL_SECONDS = 60.0
+"""At most this long between retention sweeps (shorter when the retention itself is short)."""
+MAX_RESTART_DELAY = 30.0
 PROGRESS_WRITE_INTERVAL = 0.3
 
 
@@ -121,6 +123,8 @@ class Supervisor:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
         self._last_sweep = 0.0
+        self._quick_deaths = 0
+        self._worker_started = 0.0
         self.busy = False
         self.model_load_seconds: dict[str, float] = {}
 
@@ -165,6 +169,20 @@ class Supervisor:
         self._cancels = cancel_writer
         log.info("worker process %s started", self._proc.pid)
 
+    def _restart_worker(self) -> None:
+        """Start a worker; back off when they keep dying right after start (e.g. a bad model)."""
+        if self._proc is not None:
+            quick = time.monotonic() - self._worker_started < 5
+            self._quick_deaths = self._quick_deaths + 1 if quick else 0
+            self._stop_worker()
+            if self._quick_deaths:
+                delay = min(MAX_RESTART_DELAY, 2.0**self._quick_deaths)
+                log.warning("worker keeps exiting; restarting it in %.0f s", delay)
+                if self._stopping.wait(delay):
+                    return
+        self._worker_started = time.monotonic()
+        self._start_worker()
+
     def _stop_worker(self) -> None:
         """Ask the worker to exit (it does between jobs), then terminate it, then kill it."""
         proc, self._proc = self._proc, None
@@ -196,14 +214,13 @@ class Supervisor:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        if now - self._last_sweep > SWEEP_INTERVAL_SECONDS:
+        if now - self._last_sweep > min(SWEEP_INTERVAL_SECONDS, self.settings.retention / 4):
             self._last_sweep = now
             removed = self.store.sweep(self.settings.retention)
             if removed:
                 log.info("retention sweep removed %d old jobs/uploads", removed)
         if self._proc is None or not self._proc.is_alive():
-            self._stop_worker()
-            self._start_worker()
+            self._restart_worker()
         self._wake.clear()
         job = self.store.claim_next()
         if job is None:
@@ -246,11 +263,18 @@ class Supervisor:
         except (WorkerDied, EOFError, OSError, BrokenPipeError) as exc:
             if self._stopping.is_set():
                 return  # shutting down: _follow already put the job back
-            code = self._proc.exitcode if self._proc is not None else None
-            reason = f"the transcription worker crashed (exit code {code})"
+            proc = self._proc
+            if proc is not None:
+                proc.join(1)
+                if proc.is_alive():  # the pipe broke but the process lives: make it a crash
+                    proc.kill()
+                    proc.join(5)
+            code = proc.exitcode if proc is not None else None
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+            reason = f"the transcription worker crashed ({how})"
             status = self.store.requeue_or_fail(job.id, reason, self.settings.max_attempts)
             log.warning("job %s: %s (%s); now %s", job.id, reason, type(exc).__name__, status)
-            self._stop_worker()
+            # the next tick restarts the worker (with a back-off if it keeps dying)
 
     def _follow(self, job: Job) -> None:
         """Relay the worker's messages for ``job`` into the store until it ends."""
