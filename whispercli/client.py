@@ -14,6 +14,7 @@ Every failure is a ``whispercli.errors.WhisperCliError`` subclass with a readabl
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -46,6 +47,10 @@ POLL_CAP = 15.0
 LONG_POLL_SECONDS = 30
 CHUNK = 256 * 1024
 AUTO_START_TIMEOUT = 60.0
+OUTAGE_GRACE = 60.0
+"""How long ``Job.wait`` keeps trying while a server that answered before is unreachable."""
+
+log = logging.getLogger("whispercli.client")
 
 
 class _CountingReader:
@@ -322,16 +327,33 @@ class Job:
         Long-polls (``?wait=``, at most ``long_poll`` seconds a request) when the server's
         health says it can, else polls with backoff (1 s, x1.5, capped at 15 s). ``timeout``
         is measured on a monotonic clock and raises ``WaitTimeoutError`` (the job keeps
-        running). A failed or cancelled job raises ``JobFailedError``.
+        running). A failed or cancelled job raises ``JobFailedError``. A server that goes
+        away mid-wait (a restart) is retried for up to ``OUTAGE_GRACE`` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         use_long_poll = self.client.supports_long_poll()
         delay = POLL_START
         wait: float | None = None  # the first poll answers at once
         previous: str | None = None
+        outage_since: float | None = None
+        polled = False
         while True:
             started = time.monotonic()
-            info = self.refresh(wait=wait)
+            try:
+                info = self.refresh(wait=wait)
+            except UnreachableError:
+                # A server restarting under a long wait: ride it out for a while, but a
+                # server that was never reached in this wait is an error at once.
+                now = time.monotonic()
+                outage_since = outage_since or now
+                late = deadline is not None and now >= deadline
+                if not polled or late or now - outage_since > OUTAGE_GRACE:
+                    raise
+                log.debug("server unreachable; retrying (%.0f s so far)", now - outage_since)
+                time.sleep(_pause(min(delay, 5.0), None if deadline is None else deadline - now))
+                delay = min(delay * POLL_FACTOR, POLL_CAP)
+                continue
+            outage_since, polled = None, True
             if on_progress is not None:
                 on_progress(info)
             if info.terminal:
