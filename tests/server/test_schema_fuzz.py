@@ -49,4 +49,5 @@ def test_no_input_causes_a_server_error(case: schemathesis.Case, server: ServerH
     response = case.call(headers=server.headers, timeout=30)
     assert response.status_code < 500, (case.method, case.path, response.text)
     if response.status_code >= 400:
-        assert "error" in response.json() or "detail" in response.json()
+        assert response.headers.get("content-type") == ["application/json"], response.text
+        assert "error" in response.json(), response.text

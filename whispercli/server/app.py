@@ -336,7 +336,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         upload_id: Annotated[str, Path(pattern=_ID_PATTERN)],
         expires: Annotated[str | None, Query()] = None,
         sig: Annotated[str | None, Query()] = None,
-        content_length: Annotated[int | None, Header()] = None,
     ) -> dict[str, Any]:
         try:
             signer.verify("PUT", request.url.path, expires, sig)
@@ -348,7 +347,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         too_big = ApiError(
             413, "too_large", f"the file is larger than this server's limit of {limit} bytes"
         )
-        if content_length is not None and content_length > limit:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:  # refuse before reading a byte
             raise too_big
         final = store.upload_path(upload_id)
         partial = final.with_name(f"{final.name}.{os.getpid()}.{time.monotonic_ns()}.part")
