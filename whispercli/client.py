@@ -336,24 +336,23 @@ class Job:
         wait: float | None = None  # the first poll answers at once
         previous: str | None = None
         outage_since: float | None = None
-        polled = False
         while True:
             started = time.monotonic()
             try:
                 info = self.refresh(wait=wait)
             except UnreachableError:
                 # A server restarting under a long wait: ride it out for a while, but a
-                # server that was never reached in this wait is an error at once.
+                # server that never answered this client is an error at once.
                 now = time.monotonic()
                 outage_since = outage_since or now
                 late = deadline is not None and now >= deadline
-                if not polled or late or now - outage_since > OUTAGE_GRACE:
+                if not self.client.http.answered or late or now - outage_since > OUTAGE_GRACE:
                     raise
                 log.debug("server unreachable; retrying (%.0f s so far)", now - outage_since)
                 time.sleep(_pause(min(delay, 5.0), None if deadline is None else deadline - now))
                 delay = min(delay * POLL_FACTOR, POLL_CAP)
                 continue
-            outage_since, polled = None, True
+            outage_since = None
             if on_progress is not None:
                 on_progress(info)
             if info.terminal:

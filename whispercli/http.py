@@ -85,6 +85,8 @@ class HttpCore:
         self.backoff = backoff
         self.local_hint = local_hint
         self.request_count = 0
+        self.answered = False
+        """True once any HTTP answer came back (the server was up at some point)."""
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"whispercli/{__version__}"
         retry = Retry(
@@ -228,6 +230,7 @@ class HttpCore:
             close = getattr(data, "close", None)
             if callable(close):
                 close()
+        self.answered = True
         log.debug(
             "%s %s -> %s in %.3f s",
             method,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 import tracemalloc
 from collections.abc import Iterator
@@ -67,6 +68,10 @@ class Stub:
                     (404, {}, {"detail": "Not Found"})
                 ]
                 status, headers, body = replies.pop(0) if len(replies) > 1 else replies[0]
+                if status == 0:  # drop the connection without an answer
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 raw = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
                 for key, value in headers.items():
@@ -253,3 +258,22 @@ def test_an_answer_cut_short_is_asked_for_again_only_when_safe(stub: Stub) -> No
     with pytest.raises(WhisperCliError, match="not JSON"):
         _client(stub).cancel("j1")
     assert len(stub.calls("POST", "/v1/async/jobs/j1/cancel")) == 1
+
+
+def test_wait_rides_out_a_server_that_drops_connections_for_a_while(
+    stub: Stub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_mod, "POLL_START", 0.05)
+    result = {"text": "back", "segments": []}
+    drop: Reply = (0, {}, b"")
+    stub.on(
+        "GET",
+        "/v1/async/jobs/j1",
+        (200, {}, job_body("processing")),
+        *[drop] * 6,  # two rounds of the core's own retries, then the wait loop's
+        (200, {}, job_body("success", result=result)),
+    )
+    c = Client(url=stub.url, api_key="k")
+    c.http.backoff = 0.01
+    assert c.job("j1", "/v1/async/jobs/j1?sig=abc").wait(timeout=30).text == "back"
+    assert len(stub.calls("GET", "/v1/async/jobs/j1")) == 8
