@@ -289,12 +289,18 @@ class Job:
             if not self.poll_url:
                 raise WhisperCliError(f"the server gave no poll URL for job {self.id}")
         params = {protocol.WAIT_PARAM: int(wait)} if wait else None
-        body = self.client._call(
-            "GET",
-            self.poll_url,
-            params=params,
-            read_timeout=(wait or 0) + self.client.http.read_timeout,
-        )
+        timeout = (wait or 0) + self.client.http.read_timeout
+        try:
+            body = self.client._call("GET", self.poll_url, params=params, read_timeout=timeout)
+        except AuthError as exc:
+            if exc.status != 403:
+                raise
+            # The signed poll URL expired: the job list hands out a fresh one.
+            fresh = self.client.get_info(self.id).poll_url
+            if not fresh or fresh == self.poll_url:
+                raise
+            self.poll_url = fresh
+            body = self.client._call("GET", self.poll_url, params=params, read_timeout=timeout)
         self.info = _parse(body, self.client.url)
         return self.info
 

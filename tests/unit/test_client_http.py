@@ -277,3 +277,15 @@ def test_wait_rides_out_a_server_that_drops_connections_for_a_while(
     c.http.backoff = 0.01
     assert c.job("j1", "/v1/async/jobs/j1?sig=abc").wait(timeout=30).text == "back"
     assert len(stub.calls("GET", "/v1/async/jobs/j1")) == 8
+
+
+def test_an_expired_poll_url_is_replaced_from_the_job_list(stub: Stub) -> None:
+    stub.on(
+        "GET", "/v1/async/jobs/j1", (403, {}, {"error": {"code": "expired", "message": "expired"}})
+    )
+    fresh = {**job_body("pending"), "urls": {"GET": "/v1/async/jobs/j1b?sig=new"}}
+    stub.on("GET", "/v1/async/jobs", (200, {}, {"jobs": [fresh]}))
+    stub.on("GET", "/v1/async/jobs/j1b", (200, {}, job_body("processing")))
+    job = _client(stub).job("j1", "/v1/async/jobs/j1?sig=old")
+    assert job.status() == "processing"
+    assert job.poll_url == "/v1/async/jobs/j1b?sig=new"

@@ -129,17 +129,18 @@ def wait_for(
         )
     except JobFailedError as exc:
         info = job.info
-        store.update(job.id, status=info.status if info else "failed", error=exc.message)
+        status = info.status if info else "failed"
+        store.update(job.id, status=status, error=exc.message, poll_url=job.poll_url)
         raise
     except WaitTimeoutError as exc:
         if job.info is not None:
-            store.update(job.id, status=job.info.status)
+            store.update(job.id, status=job.info.status, poll_url=job.poll_url)
             if timeout_label:
                 unit = " s" if timeout_label.replace(".", "", 1).isdigit() else ""
                 exc.message = f"job {job.id} is still {job.info.status} after {timeout_label}{unit}"
         exc.hint = f"the job keeps running; resume with: whispercli wait {job.id}"
         raise
-    store.update(job.id, status="success", error=None)
+    store.update(job.id, status="success", error=None, poll_url=job.poll_url)
     return result
 
 

@@ -34,8 +34,9 @@ def status(
     """Show a job's status (the last submitted job when JOB is omitted)."""
     job, saved = resolve_job(ctx, job_ref)
     info = job.refresh()
-    if saved is not None and (saved.status, saved.error) != (info.status, info.error):
-        get_store(ctx).update(job.id, status=info.status, error=info.error)
+    now = (info.status, info.error, job.poll_url)
+    if saved is not None and (saved.status, saved.error, saved.poll_url) != now:
+        get_store(ctx).update(job.id, status=info.status, error=info.error, poll_url=job.poll_url)
     if json_out:
         emit_json(info_dict(info))
         return
