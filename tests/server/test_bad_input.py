@@ -191,3 +191,22 @@ def test_expired_upload_url_is_403(server_factory: ServerFactory) -> None:
     resp = requests.put(url, data=SAMPLE_MP3.read_bytes(), timeout=TIMEOUT)
     assert resp.status_code == 403
     assert "expired" in resp.json()["error"]["message"]
+
+
+def test_interrupted_upload_leaves_nothing_behind(server: ServerHandle) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(upload_url(server))
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(
+            f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            "Content-Length: 100000\r\n\r\n".encode()
+            + b"\0" * 1000
+        )
+        time.sleep(0.3)
+    time.sleep(0.5)
+    assert not [p for p in (server.data_dir / "uploads").iterdir() if p.name.endswith(".part")]
+    assert "Traceback" not in server.log()
+    resp = requests.put(url.geturl(), data=SAMPLE_MP3.read_bytes(), timeout=TIMEOUT)
+    assert resp.status_code == 200  # the same URL still works for a retry

@@ -77,6 +77,9 @@ def test_four_steps_codes_and_shapes(server: ServerHandle) -> None:
 
     plain = requests.get(job["urls"]["GET"], headers=server.headers, timeout=TIMEOUT)
     assert plain.status_code == 200 and plain.json()["result"] == result
+    log = server.log()  # paths are logged, never signatures, keys or transcripts
+    assert "sig=" not in log and server.api_key not in log
+    assert result["segments"][0]["text"].strip() not in log
 
 
 def test_health(server: ServerHandle) -> None:

@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from whispercli import __version__
 from whispercli.fsutil import is_private, read_or_create_secret
@@ -362,6 +363,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
                         raise too_big
                     out.write(chunk)
             os.replace(partial, final)
+        except ClientDisconnect:
+            raise ApiError(
+                400, "upload_interrupted", "the upload was interrupted; PUT the file again"
+            ) from None
         finally:
             partial.unlink(missing_ok=True)
         store.mark_uploaded(upload_id, size)
