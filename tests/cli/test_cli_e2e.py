@@ -313,3 +313,37 @@ def test_upload_prints_a_url_submit_accepts(cli: Cli) -> None:
     done = cli.run("wait", job_id)
     assert done.code == 0, done.err
     assert wer(SAMPLE_TXT.read_text(), done.out) <= 0.10
+
+
+def test_ctrl_c_during_a_parallel_transcribe_names_every_running_job(
+    cli: Cli, tmp_path: Path
+) -> None:
+    a, b = make_tone(tmp_path / "a.wav", 90), make_tone(tmp_path / "b.wav", 91)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whispercli", "transcribe", str(a), str(b)],
+        env=cli.subprocess_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (
+            not cli.jobs_file.exists() or len(saved_jobs(cli)) < 2
+        ):
+            time.sleep(0.1)
+        ids = [e["id"] for e in saved_jobs(cli)]
+        assert len(ids) == 2
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        resume = next(line for line in err.splitlines() if "whispercli wait" in line)
+        assert all(job_id in resume for job_id in ids)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for job_id in [e["id"] for e in saved_jobs(cli)] if cli.jobs_file.exists() else []:
+            cli.run("jobs", "cancel", job_id)
