@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from clihelpers import SAMPLE_MP3, SAMPLE_TXT, Cli
-from wer import wer
+from cli_wer import wer
 
 
 def _stop(cli: Cli, port: int) -> None:
