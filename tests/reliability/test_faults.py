@@ -68,6 +68,13 @@ def assert_transcript(text: str) -> None:
     assert not missing, f"transcript lacks {missing}: {text!r}"
 
 
+def assert_some_words(text: str) -> None:
+    """For the long clip: tiny.en may garble a repeat (temperature fallback samples), so ask
+    for a few of the sample's words rather than all of them."""
+    words = ("sara", "store", "frog", "snow", "cheese", "kids")
+    assert sum(w in text.lower() for w in words) >= 3, f"not the sample's words: {text!r}"
+
+
 def assert_no_traceback(stderr: str) -> None:
     assert "Traceback" not in stderr, stderr
 
@@ -80,8 +87,8 @@ def proxy(live_server: Server) -> Iterator[FaultProxy]:
 
 @pytest.fixture(scope="session")
 def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """About 90 s of speech: several seconds of processing on tiny.en, long enough to crash."""
-    return long_speech(tmp_path_factory.mktemp("audio") / "long.mp3", 8)
+    """About 46 s of speech: a few seconds of processing on tiny.en, long enough to crash in."""
+    return long_speech(tmp_path_factory.mktemp("audio") / "long.mp3", 4)
 
 
 # -- the proxy between the CLI and the server ----------------------------------------------------
@@ -161,11 +168,30 @@ def _background_cli(sandbox: Sandbox, *args: str, url: str | None = None) -> sub
 
 
 def _restart(server: Server) -> float:
-    """SIGKILL the server alone, start it again on the same port and data dir; downtime in s."""
+    """SIGKILL the server alone, start it again on the same port and data dir; downtime in s.
+
+    The killed server's children (the engine worker) get no signal; they must notice and exit
+    by themselves rather than linger as orphans next to the new server.
+    """
+    orphans = server.children()
     started = time.monotonic()
     server.kill()
     server.start()
-    return time.monotonic() - started
+    downtime = time.monotonic() - started
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in orphans) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lingering = [pid for pid in orphans if _alive(pid)]
+    assert not lingering, f"the killed server's children {lingering} are still running"
+    return downtime
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_server_killed_during_upload(
@@ -197,27 +223,33 @@ def test_server_killed_during_processing(
     downtime = _restart(live_server)
     result = run_cli(sandbox, "wait", job_id, timeout=180)
     figures = tally("server SIGKILL during processing", sandbox, 1, downtime_s=round(downtime, 2))
+    assert "recovered 1 interrupted" in live_server.tail(200), "the kill missed the job"
     assert_no_traceback(result.stderr)
     assert result.returncode == 0, result.stderr
-    assert_transcript(result.stdout)
+    assert_some_words(result.stdout)
     assert figures["server_jobs"] == 1 and figures["finished"] == 1
 
 
 def test_server_killed_during_long_poll(
-    live_server: Server, sandbox: Sandbox, long_clip: Path
+    live_server: Server, proxy: FaultProxy, sandbox: Sandbox, long_clip: Path
 ) -> None:
-    submitted = run_cli(sandbox, "submit", "-q", str(long_clip))
+    # Through the (fault-free) proxy only to see when the waiter is parked in a long-poll.
+    via_proxy = sandbox.env(WHISPERCLI_URL=proxy.url)
+    submitted = run_cli(sandbox, "submit", "-q", str(long_clip), env=via_proxy)
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
-    waiter = _background_cli(sandbox, "wait", job_id)
-    _wait_status(sandbox, "processing")
-    time.sleep(0.5)  # the waiter is now parked in a long-poll
+    waiter = _background_cli(sandbox, "wait", job_id, url=proxy.url)
+    deadline = time.monotonic() + 30
+    while not any(POLL in line and "wait=" in line for line in proxy.stats.request_lines):
+        assert time.monotonic() < deadline and waiter.poll() is None, "the waiter never long-polled"
+        time.sleep(0.02)
+    time.sleep(0.3)
     downtime = _restart(live_server)
     out, err = waiter.communicate(timeout=180)
     figures = tally("server SIGKILL during long-poll", sandbox, 1, downtime_s=round(downtime, 2))
     assert_no_traceback(err)
     assert waiter.returncode == 0, f"wait did not survive the restart: {err}"
-    assert_transcript(out)
+    assert_some_words(out)
     assert figures["server_jobs"] == 1 and figures["finished"] == 1
 
 
@@ -234,5 +266,5 @@ def test_worker_killed_mid_job(live_server: Server, sandbox: Sandbox, long_clip:
     assert live_server.worker_pid() != worker, "no new worker was started"
     assert_no_traceback(result.stderr)
     assert result.returncode == 0, result.stderr
-    assert_transcript(result.stdout)
+    assert_some_words(result.stdout)
     assert figures["server_jobs"] == 1 and figures["finished"] == 1

@@ -30,7 +30,7 @@ from whispercli.server.signing import SignatureError, Signer
 pytestmark = pytest.mark.reliability
 
 SETTINGS = settings(
-    max_examples=600,
+    max_examples=400,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],

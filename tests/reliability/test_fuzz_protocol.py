@@ -15,7 +15,7 @@ from whispercli.protocol import JobInfo, ProtocolError
 pytestmark = pytest.mark.reliability
 
 SETTINGS = settings(
-    max_examples=1500,
+    max_examples=800,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
