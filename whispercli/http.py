@@ -84,7 +84,6 @@ class HttpCore:
         self.max_retries = max_retries
         self.backoff = backoff
         self.local_hint = local_hint
-        self.request_count = 0
         self.answered = False
         """True once any HTTP answer came back (the server was up at some point)."""
         self.session = requests.Session()
@@ -213,7 +212,6 @@ class HttpCore:
         headers: dict[str, str],
         timeout: tuple[float, float],
     ) -> requests.Response:
-        self.request_count += 1
         start = time.monotonic()
         data = body() if body is not None else None
         try:

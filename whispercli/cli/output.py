@@ -4,7 +4,6 @@ progress go to stderr, and decoration only when stderr is a terminal and NO_COLO
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
@@ -13,11 +12,6 @@ from whispercli.protocol import JobInfo
 
 def stderr_is_tty() -> bool:
     return sys.stderr.isatty()
-
-
-def color_enabled() -> bool:
-    """https://no-color.org: any non-empty NO_COLOR turns colour off."""
-    return not os.environ.get("NO_COLOR") and stderr_is_tty()
 
 
 def data(text: str) -> None:
@@ -35,10 +29,6 @@ def note(message: str, *, quiet: bool = False) -> None:
     """A human note on stderr (suppressed by -q)."""
     if not quiet:
         print(f"whispercli: {message}", file=sys.stderr, flush=True)
-
-
-def warn(message: str) -> None:
-    print(f"whispercli: warning: {message}", file=sys.stderr, flush=True)
 
 
 def error(message: str) -> None:

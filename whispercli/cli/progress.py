@@ -101,6 +101,7 @@ def _make_progress() -> Any:
                 return Text(f"{status} {task.percentage:3.0f}%")
             return Text(status)
 
+    # https://no-color.org: any non-empty NO_COLOR turns colour off.
     console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
     return Progress(
         SpinnerColumn(),
