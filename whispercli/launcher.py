@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import requests
 from filelock import FileLock, Timeout
 
 from whispercli import paths
@@ -30,6 +29,8 @@ _POLL_INTERVAL = 0.1
 
 def answers(url: str, timeout: float = 2.0) -> bool:
     """True when an HTTP server answers at ``url`` (any status: a 401 is still a server)."""
+    import requests  # lazily: this module is imported by every `whispercli` start-up
+
     try:
         requests.get(url.rstrip("/") + HEALTH_PATH, timeout=(1.0, timeout))
     except requests.RequestException:

@@ -15,12 +15,10 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import requests
 import typer
 
 from whispercli import launcher, paths
 from whispercli.errors import UnreachableError, UsageError, WhisperCliError
-from whispercli.protocol import HEALTH_PATH
 
 app = typer.Typer(
     help="Run and manage the embedded local transcription server.", no_args_is_help=True
@@ -29,7 +27,26 @@ app = typer.Typer(
 HostOpt = Annotated[
     str, typer.Option(help="Interface to bind. Anything but loopback exposes the server.")
 ]
-PortOpt = Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)]
+PortOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="TCP port [default: 8642, or WHISPERCLI_LOCAL_PORT].",
+        min=1,
+        max=65535,
+        show_default=False,
+    ),
+]
+
+
+def _port(port: int | None) -> int:
+    """The port given, else the local default's (which honours WHISPERCLI_LOCAL_PORT)."""
+    if port is not None:
+        return port
+    from urllib.parse import urlsplit
+
+    from whispercli.config import local_default_url
+
+    return urlsplit(local_default_url()).port or paths.DEFAULT_PORT
 
 
 def _url(host: str, port: int) -> str:
@@ -112,7 +129,7 @@ def _server_class() -> type:
 @app.command()
 def run(
     host: HostOpt = paths.DEFAULT_HOST,
-    port: PortOpt = paths.DEFAULT_PORT,
+    port: PortOpt = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Database, uploads and results (default: the data dir).")
     ] = None,
@@ -143,6 +160,7 @@ def run(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
+    port = _port(port)
     import logging
 
     import uvicorn
@@ -197,7 +215,7 @@ def run(
 
 @app.command()
 def start(
-    port: PortOpt = paths.DEFAULT_PORT,
+    port: PortOpt = None,
     idle_timeout: Annotated[
         float,
         typer.Option(help="Exit after this many idle seconds with no work (0: never).", min=0),
@@ -205,6 +223,7 @@ def start(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for it to answer.")] = 30.0,
 ) -> None:
     """Start the server in the background (log in the state dir) and wait until it answers."""
+    port = _port(port)
     url = _url(paths.DEFAULT_HOST, port)
     if launcher.answers(url):
         typer.echo(f"a server already answers at {url}", err=True)
@@ -221,10 +240,11 @@ def start(
 
 @app.command()
 def stop(
-    port: PortOpt = paths.DEFAULT_PORT,
+    port: PortOpt = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for it to exit.")] = 20.0,
 ) -> None:
     """Stop the server recorded for PORT gracefully (SIGTERM, then wait)."""
+    port = _port(port)
     record = _read_pid_file(port)
     if record is None or not _is_our_server(record["pid"]):
         launcher.pid_file(port).unlink(missing_ok=True)
@@ -247,31 +267,25 @@ def stop(
 
 @app.command()
 def status(
-    port: PortOpt = paths.DEFAULT_PORT,
+    port: PortOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the health body as JSON.")] = False,
 ) -> None:
     """Show whether the server answers, its version, models and queue."""
+    port = _port(port)
     record = _read_pid_file(port)
     url = (
         record["url"]
         if record and isinstance(record.get("url"), str)
         else _url(paths.DEFAULT_HOST, port)
     )
+    from whispercli.client import Client
+
     try:
-        key = paths.api_key_file().read_text("utf-8").strip()
-    except FileNotFoundError:
-        key = ""
-    try:
-        resp = requests.get(
-            url + HEALTH_PATH, headers={"Authorization": f"Bearer {key}"}, timeout=(2, 5)
-        )
-    except requests.RequestException:
+        body = dict(Client(url=url, auto_start=False).health())
+    except UnreachableError:
         raise UnreachableError(
             f"no server answers at {url}", hint="start one with `whispercli server start`"
         ) from None
-    if resp.status_code != 200:
-        raise WhisperCliError(f"the server at {url} answered {resp.status_code} to a health check")
-    body = resp.json()
     body["url"] = url
     body["pid"] = record["pid"] if record else None
     if as_json:

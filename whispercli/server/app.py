@@ -7,6 +7,7 @@ engine runs in the worker process that :class:`~whispercli.server.worker.Supervi
 
 import asyncio
 import contextlib
+import errno
 import hmac
 import logging
 import os
@@ -322,7 +323,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.put(
         UPLOAD_PUT_PATH,
         response_model=UploadDone,
-        responses={code: {"model": ErrorBody} for code in (400, 403, 404, 413)},
+        responses={code: {"model": ErrorBody} for code in (400, 403, 404, 413, 507)},
         summary="Step 2: upload the raw bytes (the signed URL is the credential)",
         openapi_extra={
             "requestBody": {
@@ -366,6 +367,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         except ClientDisconnect:
             raise ApiError(
                 400, "upload_interrupted", "the upload was interrupted; PUT the file again"
+            ) from None
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise ApiError(
+                507,
+                "disk_full",
+                "the server's disk is full; free space in its data dir, then PUT the file again",
             ) from None
         finally:
             partial.unlink(missing_ok=True)

@@ -46,7 +46,9 @@ class Signer:
             expires_at = int(expires)
         except ValueError:
             raise SignatureError("the URL's signature is invalid") from None
-        if not hmac.compare_digest(self._digest(method, path, expires_at), sig):
+        # Compare bytes: compare_digest refuses non-ASCII str, and a hostile sig may be any text.
+        expected = self._digest(method, path, expires_at).encode()
+        if not hmac.compare_digest(expected, sig.encode("utf-8", "surrogateescape")):
             raise SignatureError("the URL's signature is invalid (was the URL altered?)")
         if check_expiry and time.time() > expires_at:
             raise SignatureError("the URL has expired; ask for a new one")
