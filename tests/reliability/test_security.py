@@ -21,14 +21,18 @@ from harness import SAMPLE, Sandbox, Server, free_port, run_cli
 pytestmark = pytest.mark.reliability
 
 FAKE_ID = "0" * 32
-BAD_AUTH: dict[str, dict[str, str]] = {
-    "no key": {},
-    "wrong key": {"Authorization": "Bearer not-the-key"},
-    "empty bearer": {"Authorization": "Bearer "},
-    "basic auth": {"Authorization": "Basic dXNlcjpwYXNz"},
-    "key without scheme": {},  # filled in with the real key, minus "Bearer "
-    "key in another header": {},  # X-API-Key: <real key>
-}
+
+
+def _bad_auth(key: str) -> dict[str, dict[str, str]]:
+    """Ways to not quite send the key, by a short label."""
+    return {
+        "no key": {},
+        "wrong key": {"Authorization": "Bearer not-the-key"},
+        "empty bearer": {"Authorization": "Bearer "},
+        "basic auth": {"Authorization": "Basic dXNlcjpwYXNz"},
+        "key without scheme": {"Authorization": key},
+        "key in another header": {"X-API-Key": key},
+    }
 
 
 def _operations(sandbox: Sandbox) -> list[tuple[str, str, dict[str, Any]]]:
@@ -44,9 +48,7 @@ def _operations(sandbox: Sandbox) -> list[tuple[str, str, dict[str, Any]]]:
 
 def test_every_endpoint_needs_the_key(live_server: Server, sandbox: Sandbox) -> None:
     key = sandbox.key()
-    headers_for = dict(BAD_AUTH)
-    headers_for["key without scheme"] = {"Authorization": key}
-    headers_for["key in another header"] = {"X-API-Key": key}
+    headers_for = _bad_auth(key)
     ops = _operations(sandbox)
     checked = 0
     for method, path, op in ops:
