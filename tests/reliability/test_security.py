@@ -245,7 +245,8 @@ def test_no_secrets_or_transcripts_in_logs(live_server: Server, sandbox: Sandbox
         found += [
             f"transcript {w!r} in {where}" for w in transcript_words if w.lower() in text.lower()
         ]
-        found += [f"a sig= value in {where}" for m in re.findall(r"sig=([0-9a-f]{16,})", text)]
+        if re.search(r"sig=[0-9a-f]{16,}", text):
+            found.append(f"a sig= value in {where}")
     record(
         "security: logs", server_log_lines=len(log.splitlines()), cli_runs=len(runs), leaks=found
     )
