@@ -141,7 +141,10 @@ def plan(
     )
     kwargs: dict[str, Any] = {"beam_size": profile.beam_size}
     if use_batched:
+        # Timestamps on: the batched pipeline's default (off) makes one segment per ~30 s
+        # chunk, useless as subtitles; on, it costs a few percent (bench/engine.py).
         kwargs["batch_size"] = profile.batch_size
+        kwargs["without_timestamps"] = False
         if profile.chunk_length is not None:
             kwargs["chunk_length"] = profile.chunk_length
     else:

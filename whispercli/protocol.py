@@ -103,7 +103,13 @@ class Segment:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "start": self.start, "end": self.end, "text": self.text, **self.extra}
+        return {
+            "id": self.id,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+            **self.extra,
+        }
 
 
 @dataclass
@@ -181,8 +187,17 @@ class JobInfo:
         progress = data.get("progress")
         partial = data.get("segments")
         known = {
-            "id", "status", "model", "acceptedAt", "startedAt", "completedAt", "urls",
-            "progress", "segments", "result", "error",
+            "id",
+            "status",
+            "model",
+            "acceptedAt",
+            "startedAt",
+            "completedAt",
+            "urls",
+            "progress",
+            "segments",
+            "result",
+            "error",
         }
         return cls(
             id=job_id,

@@ -32,7 +32,7 @@ SEED_INPUT = {
 def test_seed_input_maps_onto_every_faster_whisper_argument() -> None:
     from faster_whisper import WhisperModel
 
-    from whispercli.server.engine import transcribe_kwargs
+    from whispercli.decoding import whisper_kwargs as transcribe_kwargs
 
     kwargs = transcribe_kwargs(validate_input(SEED_INPUT))
     assert kwargs == {
@@ -63,14 +63,14 @@ def test_seed_input_maps_onto_every_faster_whisper_argument() -> None:
     ],
 )
 def test_temperature_schedule(params: dict[str, object], expected: object) -> None:
-    from whispercli.server.engine import temperatures
+    from whispercli.decoding import temperatures
 
     got = temperatures(validate_input(params))
     assert got == (pytest.approx(expected) if expected is not None else None)
 
 
 def test_every_protocol_param_is_handled() -> None:
-    from whispercli.server.engine import transcribe_kwargs
+    from whispercli.decoding import whisper_kwargs as transcribe_kwargs
 
     sample = {
         "language": "en", "task": "translate", "temperature": 0.2,

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from whispercli.protocol import DEFAULT_TIER, TASKS, TIERS
+from whispercli.protocol import DEFAULT_TIER, SPEEDS, TASKS, TIERS
 
 _W = "Whisper options"
 
@@ -40,6 +40,14 @@ WordTimestamps = Annotated[
     bool | None, typer.Option("--word-timestamps/--no-word-timestamps", rich_help_panel=_W)
 ]
 VadFilter = Annotated[bool | None, typer.Option("--vad-filter/--no-vad-filter", rich_help_panel=_W)]
+Speed = Annotated[
+    str | None,
+    typer.Option(
+        "--speed",
+        help="Decoding profile on the embedded server: accurate, default or fast.",
+        rich_help_panel=_W,
+    ),
+]
 Force = Annotated[
     bool,
     typer.Option("--force", help="Submit again even if the same file and options already ran."),
@@ -59,10 +67,13 @@ def whisper_params(
     condition_on_previous_text: bool | None,
     word_timestamps: bool | None,
     vad_filter: bool | None,
+    speed: str | None = None,
 ) -> dict[str, Any]:
     """The Whisper input parameters given on the command line (unset ones left out)."""
     if task is not None and task not in TASKS:
         raise typer.BadParameter(f"--task must be one of {', '.join(TASKS)}")
+    if speed is not None and speed not in SPEEDS:
+        raise typer.BadParameter(f"--speed must be one of {', '.join(SPEEDS)}")
     params = {
         "language": language,
         "task": task,
@@ -74,6 +85,7 @@ def whisper_params(
         "condition_on_previous_text": condition_on_previous_text,
         "word_timestamps": word_timestamps,
         "vad_filter": vad_filter,
+        "speed": speed,
     }
     return {k: v for k, v in params.items() if v is not None}
 

@@ -19,6 +19,7 @@ import typer
 
 from whispercli import launcher, paths
 from whispercli.errors import UnreachableError, UsageError, WhisperCliError
+from whispercli.protocol import SPEEDS
 
 app = typer.Typer(
     help="Run and manage the embedded local transcription server.", no_args_is_help=True
@@ -157,6 +158,13 @@ def run(
         typer.Option(help="Hours before finished jobs and their files are deleted.", min=0.001),
     ] = 24.0,
     cpu_threads: Annotated[int, typer.Option(help="Engine threads (0: automatic).", min=0)] = 0,
+    speed: Annotated[
+        str,
+        typer.Option(
+            help="Decoding profile: accurate (sequential beam 5), default, or fast. "
+            "A job's `speed` input wins."
+        ),
+    ] = "default",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
@@ -168,6 +176,8 @@ def run(
     from whispercli.server.app import create_app
     from whispercli.server.settings import LOOPBACK_HOSTS, InsecureKeyFileError, ServerSettings
 
+    if speed not in SPEEDS:
+        raise UsageError(f"unknown --speed {speed!r}; use {', '.join(SPEEDS)}")
     level = log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise UsageError(f"unknown --log-level {log_level!r}; use debug, info, warning or error")
@@ -183,6 +193,7 @@ def run(
         upload_url_ttl=upload_url_ttl,
         retention=retention_hours * 3600,
         cpu_threads=cpu_threads,
+        speed=speed,
     )
     if data_dir is not None:
         settings.data_dir = data_dir

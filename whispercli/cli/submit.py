@@ -45,6 +45,7 @@ def submit(
     condition_on_previous_text: o.ConditionOnPrevious = None,
     word_timestamps: o.WordTimestamps = None,
     vad_filter: o.VadFilter = None,
+    speed: o.Speed = None,
     force: o.Force = False,
     json_out: o.Json = False,
     quiet: o.Quiet = False,
@@ -61,6 +62,7 @@ def submit(
         condition_on_previous_text,
         word_timestamps,
         vad_filter,
+        speed,
     )
     settings = get_client(ctx).settings
     model_name, tier_name = o.model_and_tier(settings.model, settings.tier, model, tier)

@@ -121,6 +121,7 @@ def transcribe(
     condition_on_previous_text: o.ConditionOnPrevious = None,
     word_timestamps: o.WordTimestamps = None,
     vad_filter: o.VadFilter = None,
+    speed: o.Speed = None,
     timeout: Annotated[
         str | None, typer.Option("--timeout", help="Give up waiting after this long; exit 7.")
     ] = None,
@@ -153,6 +154,7 @@ def transcribe(
         condition_on_previous_text,
         word_timestamps,
         vad_filter,
+        speed,
     )
     client = get_client(ctx)
     model_name, tier_name = o.model_and_tier(

@@ -1,8 +1,9 @@
 """The transcription engine: faster-whisper (CTranslate2, CPU, int8) behind one method.
 
-Only the worker process imports this module. :meth:`Engine.transcribe` is the single place
-that maps the protocol's Whisper parameters onto faster-whisper and decides the decoding
-strategy, so changing how audio is decoded means changing this file only.
+Only the worker process imports this module. :meth:`Engine.transcribe` hands each job's
+Whisper parameters to :func:`whispercli.decoding.plan`, which maps them onto faster-whisper and
+picks the pipeline (sequential, or batched with VAD chunking for long audio) from the decoding
+profile; bench/engine.py measures the profiles.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import av
 import numpy as np
-from faster_whisper import WhisperModel, decode_audio
+from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
+
+from whispercli import decoding
 
 SAMPLE_RATE = 16000
 SegmentCallback = Callable[[dict[str, Any], float], None]
@@ -77,43 +80,6 @@ def load_audio(path: str) -> np.ndarray:
     return audio
 
 
-def temperatures(params: dict[str, Any]) -> float | tuple[float, ...] | None:
-    """The temperature schedule, built like openai-whisper's ``transcribe``."""
-    temperature = params.get("temperature")
-    increment = params.get("temperature_increment_on_fallback")
-    if isinstance(temperature, list):
-        return tuple(temperature)
-    if temperature is None:
-        return None if increment is None else tuple(np.arange(0.0, 1.0 + 1e-6, increment))
-    if increment is None:
-        return float(temperature)
-    return tuple(float(t) for t in np.arange(temperature, 1.0 + 1e-6, increment))
-
-
-def transcribe_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """Map validated protocol params onto ``WhisperModel.transcribe`` keyword arguments.
-
-    ``None`` (or an absent param) keeps faster-whisper's default. ``speed`` is accepted by the
-    protocol but does not change decoding yet.
-    """
-    renames = {"logprob_threshold": "log_prob_threshold"}
-    passthrough = (
-        "language", "task", "beam_size", "best_of", "patience", "length_penalty",
-        "no_speech_threshold", "compression_ratio_threshold", "logprob_threshold",
-        "condition_on_previous_text", "initial_prompt", "suppress_tokens",
-        "word_timestamps", "vad_filter",
-    )  # fmt: skip
-    kwargs = {
-        renames.get(name, name): params[name]
-        for name in passthrough
-        if params.get(name) is not None
-    }
-    schedule = temperatures(params)
-    if schedule is not None:
-        kwargs["temperature"] = schedule
-    return kwargs
-
-
 def _segment_dict(seg: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": seg.id,
@@ -138,11 +104,16 @@ def _segment_dict(seg: Any) -> dict[str, Any]:
 class Engine:
     """One loaded model; kept loaded across jobs by the worker."""
 
-    def __init__(self, model_path: str, *, cpu_threads: int = 0) -> None:
+    def __init__(
+        self, model_path: str, *, cpu_threads: int = 0, profile: str = decoding.DEFAULT_PROFILE
+    ) -> None:
+        """``profile`` is the server's decoding profile; a job's ``speed`` param overrides it."""
         self.model_path = model_path
+        self.profile = profile
         self.model = WhisperModel(
             model_path, device="cpu", compute_type="int8", cpu_threads=cpu_threads
         )
+        self.batched = BatchedInferencePipeline(self.model)
 
     def transcribe(
         self, path: str, params: dict[str, Any], on_segment: SegmentCallback
@@ -150,7 +121,9 @@ class Engine:
         """Transcribe ``path``; return the protocol's ``result`` object."""
         audio = load_audio(path)
         duration = audio.size / SAMPLE_RATE
-        segments, info = self.model.transcribe(audio, **transcribe_kwargs(params))
+        use_batched, kwargs = decoding.plan(self.profile, params, duration)
+        pipeline = self.batched if use_batched else self.model
+        segments, info = pipeline.transcribe(audio, **kwargs)
         collected = []
         for seg in segments:
             item = _segment_dict(seg)

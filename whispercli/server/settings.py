@@ -43,6 +43,8 @@ class ServerSettings:
     models_dir: Path | None = field(default_factory=_models_dir_from_env)
     cpu_threads: int = 0
     """CTranslate2 threads for the engine (0: its own default)."""
+    speed: str = "default"
+    """The decoding profile (whispercli.decoding.PROFILES); a job's ``speed`` param wins."""
     max_attempts: int = 3
     """Times a job is started before a crash (of the worker or the server) fails it."""
 

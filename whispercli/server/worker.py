@@ -54,6 +54,7 @@ def worker_main(
     conn: Connection,
     cancels: Connection,
     cpu_threads: int,
+    profile: str,
     preload: str | None,
     parent_pid: int,
 ) -> None:
@@ -69,7 +70,7 @@ def worker_main(
         if engine is None or engine.model_path != model_path:
             engine = None  # free the previous model before loading the next
             started = time.perf_counter()
-            engine = Engine(model_path, cpu_threads=cpu_threads)
+            engine = Engine(model_path, cpu_threads=cpu_threads, profile=profile)
             conn.send(("loaded", model_path, time.perf_counter() - started))
         return engine
 
@@ -156,6 +157,7 @@ class Supervisor:
                 child,
                 cancel_reader,
                 self.settings.cpu_threads,
+                self.settings.speed,
                 str(packaged.path) if packaged else None,
                 os.getpid(),
             ),

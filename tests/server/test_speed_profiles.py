@@ -1,0 +1,37 @@
+"""Decoding profiles reach the engine: the job's `speed` input and the server's --speed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from local_server import ServerHandle
+from server_helpers import LONG_TEXT, make_long_clip, submit, upload, wait_done
+from textscore import wer
+
+from whispercli import decoding
+from whispercli.protocol import SPEEDS
+
+
+def test_every_protocol_speed_is_a_profile() -> None:
+    assert set(SPEEDS) == set(decoding.PROFILES)
+
+
+@pytest.fixture(scope="module")
+def minute_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About a minute of speech: long enough for the batched pipeline of default and fast."""
+    return make_long_clip(tmp_path_factory.mktemp("speech"), 1)
+
+
+@pytest.mark.parametrize("speed", SPEEDS)
+def test_each_profile_transcribes_a_minute_of_speech(
+    server: ServerHandle, minute_clip: Path, speed: str
+) -> None:
+    url = upload(server, minute_clip)
+    done = wait_done(server, submit(server, url, {"speed": speed}))
+    assert done["status"] == "success", done.get("error")
+    result = done["result"]
+    assert wer(LONG_TEXT, result["text"]) <= 0.25
+    starts = [seg["start"] for seg in result["segments"]]
+    assert starts == sorted(starts) and len(starts) >= 5
+    assert result["duration"] == pytest.approx(minute_clip.stat().st_size / 32000, rel=0.05)
