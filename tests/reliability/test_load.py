@@ -20,7 +20,7 @@ import loadgen
 import pytest
 import requests
 from figures import record
-from harness import Sandbox, Server
+from harness import Sandbox, Server, cmdline, tagged
 from hostile_audio import short_word_clip
 
 pytestmark = pytest.mark.reliability
@@ -144,3 +144,51 @@ def test_ten_clis_by_ten_jobs_with_a_thousand_concurrent_polls(
     assert load.server_errors == 0, load.summary()
     assert not load.errors, load.summary()
     assert load.requests == POLL_CONNECTIONS * POLLS_EACH
+
+
+def test_ten_clis_auto_start_one_server(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Ten CLIs at once with the local default endpoint and nothing listening: they must end
+    with one server between them (the rest find it), and every job finishes once. The
+    auto-started server is detached; the sandbox's reaper stops it."""
+    clip = short_word_clip(tmp_path / "hello.mp3").read_bytes()
+    env = sandbox.env(WHISPERCLI_LOCAL_PORT=str(sandbox.port))
+    del env["WHISPERCLI_URL"]  # the local default: auto-start allowed
+    files = []
+    for i in range(PROCESSES):
+        path = tmp_path / f"auto-{i}.mp3"
+        path.write_bytes(clip + b"TAG" + f"whispercli autostart {i}".ljust(125).encode())
+        files.append(path)
+    clis = [
+        subprocess.Popen(
+            [sys.executable, "-m", "whispercli", "transcribe", "--force", "-q", str(path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=sandbox.root,
+            start_new_session=True,
+        )
+        for path in files
+    ]
+    outputs = [cli.communicate(timeout=300) for cli in clis]
+    servers = [
+        pid
+        for pid in tagged(sandbox.root)
+        if " server run" in cmdline(pid) and "multiprocessing" not in cmdline(pid)
+    ]
+    jobs = _jobs(sandbox)
+    saved = json.loads(sandbox.jobs_file.read_text())["jobs"]
+    record(
+        "load: 10 CLIs auto-starting the server at once",
+        submitted=PROCESSES,
+        finished=sum(j["status"] == "success" for j in jobs),
+        server_jobs=len(jobs),
+        state_entries=len(saved),
+        servers_running=len(servers),
+        cli_exit_codes=sorted(cli.returncode for cli in clis),
+    )
+    assert [cli.returncode for cli in clis] == [0] * PROCESSES, [e[-300:] for _, e in outputs]
+    assert all("hello" in out.lower() for out, _ in outputs)
+    assert len(servers) == 1, f"{len(servers)} servers running: {servers}"
+    assert len(jobs) == PROCESSES and {j["status"] for j in jobs} == {"success"}
+    assert len(saved) == PROCESSES
