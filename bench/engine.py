@@ -169,6 +169,13 @@ CONFIGS: tuple[Config, ...] = (
         batched=True,
     ),
     Config(
+        "b8-beam4-1thread",
+        "batched beam 4, batch 8, cpu_threads=1",
+        {"beam_size": 4, "batch_size": 8},
+        batched=True,
+        cpu_threads=1,
+    ),
+    Config(
         "b8-f32",
         "batched beam 5, batch 8, float32",
         {"beam_size": 5, "batch_size": 8},
@@ -180,8 +187,8 @@ CONFIGS: tuple[Config, ...] = (
 
 # What bench/run measures (about 15 minutes on 2 cores); --configs picks any of CONFIGS.
 STANDARD = (
-    "base", "profile:accurate", "profile:default", "profile:fast", "greedy", "no-cond",
-    "b8-beam4", "b8-greedy", "b8-ts", "b16", "f32", "1thread",
+    "base", "profile:accurate", "profile:default", "profile:fast", "greedy", "b8", "b8-greedy",
+    "b8-ts", "f32", "1thread", "b8-beam4-1thread",
 )  # fmt: skip
 
 

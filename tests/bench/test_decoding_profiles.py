@@ -32,12 +32,17 @@ def test_long_audio_goes_batched_and_short_audio_sequential(name: str) -> None:
     short_batched, short_kwargs = decoding.plan(name, {}, profile.batched_min_seconds - 1)
     assert not short_batched
     assert "batch_size" not in short_kwargs
+    assert short_kwargs["beam_size"] == dict(profile.sequential).get("beam_size", profile.beam_size)
     assert decoding.plan(name, {}, None)[0] is False  # unknown duration: the safe path
 
 
-def test_default_keeps_beam_search_and_fast_is_greedier() -> None:
-    assert decoding.PROFILES["default"].beam_size == 5
-    assert decoding.PROFILES["fast"].beam_size < decoding.PROFILES["default"].beam_size
+def test_default_is_accurate_on_short_audio_and_keeps_beam_search_on_long() -> None:
+    """Short files must not get slower or worse: the default plans them like "accurate"."""
+    for seconds in (1.0, 11.4, 29.9, None):
+        assert decoding.plan("default", {}, seconds) == decoding.plan("accurate", {}, seconds)
+    assert decoding.plan("default", {}, 600.0)[1]["beam_size"] >= 4
+    fast_beam = decoding.plan("fast", {}, 600.0)[1]["beam_size"]
+    assert fast_beam < decoding.plan("default", {}, 600.0)[1]["beam_size"]
 
 
 def test_none_profile_means_default() -> None:
@@ -126,7 +131,7 @@ def test_seed_params_at_whisper_defaults_still_allow_batching() -> None:
     }
     batched, kwargs = decoding.plan("default", seed, 600.0)
     assert batched
-    assert kwargs["beam_size"] == 5
+    assert kwargs["beam_size"] == 5  # explicit: wins over the profile's beam
 
 
 def test_module_imports_nothing_heavy() -> None:
