@@ -202,7 +202,12 @@ def test_server_killed_during_upload(
     cli = _background_cli(sandbox, "transcribe", str(SAMPLE), url=proxy.url)
     deadline = time.monotonic() + 30
     while not any(line.startswith("PUT ") for line in proxy.stats.request_lines):
-        assert time.monotonic() < deadline and cli.poll() is None, "the upload never started"
+        if time.monotonic() > deadline or cli.poll() is not None:
+            out, err = cli.communicate(timeout=30)
+            raise AssertionError(
+                f"no upload went through the proxy: {proxy.stats.request_lines}, "
+                f"exit {cli.returncode}, stdout {out!r}, stderr {err!r}"
+            )
         time.sleep(0.02)
     downtime = _restart(live_server)
     out, err = cli.communicate(timeout=120)
