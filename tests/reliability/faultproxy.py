@@ -199,23 +199,29 @@ class FaultProxy:
 
 
 class _Connection:
-    """The state of one proxied connection: whose turn it is and which faults are in play."""
+    """One proxied connection: where each request and response starts, and its faults.
+
+    Requests are framed by their head and ``Content-Length`` (or chunked encoding), so a server
+    that answers before the whole body has arrived does not confuse the rest of the body with
+    a new request. A response belongs to the latest request that was started.
+    """
 
     def __init__(self, proxy: FaultProxy, client: socket.socket, upstream: socket.socket) -> None:
         self.proxy = proxy
         self.client = client
         self.upstream = upstream
-        self.turn: Direction | None = None
+        self.head = b""  # the start of a request, buffered until its head is complete
+        self.body_left = 0  # bytes of the current request body still to come
+        self.chunked_tail: bytes | None = None  # chunked body: the last bytes seen
         self.request_line = ""
-        self.head = b""  # buffered start of a request until its request line is known
-        self.need_line = False
-        self.rule: Rule | None = None
-        self.sent = 0  # bytes of the current message forwarded so far
+        self.requests = 0  # requests started on this connection
+        self.answered = 0  # the request the current response belongs to
+        self.rules: dict[Direction, Rule | None] = {"up": None, "down": None}
+        self.sent: dict[Direction, int] = {"up": 0, "down": 0}
 
     def run(self) -> None:
         sel = selectors.DefaultSelector()
         for sock in (self.client, self.upstream):
-            sock.setblocking(True)
             sock.settimeout(5)
         sel.register(self.client, selectors.EVENT_READ, "up")
         sel.register(self.upstream, selectors.EVENT_READ, "down")
@@ -234,66 +240,104 @@ class _Connection:
                     data = sock.recv(65536)
                     if not data:
                         return
-                    if not self._on_data(direction, data):
+                    alive = self._up(data) if direction == "up" else self._down(data)
+                    if not alive:
                         return
         finally:
             sel.close()
-            self._settle(False)
+            self._settle("up", False)
+            self._settle("down", False)
 
-    def _settle(self, fired: bool) -> None:
-        self.proxy._settle(self.rule, fired)
-        self.rule = None
+    def _settle(self, direction: Direction, fired: bool) -> None:
+        self.proxy._settle(self.rules[direction], fired)
+        self.rules[direction] = None
 
-    def _on_data(self, direction: Direction, data: bytes) -> bool:
-        """Forward (or sabotage) ``data``; False ends the connection."""
-        if direction != self.turn:
-            self._settle(False)
-            self.turn = direction
-            self.sent = 0
-            if direction == "up":
-                self.need_line = True
-                self.head = b""
-            else:
-                self.rule = self.proxy._reserve("down", self.request_line)
-        if direction == "up" and self.need_line:
+    # -- client -> server ------------------------------------------------------------------
+    def _in_body(self) -> bool:
+        return self.body_left > 0 or self.chunked_tail is not None
+
+    def _up(self, data: bytes) -> bool:
+        while data:
+            if self._in_body():
+                part, data = self._take_body(data)
+                if not self._forward("up", part):
+                    return False
+                continue
             self.head += data
-            if b"\r\n" not in self.head and len(self.head) < _MAX_HEAD:
+            data = b""
+            if b"\r\n\r\n" not in self.head and len(self.head) < _MAX_HEAD:
                 return True
-            data, self.head, self.need_line = self.head, b"", False
-            self.request_line = data.split(b"\r\n", 1)[0].decode("latin-1")
-            with self.proxy._lock:
-                self.proxy.stats.requests += 1
-                self.proxy.stats.request_lines.append(self.request_line)
-            self.rule = self.proxy._reserve("up", self.request_line)
-            if self.rule is not None and self.rule.action == "respond":
-                self._respond(data)
+            head, sep, rest = self.head.partition(b"\r\n\r\n")
+            self.head = b""
+            if not self._start_request(head + sep, rest):
                 return False
-        return self._forward(direction, data)
+            data = rest  # after the head: the body, or (pipelined) the next request
+        return True
 
+    def _take_body(self, data: bytes) -> tuple[bytes, bytes]:
+        """Split ``data`` into the rest of the current body and what follows it."""
+        if self.chunked_tail is not None:
+            seen = self.chunked_tail + data
+            end = seen.find(b"0\r\n\r\n")
+            if end < 0:
+                self.chunked_tail = seen[-8:]
+                return data, b""
+            cut = end + 5 - len(self.chunked_tail)
+            self.chunked_tail = None
+            return data[:cut], data[cut:]
+        part, rest = data[: self.body_left], data[self.body_left :]
+        self.body_left -= len(part)
+        return part, rest
+
+    def _start_request(self, head: bytes, rest: bytes) -> bool:
+        self._settle("up", False)
+        self.sent["up"] = 0
+        self.requests += 1
+        self.request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        headers = _headers(head)
+        if headers.get(b"transfer-encoding") == b"chunked":
+            self.chunked_tail = b""
+        else:
+            self.body_left = int(headers.get(b"content-length", b"0") or 0)
+        with self.proxy._lock:
+            self.proxy.stats.requests += 1
+            self.proxy.stats.request_lines.append(self.request_line)
+        self.rules["up"] = self.proxy._reserve("up", self.request_line)
+        rule = self.rules["up"]
+        if rule is not None and rule.action == "respond":
+            self._respond(rest)
+            return False
+        return self._forward("up", head)
+
+    # -- server -> client ------------------------------------------------------------------
+    def _down(self, data: bytes) -> bool:
+        if self.answered != self.requests:  # the first bytes of the answer to the latest request
+            self._settle("down", False)
+            self.answered = self.requests
+            self.sent["down"] = 0
+            self.rules["down"] = self.proxy._reserve("down", self.request_line)
+        return self._forward("down", data)
+
+    # -- faults ----------------------------------------------------------------------------
     def _forward(self, direction: Direction, data: bytes) -> bool:
         dest = self.upstream if direction == "up" else self.client
-        rule = self.rule
+        rule = self.rules[direction]
         if rule is not None and rule.action == "delay":
-            if self.sent == 0:
-                time.sleep(rule.seconds)
-                with self.proxy._lock:
-                    self.proxy.stats.delayed += 1
-                self._settle(True)
-            dest.sendall(data)
-            self.sent += len(data)
-            return True
-        if rule is not None and rule.action in ("drop", "reset"):
-            room = rule.after_bytes - self.sent
+            time.sleep(rule.seconds)
+            with self.proxy._lock:
+                self.proxy.stats.delayed += 1
+            self._settle(direction, True)
+        elif rule is not None and rule.action in ("drop", "reset"):
+            room = rule.after_bytes - self.sent[direction]
             if len(data) >= room:
                 if room > 0:
                     dest.sendall(data[:room])
-                self.sent += max(room, 0)
                 with self.proxy._lock:
                     if rule.action == "drop":
                         self.proxy.stats.dropped += 1
                     else:
                         self.proxy.stats.reset += 1
-                self._settle(True)
+                self._settle(direction, True)
                 if rule.action == "reset":
                     _reset(self.client)
                     _reset(self.upstream)
@@ -303,37 +347,20 @@ class _Connection:
                             sock.shutdown(socket.SHUT_RDWR)
                 return False
         dest.sendall(data)
-        self.sent += len(data)
+        self.sent[direction] += len(data)
         return True
 
-    def _respond(self, data: bytes) -> None:
-        """Swallow the request (head and body), then answer it with the rule's status."""
-        rule = self.rule
+    def _respond(self, rest: bytes) -> None:
+        """Swallow the request body, then answer the request with the rule's status."""
+        rule = self.rules["up"]
         assert rule is not None
         deadline = time.monotonic() + 5
-        while b"\r\n\r\n" not in data and len(data) < _MAX_HEAD and time.monotonic() < deadline:
+        _, rest = self._take_body(rest)
+        while self._in_body() and time.monotonic() < deadline:
             more = self.client.recv(65536)
             if not more:
                 break
-            data += more
-        head, _, body = data.partition(b"\r\n\r\n")
-        headers = {}
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip().lower()
-        if headers.get(b"transfer-encoding") == b"chunked":
-            while not body.endswith(b"0\r\n\r\n") and time.monotonic() < deadline:
-                more = self.client.recv(65536)
-                if not more:
-                    break
-                body = body[-16:] + more
-        else:
-            remaining = int(headers.get(b"content-length", b"0") or 0) - len(body)
-            while remaining > 0 and time.monotonic() < deadline:
-                more = self.client.recv(min(remaining, 65536))
-                if not more:
-                    break
-                remaining -= len(more)
+            self._take_body(more)
         payload = json.dumps(
             {"error": {"code": "proxy_fault", "message": "injected by the test proxy; retry"}}
         ).encode()
@@ -349,7 +376,15 @@ class _Connection:
             self.client.sendall(response)
         with self.proxy._lock:
             self.proxy.stats.responded += 1
-        self._settle(True)
+        self._settle("up", True)
+
+
+def _headers(head: bytes) -> dict[bytes, bytes]:
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip().lower()
+    return headers
 
 
 def _reset(sock: socket.socket) -> None:

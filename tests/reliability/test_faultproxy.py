@@ -30,6 +30,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:
+        # Answer first, read the body afterwards: legal HTTP, and what a server does when it
+        # rejects a request before looking at its body.
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+        self.wfile.flush()
+        self.rfile.read(int(self.headers["Content-Length"]))
+
     def do_PUT(self) -> None:
         length = int(self.headers["Content-Length"])
         data = self.rfile.read(length)
@@ -68,6 +78,16 @@ def test_passes_traffic_through_on_keepalive(proxy: FaultProxy) -> None:
         assert len(s.get(proxy.url + "/big", timeout=5).content) == BIG
     assert proxy.stats.requests == 4
     assert proxy.stats.connections == 1
+
+
+def test_frames_requests_when_the_answer_comes_before_the_body(proxy: FaultProxy) -> None:
+    rule = proxy.add(Rule("delay", direction="down", match="GET /small", seconds=0.01))
+    with requests.Session() as s:
+        for _ in range(3):
+            assert s.post(proxy.url + "/early", data=b"z" * 40 * BIG, timeout=5).content == b"ok"
+            assert s.get(proxy.url + "/small", timeout=5).content == b"xx"
+    assert proxy.stats.request_lines == ["POST /early HTTP/1.1", "GET /small HTTP/1.1"] * 3
+    assert rule.fired == 1
 
 
 def test_answers_a_burst_of_503_itself(proxy: FaultProxy) -> None:
