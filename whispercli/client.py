@@ -67,7 +67,9 @@ class _CountingReader:
         return self._total
 
     def read(self, size: int = -1) -> bytes:
-        chunk = self._fh.read(size if size and size > 0 else CHUNK)
+        # At least CHUNK per call: urllib3 asks for 16 KiB blocks, and 256 KiB reads halve the
+        # client's CPU per byte and make a 1 GiB upload ~10 % faster (bench/upload.py).
+        chunk = self._fh.read(max(size, CHUNK))
         self._sent += len(chunk)
         if self._on_progress is not None and chunk:
             self._on_progress(self._sent, self._total)
