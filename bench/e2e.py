@@ -31,11 +31,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchkit as bk
+import requests
 
 TARGET_WARM = 1.05
 
@@ -57,6 +59,28 @@ def transcribe_cli(env: dict[str, str], audio: Path) -> float:
     if not run.stdout.strip():
         raise SystemExit("whispercli transcribe printed no transcript")
     return run.wall
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def warm_cli(server: bk.ServerHandle, env: dict[str, str], audio: Path) -> tuple[float, dict]:
+    """The warm run, and where its time went, from the job's server timestamps."""
+    started = time.time()
+    wall = transcribe_cli(env, audio)
+    ended = time.time()
+    job = requests.get(
+        f"{server.url}/v1/async/jobs", params={"limit": 1}, headers=server.headers, timeout=10
+    ).json()["jobs"][0]
+    accepted, begun, done = (_epoch(job[k]) for k in ("acceptedAt", "startedAt", "completedAt"))
+    phases = {
+        "client_until_accepted": accepted - started,
+        "queued": begun - accepted,
+        "server_work": done - begun,
+        "completion_to_exit": ended - done,
+    }
+    return wall, phases
 
 
 def cold_cli(root: Path, audio: Path) -> float:
@@ -125,8 +149,15 @@ def main(argv: list[str] | None = None) -> int:
             env = bk.client_env(server)
             bk.wait_for_model(server)
             transcribe_cli(env, bk.clip("s1"))  # the worker's first job pays one-off costs
+            phases: list[dict[str, float]] = []
+
+            def warm() -> float:
+                wall, where = warm_cli(server, env, audio)
+                phases.append(where)
+                return wall
+
             runners: dict[str, Callable[[], float]] = {
-                "warm": lambda: transcribe_cli(env, audio),
+                "warm": warm,
                 "inproc": inprocess,
                 "cold": lambda: cold_cli(Path(tempfile.mkdtemp(dir=root)), audio),
                 "inproc-cold": lambda: (
@@ -190,9 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         "overhead (median of rounds)",
         "target",
     ]
+    spent = {k: bk.median([p[k] for p in phases]) for k in phases[0]}
     print(
         f"{seconds:.0f} s file (bench/data/clips/{audio.name}), {args.rounds} alternating rounds; "
-        f"cold vs the warm in-process engine: {bk.median(overhead['cold_vs_warm_engine']):.2f}x\n"
+        f"cold vs the warm in-process engine: {bk.median(overhead['cold_vs_warm_engine']):.2f}x. "
+        "Warm run, median seconds from the job's server timestamps: CLI start to accepted "
+        f"{spent['client_until_accepted']:.2f}, queued {spent['queued']:.2f}, server work "
+        f"{spent['server_work']:.2f} (in-process {bk.median(times['inproc']):.2f}), completion "
+        f"to CLI exit {spent['completion_to_exit']:.2f}.\n"
     )
     print(bk.table(head, rows))
     bk.write_json(
@@ -201,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             "audio_seconds": seconds,
             "times_s": times,
             "overhead": overhead,
+            "warm_phases_s": phases,
             "target_warm": TARGET_WARM,
         },
     )
