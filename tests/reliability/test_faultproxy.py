@@ -56,6 +56,7 @@ def backend() -> Iterator[tuple[int, list[int]]]:
     handler = type("H", (_Handler,), {"received": received})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
+    server.handle_error = lambda *_: None  # type: ignore[method-assign]  # resets are the point
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server.server_address[1], received
