@@ -12,13 +12,15 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 import requests
 from figures import record
-from harness import SAMPLE, Sandbox, Server, run_cli
+from harness import SAMPLE, Sandbox, Server, reap, run_cli
 
 pytestmark = pytest.mark.reliability
 
@@ -42,7 +44,12 @@ def small_disk(sandbox: Sandbox) -> Iterator[Path]:
     try:
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], check=False, capture_output=True)
+        reap(sandbox.root)  # a server's children may still hold files on it
+        for _ in range(40):
+            subprocess.run(["umount", str(mount)], check=False, capture_output=True)
+            if not os.path.ismount(mount):
+                break
+            time.sleep(0.25)
         if os.path.ismount(mount):  # something still holds it: detach, and say so
             subprocess.run(["umount", "-l", str(mount)], check=False)
             pytest.fail(f"{mount} was still busy at teardown (lazily unmounted)")
@@ -59,7 +66,7 @@ def _integrity(data_dir: Path) -> list[str]:
     results = []
     for db in [*data_dir.rglob("*.db"), *data_dir.rglob("*.sqlite*")]:
         if db.suffix in (".db", ".sqlite", ".sqlite3"):
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
                 results.append(conn.execute("PRAGMA integrity_check").fetchone()[0])
     return results
 
