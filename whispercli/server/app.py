@@ -210,6 +210,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        if "database or disk is full" in str(exc):  # SQLite on a full disk: not our bug, a 507
+            return _error_response(
+                507, "disk_full", "the server's disk is full; free space in its data dir and retry"
+            )
         log.error("unexpected %s while serving a request", type(exc).__name__, exc_info=exc)
         return _error_response(
             500, "internal_error", "the server hit an unexpected error; see the server log"
