@@ -176,6 +176,12 @@ CONFIGS: tuple[Config, ...] = (
         cpu_threads=1,
     ),
     Config(
+        "b8-beam4-words",
+        "batched beam 4, batch 8, no timestamps, word_timestamps",
+        {"beam_size": 4, "batch_size": 8, "word_timestamps": True},
+        batched=True,
+    ),
+    Config(
         "b8-f32",
         "batched beam 5, batch 8, float32",
         {"beam_size": 5, "batch_size": 8},

@@ -66,23 +66,46 @@ def machine_lines() -> list[str]:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     versions = ", ".join(f"{p} {_version(p)}" for p in PACKAGES)
     return [
-        f"- Date: {now}; commit {_git_commit()}",
+        f"- Last run: {now}; commit {_git_commit()}",
         f"- Machine: {os.cpu_count()} CPUs ({_cpu_model()}), {_ram_gib()} RAM, "
         f"{platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}; {versions}",
     ]
 
 
-def generated(sections: list[Path]) -> str:
-    lines = [BEGIN, "", "Command: `bench/run`", "", *machine_lines()]
+def _previous_sections(text: str) -> dict[str, str]:
+    """Section name -> body from the generated block already in RESULTS.md."""
+    if BEGIN not in text or END not in text:
+        return {}
+    block = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    sections: dict[str, str] = {}
+    for part in block.split("\n### ")[1:]:
+        name, _, body = part.partition("\n")
+        sections[name.strip()] = body.strip()
+    return sections
+
+
+def generated(sections: list[Path], previous: dict[str, str]) -> str:
+    """The block: machine lines, then every section (this run's replace earlier ones)."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    merged = dict(previous)
     for path in sections:
-        lines += ["", f"### {path.stem}", "", path.read_text(encoding="utf-8").strip()]
+        body = path.read_text(encoding="utf-8").strip()
+        merged[path.stem] = f"_Measured {now}._\n\n{body}"
+    lines = [BEGIN, "", "Command: `bench/run` (or `bench/run SECTION...`)", "", *machine_lines()]
+    for name, body in merged.items():
+        lines += ["", f"### {name}", "", body]
     return "\n".join([*lines, "", END])
 
 
-def update(results: Path, block: str) -> None:
-    """Replace the generated block in `results` (append it when the markers are missing)."""
+def update(results: Path, sections: list[Path]) -> None:
+    """Replace the generated block in `results` (append it when the markers are missing).
+
+    Sections not run this time keep their previous tables, so `bench/run e2e` does not erase
+    the engine table.
+    """
     text = results.read_text(encoding="utf-8") if results.exists() else "# Benchmark results\n"
+    block = generated(sections, _previous_sections(text))
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         tail = rest.split(END, 1)[1]
@@ -97,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sections", nargs="+", type=Path, help="Markdown printed by each section")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    update(args.results, generated(args.sections))
+    update(args.results, args.sections)
     print(f"updated {args.results}", file=sys.stderr)
     return 0
 

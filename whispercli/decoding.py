@@ -64,6 +64,10 @@ class Profile:
     batched_min_seconds: float | None = None
     batch_size: int = 8
     chunk_length: int | None = None  # None = faster-whisper's 30 s
+    # Sample timestamps on the batched path: sentence-sized segments (good subtitles) but +5 to
+    # +7 WER points on the bench set; False = one segment per VAD chunk (~20 s) at the
+    # sequential path's accuracy. See bench/RESULTS.md.
+    batched_timestamps: bool = True
     sequential: tuple[tuple[str, Any], ...] = ()  # kwargs overriding the above when sequential
 
 
@@ -71,15 +75,15 @@ PROFILES: dict[str, Profile] = {
     # The seed's behaviour, faster-whisper's and whisper-ctranslate2's default: sequential beam
     # search of 5 with temperature fallback. Timestamped segments of a few seconds.
     "accurate": Profile(beam_size=5),
-    # Batched beam search once there is more than one 30 s window: WER within +0.5 points of
-    # "accurate" on the bench set (beam 4 batched scored as well as beam 5, and is faster), 1.4x
-    # its speed on the set, 1.7x on long audio. Below 30 s batching cannot help, so short files
-    # take the "accurate" path (never slower). Batched segments are whole VAD chunks (up to
-    # 30 s): sampling timestamps in the batched pipeline cost 5+ WER points.
+    # Batched beam search once there is more than one 30 s window; below 30 s batching cannot
+    # help, so short files take the "accurate" path (never slower). Measured on the bench set:
+    # 1.3x the speed of "accurate" (1.7x on a 157 s file); WER +7 points with timestamps on
+    # (sentence-sized segments), +0.1 with batched_timestamps=False (whole-chunk segments).
     "default": Profile(
         beam_size=4, batched_min_seconds=30.0, batch_size=8, sequential=(("beam_size", 5),)
     ),
-    # Beam 2 on both paths: about +2 WER points for the largest speed-up that stays within +3.
+    # Beam 2 on both paths: 1.5x (2.2x on the long file); WER +7 points with timestamps, +1.5
+    # without (batched greedy was +3.2).
     "fast": Profile(beam_size=2, batched_min_seconds=30.0, batch_size=8),
 }
 
@@ -144,10 +148,8 @@ def plan(
     )
     kwargs: dict[str, Any] = {"beam_size": profile.beam_size}
     if use_batched:
-        # Timestamps on: the batched pipeline's default (off) makes one segment per ~30 s
-        # chunk, useless as subtitles; on, it costs a few percent (bench/engine.py).
         kwargs["batch_size"] = profile.batch_size
-        kwargs["without_timestamps"] = False
+        kwargs["without_timestamps"] = not profile.batched_timestamps
         if profile.chunk_length is not None:
             kwargs["chunk_length"] = profile.chunk_length
     else:

@@ -141,3 +141,15 @@ def test_module_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_batched_timestamps_follow_the_profile(
+    monkeypatch: pytest.MonkeyPatch, timestamps: bool
+) -> None:
+    profile = decoding.Profile(beam_size=4, batched_min_seconds=30.0, batched_timestamps=timestamps)
+    monkeypatch.setitem(decoding.PROFILES, "default", profile)
+    batched, kwargs = decoding.plan("default", {}, 60.0)
+    assert batched
+    assert kwargs["without_timestamps"] is (not timestamps)
+    assert "without_timestamps" not in decoding.plan("default", {}, 10.0)[1]
