@@ -17,7 +17,7 @@ round by round (the order rotates every round) so that the shared machine's load
 
 Overhead = e2e wall / in-process wall of the same round (the median over rounds is reported).
 
-    python bench/e2e.py [--rounds 3] [--clip long] [--json PATH]
+    python bench/e2e.py [--rounds 5] [--clip long] [--json PATH]
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def _alive(pid: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="end-to-end overhead of whispercli transcribe")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clip", default="long", help="bench set clip (>= 2 min of audio)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
