@@ -164,7 +164,7 @@ def _exercise_config(directory: Path) -> None:
         except WhisperCliError:
             bump("fuzz", "config_rejected")
             return
-        assert settings_.url
+        assert settings_.url.startswith(("http://", "https://")), f"unusable URL {settings_.url!r}"
         for key in ("url", "model"):
             with suppress(WhisperCliError):
                 config.set_value(key, "x")
@@ -211,8 +211,15 @@ def test_config_raw_bytes(scratch: Path, raw: bytes) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"\xff\xfe[profiles]\n", b'url = "\xc3\x28"\n', b"a = " + b"[" * 5000, b"[profiles]\nx=1\n"],
-    ids=["utf16-bom", "bad-utf8", "deep-arrays", "profile-not-a-table"],
+    [
+        b"\xff\xfe[profiles]\n",
+        b'url = "\xc3\x28"\n',
+        b"a = " + b"[" * 5000,
+        b"[profiles]\nx=1\n",
+        b'[profiles.local]\nurl = ""\n',
+        b'[profiles.local]\nurl = "localhost:8642"\n',
+    ],
+    ids=["utf16-bom", "bad-utf8", "deep-arrays", "profile-not-a-table", "empty-url", "no-scheme"],
 )
 def test_config_hostile_cases(tmp_path: Path, raw: bytes) -> None:
     bump("hostile", "config_files")
