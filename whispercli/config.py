@@ -167,6 +167,8 @@ def resolve(
     else:
         url, url_source, auto_start = local_default_url(), "local default", True
     url = url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"the URL {url!r} (from {url_source}) must start with http:// or https://")
 
     key_file: Path | None = None
     key_env = table.get("api_key_env")
