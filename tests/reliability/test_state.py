@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -12,6 +13,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from figures import record
@@ -167,3 +169,34 @@ def test_prune_removes_only_what_it_says(sandbox: Sandbox) -> None:
     assert json.loads(second.stdout) == {"removed": 1}
     assert left2 == {"old-processing", "old-accepted", "new-pending"}
     record("state: jobs prune", entries=len(jobs), removed_1h=3, removed_all=1, kept=len(left2))
+
+
+def _read_key(barrier: Any, path: str, out: Any) -> None:
+    barrier.wait()
+    out.put(fsutil.read_or_create_secret(Path(path)))
+
+
+def test_key_file_created_by_racing_processes(tmp_path: Path) -> None:
+    """Several processes reading (or creating) the API key at the same instant: the CLIs and
+    the server auto-started by one of them do exactly this. All must get the same, non-empty
+    key; an empty read is a 401 for that CLI."""
+    ctx = multiprocessing.get_context("fork")
+    rounds, racers, empty, disagreed = 40, 6, 0, 0
+    for r in range(rounds):
+        path = tmp_path / f"key-{r}"
+        barrier, out = ctx.Barrier(racers), ctx.Queue()
+        procs = [
+            ctx.Process(target=_read_key, args=(barrier, str(path), out)) for _ in range(racers)
+        ]
+        for p in procs:
+            p.start()
+        keys = [out.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join(10)
+        empty += keys.count("")
+        disagreed += len(set(keys)) > 1
+    record("state: API key created by racing processes", rounds=rounds, processes=racers,
+           empty_keys_read=empty, rounds_with_disagreeing_keys=disagreed)  # fmt: skip
+    assert empty == 0 and disagreed == 0, (
+        f"{empty} empty keys read, {disagreed}/{rounds} rounds disagreed"
+    )
