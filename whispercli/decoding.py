@@ -64,10 +64,11 @@ class Profile:
     batched_min_seconds: float | None = None
     batch_size: int = 8
     chunk_length: int | None = None  # None = faster-whisper's 30 s
-    # Sample timestamps on the batched path: sentence-sized segments (good subtitles) but +5 to
-    # +7 WER points on the bench set; False = one segment per VAD chunk (~20 s) at the
-    # sequential path's accuracy. See bench/RESULTS.md.
-    batched_timestamps: bool = True
+    # Sample timestamp tokens on the batched path: +5 to +7 WER points on the bench set. False
+    # (the default) decodes each VAD chunk without them, at the sequential path's accuracy, and
+    # asks for word timings instead, which the engine uses to cut sentence-sized segments.
+    # See bench/RESULTS.md.
+    batched_timestamps: bool = False
     sequential: tuple[tuple[str, Any], ...] = ()  # kwargs overriding the above when sequential
 
 
@@ -76,14 +77,14 @@ PROFILES: dict[str, Profile] = {
     # search of 5 with temperature fallback. Timestamped segments of a few seconds.
     "accurate": Profile(beam_size=5),
     # Batched beam search once there is more than one 30 s window; below 30 s batching cannot
-    # help, so short files take the "accurate" path (never slower). Measured on the bench set:
-    # 1.3x the speed of "accurate" (1.7x on a 157 s file); WER +7 points with timestamps on
-    # (sentence-sized segments), +0.1 with batched_timestamps=False (whole-chunk segments).
+    # help, so short files take the "accurate" path (never slower). Measured on the bench set
+    # (bench/RESULTS.md): 1.4-1.5x the speed of "accurate" (1.7-1.8x on a 157 s file), WER
+    # within 0.2 points; word timings for the sentence cuts cost about 8 %.
     "default": Profile(
         beam_size=4, batched_min_seconds=30.0, batch_size=8, sequential=(("beam_size", 5),)
     ),
-    # Beam 2 on both paths: 1.5x (2.2x on the long file); WER +7 points with timestamps, +1.5
-    # without (batched greedy was +3.2).
+    # Beam 2 on both paths: about 1.5-1.7x (2.2x on the long file), WER +1.5 points (batched
+    # greedy was +3.2).
     "fast": Profile(beam_size=2, batched_min_seconds=30.0, batch_size=8),
 }
 
@@ -150,6 +151,9 @@ def plan(
     if use_batched:
         kwargs["batch_size"] = profile.batch_size
         kwargs["without_timestamps"] = not profile.batched_timestamps
+        if not profile.batched_timestamps:
+            # Word timings let the engine cut each chunk into sentences (server/resegment.py).
+            kwargs["word_timestamps"] = True
         if profile.chunk_length is not None:
             kwargs["chunk_length"] = profile.chunk_length
     else:

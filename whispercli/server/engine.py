@@ -19,6 +19,7 @@ import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
 
 from whispercli import decoding
+from whispercli.server.resegment import split_segment
 
 SAMPLE_RATE = 16000
 SegmentCallback = Callable[[dict[str, Any], float], None]
@@ -124,11 +125,19 @@ class Engine:
         use_batched, kwargs = decoding.plan(self.profile, params, duration)
         pipeline = self.batched if use_batched else self.model
         segments, info = pipeline.transcribe(audio, **kwargs)
-        collected = []
+        # The batched path decodes whole VAD chunks with word timings (see decoding.plan):
+        # cut them into sentence-sized segments, keeping word timings only if asked for.
+        split = use_batched and bool(kwargs.get("without_timestamps"))
+        keep_words = bool(params.get("word_timestamps"))
+        collected: list[dict[str, Any]] = []
         for seg in segments:
-            item = _segment_dict(seg)
-            collected.append(item)
-            on_segment(item, min(1.0, seg.end / duration) if duration else 1.0)
+            progress = min(1.0, seg.end / duration) if duration else 1.0
+            for item in split_segment(_segment_dict(seg)) if split else [_segment_dict(seg)]:
+                item["id"] = len(collected)
+                if split and not keep_words:
+                    item.pop("words", None)
+                collected.append(item)
+                on_segment(item, progress)
         return {
             "text": "".join(s["text"] for s in collected),
             "segments": collected,
