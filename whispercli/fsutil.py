@@ -39,18 +39,33 @@ def is_private(path: Path) -> bool:
 def read_or_create_secret(path: Path) -> str:
     """Return the secret in ``path``, creating a random one (mode 0600) on first use.
 
-    Creation uses ``O_EXCL`` so two processes racing on first run agree on one key.
+    The new secret is written to a private temporary file and published with ``os.link``,
+    which fails if ``path`` exists: a racing process never reads a half-written (empty) file,
+    and every process ends up with the one secret that won.
     """
     try:
-        return path.read_text(encoding="utf-8").strip()
+        existing = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        pass
+        existing = None
+    if existing:
+        return existing
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(secret + "\n")
-    return secret
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(secret + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        if existing == "":  # an empty file left by hand or by an old crash: replace it
+            os.replace(tmp, path)
+            return secret
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_text(encoding="utf-8").strip()
+        return secret
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
