@@ -16,7 +16,8 @@ this server with its key file), ``proc`` (the Popen), ``log_path`` and ``stop(ki
 
 Importable from any test directory (tests/server is put on ``sys.path`` here): ``local_server``
 (``start_server``, ``ServerHandle``, ``SAMPLE_MP3``/``SAMPLE_TXT``), ``server_helpers`` (the
-four protocol steps with requests, ``make_long_clip``) and ``textscore`` (``wer``).
+four protocol steps with requests, ``make_long_clip``) and, from bench/ (on pytest's
+``pythonpath``), ``wer``: the one word-error-rate scorer.
 """
 
 from __future__ import annotations

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 import wave
 from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
 import make_speech
+import pytest
 
 
 def test_recipe_references_exist_and_are_distinct() -> None:

@@ -10,8 +10,8 @@ import signal
 import time
 from pathlib import Path
 
-from cli_wer import wer
 from clihelpers import SAMPLE_MP3, SAMPLE_TXT, Cli
+from wer import wer
 
 
 def _stop(cli: Cli, port: int) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_wer import wer
 from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line
+from wer import wer
 
 from whispercli.client import Client
 from whispercli.errors import WhisperCliError

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from local_server import SAMPLE_MP3, SAMPLE_TXT, ServerHandle
-from textscore import wer
+from wer import wer
 
 CLIENT = Path(__file__).with_name("asyncWhisper.py")
 

@@ -20,9 +20,10 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from local_server import start_server
 from server_helpers import LONG_TEXT, make_long_clip, poll, submit, upload, wait_done
-from textscore import wer
+from wer import wer
 
 
 def _ts(value: str) -> float:

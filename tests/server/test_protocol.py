@@ -8,7 +8,7 @@ import time
 import requests
 from local_server import SAMPLE_TXT, ServerHandle
 from server_helpers import TIMEOUT, poll, submit, submit_raw, upload, upload_url, wait_done
-from textscore import wer
+from wer import wer
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 SEED_INPUT = {

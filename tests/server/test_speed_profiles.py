@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from local_server import ServerHandle
 from server_helpers import LONG_TEXT, make_long_clip, submit, upload, wait_done
-from textscore import wer
+from wer import wer
 
 from whispercli import decoding
 from whispercli.protocol import SPEEDS

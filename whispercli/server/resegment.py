@@ -60,4 +60,3 @@ def split_segment(segment: dict[str, Any]) -> list[dict[str, Any]]:
             pieces.append(_piece(segment, run))
             run = []
     return pieces
-
