@@ -3,6 +3,7 @@ speech made on the fly with espeak-ng."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import time
 from pathlib import Path
@@ -12,6 +13,20 @@ import requests
 from local_server import SAMPLE_MP3, ServerHandle
 
 SUBMIT = "/v1/async/ent/tiyarofs/1/openai/whisper-{model}?serviceTier=cpuflex"
+SEED_CLIENT = Path(__file__).resolve().parents[1] / "seed_client" / "asyncWhisper.py"
+
+
+def _seed_input() -> dict[str, Any]:
+    """The Whisper input of the seed's sample client, taken from the client itself."""
+    spec = importlib.util.spec_from_file_location("seed_async_whisper", SEED_CLIENT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    params: dict[str, Any] = module.whisper_input()
+    return params
+
+
+SEED_INPUT = _seed_input()
 TIMEOUT = 10
 
 

@@ -7,26 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from server_helpers import SEED_INPUT
 
 from whispercli.protocol import WHISPER_PARAMS
 from whispercli.server.params import ParamError, check_model_can, validate_input
-
-SEED_INPUT = {
-    "no_speech_threshold": 0.6,
-    "patience": 1,
-    "suppress_tokens": "-1",
-    "compression_ratio_threshold": 2.4,
-    "language": "en",
-    "temperature_increment_on_fallback": 0.2,
-    "length_penalty": None,
-    "logprob_threshold": -1,
-    "condition_on_previous_text": True,
-    "initial_prompt": None,
-    "task": "transcribe",
-    "temperature": 0,
-    "beam_size": 5,
-    "best_of": 5,
-}
 
 
 def test_seed_input_maps_onto_every_faster_whisper_argument() -> None:

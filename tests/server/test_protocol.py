@@ -7,26 +7,19 @@ import time
 
 import requests
 from local_server import SAMPLE_TXT, ServerHandle
-from server_helpers import TIMEOUT, poll, submit, submit_raw, upload, upload_url, wait_done
+from server_helpers import (
+    SEED_INPUT,
+    TIMEOUT,
+    poll,
+    submit,
+    submit_raw,
+    upload,
+    upload_url,
+    wait_done,
+)
 from wer import wer
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-SEED_INPUT = {
-    "no_speech_threshold": 0.6,
-    "patience": 1,
-    "suppress_tokens": "-1",
-    "compression_ratio_threshold": 2.4,
-    "language": "en",
-    "temperature_increment_on_fallback": 0.2,
-    "length_penalty": None,
-    "logprob_threshold": -1,
-    "condition_on_previous_text": True,
-    "initial_prompt": None,
-    "task": "transcribe",
-    "temperature": 0,
-    "beam_size": 5,
-    "best_of": 5,
-}
 
 
 def test_four_steps_codes_and_shapes(server: ServerHandle) -> None:
