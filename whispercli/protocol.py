@@ -7,6 +7,7 @@ a poll body nested under ``"response"`` and unknown fields). It imports nothing 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -95,9 +96,9 @@ class Segment:
     def from_dict(cls, data: dict[str, Any]) -> Segment:
         known = {"id", "start", "end", "text"}
         return cls(
-            id=int(data.get("id", 0) or 0),
-            start=float(data.get("start", 0.0) or 0.0),
-            end=float(data.get("end", 0.0) or 0.0),
+            id=int(_number(data.get("id"))),
+            start=_number(data.get("start")),
+            end=_number(data.get("end")),
             text=str(data.get("text", "") or ""),
             extra={k: v for k, v in data.items() if k not in known},
         )
@@ -123,7 +124,9 @@ class Result:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
         known = {"text", "segments", "language", "duration"}
-        raw_segments = data.get("segments") or []
+        raw_segments = data.get("segments")
+        if not isinstance(raw_segments, list):
+            raw_segments = []
         segments = [Segment.from_dict(s) for s in raw_segments if isinstance(s, dict)]
         text = data.get("text")
         if not isinstance(text, str):
@@ -133,7 +136,7 @@ class Result:
             text=text,
             segments=segments,
             language=data.get("language") if isinstance(data.get("language"), str) else None,
-            duration=float(duration) if isinstance(duration, int | float) else None,
+            duration=_number(duration) if isinstance(duration, int | float) else None,
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -207,7 +210,7 @@ class JobInfo:
             started_at=_opt_str(data.get("startedAt")),
             completed_at=_opt_str(data.get("completedAt")),
             poll_url=poll_url if isinstance(poll_url, str) else None,
-            progress=float(progress) if isinstance(progress, int | float) else None,
+            progress=_number(progress) if isinstance(progress, int | float) else None,
             partial_segments=[Segment.from_dict(s) for s in partial if isinstance(s, dict)]
             if isinstance(partial, list)
             else [],
@@ -215,6 +218,17 @@ class JobInfo:
             error=_error_text(data.get("error")),
             extra={k: v for k, v in data.items() if k not in known},
         )
+
+
+def _number(value: Any) -> float:
+    """A finite number from a liberal body: anything unreadable counts as 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return 0.0
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 def _opt_str(value: Any) -> str | None:

@@ -24,6 +24,10 @@ from server_helpers import (
 READINGS = 3  # about 3 minutes of speech: ~9 s of work for the tiny model on 2 cores
 pytestmark = pytest.mark.slow
 
+SEQUENTIAL = {"speed": "accurate"}
+"""Long jobs decode sequentially here: progress then moves segment by segment. The default
+profile's batched pipeline reports progress once per batch (minutes of audio)."""
+
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -52,7 +56,7 @@ def processing_with_progress(server: ServerHandle, job: dict[str, object]) -> di
 
 
 def test_partial_progress_while_processing(server: ServerHandle, long_clip: Path) -> None:
-    job = submit(server, upload(server, long_clip))
+    job = submit(server, upload(server, long_clip), SEQUENTIAL)
     body = processing_with_progress(server, job)
     assert 0 < body["progress"] < 1
     assert body["segments"] and body["segments"][0]["text"]
@@ -67,7 +71,7 @@ def test_sigkill_server_mid_job_then_restart_completes_it(
     server_factory: ServerFactory, long_clip: Path
 ) -> None:
     first = server_factory.start()
-    job = submit(first, upload(first, long_clip))
+    job = submit(first, upload(first, long_clip), SEQUENTIAL)
     queued = submit(first, upload(first))  # waits behind the long one
     processing_with_progress(first, job)
     worker = worker_pid(first)
@@ -90,7 +94,7 @@ def test_sigkill_server_mid_job_then_restart_completes_it(
 def test_worker_killed_mid_job_is_retried_and_server_stays_up(
     server: ServerHandle, long_clip: Path
 ) -> None:
-    job = submit(server, upload(server, long_clip))
+    job = submit(server, upload(server, long_clip), SEQUENTIAL)
     processing_with_progress(server, job)
     old_worker = worker_pid(server)
     os.kill(old_worker, signal.SIGKILL)
@@ -103,8 +107,8 @@ def test_worker_killed_mid_job_is_retried_and_server_stays_up(
 
 
 def test_cancel_pending_and_processing(server: ServerHandle, long_clip: Path) -> None:
-    running = submit(server, upload(server, long_clip))
-    pending = submit(server, upload(server, long_clip))
+    running = submit(server, upload(server, long_clip), SEQUENTIAL)
+    pending = submit(server, upload(server, long_clip), SEQUENTIAL)
     processing_with_progress(server, running)
     cancel = f"{server.url}/v1/async/jobs/{{}}/cancel"
     resp = requests.post(cancel.format(pending["id"]), headers=server.headers, timeout=TIMEOUT)
@@ -125,7 +129,7 @@ def test_full_queue_is_429_with_retry_after_and_long_poll_deadline(
     server_factory: ServerFactory, long_clip: Path
 ) -> None:
     busy = server_factory.start("--max-queue", "1")
-    running = submit(busy, upload(busy, long_clip))
+    running = submit(busy, upload(busy, long_clip), SEQUENTIAL)
     processing_with_progress(busy, running)
     waiting = submit(busy, upload(busy))
     resp = submit_raw(busy, upload(busy))
@@ -147,7 +151,7 @@ def test_full_queue_is_429_with_retry_after_and_long_poll_deadline(
 
 
 def test_polls_stay_fast_while_a_long_job_runs(server: ServerHandle, long_clip: Path) -> None:
-    job = submit(server, upload(server, long_clip))
+    job = submit(server, upload(server, long_clip), SEQUENTIAL)
     processing_with_progress(server, job)
     session = requests.Session()
     latencies = []
