@@ -284,13 +284,18 @@ class Job:
         status = self.info.status if self.info else "unknown"
         return f"<Job {self.id} {status}>"
 
-    def refresh(self, wait: float | None = None) -> JobInfo:
-        """Poll once; with ``wait`` the server may hold the answer until the status changes."""
+    def refresh(self, wait: float | None = None, *, until_done: bool = False) -> JobInfo:
+        """Poll once; with ``wait`` the server may hold the answer until the status changes
+        (or, with ``until_done``, until the job finishes)."""
         if not self.poll_url:
             self.poll_url = self.client.get_info(self.id).poll_url
             if not self.poll_url:
                 raise WhisperCliError(f"the server gave no poll URL for job {self.id}")
-        params = {protocol.WAIT_PARAM: int(wait)} if wait else None
+        params: dict[str, Any] | None = None
+        if wait:
+            params = {protocol.WAIT_PARAM: int(wait)}
+            if until_done:
+                params[protocol.UNTIL_PARAM] = "done"
         timeout = (wait or 0) + self.client.http.read_timeout
         try:
             body = self.client._call("GET", self.poll_url, params=params, read_timeout=timeout)
@@ -332,22 +337,30 @@ class Job:
     ) -> Result:
         """Block until the job finishes and return its result.
 
-        Long-polls (``?wait=``, at most ``long_poll`` seconds a request) when the server's
-        health says it can, else polls with backoff (1 s, x1.5, capped at 15 s). ``timeout``
+        Long-polls (``?wait=``, at most ``long_poll`` seconds a request) when the server can
+        (the embedded server always can; another endpoint is asked once through its health
+        extension), else polls with backoff (1 s, x1.5, capped at 15 s). Without
+        ``on_progress`` the server is asked to answer only once the job has finished, and the
+        first request already waits: a quiet wait costs one request per long-poll. ``timeout``
         is measured on a monotonic clock and raises ``WaitTimeoutError`` (the job keeps
         running). A failed or cancelled job raises ``JobFailedError``. A server that goes
         away mid-wait (a restart) is retried for up to ``OUTAGE_GRACE`` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        use_long_poll = self.client.supports_long_poll()
+        use_long_poll = self.client.settings.auto_start or self.client.supports_long_poll()
+        until_done = on_progress is None
+        cap = min(long_poll, protocol.MAX_LONG_POLL_SECONDS)
         delay = POLL_START
-        wait: float | None = None  # the first poll answers at once
+        # With progress to show, the first poll answers at once; a quiet wait starts waiting.
+        wait: float | None = None
+        if use_long_poll and until_done:
+            wait = max(1.0, cap if deadline is None else min(cap, timeout or 0.0))
         previous: str | None = None
         outage_since: float | None = None
         while True:
             started = time.monotonic()
             try:
-                info = self.refresh(wait=wait)
+                info = self.refresh(wait=wait, until_done=until_done)
             except UnreachableError:
                 # A server restarting under a long wait: ride it out for a while, but a
                 # server that never answered this client is an error at once.
@@ -376,7 +389,6 @@ class Job:
                     # The server ignored ?wait: do not spin, back off instead.
                     time.sleep(_pause(delay, remaining))
                     delay = min(delay * POLL_FACTOR, POLL_CAP)
-                cap = min(long_poll, protocol.MAX_LONG_POLL_SECONDS)
                 wait = max(1.0, cap if remaining is None else min(cap, remaining))
             else:
                 time.sleep(_pause(delay, remaining))

@@ -35,6 +35,9 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 WAIT_PARAM = "wait"
 """Long-poll: ``GET <poll url>?wait=SECONDS`` returns as soon as the status changes."""
 MAX_LONG_POLL_SECONDS = 60
+UNTIL_PARAM = "until"
+"""With ``wait``: ``until=done`` holds the answer until the job finishes (not on every status
+change), so a quiet waiter spends one request per long-poll period."""
 
 
 class Status(StrEnum):

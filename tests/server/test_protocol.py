@@ -240,3 +240,25 @@ def test_long_poll_returns_promptly_on_change(server: ServerHandle) -> None:
     started = time.monotonic()
     assert poll(server, job, wait=30)["status"] == "success"  # terminal: no waiting at all
     assert time.monotonic() - started < 1.0
+
+
+def test_long_poll_until_done_skips_intermediate_changes(server: ServerHandle) -> None:
+    job = submit(server, upload(server))
+    assert job["status"] == "pending"
+    started = time.monotonic()
+    resp = requests.get(
+        job["urls"]["GET"],
+        params={"wait": 30, "until": "done"},
+        headers=server.headers,
+        timeout=TIMEOUT + 30,
+    )
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "success"  # not the pending -> processing change
+    assert time.monotonic() - started < 25
+    bad = requests.get(
+        job["urls"]["GET"],
+        params={"wait": 1, "until": "later"},
+        headers=server.headers,
+        timeout=TIMEOUT,
+    )
+    assert bad.status_code == 400 and "until" in bad.json()["error"]["message"]

@@ -236,10 +236,28 @@ def test_wait_long_polls_when_the_server_offers_it(stub: Stub) -> None:
         (200, {}, job_body("failed", error="could not decode the upload")),
     )
     job = _client(stub).job("j1", "/v1/async/jobs/j1?sig=abc")
+    seen: list[str] = []
+    with pytest.raises(JobFailedError, match="could not decode"):
+        job.wait(on_progress=lambda info: seen.append(info.status))
+    first, second = stub.calls("GET", "/v1/async/jobs/j1")
+    # With progress to show: an immediate first poll, then long-polls woken by any change.
+    assert "wait" not in first["query"] and second["query"]["wait"] == ["30"]
+    assert "until" not in second["query"] and seen == ["pending", "failed"]
+
+
+def test_a_quiet_wait_long_polls_until_done_from_the_first_request(stub: Stub) -> None:
+    stub.on("GET", "/v1/health", (200, {}, {"longPoll": True}))
+    stub.on(
+        "GET",
+        "/v1/async/jobs/j1",
+        (200, {}, job_body("processing")),
+        (200, {}, job_body("failed", error="could not decode the upload")),
+    )
+    job = _client(stub).job("j1", "/v1/async/jobs/j1?sig=abc")
     with pytest.raises(JobFailedError, match="could not decode"):
         job.wait()
-    first, second = stub.calls("GET", "/v1/async/jobs/j1")
-    assert "wait" not in first["query"] and second["query"]["wait"] == ["30"]
+    for call in stub.calls("GET", "/v1/async/jobs/j1"):
+        assert call["query"]["wait"] == ["30"] and call["query"]["until"] == ["done"]
 
 
 def test_wait_timeout(stub: Stub, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
@@ -463,6 +463,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 ge=0, description=f"Long-poll up to this many seconds (<= {MAX_LONG_POLL_SECONDS})."
             ),
         ] = None,
+        until: Annotated[
+            Literal["change", "done"],
+            Query(
+                description="With wait: answer on any status change (change) or only once the "
+                "job has finished (done)."
+            ),
+        ] = "change",
         expires: Annotated[str | None, Query()] = None,
         sig: Annotated[str | None, Query()] = None,
     ) -> dict[str, Any]:
@@ -476,13 +483,19 @@ def create_app(settings: ServerSettings) -> FastAPI:
         if wait and not Status(job.status).terminal:
             deadline = time.monotonic() + min(wait, MAX_LONG_POLL_SECONDS)
             initial = job.status
-            while job.status == initial:
+
+            def answer_now(current: Job) -> bool:
+                if until == "done":
+                    return Status(current.status).terminal
+                return current.status != initial
+
+            while not answer_now(job):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or await request.is_disconnected():
                     break
                 with changes.subscribe(job_id) as event:
                     job = get_job_or_404(job_id)
-                    if job.status != initial:
+                    if answer_now(job):
                         break
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(event.wait(), min(remaining, 5.0))
