@@ -13,7 +13,7 @@ Blocker jobs submitted just before (straight to the server) keep the worker busy
 measured job waits in the queue for a while first (as it would on a shared server) and the
 waiters really wait. Notice = the waiter's process exit (wall clock) - the job's ``completedAt``
 (the server's clock, milliseconds; same machine). Requests are counted by the proxies (every
-HTTP request line the waiter sent; for whispercli also its /v1/health probe).
+HTTP request line the waiter sent). The CLI sees proxy 1 as its local default endpoint.
 
     python bench/notice.py [--rounds 6] [--json PATH]
 """
@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     ):
         proxies = (bk.CountingProxy(server.port), bk.CountingProxy(server.port))
         try:
-            cli_env = bk.client_env(server, WHISPERCLI_URL=proxies[0].url)
+            # The CLI sees the counting proxy as its local default endpoint (the embedded
+            # server, whose long-poll it uses without a health probe first).
+            cli_env = bk.client_env(server, WHISPERCLI_LOCAL_PORT=str(proxies[0].port))
+            del cli_env["WHISPERCLI_URL"]
             bk.wait_for_model(server)
             for blockers, measured in ROUNDS[: args.rounds]:
                 got = one_round(server, proxies, cli_env, blockers, measured)

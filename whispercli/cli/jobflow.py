@@ -124,7 +124,8 @@ def wait_for(
     try:
         result = job.wait(
             timeout=timeout,
-            on_progress=tracker.job if tracker else None,
+            # No display, no progress callback: the client then long-polls until done.
+            on_progress=tracker.job if tracker and display else None,
             long_poll=LONG_POLL_DISPLAY if display else LONG_POLL_QUIET,
         )
     except JobFailedError as exc:
