@@ -8,6 +8,7 @@ lose an entry and a reader never sees half a file. A file that cannot be read is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -99,6 +100,10 @@ def migrate(data: Any) -> dict[str, Any]:
     return data
 
 
+STALE_TEMP_SECONDS = 60.0
+"""Temp files of the jobs file older than this are leftovers of a killed writer."""
+
+
 class JobStore:
     """Saved jobs. Each public method takes the lock for its whole read-modify-write."""
 
@@ -135,8 +140,19 @@ class JobStore:
         )
 
     def _write(self, jobs: list[SavedJob]) -> None:
+        """Replace the file atomically (called under the lock)."""
+        self._remove_stale_temp_files()
         body = {"version": SCHEMA_VERSION, "jobs": [j.to_dict() for j in jobs]}
         atomic_write_text(self.path, json.dumps(body, indent=1) + "\n", mode=0o600)
+
+    def _remove_stale_temp_files(self) -> None:
+        """A writer killed between its temp file and the rename leaves the temp file behind;
+        under the lock no other writer is mid-write, so old ones are safe to delete."""
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
 
     def _modify(self, change: Callable[[list[SavedJob]], list[SavedJob]]) -> list[SavedJob]:
         with self._locked():

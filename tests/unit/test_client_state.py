@@ -82,3 +82,20 @@ def test_concurrent_processes_lose_no_entry(tmp_path: Path) -> None:
         p.join(60)
         assert p.exitcode == 0
     assert len({j.id for j in JobStore(path).all()}) == 60
+
+
+def test_a_write_removes_temp_files_left_by_a_killed_writer(tmp_path: Path) -> None:
+    import os
+    import time
+
+    old = tmp_path / ".jobs.json.abc123.tmp"
+    fresh = tmp_path / ".jobs.json.def456.tmp"
+    other = tmp_path / ".other.json.abc123.tmp"
+    for leftover in (old, fresh, other):
+        leftover.write_text("{half a file")
+    an_hour_ago = time.time() - 3600
+    for leftover in (old, other):
+        os.utime(leftover, (an_hour_ago, an_hour_ago))
+    JobStore(tmp_path / "jobs.json").add(_job("aaa111"))
+    assert not old.exists()
+    assert fresh.exists() and other.exists()  # too recent to judge / not the jobs file's

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import signal
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
@@ -208,12 +209,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        if "database or disk is full" in str(exc):  # SQLite on a full disk: not our bug, a 507
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _database(_: Request, exc: sqlite3.OperationalError) -> JSONResponse:
+        # A handler of its own (not the catch-all below, which Starlette re-raises after
+        # answering) so that a full disk is a 507 without a traceback in the log.
+        if "database or disk is full" in str(exc):
             return _error_response(
                 507, "disk_full", "the server's disk is full; free space in its data dir and retry"
             )
+        log.error("database error while serving a request", exc_info=exc)
+        return _error_response(
+            500, "internal_error", "the server hit an unexpected error; see the server log"
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected %s while serving a request", type(exc).__name__, exc_info=exc)
         return _error_response(
             500, "internal_error", "the server hit an unexpected error; see the server log"
