@@ -100,10 +100,6 @@ def migrate(data: Any) -> dict[str, Any]:
     return data
 
 
-STALE_TEMP_SECONDS = 60.0
-"""Temp files of the jobs file older than this are leftovers of a killed writer."""
-
-
 class JobStore:
     """Saved jobs. Each public method takes the lock for its whole read-modify-write."""
 
@@ -146,13 +142,12 @@ class JobStore:
         atomic_write_text(self.path, json.dumps(body, indent=1) + "\n", mode=0o600)
 
     def _remove_stale_temp_files(self) -> None:
-        """A writer killed between its temp file and the rename leaves the temp file behind;
-        under the lock no other writer is mid-write, so old ones are safe to delete."""
-        cutoff = time.time() - STALE_TEMP_SECONDS
+        """A writer killed between its temp file and the rename leaves the temp file behind.
+        Temp files are only made under the lock (held with flock, released when a process
+        dies), so while we hold it every one of them is such a leftover."""
         for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             with contextlib.suppress(OSError):
-                if leftover.stat().st_mtime < cutoff:
-                    leftover.unlink()
+                leftover.unlink()
 
     def _modify(self, change: Callable[[list[SavedJob]], list[SavedJob]]) -> list[SavedJob]:
         with self._locked():
