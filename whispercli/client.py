@@ -15,6 +15,7 @@ Every failure is a ``whispercli.errors.WhisperCliError`` subclass with a readabl
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import uuid
@@ -293,7 +294,7 @@ class Job:
                 raise WhisperCliError(f"the server gave no poll URL for job {self.id}")
         params: dict[str, Any] | None = None
         if wait:
-            params = {protocol.WAIT_PARAM: int(wait)}
+            params = {protocol.WAIT_PARAM: math.ceil(wait)}  # 29.99 s left: ask for 30
             if until_done:
                 params[protocol.UNTIL_PARAM] = "done"
         timeout = (wait or 0) + self.client.http.read_timeout
