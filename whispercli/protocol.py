@@ -54,6 +54,13 @@ class Status(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED})
+JOB_FIELDS = frozenset(
+    {
+        "id", "status", "model", "acceptedAt", "startedAt", "completedAt", "urls",
+        "progress", "segments", "result", "error",
+    }
+)  # fmt: skip
+"""The fields of a job body (submit or poll); any other field is kept in ``JobInfo.extra``."""
 
 # Whisper input parameters of the seed's sample client, and the JSON types each accepts.
 # ``None`` is accepted for every one of them (the sample sends ``"length_penalty": None``).
@@ -192,19 +199,6 @@ class JobInfo:
         raw_result = data.get("result")
         progress = data.get("progress")
         partial = data.get("segments")
-        known = {
-            "id",
-            "status",
-            "model",
-            "acceptedAt",
-            "startedAt",
-            "completedAt",
-            "urls",
-            "progress",
-            "segments",
-            "result",
-            "error",
-        }
         return cls(
             id=job_id,
             status=status.lower(),
@@ -219,7 +213,7 @@ class JobInfo:
             else [],
             result=Result.from_dict(raw_result) if isinstance(raw_result, dict) else None,
             error=_error_text(data.get("error")),
-            extra={k: v for k, v in data.items() if k not in known},
+            extra={k: v for k, v in data.items() if k not in JOB_FIELDS},
         )
 
 

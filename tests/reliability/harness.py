@@ -211,6 +211,21 @@ def run_cli(
     )
 
 
+def start_cli(
+    sandbox: Sandbox, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Start ``python -m whispercli ARGS`` in the background (its own session, text pipes)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "whispercli", *args],
+        env=env or sandbox.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=sandbox.root,
+        start_new_session=True,
+    )
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 import requests
 from faultproxy import FaultProxy, Rule
 from figures import record
-from harness import SAMPLE, Sandbox, Server, run_cli
+from harness import SAMPLE, Sandbox, Server, run_cli, start_cli
 from hostile_audio import long_speech
 
 pytestmark = pytest.mark.reliability
@@ -155,16 +154,7 @@ def _wait_status(sandbox: Sandbox, wanted: str, timeout: float = 60) -> dict[str
 
 
 def _background_cli(sandbox: Sandbox, *args: str, url: str | None = None) -> subprocess.Popen[str]:
-    env = sandbox.env(**({"WHISPERCLI_URL": url} if url else {}))
-    return subprocess.Popen(
-        [sys.executable, "-m", "whispercli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=sandbox.root,
-        start_new_session=True,
-    )
+    return start_cli(sandbox, *args, env=sandbox.env(**({"WHISPERCLI_URL": url} if url else {})))
 
 
 def _restart(server: Server) -> float:

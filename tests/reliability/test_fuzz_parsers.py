@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import tomli_w
 from figures import bump
-from hypothesis import HealthCheck, assume, given, settings
+from fuzzkit import fuzz_settings, json_values
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from whispercli import config, state
@@ -29,27 +30,7 @@ from whispercli.server.signing import SignatureError, Signer
 
 pytestmark = pytest.mark.reliability
 
-SETTINGS = settings(
-    max_examples=400,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**66), max_value=2**66)
-    | st.floats()
-    | st.text(max_size=16)
-)
-json_values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=5)
-    ),
-    max_leaves=25,
-)
+SETTINGS = fuzz_settings(max_examples=400)
 entry_keys = st.sampled_from(
     ["id", "endpoint", "poll_url", "url", "path", "file", "created", "status", "model", "size"]
 )

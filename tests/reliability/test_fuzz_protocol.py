@@ -7,55 +7,17 @@ from typing import Any
 
 import pytest
 from figures import bump
-from hypothesis import HealthCheck, given, settings
+from fuzzkit import fuzz_settings, json_values, scalars
+from hypothesis import given
 from hypothesis import strategies as st
 
-from whispercli.protocol import JobInfo, ProtocolError
+from whispercli.protocol import JOB_FIELDS, JobInfo, ProtocolError
 
 pytestmark = pytest.mark.reliability
 
-SETTINGS = settings(
-    max_examples=800,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
-    ),
-    max_leaves=20,
-)
+SETTINGS = fuzz_settings(max_examples=800)
 field_names = st.sampled_from(
-    [
-        "id",
-        "status",
-        "model",
-        "acceptedAt",
-        "startedAt",
-        "completedAt",
-        "urls",
-        "progress",
-        "segments",
-        "result",
-        "error",
-        "text",
-        "language",
-        "duration",
-        "start",
-        "end",
-        "GET",
-        "response",
-    ]
+    sorted(JOB_FIELDS | {"text", "language", "duration", "start", "end", "GET", "response"})
 )
 # Objects built from the protocol's own field names reach far deeper into the parser than
 # random keys would.

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,7 +18,7 @@ import loadgen
 import pytest
 import requests
 from figures import record
-from harness import Sandbox, Server, cmdline, tagged
+from harness import Sandbox, Server, cmdline, start_cli, tagged
 from hostile_audio import short_word_clip
 
 pytestmark = pytest.mark.reliability
@@ -58,26 +56,16 @@ def test_ten_clis_by_ten_jobs_with_a_thousand_concurrent_polls(
     batches = _clips(tmp_path / "clips")
     started = time.monotonic()
     clis = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "whispercli",
-                "transcribe",
-                "--force",
-                "--json",
-                "-j",
-                "10",
-                "--beam-size",
-                "1",
-                *map(str, batch),
-            ],
-            env=sandbox.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=sandbox.root,
-            start_new_session=True,
+        start_cli(
+            sandbox,
+            "transcribe",
+            "--force",
+            "--json",
+            "-j",
+            "10",
+            "--beam-size",
+            "1",
+            *map(str, batch),
         )
         for batch in batches
     ]
@@ -158,18 +146,7 @@ def test_ten_clis_auto_start_one_server(sandbox: Sandbox, tmp_path: Path) -> Non
         path = tmp_path / f"auto-{i}.mp3"
         path.write_bytes(clip + b"TAG" + f"whispercli autostart {i}".ljust(125).encode())
         files.append(path)
-    clis = [
-        subprocess.Popen(
-            [sys.executable, "-m", "whispercli", "transcribe", "--force", "-q", str(path)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=sandbox.root,
-            start_new_session=True,
-        )
-        for path in files
-    ]
+    clis = [start_cli(sandbox, "transcribe", "--force", "-q", str(path), env=env) for path in files]
     outputs = [cli.communicate(timeout=300) for cli in clis]
     servers = [
         pid
