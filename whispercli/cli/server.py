@@ -174,7 +174,7 @@ def run(
     import uvicorn
 
     from whispercli.server.app import create_app
-    from whispercli.server.settings import LOOPBACK_HOSTS, InsecureKeyFileError, ServerSettings
+    from whispercli.server.settings import InsecureKeyFileError, ServerSettings
 
     if speed not in SPEEDS:
         raise UsageError(f"unknown --speed {speed!r}; use {', '.join(SPEEDS)}")
@@ -197,7 +197,7 @@ def run(
     )
     if data_dir is not None:
         settings.data_dir = data_dir
-    if host not in LOOPBACK_HOSTS:
+    if not settings.is_loopback:
         log.warning(
             "binding %s: anyone who can reach this address and port can try the API key, "
             "and traffic (key, audio, transcripts) is plain HTTP; prefer 127.0.0.1",
