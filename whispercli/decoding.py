@@ -3,13 +3,14 @@
 Pure Python (no faster-whisper or numpy import) so the server, the CLI and the tests can use it.
 The measurements behind the choices are in bench/RESULTS.md (bench/engine.py makes them).
 
-The engine calls :func:`plan` once per job and hands the kwargs to one of two pipelines::
+The engine calls :func:`plan` once per job and follows it::
 
-    use_batched, kwargs = decoding.plan(server_profile, params, duration_seconds)
-    if use_batched:
-        segments, info = BatchedInferencePipeline(model).transcribe(audio, **kwargs)
-    else:
-        segments, info = model.transcribe(audio, **kwargs)
+    plan = decoding.plan(server_profile, params, duration_seconds)
+    if plan.chunked:   # VAD chunks decoded in parallel (whispercli.server.chunked)
+        segments, language = chunked_decoder.transcribe(
+            audio, balanced=plan.balanced, encoder_padding=plan.encoder_padding, **plan.kwargs)
+    else:              # Whisper's own sequential algorithm
+        segments, info = model.transcribe(audio, **plan.kwargs)
 
 ``params`` are the job's validated protocol params (whispercli.server.params); the job's own
 ``speed`` param, when given, picks the profile over the server's setting. Explicit params win
@@ -31,8 +32,8 @@ DEFAULT_PROFILE = "default"
 _DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 # Params that only WhisperModel.transcribe (sequential) honours, with Whisper's defaults:
-# faster-whisper's batched pipeline documents them as unused (it decodes every chunk once, at
-# the first temperature, without the previous chunk's text as a prompt).
+# faster-whisper's batched pipeline, which the chunked path runs, documents them as unused (it
+# decodes every chunk once, at the first temperature, without the previous chunk's text).
 SEQUENTIAL_ONLY_DEFAULTS: dict[str, Any] = {
     "temperature_increment_on_fallback": 0.2,
     "compression_ratio_threshold": 2.4,
@@ -55,20 +56,19 @@ _RENAMED = {"logprob_threshold": "log_prob_threshold"}
 class Profile:
     """One decoding strategy.
 
-    Audio at least ``batched_min_seconds`` long goes through the batched pipeline (Silero VAD
-    cuts it at pauses into chunks of at most ``chunk_length`` seconds, decoded ``batch_size`` at
-    a time); shorter audio, or every file when it is None, through the sequential one.
+    Audio at least ``chunked_min_seconds`` long is cut at pauses into chunks of at most one
+    Whisper window, decoded without timestamp tokens (they cost 5-7 WER points there) but with
+    word timings, which the engine uses to cut sentence-sized segments; shorter audio, or every
+    file when it is None, goes through Whisper's sequential algorithm.
     """
 
     beam_size: int = 5
-    batched_min_seconds: float | None = None
+    chunked_min_seconds: float | None = None
     batch_size: int = 8
-    chunk_length: int | None = None  # None = faster-whisper's 30 s
-    # Sample timestamp tokens on the batched path: +5 to +7 WER points on the bench set. False
-    # (the default) decodes each VAD chunk without them, at the sequential path's accuracy, and
-    # asks for word timings instead, which the engine uses to cut sentence-sized segments.
-    # See bench/RESULTS.md.
-    batched_timestamps: bool = False
+    balanced: bool = False
+    """Chunks of equal length (replicas finish together) rather than filled to 30 s."""
+    encoder_padding: float | None = None
+    """Encode each chunk plus this many seconds instead of a full 30 s window (None)."""
     sequential: tuple[tuple[str, Any], ...] = ()  # kwargs overriding the above when sequential
 
 
@@ -76,17 +76,27 @@ PROFILES: dict[str, Profile] = {
     # The seed's behaviour, faster-whisper's and whisper-ctranslate2's default: sequential beam
     # search of 5 with temperature fallback. Timestamped segments of a few seconds.
     "accurate": Profile(beam_size=5),
-    # Batched beam search once there is more than one 30 s window; below 30 s batching cannot
-    # help, so short files take the "accurate" path (never slower). Measured on the bench set
-    # (bench/RESULTS.md): 1.4-1.5x the speed of "accurate" (1.7-1.8x on a 157 s file), WER
-    # within 0.2 points; word timings for the sentence cuts cost about 8 %.
+    # From 30 s: chunks filled to 30 s, beam 4, decoded in parallel; measured on the bench set
+    # at about 2.2x the speed of faster-whisper's sequential beam 5, WER -0.1 points. Below 30 s
+    # there is one window: the "accurate" path (short files never get slower or worse).
     "default": Profile(
-        beam_size=4, batched_min_seconds=30.0, batch_size=8, sequential=(("beam_size", 5),)
+        beam_size=4, chunked_min_seconds=30.0, batch_size=8, sequential=(("beam_size", 5),)
     ),
-    # Beam 2 on both paths: about 1.5-1.7x (2.2x on the long file), WER +1.5 points (batched
-    # greedy was +3.2).
-    "fast": Profile(beam_size=2, batched_min_seconds=30.0, batch_size=8),
+    # Every length: balanced chunks, a short encoder input, beam 2: about 3.5x, WER +1.4 points.
+    "fast": Profile(
+        beam_size=2, chunked_min_seconds=0.0, batch_size=8, balanced=True, encoder_padding=3.0
+    ),
 }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to decode one job: which path, and the faster-whisper kwargs for it."""
+
+    kwargs: dict[str, Any]
+    chunked: bool = False
+    balanced: bool = False
+    encoder_padding: float | None = None
 
 
 def temperatures(params: Mapping[str, Any]) -> float | tuple[float, ...] | None:
@@ -118,7 +128,7 @@ def whisper_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
 def needs_sequential(params: Mapping[str, Any]) -> bool:
     """True when the job asks for something only the sequential path does."""
     if params.get("vad_filter") is False:
-        return True  # the batched pipeline needs VAD to cut audio longer than 30 s
+        return True  # the chunked path drops what VAD calls silence
     for name, default in SEQUENTIAL_ONLY_DEFAULTS.items():
         value = params.get(name)
         if value is not None and value != default:
@@ -129,34 +139,32 @@ def needs_sequential(params: Mapping[str, Any]) -> bool:
 
 def plan(
     profile_name: str | None, params: Mapping[str, Any], duration_seconds: float | None
-) -> tuple[bool, dict[str, Any]]:
-    """Choose the pipeline and build the transcribe kwargs for one job.
+) -> Plan:
+    """Choose the path and build the transcribe kwargs for one job.
 
     ``profile_name`` is the server's setting (None = "default"); ``params["speed"]`` overrides
-    it. Returns (use_batched, kwargs): when use_batched, kwargs include ``batch_size`` and go to
-    ``BatchedInferencePipeline(model).transcribe``, otherwise to ``WhisperModel.transcribe``.
-    An unknown duration (None) plans like short audio. Raises ValueError for an unknown profile.
+    it. A chunked plan's kwargs include ``batch_size`` and go to the engine's chunked decoder,
+    a sequential one's to ``WhisperModel.transcribe``. An unknown duration (None) plans like
+    short audio. Raises ValueError for an unknown profile.
     """
     name = params.get("speed") or profile_name or DEFAULT_PROFILE
     if name not in PROFILES:
         raise ValueError(f"unknown decoding profile {name!r} (known: {', '.join(PROFILES)})")
     profile = PROFILES[name]
-    use_batched = (
-        profile.batched_min_seconds is not None
+    chunked = (
+        profile.chunked_min_seconds is not None
         and duration_seconds is not None
-        and duration_seconds >= profile.batched_min_seconds
+        and duration_seconds >= profile.chunked_min_seconds
         and not needs_sequential(params)
     )
     kwargs: dict[str, Any] = {"beam_size": profile.beam_size}
-    if use_batched:
-        kwargs["batch_size"] = profile.batch_size
-        kwargs["without_timestamps"] = not profile.batched_timestamps
-        if not profile.batched_timestamps:
-            # Word timings let the engine cut each chunk into sentences (server/resegment.py).
-            kwargs["word_timestamps"] = True
-        if profile.chunk_length is not None:
-            kwargs["chunk_length"] = profile.chunk_length
-    else:
+    if not chunked:
         kwargs.update(profile.sequential)
+        kwargs.update(whisper_kwargs(params))
+        return Plan(kwargs)
+    kwargs.update(batch_size=profile.batch_size, without_timestamps=True)
     kwargs.update(whisper_kwargs(params))
-    return use_batched, kwargs
+    # Word timings let the engine cut each chunk into sentences (server/resegment.py); it
+    # drops them from the result unless the job asked for them.
+    kwargs["word_timestamps"] = True
+    return Plan(kwargs, True, profile.balanced, profile.encoder_padding)

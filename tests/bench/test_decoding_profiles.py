@@ -18,31 +18,49 @@ def test_every_protocol_speed_is_a_profile() -> None:
 
 def test_accurate_is_the_seed_behaviour_whatever_the_duration() -> None:
     for seconds in (None, 5.0, 600.0, 3600.0):
-        assert decoding.plan("accurate", {}, seconds) == (False, {"beam_size": 5})
+        assert decoding.plan("accurate", {}, seconds) == decoding.Plan({"beam_size": 5})
 
 
-@pytest.mark.parametrize("name", ["default", "fast"])
-def test_long_audio_goes_batched_and_short_audio_sequential(name: str) -> None:
-    profile = decoding.PROFILES[name]
-    assert profile.batched_min_seconds is not None
-    long_batched, long_kwargs = decoding.plan(name, {}, profile.batched_min_seconds + 60)
-    assert long_batched
-    assert long_kwargs["batch_size"] == profile.batch_size
-    assert long_kwargs["beam_size"] == profile.beam_size
-    short_batched, short_kwargs = decoding.plan(name, {}, profile.batched_min_seconds - 1)
-    assert not short_batched
-    assert "batch_size" not in short_kwargs
-    assert short_kwargs["beam_size"] == dict(profile.sequential).get("beam_size", profile.beam_size)
-    assert decoding.plan(name, {}, None)[0] is False  # unknown duration: the safe path
+def test_default_chunks_long_audio_and_decodes_short_audio_sequentially() -> None:
+    profile = decoding.PROFILES["default"]
+    assert profile.chunked_min_seconds is not None
+    long = decoding.plan("default", {}, profile.chunked_min_seconds + 60)
+    assert long.chunked and not long.balanced and long.encoder_padding is None
+    assert long.kwargs["batch_size"] == profile.batch_size
+    assert long.kwargs["beam_size"] == profile.beam_size >= 4
+    # Chunks are decoded without timestamp tokens, with word timings for the sentence cuts.
+    assert long.kwargs["without_timestamps"] is True
+    assert long.kwargs["word_timestamps"] is True
+    short = decoding.plan("default", {}, profile.chunked_min_seconds - 1)
+    assert not short.chunked
+    assert "batch_size" not in short.kwargs and "without_timestamps" not in short.kwargs
+    assert decoding.plan("default", {}, None).chunked is False  # unknown duration: the safe path
 
 
-def test_default_is_accurate_on_short_audio_and_keeps_beam_search_on_long() -> None:
+def test_default_is_accurate_on_short_audio() -> None:
     """Short files must not get slower or worse: the default plans them like "accurate"."""
     for seconds in (1.0, 11.4, 29.9, None):
         assert decoding.plan("default", {}, seconds) == decoding.plan("accurate", {}, seconds)
-    assert decoding.plan("default", {}, 600.0)[1]["beam_size"] >= 4
-    fast_beam = decoding.plan("fast", {}, 600.0)[1]["beam_size"]
-    assert fast_beam < decoding.plan("default", {}, 600.0)[1]["beam_size"]
+
+
+def test_fast_chunks_every_length_evenly_with_a_short_encoder_and_a_smaller_beam() -> None:
+    for seconds in (2.0, 11.4, 600.0):
+        fast = decoding.plan("fast", {}, seconds)
+        assert fast.chunked and fast.balanced
+        assert fast.encoder_padding is not None and fast.encoder_padding >= 1.0
+    assert (
+        decoding.plan("fast", {}, 600.0).kwargs["beam_size"]
+        < decoding.plan("default", {}, 600.0).kwargs["beam_size"]
+    )
+
+
+def test_word_timings_stay_on_in_chunks_even_when_a_job_turns_them_off() -> None:
+    """The engine needs them to cut segments; it drops them from the result itself."""
+    assert decoding.plan("default", {"word_timestamps": False}, 600.0).kwargs["word_timestamps"]
+    assert decoding.plan("accurate", {"word_timestamps": False}, 600.0).kwargs == {
+        "beam_size": 5,
+        "word_timestamps": False,
+    }
 
 
 def test_none_profile_means_default() -> None:
@@ -50,7 +68,7 @@ def test_none_profile_means_default() -> None:
 
 
 def test_job_speed_param_beats_the_server_setting() -> None:
-    assert decoding.plan("fast", {"speed": "accurate"}, 300.0) == (False, {"beam_size": 5})
+    assert decoding.plan("fast", {"speed": "accurate"}, 300.0) == decoding.Plan({"beam_size": 5})
 
 
 def test_unknown_profile_names_the_known_ones() -> None:
@@ -59,10 +77,10 @@ def test_unknown_profile_names_the_known_ones() -> None:
 
 
 def test_explicit_params_win_over_the_profile() -> None:
-    batched, kwargs = decoding.plan("fast", {"beam_size": 5, "language": "en"}, 300.0)
-    assert batched
-    assert kwargs["beam_size"] == 5
-    assert kwargs["language"] == "en"
+    plan = decoding.plan("fast", {"beam_size": 5, "language": "en"}, 300.0)
+    assert plan.chunked
+    assert plan.kwargs["beam_size"] == 5
+    assert plan.kwargs["language"] == "en"
 
 
 def test_protocol_params_are_mapped_to_faster_whisper_names() -> None:
@@ -73,7 +91,7 @@ def test_protocol_params_are_mapped_to_faster_whisper_names() -> None:
         "speed": "accurate",
         "task": None,
     }
-    _, kwargs = decoding.plan(None, params, 10.0)
+    kwargs = decoding.plan(None, params, 10.0).kwargs
     assert kwargs["log_prob_threshold"] == -0.5
     assert "logprob_threshold" not in kwargs
     assert kwargs["suppress_tokens"] == [-1]
@@ -111,9 +129,9 @@ def test_temperature_schedule(params: dict, schedule: object) -> None:
     ],
 )
 def test_sequential_only_requests_are_honoured_sequentially(params: dict) -> None:
-    batched, kwargs = decoding.plan("default", params, 600.0)
-    assert not batched
-    assert "batch_size" not in kwargs
+    plan = decoding.plan("default", params, 600.0)
+    assert not plan.chunked
+    assert "batch_size" not in plan.kwargs
 
 
 def test_seed_params_at_whisper_defaults_still_allow_batching() -> None:
@@ -129,9 +147,9 @@ def test_seed_params_at_whisper_defaults_still_allow_batching() -> None:
         "condition_on_previous_text": True,
         "suppress_tokens": [-1],
     }
-    batched, kwargs = decoding.plan("default", seed, 600.0)
-    assert batched
-    assert kwargs["beam_size"] == 5  # explicit: wins over the profile's beam
+    plan = decoding.plan("default", seed, 600.0)
+    assert plan.chunked
+    assert plan.kwargs["beam_size"] == 5  # explicit: wins over the profile's beam
 
 
 def test_module_imports_nothing_heavy() -> None:
@@ -141,15 +159,3 @@ def test_module_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-@pytest.mark.parametrize("timestamps", [True, False])
-def test_batched_timestamps_follow_the_profile(
-    monkeypatch: pytest.MonkeyPatch, timestamps: bool
-) -> None:
-    profile = decoding.Profile(beam_size=4, batched_min_seconds=30.0, batched_timestamps=timestamps)
-    monkeypatch.setitem(decoding.PROFILES, "default", profile)
-    batched, kwargs = decoding.plan("default", {}, 60.0)
-    assert batched
-    assert kwargs["without_timestamps"] is (not timestamps)
-    assert "without_timestamps" not in decoding.plan("default", {}, 10.0)[1]

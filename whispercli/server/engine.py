@@ -2,26 +2,29 @@
 
 Only the worker process imports this module. :meth:`Engine.transcribe` hands each job's
 Whisper parameters to :func:`whispercli.decoding.plan`, which maps them onto faster-whisper and
-picks the pipeline (sequential, or batched with VAD chunking for long audio) from the decoding
-profile; bench/engine.py measures the profiles.
+picks the path (Whisper's sequential algorithm, or VAD chunks decoded in parallel by
+:mod:`whispercli.server.chunked`) from the decoding profile; bench/engine.py measures them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from contextlib import closing
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import av
 import numpy as np
-from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
+from faster_whisper import WhisperModel, decode_audio
 
 from whispercli import decoding
+from whispercli.server.chunked import ChunkedDecoder
 from whispercli.server.resegment import split_segment
 
 SAMPLE_RATE = 16000
+MAX_REPLICAS = 4
 SegmentCallback = Callable[[dict[str, Any], float], None]
 """Called with each finished segment and the progress (0..1); may raise to stop early."""
 
@@ -85,8 +88,8 @@ def _segment_dict(seg: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": seg.id,
         "seek": seg.seek,
-        "start": round(seg.start, 3),
-        "end": round(seg.end, 3),
+        "start": round(float(seg.start), 3),
+        "end": round(float(seg.end), 3),
         "text": seg.text,
         "tokens": list(seg.tokens),
         "temperature": seg.temperature,
@@ -102,6 +105,17 @@ def _segment_dict(seg: Any) -> dict[str, Any]:
     return out
 
 
+def replica_layout(cpu_threads: int) -> tuple[int, int]:
+    """(replicas, threads per replica) for ``cpu_threads`` engine threads (0: one per CPU).
+
+    Single-thread replicas decode faster per core than one replica sharing threads (see
+    whispercli.server.chunked); past a few replicas, threads go into each replica instead.
+    """
+    total = cpu_threads or len(os.sched_getaffinity(0)) or 1
+    replicas = min(total, MAX_REPLICAS)
+    return replicas, max(1, total // replicas)
+
+
 class Engine:
     """One loaded model; kept loaded across jobs by the worker."""
 
@@ -111,10 +125,15 @@ class Engine:
         """``profile`` is the server's decoding profile; a job's ``speed`` param overrides it."""
         self.model_path = model_path
         self.profile = profile
+        replicas, threads = replica_layout(cpu_threads)
         self.model = WhisperModel(
-            model_path, device="cpu", compute_type="int8", cpu_threads=cpu_threads
+            model_path,
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=threads,
+            num_workers=replicas,
         )
-        self.batched = BatchedInferencePipeline(self.model)
+        self.chunked = ChunkedDecoder(self.model, replicas)
 
     def transcribe(
         self, path: str, params: dict[str, Any], on_segment: SegmentCallback
@@ -122,25 +141,35 @@ class Engine:
         """Transcribe ``path``; return the protocol's ``result`` object."""
         audio = load_audio(path)
         duration = audio.size / SAMPLE_RATE
-        use_batched, kwargs = decoding.plan(self.profile, params, duration)
-        pipeline = self.batched if use_batched else self.model
-        segments, info = pipeline.transcribe(audio, **kwargs)
-        # The batched path decodes whole VAD chunks with word timings (see decoding.plan):
+        plan = decoding.plan(self.profile, params, duration)
+        segments: Generator[Any, None, None]
+        if plan.chunked:
+            segments, language = self.chunked.transcribe(
+                audio,
+                balanced=plan.balanced,
+                encoder_padding=plan.encoder_padding,
+                **plan.kwargs,
+            )
+        else:
+            segments, info = self.model.transcribe(audio, **plan.kwargs)
+            language = info.language
+        # The chunked path decodes whole VAD chunks with word timings (see decoding.plan):
         # cut them into sentence-sized segments, keeping word timings only if asked for.
-        split = use_batched and bool(kwargs.get("without_timestamps"))
         keep_words = bool(params.get("word_timestamps"))
         collected: list[dict[str, Any]] = []
-        for seg in segments:
-            progress = min(1.0, seg.end / duration) if duration else 1.0
-            for item in split_segment(_segment_dict(seg)) if split else [_segment_dict(seg)]:
-                item["id"] = len(collected)
-                if split and not keep_words:
-                    item.pop("words", None)
-                collected.append(item)
-                on_segment(item, progress)
+        with closing(segments):  # on cancel (on_segment raises), stop decoding at once
+            for seg in segments:
+                progress = min(1.0, float(seg.end) / duration) if duration else 1.0
+                pieces = split_segment(_segment_dict(seg)) if plan.chunked else [_segment_dict(seg)]
+                for item in pieces:
+                    item["id"] = len(collected)
+                    if plan.chunked and not keep_words:
+                        item.pop("words", None)
+                    collected.append(item)
+                    on_segment(item, progress)
         return {
             "text": "".join(s["text"] for s in collected),
             "segments": collected,
-            "language": info.language,
+            "language": language,
             "duration": round(duration, 3),
         }
