@@ -53,18 +53,22 @@ def whispercli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "whispercli"]
 
 
-def clip(name: str) -> Path:
-    """A clip of the bench speech set by manifest name (``long`` is the 157 s file)."""
+def _entry(name: str) -> dict[str, Any]:
     manifest = json.loads((DATA_DIR / "manifest.json").read_text(encoding="utf-8"))
-    for entry in manifest["clips"]:
+    for entry in manifest["clips"] + manifest.get("sequences", []):
         if entry["name"] == name:
-            return DATA_DIR / entry["audio"]
+            return dict(entry)
     raise SystemExit(f"no clip {name!r} in {DATA_DIR / 'manifest.json'}; run bench/make_speech.py")
 
 
+def clip(name: str) -> Path:
+    """A clip of the bench speech set by manifest name (``long`` is the 157 s file, ``set``
+    the whole set in a row)."""
+    return DATA_DIR / _entry(name)["audio"]
+
+
 def clip_seconds(name: str) -> float:
-    manifest = json.loads((DATA_DIR / "manifest.json").read_text(encoding="utf-8"))
-    return next(float(c["seconds"]) for c in manifest["clips"] if c["name"] == name)
+    return float(_entry(name)["seconds"])
 
 
 def client_env(server: ServerHandle | None = None, **extra: str) -> dict[str, str]:

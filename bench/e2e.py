@@ -1,7 +1,9 @@
 """End-to-end section: `whispercli transcribe` of a long file vs the engine called in-process.
 
-Four ways of turning the bench set's 157 s file (bench/data/clips/long.wav) into text, alternated
-round by round (the order rotates every round) so that the shared machine's load hits them alike:
+Four ways of turning a long file into text, alternated round by round (the order rotates every
+round) so that the shared machine's load hits them alike. The long file is the whole bench set
+read in a row (bench/data/clips/set.wav, about 12 minutes: a meeting or a podcast episode);
+``--clip long`` takes the 157 s file instead.
 
 * **warm**: `whispercli transcribe FILE --force` against a server that is already up with its
   model loaded (one transcription beforehand) — upload, submit, long-poll, print;
@@ -16,8 +18,11 @@ round by round (the order rotates every round) so that the shared machine's load
   transcribes (what a one-shot script pays; the fair reference for **cold**).
 
 Overhead = e2e wall / in-process wall of the same round (the median over rounds is reported).
+Most of the warm overhead is a fixed cost per run (starting Python, imports, three requests),
+so the table also gives it in seconds (warm - in-process, median of rounds): the ratio for any
+other length follows from it.
 
-    python bench/e2e.py [--rounds 5] [--clip long] [--json PATH]
+    python bench/e2e.py [--rounds 5] [--clip set] [--json PATH]
 """
 
 from __future__ import annotations
@@ -119,7 +124,7 @@ def _alive(pid: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="end-to-end overhead of whispercli transcribe")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--clip", default="long", help="bench set clip (>= 2 min of audio)")
+    parser.add_argument("--clip", default="set", help="bench set clip (>= 2 min of audio)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     audio = bk.clip(args.clip)
@@ -222,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         "target",
     ]
     spent = {k: bk.median([p[k] for p in phases]) for k in phases[0]}
+    fixed = bk.median([a - b for a, b in zip(times["warm"], times["inproc"], strict=True)])
     print(
         f"{seconds:.0f} s file (bench/data/clips/{audio.name}), {args.rounds} alternating rounds; "
+        f"warm fixed overhead {fixed:.2f} s per run (warm - in-process, median of rounds); "
         f"cold vs the warm in-process engine: {bk.median(overhead['cold_vs_warm_engine']):.2f}x. "
         "Warm run, median seconds from the job's server timestamps: CLI start to accepted "
         f"{spent['client_until_accepted']:.2f}, queued {spent['queued']:.2f}, server work "
@@ -237,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             "audio_seconds": seconds,
             "times_s": times,
             "overhead": overhead,
+            "warm_fixed_overhead_s": fixed,
             "warm_phases_s": phases,
             "target_warm": TARGET_WARM,
         },

@@ -5,7 +5,9 @@ sox, some mixed with white/pink/brown noise at a fixed signal-to-noise ratio. Th
 (the CLIPS table below) and deterministic: espeak-ng is deterministic and sox runs with -R
 (repeatable random numbers) and -D (no dither), so the same machine gives byte-identical audio.
 
-Output: <out>/clips/*.wav and <out>/manifest.json mapping each clip to its reference text.
+Output: <out>/clips/*.wav and <out>/manifest.json mapping each clip to its reference text. A full
+build also writes <out>/clips/set.wav, every clip in a row (about 12 minutes), listed under
+"sequences" in the manifest: the long file of the end-to-end section.
 
     python bench/make_speech.py                 # the whole set into bench/data/
     python bench/make_speech.py --only s1,s2    # a subset (tests use this)
@@ -145,6 +147,17 @@ def build(out: Path, only: set[str] | None = None) -> dict[str, object]:
         "total_seconds": round(sum(float(e["seconds"]) for e in entries), 3),
         "clips": entries,
     }
+    if only is None:
+        whole = out / "clips" / "set.wav"
+        _run(["sox", *(str(out / str(e["audio"])) for e in entries), str(whole)])
+        manifest["sequences"] = [
+            {
+                "name": "set",
+                "audio": "clips/set.wav",
+                "clips": [e["name"] for e in entries],
+                "seconds": round(_duration(whole), 3),
+            }
+        ]
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 

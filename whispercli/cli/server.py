@@ -157,7 +157,12 @@ def run(
         float,
         typer.Option(help="Hours before finished jobs and their files are deleted.", min=0.001),
     ] = 24.0,
-    cpu_threads: Annotated[int, typer.Option(help="Engine threads (0: automatic).", min=0)] = 0,
+    cpu_threads: Annotated[
+        int,
+        typer.Option(
+            help="Engine threads in all, as single-thread model replicas (0: one per CPU).", min=0
+        ),
+    ] = 0,
     speed: Annotated[
         str,
         typer.Option(

@@ -42,7 +42,7 @@ class ServerSettings:
     """Exit after this many seconds without a request and with no work (0: never)."""
     models_dir: Path | None = field(default_factory=_models_dir_from_env)
     cpu_threads: int = 0
-    """CTranslate2 threads for the engine (0: its own default)."""
+    """CTranslate2 threads for the engine in all (0: one per CPU); see engine.replica_layout."""
     speed: str = "default"
     """The decoding profile (whispercli.decoding.PROFILES); a job's ``speed`` param wins."""
     max_attempts: int = 3
