@@ -55,6 +55,7 @@ class Config:
     kwargs: dict[str, Any] = field(default_factory=dict)
     batched: bool = False
     profile: str | None = None  # run whispercli's engine with this profile (ignores the above)
+    chunked: bool = False  # kwargs go to whispercli's ChunkedDecoder on num_workers replicas
     compute_type: str = "int8"
     cpu_threads: int = 2
     num_workers: int = 1
@@ -187,6 +188,27 @@ CONFIGS: tuple[Config, ...] = (
         batched=True,
         compute_type="float32",
     ),
+    *(
+        Config(
+            f"{cut}{'-short' + str(pad) if pad else ''}-b{beam}",
+            f"chunked on 2 single-thread replicas, {what}, beam {beam}"
+            + (f", encoder input = chunk + {pad} s" if pad else ""),
+            {
+                "beam_size": beam,
+                "batch_size": 8,
+                "balanced": cut == "bal",
+                "encoder_padding": pad,
+                "without_timestamps": True,
+                "word_timestamps": True,
+            },
+            chunked=True,
+            cpu_threads=1,
+            num_workers=2,
+        )
+        for cut, what in (("par", "chunks filled to 30 s"), ("bal", "balanced chunks"))
+        for pad in (None, 1, 3)
+        for beam in (1, 2, 4, 5)
+    ),
 )
 
 
@@ -254,6 +276,8 @@ def make_runner(
 
     from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
 
+    from whispercli.server.chunked import ChunkedDecoder
+
     if config.model_key not in models:
         models[config.model_key] = WhisperModel(
             str(get_model_path()),
@@ -263,7 +287,11 @@ def make_runner(
             num_workers=config.num_workers,
         )
     model = models[config.model_key]
-    engine_of_config = BatchedInferencePipeline(model) if config.batched else model
+    engine_of_config: Any = model
+    if config.batched:
+        engine_of_config = BatchedInferencePipeline(model)
+    elif config.chunked:
+        engine_of_config = ChunkedDecoder(model, config.num_workers)
 
     def run(clip: Clip) -> tuple[str, int]:
         audio = decode_audio(str(clip.path))

@@ -5,7 +5,7 @@ One server on a free port (temporary dirs). The load generator is wrk (C, keep-a
 GET on a signed poll URL, the request every waiting client makes. Rows:
 
 * idle: polling a finished short job (samples/sample.mp3) with nothing else running;
-* busy, same short job: the same polls while a 10 min file (the 157 s file 4 times)
+* busy, same short job: the same polls while a 36 min file (the whole bench set 3 times)
   transcribes (the worker process takes the CPU; what the event loop has left shows here);
 * busy, the running job: polling the job that is transcribing (its body carries progress and
   the partial segments, and grows while it runs).
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="whispercli-bench-server-") as tmp:
         root = Path(tmp)
-        long_audio = root / "long4.wav"
-        subprocess.run(["sox", *[str(bk.clip("long"))] * 4, str(long_audio)], check=True)
+        long_audio = root / "set3.wav"
+        subprocess.run(["sox", *[str(bk.clip("set"))] * 3, str(long_audio)], check=True)
         with bk.running_server(root / "server") as server:
             bk.wait_for_model(server)
             script = root / "auth.lua"

@@ -196,7 +196,7 @@ class ChunkedDecoder:
         *,
         balanced: bool = False,
         encoder_padding: float | None = None,
-        batch_size: int = 8,
+        batch_size: int = 4,
         **kwargs: Any,
     ) -> tuple[Generator[Segment, None, None], str]:
         """Return the segments (lazily, in time order) and the language.

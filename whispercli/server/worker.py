@@ -281,6 +281,7 @@ class Supervisor:
     def _follow(self, job: Job) -> None:
         """Relay the worker's messages for ``job`` into the store until it ends."""
         assert self._conn is not None
+        began = time.monotonic()
         segments: list[dict[str, Any]] = []
         progress = 0.0
         last_write = 0.0
@@ -325,5 +326,5 @@ class Supervisor:
                 self.store.finish(job.id, Status.FAILED, error=rest[1])
             elif kind == "cancelled":
                 self.store.finish(job.id, Status.CANCELLED)
-            log.info("job %s %s", job.id, kind)
+            log.info("job %s %s in %.2f s", job.id, kind, time.monotonic() - began)
             return
