@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 SEQUENTIAL = {"speed": "accurate"}
 """Long jobs decode sequentially here: progress then moves segment by segment. The default
-profile's batched pipeline reports progress once per batch (minutes of audio)."""
+profile's chunked path reports progress once per group of chunks (about 2 minutes of audio)."""
 
 
 @pytest.fixture(scope="module")

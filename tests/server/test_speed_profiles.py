@@ -19,7 +19,7 @@ def test_every_protocol_speed_is_a_profile() -> None:
 
 @pytest.fixture(scope="module")
 def minute_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """About a minute of speech: long enough for the batched pipeline of default and fast."""
+    """About a minute of speech: long enough for the chunked path of default (and fast)."""
     return make_long_clip(tmp_path_factory.mktemp("speech"), 1)
 
 

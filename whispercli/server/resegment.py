@@ -1,7 +1,7 @@
 """Split long segments into sentence-sized ones using their word timings.
 
-faster-whisper's batched pipeline decodes each ~20-30 s VAD chunk as one segment when
-timestamp tokens are off, which keeps the sequential path's accuracy (sampling timestamp
+The chunked path (whispercli/server/chunked.py) decodes each VAD chunk of up to 30 s as one
+segment with timestamp tokens off, which keeps the sequential path's accuracy (sampling timestamp
 tokens there costs 5-7 WER points on the bench set) but makes useless subtitle cues. With
 ``word_timestamps=True`` every word carries its own start and end, so the engine cuts the
 chunk at sentence ends, long pauses, or failing those, at a length limit.
