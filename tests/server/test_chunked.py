@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def test_vad_in_parallel_pieces_finds_the_same_speech(
     monkeypatch.setattr(chunked, "PARALLEL_VAD_SECONDS", 10.0)
     pieces = speech_spans(two_minutes, decoder._pool, 2)
     assert sorted(offsets) == [0, two_minutes.size // 2 // 512 * 512]  # two pieces, on frames
-    assert all(a.end <= b.start for a, b in zip(pieces, pieces[1:], strict=False))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(pieces))
     assert all(span.seconds <= WINDOW_SECONDS for span in pieces)
 
     def covered(spans: list[Chunk]) -> set[int]:  # speech, in 10 ms steps
