@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from whispercli import client as client_mod
-from whispercli.client import Client
+from whispercli.client import Client, Job
 from whispercli.errors import (
     AuthError,
     JobFailedError,
@@ -227,15 +227,20 @@ def test_wait_polls_with_backoff_without_long_poll(
     assert job.result().text == "hi"
 
 
-def test_wait_long_polls_when_the_server_offers_it(stub: Stub) -> None:
+def _long_polled_job_that_fails(stub: Stub, first_status: str) -> Job:
+    """A job on a server that offers long-poll: ``first_status``, then failed."""
     stub.on("GET", "/v1/health", (200, {}, {"longPoll": True}))
     stub.on(
         "GET",
         "/v1/async/jobs/j1",
-        (200, {}, job_body("pending")),
+        (200, {}, job_body(first_status)),
         (200, {}, job_body("failed", error="could not decode the upload")),
     )
-    job = _client(stub).job("j1", "/v1/async/jobs/j1?sig=abc")
+    return _client(stub).job("j1", "/v1/async/jobs/j1?sig=abc")
+
+
+def test_wait_long_polls_when_the_server_offers_it(stub: Stub) -> None:
+    job = _long_polled_job_that_fails(stub, "pending")
     seen: list[str] = []
     with pytest.raises(JobFailedError, match="could not decode"):
         job.wait(on_progress=lambda info: seen.append(info.status))
@@ -246,14 +251,7 @@ def test_wait_long_polls_when_the_server_offers_it(stub: Stub) -> None:
 
 
 def test_a_quiet_wait_long_polls_until_done_from_the_first_request(stub: Stub) -> None:
-    stub.on("GET", "/v1/health", (200, {}, {"longPoll": True}))
-    stub.on(
-        "GET",
-        "/v1/async/jobs/j1",
-        (200, {}, job_body("processing")),
-        (200, {}, job_body("failed", error="could not decode the upload")),
-    )
-    job = _client(stub).job("j1", "/v1/async/jobs/j1?sig=abc")
+    job = _long_polled_job_that_fails(stub, "processing")
     with pytest.raises(JobFailedError, match="could not decode"):
         job.wait()
     for call in stub.calls("GET", "/v1/async/jobs/j1"):
