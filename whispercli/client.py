@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -116,6 +117,7 @@ class Client:
         )
         self._health: dict[str, Any] | None = None
         self._started = False
+        self._start_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -128,17 +130,25 @@ class Client:
         try:
             return self.http.json(method, path_or_url, **kwargs)
         except UnreachableError:
-            if not self.auto_start or self._started:
+            if not self.auto_start:
                 raise
             self.ensure_server()
             return self.http.json(method, path_or_url, **kwargs)
 
     def ensure_server(self) -> None:
-        """Start the embedded server (detached) unless something answers at the local URL."""
+        """Start the embedded server (detached) unless something answers at the local URL.
+
+        Once per client: the first thread that finds the server down starts it, and the
+        threads that failed meanwhile (parallel jobs from a cold start) wait here for that
+        start to finish, then try again. A server that goes away later is not restarted.
+        """
         from whispercli.launcher import ensure_local_server  # heavy-ish; only when needed
 
-        self._started = True
-        ensure_local_server(self.url, AUTO_START_TIMEOUT)
+        with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+            ensure_local_server(self.url, AUTO_START_TIMEOUT)
 
     # -- endpoints ------------------------------------------------------------------------
 

@@ -44,3 +44,25 @@ def test_transcribe_auto_starts_the_local_server(tmp_path: Path, free_port: int)
         _stop(cli, free_port)
     gone = cli.sub("status", **{"WHISPERCLI_URL": f"http://127.0.0.1:{free_port}"})
     assert gone.returncode == 6
+
+
+def test_one_cli_with_several_files_from_a_cold_start(tmp_path: Path, free_port: int) -> None:
+    """One CLI, three files, nothing listening: the parallel jobs all wait for the one server
+    the first of them auto-starts (before, the others failed 'connection refused', exit 6)."""
+    cli = Cli(tmp_path / "cli")
+    env = {"WHISPERCLI_LOCAL_PORT": str(free_port), "HF_HUB_OFFLINE": "1"}
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        (folder / f"{name}.mp3").write_bytes(SAMPLE_MP3.read_bytes())
+    files = [str(folder / f"{name}.mp3") for name in ("a", "b", "c")]
+    try:
+        done = cli.sub("transcribe", "-j", "3", "--force", *files, timeout=240, **env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count("snow peas") == 3, done.stdout
+        log = (Path(cli.env["WHISPERCLI_STATE_DIR"]) / "server.log").read_text()
+        assert log.count(f"whispercli server on http://127.0.0.1:{free_port}") == 1, log
+        pid_files = list(Path(cli.env["WHISPERCLI_STATE_DIR"]).glob("server-*.pid"))
+        assert [p.name for p in pid_files] == [f"server-{free_port}.pid"]
+    finally:
+        _stop(cli, free_port)
