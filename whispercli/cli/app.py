@@ -11,9 +11,10 @@ from typing import Annotated
 import typer
 
 from whispercli import __version__
-from whispercli.cli import config_cmd, jobs_cmd, submit, transcribe, wait_cmd
+from whispercli.cli import config_cmd, jobs_cmd, models_cmd, submit, transcribe, wait_cmd
 from whispercli.cli import server as server_cmd
 from whispercli.cli.context import globals_of
+from whispercli.cli.helpfmt import use_plain_help
 from whispercli.errors import EXIT_CODE_HELP, ExitCode, WhisperCliError
 
 app = typer.Typer(
@@ -29,9 +30,11 @@ app.command("upload")(submit.upload)
 app.command("submit")(submit.submit)
 app.command("status")(wait_cmd.status)
 app.command("wait")(wait_cmd.wait)
+app.command("models")(models_cmd.models)
 app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(server_cmd.app, name="server")
 app.add_typer(config_cmd.app, name="config")
+use_plain_help(app)
 
 
 def _version(value: bool) -> None:
@@ -80,9 +83,17 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("WHISPERCLI_DEBUG") == "1"
 
 
+def _click_errors() -> tuple[type[Exception], type[Exception]]:
+    """``(ClickException, UsageError)`` of the click that typer runs on: the copy recent typer
+    bundles (``typer._click``) or, with older typer, the ``click`` package itself."""
+    module = sys.modules[typer.BadParameter.__module__]
+    return module.ClickException, module.UsageError
+
+
 def main() -> None:
     """Console entry point: run the app, print one readable line per failure."""
     debug = _debug_requested(sys.argv[1:])
+    click_error, usage_error = _click_errors()
     try:
         result = app(prog_name="whispercli", standalone_mode=False)
     except WhisperCliError as exc:
@@ -102,12 +113,11 @@ def main() -> None:
     except typer.Abort:
         print("whispercli: interrupted", file=sys.stderr)
         sys.exit(int(ExitCode.INTERRUPTED))
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(int(ExitCode.USAGE) if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click_error as exc:  # usage errors: Click's usage line and message, exit 2
+        exc.show()  # type: ignore[attr-defined]
+        code = getattr(exc, "exit_code", ExitCode.ERROR)
+        sys.exit(int(ExitCode.USAGE) if isinstance(exc, usage_error) else code)
+    except Exception as exc:  # anything unexpected
         if debug:
             raise
         print(f"whispercli: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)

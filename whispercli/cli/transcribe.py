@@ -92,18 +92,22 @@ def transcribe(
     sources: Annotated[
         list[str],
         typer.Argument(
-            metavar="FILE|URL|DIR|-...",
+            metavar="FILE|URL|DIR|-",
             help="Audio/video files, upload URLs, directories, or - for stdin.",
         ),
     ],
     fmt: Annotated[
         list[str] | None,
-        typer.Option("-f", "--format", help="txt, srt, vtt, tsv, json or all (repeatable)."),
+        o.choice("-f", "--format", choices=o.FORMAT_CHOICES, help="Output format (repeatable)."),
     ] = None,
     output_dir: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output-dir", help="Write <stem>.<format> files here.", file_okay=False
+            "-o",
+            "--output-dir",
+            metavar="DIR",
+            help="Write <stem>.<format> files here.",
+            file_okay=False,
         ),
     ] = None,
     skip_existing: Annotated[
@@ -123,20 +127,23 @@ def transcribe(
     vad_filter: o.VadFilter = None,
     speed: o.Speed = None,
     timeout: Annotated[
-        str | None, typer.Option("--timeout", help="Give up waiting after this long; exit 7.")
+        str | None,
+        typer.Option(
+            "--timeout", metavar="DURATION", help="Give up waiting after this long; exit 7."
+        ),
     ] = None,
     parallel: Annotated[
-        int, typer.Option("-j", "--parallel", min=1, max=16, help="Jobs in flight at once.")
+        int,
+        typer.Option(
+            "-j", "--parallel", metavar="N", min=1, max=16, help="Jobs in flight at once."
+        ),
     ] = MAX_WORKERS,
     force: o.Force = False,
     json_out: o.Json = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Transcribe audio: upload, submit, wait, then print the transcript or write files."""
-    try:
-        chosen = formats.expand(fmt or (["all"] if output_dir else ["txt"]))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="-f") from None
+    chosen = formats.expand(fmt or ([formats.ALL] if output_dir else ["txt"]))
     if output_dir is None and len(chosen) > 1:
         raise UsageError("several formats need -o DIR to write them to")
     if skip_existing and output_dir is None:
