@@ -4,6 +4,7 @@ finished job for the same bytes and options, saving every job, recording its las
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +13,13 @@ import typer
 
 from whispercli.cli.context import get_client, get_store
 from whispercli.cli.output import note
-from whispercli.errors import JobFailedError, NotFoundError, WaitTimeoutError
+from whispercli.errors import (
+    JobFailedError,
+    NotFoundError,
+    UsageError,
+    WaitTimeoutError,
+    WhisperCliError,
+)
 
 if TYPE_CHECKING:
     from whispercli.cli.progress import Tracker
@@ -37,6 +44,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_state_dir() -> None:
+    """The jobs file must be writable before anything is uploaded: a job whose id cannot be
+    saved could not be waited for later."""
+    from whispercli import paths
+
+    folder = paths.state_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        problem = None if os.access(folder, os.W_OK | os.X_OK) else "not writable"
+    except OSError as exc:
+        problem = exc.strerror or type(exc).__name__
+    if problem:
+        raise WhisperCliError(
+            f"cannot use the state directory {folder} (for the jobs file): {problem}",
+            hint="set WHISPERCLI_STATE_DIR to a writable folder",
+        )
+
+
 @dataclass
 class Submitted:
     job: Job
@@ -58,12 +83,18 @@ def submit_source(
     """Upload (a file) and submit, or reuse the saved job for the same bytes and options."""
     from whispercli.state import SavedJob
 
+    check_state_dir()
     client = get_client(ctx)
     store = get_store(ctx)
     file: Path | None = None
     digest = size = None
     if not is_url(source):
         file = Path(source)
+        if file.is_dir():
+            raise UsageError(
+                f"{source} is a directory: submit takes one file",
+                hint=f"to transcribe every file in it: whispercli transcribe {source}",
+            )
         if not file.is_file():
             raise NotFoundError(f"no such file: {source}")
         size = file.stat().st_size

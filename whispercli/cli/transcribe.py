@@ -1,10 +1,12 @@
 """`whispercli transcribe FILE|URL|DIR|- ...`: upload, submit, wait, print or write files.
 
 Several inputs run as parallel jobs (a few worker threads) under one progress display;
-transcripts print in input order once all are done."""
+transcripts print in input order once all are done. Everything that can be checked locally
+(formats, output paths, the jobs file) is checked before the first upload."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -19,7 +21,13 @@ import typer
 from whispercli import formats
 from whispercli.cli import options as o
 from whispercli.cli.context import get_client, parse_duration
-from whispercli.cli.jobflow import interrupted, is_url, submit_source, wait_for
+from whispercli.cli.jobflow import (
+    check_state_dir,
+    interrupted,
+    is_url,
+    submit_source,
+    wait_for,
+)
 from whispercli.cli.output import data, emit_json, error, note, stderr_is_tty
 from whispercli.cli.progress import Display, Tracker
 from whispercli.errors import UsageError, WhisperCliError
@@ -56,6 +64,8 @@ class Item:
     path: str
     """What to upload: the path, the URL, or a temporary copy of stdin."""
     stem: str
+    subdir: Path = Path()
+    """Where its files go under -o: its folder relative to the directory given."""
     result: Result | None = None
     job_id: str | None = None
     skipped: bool = False
@@ -81,10 +91,41 @@ def _expand(sources: list[str], tmp: Path) -> list[Item]:
             )
             if not found:
                 raise UsageError(f"no audio or video files in {source}")
-            items.extend(Item(str(p), str(p), p.stem) for p in found)
+            items.extend(Item(str(p), str(p), p.stem, p.parent.relative_to(source)) for p in found)
         else:
             items.append(Item(source, source, Path(source).stem))
     return items
+
+
+def _check_stdout(items: list[Item], fmt: str) -> None:
+    """Several transcripts on stdout: txt gets a header per file; timed formats would run
+    together (two SRTs back to back are not one valid SRT), so they need -o."""
+    if len(items) > 1 and fmt != "txt":
+        raise UsageError(
+            f"{len(items)} inputs with -f {fmt} need -o DIR (one .{fmt} file per input)",
+            hint="add -o DIR, or use --json for all the results in one JSON document",
+        )
+
+
+def _check_outputs(items: list[Item], output_dir: Path, chosen: list[str]) -> None:
+    """No two inputs may write the same file; the output directory must be writable."""
+    owners: dict[Path, Item] = {}
+    for item in items:
+        for path in formats.output_paths(item.stem, output_dir / item.subdir, chosen):
+            other = owners.setdefault(path, item)
+            if other is not item:
+                raise UsageError(
+                    f"{other.source} and {item.source} would both write {path}",
+                    hint="rename one, or transcribe them in separate runs with different -o",
+                )
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the output directory {output_dir}: {exc.strerror}"
+        ) from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to the output directory {output_dir}")
 
 
 def transcribe(
@@ -150,6 +191,12 @@ def transcribe(
         raise UsageError("--skip-existing needs -o DIR")
     if sources.count("-") > 1:
         raise UsageError("- (stdin) can be given once")
+    if json_out and fmt and output_dir is None:
+        raise UsageError(
+            "--json and -f both choose what goes to stdout",
+            hint="drop -f (--json prints every result), or add -o DIR: -f then picks the "
+            "files written and --json prints the summary",
+        )
     params = o.whisper_params(
         language,
         task,
@@ -171,10 +218,11 @@ def transcribe(
     display_on = stderr_is_tty() and not quiet
 
     def run(item: Item, tracker: Tracker) -> None:
+        out = None if output_dir is None else output_dir / item.subdir
         if (
             skip_existing
-            and output_dir is not None
-            and all(p.exists() for p in formats.output_paths(item.stem, output_dir, chosen))
+            and out is not None
+            and all(p.exists() for p in formats.output_paths(item.stem, out, chosen))
         ):
             item.skipped = True
             tracker.message("skipped (outputs exist)", done=True)
@@ -199,11 +247,16 @@ def transcribe(
             display=display_on,
             timeout_label=timeout,
         )
-        if output_dir is not None:
-            formats.write(item.result, item.stem, output_dir, chosen)
+        if out is not None:
+            formats.write(item.result, item.stem, out, chosen)
 
     with tempfile.TemporaryDirectory(prefix="whispercli-") as tmp:
         items = _expand(sources, Path(tmp))
+        if output_dir is not None:
+            _check_outputs(items, output_dir, chosen)
+        elif not json_out:
+            _check_stdout(items, chosen[0])
+        check_state_dir()
         try:
             with Display(enabled=display_on) as display:
                 trackers = [display.track(Path(i.source).name or i.source) for i in items]
@@ -264,9 +317,12 @@ def _report(items: list[Item], fmt: str, output_dir: Path | None, json_out: bool
             ]
         )
     elif output_dir is None:
-        for item in items:
-            if item.result is not None:
-                data(formats.render(item.result, fmt))
+        printed = [i for i in items if i.result is not None]
+        for n, item in enumerate(printed):
+            assert item.result is not None
+            if len(items) > 1:  # as head(1) names several files
+                data(("\n" if n else "") + f"==> {item.source} <==")
+            data(formats.render(item.result, fmt))
     for item in failures:
         assert item.failure is not None
         error(f"{item.source}: {item.failure.message}")
