@@ -23,7 +23,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
+
+import requests
 
 from whispercli import protocol
 from whispercli.config import Settings, resolve
@@ -35,8 +37,8 @@ from whispercli.errors import (
     WaitTimeoutError,
     WhisperCliError,
 )
-from whispercli.http import HttpCore
-from whispercli.protocol import JobInfo, Result
+from whispercli.http import HttpCore, redact_url
+from whispercli.protocol import JobInfo, Result, is_http_url
 
 ProgressCallback = Callable[[int, int], None]
 """``on_progress(bytes_sent, total_bytes)`` during an upload."""
@@ -231,7 +233,7 @@ class Client:
         creates a second job on a server that honours it.
         """
         source = str(path_or_upload_url)
-        if source.startswith(("http://", "https://")):
+        if is_http_url(source):
             upload_url = source
         else:
             upload_url = self.upload(source, on_progress=on_upload_progress)
@@ -245,6 +247,52 @@ class Client:
         )
         info = _parse(body, self.url)
         return Job(self, info.id, info.poll_url, info)
+
+    def must_download(self, url: str) -> bool:
+        """True for a URL this endpoint cannot take as input, so the client downloads it and
+        uploads the bytes: the embedded server (it answers /v1/health with its version)
+        transcribes only its own upload URLs. Another endpoint is given the URL as it is."""
+        if urlsplit(url).netloc == urlsplit(self.url).netloc:
+            return False
+        if self._health is None:
+            try:
+                self.health()
+            except (AuthError, UnreachableError):
+                raise
+            except WhisperCliError:  # no health extension: not the embedded server
+                self._health = {}
+        return bool(self._health and "version" in self._health)
+
+    def download(self, url: str, folder: Path, on_progress: ProgressCallback | None = None) -> Path:
+        """Stream ``url`` into a file in ``folder`` (named after the URL's path) and return it.
+
+        Through the same HTTP core (timeouts, retries of the GET), without the API key: the
+        URL is another host's.
+        """
+        target = folder / (Path(urlsplit(url).path).name or "download")
+        shown = redact_url(url)
+        fix = f"check the URL, or fetch it yourself: curl -fL '{shown}' | whispercli transcribe -"
+        try:
+            resp = self.http.request("GET", url, auth=False, stream=True)
+        except UnreachableError:
+            raise UnreachableError(f"cannot download {shown}: no answer", hint=fix) from None
+        except WhisperCliError as exc:
+            exc.message, exc.hint = f"cannot download {shown}: {exc.message}", fix
+            raise
+        total = int(resp.headers.get("Content-Length") or 0)
+        got = 0
+        try:
+            with resp, target.open("wb") as fh:
+                for chunk in resp.iter_content(CHUNK):
+                    fh.write(chunk)
+                    got += len(chunk)
+                    if on_progress is not None:
+                        on_progress(got, total)
+        except requests.RequestException:
+            got = -1
+        if got < 0 or (total and got != total):
+            raise UnreachableError(f"the download of {shown} broke off", hint=fix)
+        return target
 
     def job(self, job_id: str, poll_url: str | None = None) -> Job:
         """A ``Job`` handle for an existing job (the poll URL is looked up when not given)."""
@@ -311,8 +359,8 @@ class Job:
         try:
             body = self.client._call("GET", self.poll_url, params=params, read_timeout=timeout)
         except AuthError as exc:
-            if exc.status != 403:
-                raise
+            if exc.status != 403 or not _expired(self.poll_url):
+                raise  # a key refused, or a signature altered: exit 5
             # The signed poll URL expired: the job list hands out a fresh one.
             fresh = self.client.get_info(self.id).poll_url
             if not fresh or fresh == self.poll_url:
@@ -405,6 +453,14 @@ class Job:
                 time.sleep(_pause(delay, remaining))
                 delay = min(delay * POLL_FACTOR, POLL_CAP)
             previous = info.status
+
+
+def _expired(url: str) -> bool:
+    """Whether a signed URL's own ``expires`` time has passed (True when it has none)."""
+    try:
+        return float(parse_qs(urlsplit(url).query)["expires"][0]) <= time.time()
+    except (KeyError, IndexError, ValueError):
+        return True
 
 
 def _pause(delay: float, remaining: float | None) -> float:

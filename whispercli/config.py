@@ -24,6 +24,7 @@ from typing import Any
 from whispercli import paths
 from whispercli.errors import UsageError, WhisperCliError
 from whispercli.fsutil import atomic_write_text
+from whispercli.protocol import is_http_url
 
 LOCAL_PROFILE = "local"
 TIYARO_PROFILE = "tiyaro"
@@ -167,7 +168,7 @@ def resolve(
     else:
         url, url_source, auto_start = local_default_url(), "local default", True
     url = url.rstrip("/")
-    if not url.startswith(("http://", "https://")):
+    if not is_http_url(url):
         raise UsageError(f"the URL {url!r} (from {url_source}) must start with http:// or https://")
 
     key_file: Path | None = None

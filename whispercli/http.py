@@ -38,6 +38,7 @@ from whispercli.errors import (
     UnreachableError,
     WhisperCliError,
 )
+from whispercli.protocol import is_http_url
 
 log = logging.getLogger("whispercli.http")
 
@@ -111,7 +112,7 @@ class HttpCore:
         return key
 
     def url(self, path_or_url: str) -> str:
-        if path_or_url.startswith(("http://", "https://")):
+        if is_http_url(path_or_url):
             return path_or_url
         return f"{self.base_url}{path_or_url}"
 
@@ -140,12 +141,14 @@ class HttpCore:
         auth: bool = True,
         idempotent: bool = False,
         read_timeout: float | None = None,
+        stream: bool = False,
     ) -> tuple[requests.Response, Any]:
         """The request loop: retries, error mapping, and (``decode``) the JSON body.
 
         ``body`` is a factory so that a retried PUT sends the same bytes from the start.
         ``idempotent`` marks a POST/PUT as safe to retry (an Idempotency-Key is sent, or the
-        operation has no side effect that matters).
+        operation has no side effect that matters). ``stream`` leaves a 2xx body unread
+        (``iter_content``), for downloads.
         """
         url = self.url(path_or_url)
         hdrs = dict(headers or {})
@@ -162,7 +165,7 @@ class HttpCore:
         attempt = 0
         while True:
             try:
-                resp = self._send(method, url, params, json, body, hdrs, timeout)
+                resp = self._send(method, url, params, json, body, hdrs, timeout, stream)
             except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
                 never_connected = _never_connected(exc)
                 if may_resend and not never_connected and attempt < self.max_retries:
@@ -211,6 +214,7 @@ class HttpCore:
         body: BodyFactory | None,
         headers: dict[str, str],
         timeout: tuple[float, float],
+        stream: bool = False,
     ) -> requests.Response:
         start = time.monotonic()
         data = body() if body is not None else None
@@ -223,6 +227,7 @@ class HttpCore:
                 data=data,
                 headers=headers,
                 timeout=timeout,
+                stream=stream,
             )
         finally:
             close = getattr(data, "close", None)
@@ -269,7 +274,8 @@ class HttpCore:
         status = resp.status_code
         message = _server_message(resp)
         where = f"{resp.request.method} {redact_url(url)}"
-        if status == 401 or (status == 403 and auth and "sig=" not in url):
+        signed = "sig=" in url or _server_code(resp) == "bad_signature"
+        if status == 401 or (status == 403 and auth and not signed):
             return AuthError(
                 f"the server at {self.base_url} rejected the API key "
                 f"(key from {self.key_source or 'nowhere'}): {message}",
@@ -292,6 +298,16 @@ class HttpCore:
                 status=status,
             )
         return WhisperCliError(f"{message} (HTTP {status})", status=status)
+
+
+def _server_code(resp: requests.Response) -> str | None:
+    """The server's ``error.code`` (``bad_signature``, ...), when it sent one."""
+    try:
+        err = resp.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    code = err.get("code") if isinstance(err, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _server_message(resp: requests.Response) -> str:

@@ -238,3 +238,8 @@ def _error_text(value: Any) -> str | None:
     if isinstance(value, dict):
         return str(value.get("message") or value)
     return str(value)
+
+
+def is_http_url(text: str) -> bool:
+    """True for an ``http://`` or ``https://`` URL (the one check; not a path or ``-``)."""
+    return text.startswith(("http://", "https://"))

@@ -3,8 +3,10 @@ finished job for the same bytes and options, saving every job, recording its las
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,20 +22,17 @@ from whispercli.errors import (
     WaitTimeoutError,
     WhisperCliError,
 )
+from whispercli.protocol import is_http_url
 
 if TYPE_CHECKING:
     from whispercli.cli.progress import Tracker
-    from whispercli.client import Job
+    from whispercli.client import Client, Job
     from whispercli.protocol import Result
     from whispercli.state import SavedJob
 
 LONG_POLL_QUIET = 30.0
 LONG_POLL_DISPLAY = 5.0
 """With a progress display, shorter long-polls so the server's percent moves on screen."""
-
-
-def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
 
 
 def sha256_file(path: Path) -> str:
@@ -69,6 +68,27 @@ class Submitted:
     reused: bool
 
 
+def _local_file(
+    client: Client, source: str, stack: contextlib.ExitStack, tracker: Tracker | None
+) -> Path | None:
+    """The file to upload: the path given, or a download of a URL the endpoint cannot take
+    (into a temporary folder that ``stack`` removes); None for a URL passed on as it is."""
+    if is_http_url(source):
+        if not client.must_download(source):
+            return None
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="whispercli-")))
+        return client.download(source, folder, tracker.download if tracker else None)
+    file = Path(source)
+    if file.is_dir():
+        raise UsageError(
+            f"{source} is a directory: submit takes one file",
+            hint=f"to transcribe every file in it: whispercli transcribe {source}",
+        )
+    if not file.is_file():
+        raise NotFoundError(f"no such file: {source}")
+    return file
+
+
 def submit_source(
     ctx: typer.Context,
     source: str,
@@ -86,20 +106,13 @@ def submit_source(
     check_state_dir()
     client = get_client(ctx)
     store = get_store(ctx)
-    file: Path | None = None
-    digest = size = None
-    if not is_url(source):
-        file = Path(source)
-        if file.is_dir():
-            raise UsageError(
-                f"{source} is a directory: submit takes one file",
-                hint=f"to transcribe every file in it: whispercli transcribe {source}",
-            )
-        if not file.is_file():
-            raise NotFoundError(f"no such file: {source}")
-        size = file.stat().st_size
-        digest = sha256_file(file)
-        if not force:
+    with contextlib.ExitStack() as stack:
+        file = _local_file(client, source, stack, tracker)
+        digest = size = None
+        if file is not None:
+            size = file.stat().st_size
+            digest = sha256_file(file)
+        if digest is not None and not force:
             previous = store.find_reusable(digest, model, params, client.url, tier)
             if previous is not None:
                 job = client.job(previous.id, previous.poll_url)
@@ -109,20 +122,20 @@ def submit_source(
                     info = None  # the server forgot it (retention): submit again
                 if info is not None and info.status not in ("failed", "cancelled"):
                     note(
-                        f"{file.name}: reusing job {previous.id} (same file and options; "
-                        "--force submits again)",
+                        f"{Path(source).name}: reusing job {previous.id} (same file and "
+                        "options; --force submits again)",
                         quiet=quiet,
                     )
                     if tracker is not None:
                         tracker.message("reused")
                     return Submitted(job, previous, reused=True)
-    job = client.submit(
-        source,
-        model=model,
-        tier=tier,
-        on_upload_progress=tracker.upload if tracker else None,
-        **params,
-    )
+        job = client.submit(
+            source if file is None else file,
+            model=model,
+            tier=tier,
+            on_upload_progress=tracker.upload if tracker else None,
+            **params,
+        )
     saved = SavedJob(
         id=job.id,
         endpoint=client.url,
@@ -130,7 +143,7 @@ def submit_source(
         model=model,
         tier=tier,
         options=params,
-        file=str(file.resolve()) if file else source,
+        file=source if file is None or is_http_url(source) else str(file.resolve()),
         size=size,
         sha256=digest,
         status=job.info.status if job.info else "accepted",

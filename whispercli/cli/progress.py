@@ -26,6 +26,9 @@ class Tracker:
     def upload(self, sent: int, total: int) -> None:
         self._update(phase="upload", status="uploading", total=total or 1, completed=sent)
 
+    def download(self, got: int, total: int) -> None:
+        self._update(phase="upload", status="downloading", total=total or 1, completed=got)
+
     def job(self, info: JobInfo) -> None:
         if info.progress is not None:
             pct = 100.0 if info.status == "success" else max(0.0, min(info.progress, 1.0)) * 100

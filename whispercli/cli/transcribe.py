@@ -21,16 +21,11 @@ import typer
 from whispercli import formats
 from whispercli.cli import options as o
 from whispercli.cli.context import get_client, parse_duration
-from whispercli.cli.jobflow import (
-    check_state_dir,
-    interrupted,
-    is_url,
-    submit_source,
-    wait_for,
-)
+from whispercli.cli.jobflow import check_state_dir, interrupted, submit_source, wait_for
 from whispercli.cli.output import data, emit_json, error, note, stderr_is_tty
 from whispercli.cli.progress import Display, Tracker
 from whispercli.errors import UsageError, WhisperCliError
+from whispercli.protocol import is_http_url
 
 if TYPE_CHECKING:
     from whispercli.protocol import Result
@@ -80,7 +75,7 @@ def _expand(sources: list[str], tmp: Path) -> list[Item]:
             with copy.open("wb") as fh:
                 shutil.copyfileobj(sys.stdin.buffer, fh)
             items.append(Item(source, str(copy), "stdin"))
-        elif is_url(source):
+        elif is_http_url(source):
             stem = Path(source.split("?", 1)[0]).stem or "transcript"
             items.append(Item(source, source, stem))
         elif Path(source).is_dir():

@@ -282,7 +282,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def installed_models() -> list[str]:
         return models.installed(settings.models_dir)
 
-    def upload_id_from_url(url: str) -> str:
+    def upload_id_from_url(request: Request, url: str) -> str:
         parts = urlsplit(url)
         match = _UPLOAD_PATH_RE.match(parts.path)
         query = parse_qs(parts.query)
@@ -296,7 +296,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 query.get("sig", [None])[0],
                 check_expiry=False,
             )
-        except SignatureError:
+        except SignatureError as exc:
+            if match is not None and parts.netloc == request.url.netloc:
+                # One of our own upload URLs, altered: refused as its PUT would be.
+                raise ApiError(403, "bad_signature", f"upload URL: {exc}") from None
             raise ApiError(
                 400,
                 "foreign_url",
@@ -403,7 +406,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         response_model_exclude_unset=True,
         dependencies=auth,
         responses={
-            **_errors_doc(400, 404, 429),
+            **_errors_doc(400, 403, 404, 429),
             429: {"model": ErrorBody, "description": "Queue full; see Retry-After."},
         },
         summary="Step 3: submit a transcription job",
@@ -432,7 +435,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             check_model_can(params, model, info.english_only)
         except ParamError as exc:
             raise ApiError(400, "invalid_input", str(exc)) from None
-        upload_id = upload_id_from_url(body.URL)
+        upload_id = upload_id_from_url(request, body.URL)
         upload = store.get_upload(upload_id)
         if upload is None or upload.size is None:
             raise ApiError(
