@@ -21,8 +21,8 @@ def _argument_row(arg: Any) -> tuple[str, str]:
     extra = "required" if arg.required else None
     if not arg.required and arg.default not in (None, (), []):
         extra = f"default: {arg.default}"
-    text = arg.help or ""
-    return _usage(arg), f"{text}  [{extra}]" if extra else text
+    parts = [arg.help, f"[{extra}]" if extra else None]
+    return _usage(arg), "  ".join(p for p in parts if p)
 
 
 def _name_option(option: Any) -> None:

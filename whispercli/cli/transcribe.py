@@ -247,11 +247,11 @@ def transcribe(
 
     with tempfile.TemporaryDirectory(prefix="whispercli-") as tmp:
         items = _expand(sources, Path(tmp))
-        if output_dir is not None:
-            _check_outputs(items, output_dir, chosen)
-        elif not json_out:
+        if output_dir is None and not json_out:
             _check_stdout(items, chosen[0])
         check_state_dir()
+        if output_dir is not None:
+            _check_outputs(items, output_dir, chosen)
         try:
             with Display(enabled=display_on) as display:
                 trackers = [display.track(Path(i.source).name or i.source) for i in items]
