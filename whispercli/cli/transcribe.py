@@ -129,7 +129,7 @@ def transcribe(
         list[str],
         typer.Argument(
             metavar="FILE|URL|DIR|-",
-            help="Audio/video files, upload URLs, directories, or - for stdin.",
+            help="Audio/video files, URLs, directories, or - for stdin.",
         ),
     ],
     fmt: Annotated[
