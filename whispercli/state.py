@@ -23,7 +23,7 @@ from typing import Any
 from filelock import FileLock
 
 from whispercli import paths
-from whispercli.errors import NotFoundError, UsageError
+from whispercli.errors import NotFoundError, UsageError, WhisperCliError
 from whispercli.fsutil import atomic_write_text
 
 SCHEMA_VERSION = 1
@@ -100,6 +100,14 @@ def migrate(data: Any) -> dict[str, Any]:
     return data
 
 
+def unusable_dir(folder: Path, reason: str) -> WhisperCliError:
+    """The one message for a state dir the jobs file cannot be written to."""
+    return WhisperCliError(
+        f"cannot use the state directory {folder} (for the jobs file): {reason}",
+        hint="set WHISPERCLI_STATE_DIR to a writable folder",
+    )
+
+
 class JobStore:
     """Saved jobs. Each public method takes the lock for its whole read-modify-write."""
 
@@ -109,9 +117,15 @@ class JobStore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+        except OSError as exc:
+            raise unusable_dir(self.path.parent, exc.strerror or type(exc).__name__) from None
+        try:
             yield
+        finally:
+            self._lock.release()
 
     def _read(self) -> list[SavedJob]:
         try:

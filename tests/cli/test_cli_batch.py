@@ -124,8 +124,8 @@ def test_unusable_output_dir_fails_before_upload(cli: Cli, server: Any) -> None:
 
 def test_unusable_state_dir_fails_before_upload(cli: Cli, server: Any) -> None:
     before = server_jobs(server)
-    for command in ("transcribe", "submit"):
-        done = cli.run(command, str(SAMPLE_MP3), WHISPERCLI_STATE_DIR="/proc/nope/state")
+    for args in (["transcribe", str(SAMPLE_MP3)], ["submit", str(SAMPLE_MP3)], ["status"]):
+        done = cli.run(*args, WHISPERCLI_STATE_DIR="/proc/nope/state")
         assert done.code == 1, done.err
         assert_one_error_line(done.err)
         assert "/proc/nope/state" in done.err and "WHISPERCLI_STATE_DIR" in done.err

@@ -20,7 +20,6 @@ from whispercli.errors import (
     NotFoundError,
     UsageError,
     WaitTimeoutError,
-    WhisperCliError,
 )
 from whispercli.protocol import is_http_url
 
@@ -47,18 +46,15 @@ def check_state_dir() -> None:
     """The jobs file must be writable before anything is uploaded: a job whose id cannot be
     saved could not be waited for later."""
     from whispercli import paths
+    from whispercli.state import unusable_dir
 
     folder = paths.state_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        problem = None if os.access(folder, os.W_OK | os.X_OK) else "not writable"
     except OSError as exc:
-        problem = exc.strerror or type(exc).__name__
-    if problem:
-        raise WhisperCliError(
-            f"cannot use the state directory {folder} (for the jobs file): {problem}",
-            hint="set WHISPERCLI_STATE_DIR to a writable folder",
-        )
+        raise unusable_dir(folder, exc.strerror or type(exc).__name__) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise unusable_dir(folder, "not writable")
 
 
 @dataclass
