@@ -50,6 +50,8 @@ POLL_FACTOR = 1.5
 POLL_CAP = 15.0
 LONG_POLL_SECONDS = 30
 CHUNK = 256 * 1024
+DOWNLOAD_CHUNK = 64 * 1024
+"""Downloads report progress every 64 KiB (a read returns only when the chunk is full)."""
 AUTO_START_TIMEOUT = 60.0
 OUTAGE_GRACE = 60.0
 """How long ``Job.wait`` keeps trying while a server that answered before is unreachable."""
@@ -283,7 +285,7 @@ class Client:
         got = 0
         try:
             with resp, target.open("wb") as fh:
-                for chunk in resp.iter_content(CHUNK):
+                for chunk in resp.iter_content(DOWNLOAD_CHUNK):
                     fh.write(chunk)
                     got += len(chunk)
                     if on_progress is not None:
