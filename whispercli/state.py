@@ -73,11 +73,9 @@ class SavedJob:
         return cls(**kept)
 
     def __post_init__(self) -> None:
-        # An upload URL given to `submit` is a credential: keep only its redacted form.
+        # An upload URL given to `submit` is a credential (its query signs it): keep the rest.
         if self.file and self.file.startswith(("http://", "https://")):
-            from whispercli.http import redact_url
-
-            self.file = redact_url(self.file)
+            self.file = self.file.split("?", 1)[0]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
