@@ -219,6 +219,8 @@ def test_jobs_cancel_of_running_and_finished_jobs(cli: Cli, tmp_path: Path) -> N
     as_json = json.loads(cli.run("jobs", "cancel", "--json", done_id).out)
     assert as_json == [{"id": done_id, "status": "success", "result": as_json[0]["result"]}]
     assert cli.run("jobs", "cancel", "-q", done_id).err == ""
+    assert set(cli.run("jobs", "list", "-q").out.split()) == {running, done_id}
+    assert json.loads(cli.run("jobs", "rm", "--json", done_id).out) == {"removed": 1}
 
 
 def test_wait_several_with_timeout_prints_one_resume_command(cli: Cli, tmp_path: Path) -> None:
@@ -314,3 +316,4 @@ def test_a_broken_config_is_shown_and_repaired(tmp_path: Path) -> None:
     body = tomllib.loads(shown.out)  # values as TOML writes them
     assert body["url"] == "http://127.0.0.1:8642" and body["auto_start"] is True
     assert cli.run("config", "show", "-q").out == "http://127.0.0.1:8642\n"
+    assert json.loads(cli.run("config", "path", "--json").out) == {"config_file": str(config_file)}

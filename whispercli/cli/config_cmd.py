@@ -102,6 +102,9 @@ def unset(
 
 
 @app.command("path")
-def path() -> None:
+def path(json_out: o.Json = False) -> None:
     """Print the config file's path."""
-    data(str(paths.config_file()))
+    if json_out:
+        emit_json({"config_file": str(paths.config_file())})
+    else:
+        data(str(paths.config_file()))

@@ -22,6 +22,7 @@ from whispercli.errors import NotFoundError, WhisperCliError
 from whispercli.protocol import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
+    from whispercli.protocol import JobInfo
     from whispercli.state import SavedJob
 
 app = typer.Typer(help="List, inspect, cancel and forget saved jobs.", no_args_is_help=True)
@@ -65,6 +66,7 @@ def list_jobs(
         ),
     ] = None,
     json_out: o.Json = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print the ids only.")] = False,
 ) -> None:
     """List saved jobs, newest first (id, status, model, created, endpoint, file).
 
@@ -75,7 +77,7 @@ def list_jobs(
         if json_out:
             emit_json([info_dict(i) for i in infos])
         for info in [] if json_out else infos:
-            data(f"{info.id}\t{info.status}\t{info.model or ''}\t{info.accepted_at or ''}")
+            data(info.id if quiet else "\t".join(_cell(v) for v in _remote_row(info)))
         return
     saved = get_store(ctx).newest_first()
     if endpoint is not None:
@@ -83,6 +85,10 @@ def list_jobs(
         saved = [s for s in saved if wanted in (s.endpoint.rstrip("/"), s.profile)]
     if json_out:
         emit_json([{**_public(s), "stale": _stale(s)} for s in saved])
+        return
+    if quiet:
+        for s in saved:
+            data(s.id)
         return
     if sys.stdout.isatty():
         data("\t".join(_HEADER))
@@ -92,6 +98,10 @@ def list_jobs(
         data("\t".join(_cell(v) for v in row))
     if any(_stale(s) for s in saved) and stderr_is_tty():
         note("* as last seen; `whispercli status JOB` asks the server")
+
+
+def _remote_row(info: JobInfo) -> tuple[str | None, ...]:
+    return (info.id, info.status, info.model, info.accepted_at)
 
 
 def _public(saved: SavedJob) -> dict[str, object]:
@@ -170,6 +180,7 @@ def rm(
     purge: Annotated[
         bool, typer.Option("--purge", help="Also delete the job and its data on the server.")
     ] = False,
+    json_out: o.Json = False,
     quiet: o.Quiet = False,
 ) -> None:
     """Forget saved jobs (and with --purge delete them on the server)."""
@@ -180,7 +191,10 @@ def rm(
             job.client.delete(job.id)
         ids.add(job.id)
     removed = get_store(ctx).remove(ids)
-    note(f"forgot {removed} job(s)", quiet=quiet)
+    if json_out:
+        emit_json({"removed": removed})
+    else:
+        note(f"forgot {removed} job(s)", quiet=quiet)
 
 
 @app.command("prune")

@@ -102,7 +102,13 @@ def _make_progress() -> Any:
                 text.append_text(self._speed.render(task))
                 return text
             status = str(task.fields.get("status", ""))
-            if task.total and status not in ("starting", "success", "reused"):
+            if task.total and status not in (
+                "starting",
+                "success",
+                "reused",
+                "failed",
+                "cancelled",
+            ):
                 return Text(f"{status} {task.percentage:3.0f}%")
             return Text(status)
 
