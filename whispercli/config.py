@@ -10,6 +10,9 @@ Resolution order, first match wins, for each of the URL and the key separately:
 4. the built-in profiles: ``local`` (the embedded server at the local default URL, key from
    ``paths.api_key_file()``) and ``tiyaro`` (https://api.tiyaro.ai, key from ``TIYARO_API_KEY``).
 
+Every value in the file must be a string (``load_file`` names the file, key and type of one
+that is not); ``config set``/``unset`` read the file unchecked so they can repair it.
+
 Only the local default endpoint may be auto-started (see ``Settings.auto_start``).
 """
 
@@ -210,6 +213,7 @@ def _first(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:
 
 
 def check_url(url: str, source: str) -> str:
+    """``url`` without a trailing slash; a usage error unless it is http(s)."""
     url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"the URL {url!r} (from {source}) must start with http:// or https://")

@@ -168,6 +168,10 @@ def test_a_job_resumes_at_its_endpoint_with_its_profile(
     listed = cli.run("jobs", "list").out
     assert server.url in listed.splitlines()[0]
 
+    (Path(cli.env["WHISPERCLI_CONFIG_DIR"]) / "config.toml").write_text("")
+    gone = cli.run("status", job_id)
+    assert gone.code == 2 and "'lab', which is gone" in gone.err
+
 
 # -- polish: the jobs commands ------------------------------------------------------------------
 

@@ -92,6 +92,12 @@ def client_for(ctx: typer.Context, saved: SavedJob) -> Client:
         from whispercli import config
         from whispercli.client import Client
 
+        if profile not in config.profiles():
+            raise UsageError(
+                f"job {saved.id} was submitted with the profile {profile!r}, which is gone",
+                hint=f"recreate it (`whispercli config set url {endpoint} --profile {profile}`)"
+                " or give --profile",
+            )
         settings = replace(
             config.resolve(url=endpoint, api_key=g.api_key, profile=profile),
             url_source=f"job {saved.id}'s saved endpoint",
