@@ -9,6 +9,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -227,7 +228,7 @@ def test_jobs_cancel_of_running_and_finished_jobs(cli: Cli, tmp_path: Path) -> N
     assert json.loads(cli.run("jobs", "rm", "--json", done_id).out) == {"removed": 1}
 
 
-def test_wait_several_with_timeout_prints_one_resume_command(cli: Cli, tmp_path: Path) -> None:
+def test_wait_several_timeout_or_ctrl_c_prints_one_resume_command(cli: Cli, tmp_path: Path) -> None:
     long_audio = make_tone(tmp_path / "long.wav", 90)
     ids = [submit(cli, "--force", "--speed", "accurate", str(long_audio)) for _ in range(2)]
     try:
@@ -237,6 +238,21 @@ def test_wait_several_with_timeout_prints_one_resume_command(cli: Cli, tmp_path:
         assert len(resume) == 1 and all(i in resume[0] for i in ids), done.err
         assert "after 1 s" in done.err
         assert json.loads(cli.run("wait", "--json", "--timeout", "1", *ids).out)[1]["error"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "whispercli", "wait", *ids],
+            env=cli.subprocess_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        time.sleep(3.0)  # past start-up: a Ctrl-C while typer parses exits 130 silently
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        resume = [line for line in err.splitlines() if "whispercli wait" in line]
+        assert len(resume) == 1 and all(i in resume[0] for i in ids), (out, err)
     finally:
         cli.run("jobs", "cancel", *ids)
 

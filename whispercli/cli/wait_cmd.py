@@ -96,10 +96,11 @@ def wait(
         raise typer.BadParameter(f"choose from {', '.join(formats.FORMATS)}", param_hint="-f")
     seconds = parse_duration(timeout) if timeout else None
     deadline = None if seconds is None else time.monotonic() + seconds
-    jobs = [resolve_job(ctx, ref) for ref in refs]
+    jobs: list[tuple[Job, SavedJob | None]] = []
     outcomes: list[_Outcome] = []
     display_on = stderr_is_tty() and not quiet
     try:
+        jobs.extend(resolve_job(ctx, ref) for ref in refs)
         with Display(enabled=display_on) as display:
             for job, saved in jobs:
                 outcome = _Outcome(job, _label(job, saved))
@@ -118,9 +119,10 @@ def wait(
                 except WhisperCliError as exc:
                     outcome.failure = exc
                     tracker.message(job.info.status if job.info else "failed", done=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # one resume command: the jobs not finished, or not looked up yet
         ran = {o.job.id for o in outcomes if o.result or isinstance(o.failure, JobFailedError)}
-        raise interrupted([j.id for j, _ in jobs if j.id not in ran]) from None
+        left = [j.id for j, _ in jobs if j.id not in ran] + refs[len(jobs) :]
+        raise interrupted(left) from None
     if json_out:
         emit_json([o.to_dict() for o in outcomes])
     else:
