@@ -311,7 +311,7 @@ def test_server_status_honours_url_and_says_what_is_not_ours(
         assert_one_error_line(done.err)
     started = time.monotonic()
     done = cli.run("--profile", "tiyaro", "server", "status")
-    assert done.code == 5 and "TIYARO_API_KEY" in done.err, done.err
+    assert done.code == 5 and "TIYARO_API_KEY" in done.err and "api.tiyaro.ai" in done.err
     done = cli.run("--profile", "tiyaro", "status", "0123456789abcdef0123456789abcdef")
     assert done.code == 5, done.err
     assert time.monotonic() - started < 2  # no network, no retries

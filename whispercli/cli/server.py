@@ -288,20 +288,21 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the health body as JSON.")] = False,
 ) -> None:
     """Show whether the server answers, its version, models and queue (the local server, or
-    the one at the global --url)."""
+    the one the global --url or --profile names)."""
     from whispercli.cli.context import globals_of
     from whispercli.client import Client
 
     g = globals_of(ctx)
     port = _port(port)
-    record = None if g.url else _read_pid_file(port)
-    if g.url:
-        url = g.url.rstrip("/")
+    record = None if g.url or g.profile else _read_pid_file(port)
+    if g.url or g.profile:
+        url = g.url
     elif record and isinstance(record.get("url"), str):
         url = record["url"]
     else:
         url = _url(paths.DEFAULT_HOST, port)
     client = Client(url=url, api_key=g.api_key, profile=g.profile, auto_start=False)
+    url = client.url
     try:
         body = dict(client.health())
     except UnreachableError:
