@@ -112,7 +112,7 @@ def complete_job_ref(incomplete: str) -> list[str]:
     try:
         from whispercli.state import JobStore
 
-        ids = [j.id for j in reversed(JobStore().all())]
+        ids = [j.id for j in JobStore().newest_first()]
     except Exception:  # completion must never print a traceback into the shell
         return []
     return [i for i in ["last", *ids] if i.startswith(incomplete)]
