@@ -4,8 +4,8 @@ The file is JSON ``{"version": 2, "last": id, "jobs": [entry, ...]}`` (oldest fi
 is the job the last command submitted or reused, what ``last`` refers to). Each entry keeps what
 resuming it needs: its endpoint, poll URL and the config profile it was submitted with. Every
 change is a read-modify-write under a file lock with an atomic replace, so concurrent CLI
-processes never lose an entry and a reader never sees half a file. A file that cannot be read is moved aside
-(``jobs.json.corrupt-<timestamp>``) with a warning: the CLI keeps working.
+processes never lose an entry and a reader never sees half a file. A file that cannot be read
+is moved aside (``jobs.json.corrupt-<timestamp>``) with a warning: the CLI keeps working.
 """
 
 from __future__ import annotations
