@@ -131,6 +131,7 @@ class Client:
 
     def _call(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
         """One JSON request; starts the local server once if it is not running."""
+        self._require_key()
         try:
             return self.http.json(method, path_or_url, **kwargs)
         except UnreachableError:
@@ -138,6 +139,14 @@ class Client:
                 raise
             self.ensure_server()
             return self.http.json(method, path_or_url, **kwargs)
+
+    def _require_key(self) -> None:
+        """A profile without a key fails here, before any network, instead of as a 401."""
+        if self.settings.api_key is None and self.settings.key_file is None:
+            raise AuthError(
+                f"no API key for profile {self.settings.profile!r} ({self.url})",
+                hint=self.settings.key_source.removeprefix("none (").removesuffix(")"),
+            )
 
     def ensure_server(self) -> None:
         """Start the embedded server (detached) unless something answers at the local URL.

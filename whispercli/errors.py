@@ -6,21 +6,28 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    OK = 0
-    ERROR = 1
-    USAGE = 2
-    JOB_FAILED = 3
-    NOT_FOUND = 4
-    AUTH = 5
-    UNREACHABLE = 6
-    TIMEOUT = 7
-    INTERRUPTED = 130
+    """Each code with the words ``--help`` and README use for it."""
+
+    description: str
+
+    def __new__(cls, value: int, description: str) -> ExitCode:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.description = description
+        return member
+
+    OK = 0, "ok"
+    ERROR = 1, "error"
+    USAGE = 2, "usage"
+    JOB_FAILED = 3, "job failed or cancelled"
+    NOT_FOUND = 4, "not found"
+    AUTH = 5, "auth"
+    UNREACHABLE = 6, "server unreachable"
+    TIMEOUT = 7, "timed out waiting"
+    INTERRUPTED = 130, "interrupted"
 
 
-EXIT_CODE_HELP = (
-    "Exit codes: 0 ok, 1 error, 2 usage, 3 job failed or cancelled, 4 not found, "
-    "5 auth, 6 server unreachable, 7 timed out waiting, 130 interrupted."
-)
+EXIT_CODE_HELP = "Exit codes: " + ", ".join(f"{c.value} {c.description}" for c in ExitCode) + "."
 
 
 class WhisperCliError(Exception):

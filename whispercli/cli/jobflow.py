@@ -124,6 +124,7 @@ def submit_source(
                     )
                     if tracker is not None:
                         tracker.message("reused")
+                    store.mark_last(previous.id)
                     return Submitted(job, previous, reused=True)
         job = client.submit(
             source if file is None else file,
@@ -136,6 +137,7 @@ def submit_source(
         id=job.id,
         endpoint=client.url,
         poll_url=job.poll_url,
+        profile=client.settings.profile,
         model=model,
         tier=tier,
         options=params,

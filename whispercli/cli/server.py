@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from whispercli import launcher, paths
-from whispercli.errors import UnreachableError, UsageError, WhisperCliError
+from whispercli.errors import AuthError, UnreachableError, UsageError, WhisperCliError
 from whispercli.protocol import SPEEDS
 
 app = typer.Typer(
@@ -283,25 +283,43 @@ def stop(
 
 @app.command()
 def status(
+    ctx: typer.Context,
     port: PortOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the health body as JSON.")] = False,
 ) -> None:
-    """Show whether the server answers, its version, models and queue."""
-    port = _port(port)
-    record = _read_pid_file(port)
-    url = (
-        record["url"]
-        if record and isinstance(record.get("url"), str)
-        else _url(paths.DEFAULT_HOST, port)
-    )
+    """Show whether the server answers, its version, models and queue (the local server, or
+    the one the global --url or --profile names)."""
+    from whispercli.cli.context import globals_of
     from whispercli.client import Client
 
+    g = globals_of(ctx)
+    port = _port(port)
+    record = None if g.url or g.profile else _read_pid_file(port)
+    if g.url or g.profile:
+        url = g.url
+    elif record and isinstance(record.get("url"), str):
+        url = record["url"]
+    else:
+        url = _url(paths.DEFAULT_HOST, port)
+    client = Client(url=url, api_key=g.api_key, profile=g.profile, auto_start=False)
+    url = client.url
     try:
-        body = dict(Client(url=url, auto_start=False).health())
+        body = dict(client.health())
     except UnreachableError:
         raise UnreachableError(
             f"no server answers at {url}", hint="start one with `whispercli server start`"
         ) from None
+    except AuthError:
+        raise
+    except WhisperCliError as exc:  # a 404 or an HTML page: something else listens there
+        raise WhisperCliError(
+            f"{url} answers, but not as a whispercli server ({exc.message})",
+            hint="check the URL and port",
+        ) from None
+    if "version" not in body or not isinstance(body.get("models", []), list):
+        raise WhisperCliError(
+            f"{url} answers /v1/health, but not as a whispercli server", hint="check the URL"
+        )
     body["url"] = url
     body["pid"] = record["pid"] if record else None
     if as_json:
