@@ -313,3 +313,14 @@ def status(
         f"models: {', '.join(body.get('models', [])) or 'none'}\n"
         f"queue: {queue.get('pending', 0)} pending, {queue.get('processing', 0)} processing"
     )
+
+
+@app.command("webhook-secret")
+def webhook_secret() -> None:
+    """Print the secret webhook receivers verify signatures with (created on first use)."""
+    from whispercli.server.webhooks.signing import WebhookSecretError, load_secret
+
+    try:
+        typer.echo(load_secret())
+    except WebhookSecretError as exc:
+        raise WhisperCliError(str(exc)) from None
