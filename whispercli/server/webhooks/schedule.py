@@ -13,16 +13,18 @@ MAX_DELAY = 3600.0
 GIVE_UP_AFTER = 24 * 3600.0
 
 
-def retry_delay(attempts: int) -> float:
-    """Seconds to wait after ``attempts`` (>= 1) failed attempts."""
+def retry_delay(attempts: int, first: float = FIRST_DELAY) -> float:
+    """Seconds to wait after ``attempts`` (>= 1) failed attempts (``first`` after the first)."""
     if attempts < 1:
         raise ValueError("retry_delay needs at least one failed attempt")
-    return min(FIRST_DELAY * 2 ** min(attempts - 1, 32), MAX_DELAY)
+    return min(first * 2 ** min(attempts - 1, 32), MAX_DELAY)
 
 
-def next_attempt_at(created_at: float, attempts: int, failed_at: float) -> float | None:
+def next_attempt_at(
+    created_at: float, attempts: int, failed_at: float, first: float = FIRST_DELAY
+) -> float | None:
     """When to try again after ``attempts`` failures, the last at ``failed_at``; None: give up."""
-    when = failed_at + retry_delay(attempts)
+    when = failed_at + retry_delay(attempts, first)
     return when if when <= created_at + GIVE_UP_AFTER else None
 
 
