@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from whispercli.server.vendors import edenai, octoai
+from whispercli.server.vendors import DEFAULT_MODEL, edenai, octoai
 
 RESULT = {
     "text": " Hello world. Bye.",
@@ -47,7 +47,7 @@ def test_multipart_strings_are_coerced() -> None:
         },
         has_file=True,
     )
-    assert launch.providers == ("whisper",) and launch.model == edenai.DEFAULT_MODEL
+    assert launch.providers == ("whisper",) and launch.model == DEFAULT_MODEL
     assert launch.whisper_input == {"word_timestamps": True, "language": "en"}
     assert launch.send_webhook_data is False and launch.show_original_response is True
     assert launch.users_webhook_parameters == {"ticket": 7}

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from whispercli.server.vendors import DEFAULT_MODEL
+
 PROVIDER = "whisper"
-DEFAULT_MODEL = "tiny"
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", ""})
 _IGNORED_FLAGS = ("convert_to_wav", "show_base_64")
