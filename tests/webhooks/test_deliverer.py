@@ -7,8 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from receiver import receiver
 from standardwebhooks import Webhook
+from webhook_receiver import receiver
 
 from whispercli.server.webhooks import guard, schedule
 from whispercli.server.webhooks.outbox import Deliverer, Delivery

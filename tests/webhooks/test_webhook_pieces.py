@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from receiver import receiver
 from standardwebhooks import Webhook, WebhookVerificationError
+from webhook_receiver import receiver
 
 from whispercli.server.webhooks import guard, schedule, sender, signing
 
