@@ -20,6 +20,7 @@ import typer
 from whispercli import launcher, paths
 from whispercli.errors import UnreachableError, UsageError, WhisperCliError
 from whispercli.protocol import SPEEDS
+from whispercli.server.webhooks.schedule import FIRST_DELAY
 
 app = typer.Typer(
     help="Run and manage the embedded local transcription server.", no_args_is_help=True
@@ -171,6 +172,16 @@ def run(
         ),
     ] = "default",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    webhook_allow_private: Annotated[
+        bool,
+        typer.Option(
+            help="Let webhooks and Eden file_url reach private and loopback addresses "
+            "(loopback is allowed anyway when the server binds loopback)."
+        ),
+    ] = False,
+    webhook_first_retry: Annotated[
+        float, typer.Option(hidden=True, min=0.01, help="Seconds before a webhook's first retry.")
+    ] = FIRST_DELAY,
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
     port = _port(port)
@@ -199,6 +210,8 @@ def run(
         retention=retention_hours * 3600,
         cpu_threads=cpu_threads,
         speed=speed,
+        webhook_allow_private=webhook_allow_private,
+        webhook_first_retry=webhook_first_retry,
     )
     if data_dir is not None:
         settings.data_dir = data_dir

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from whispercli import paths
 from whispercli.fsutil import is_private, read_or_create_secret
+from whispercli.server.webhooks import guard, schedule, signing
 
 GIB = 1024**3
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -47,6 +48,11 @@ class ServerSettings:
     """The decoding profile (whispercli.decoding.PROFILES); a job's ``speed`` param wins."""
     max_attempts: int = 3
     """Times a job is started before a crash (of the worker or the server) fails it."""
+    webhook_secret_file: Path = field(default_factory=signing.secret_file)
+    webhook_allow_private: bool = False
+    """Let webhooks and Eden ``file_url`` reach private and loopback addresses."""
+    webhook_first_retry: float = schedule.FIRST_DELAY
+    """Seconds before the first retry of a failed delivery (tests make it short)."""
 
     @property
     def effective_poll_url_ttl(self) -> float:
@@ -55,6 +61,13 @@ class ServerSettings:
     @property
     def is_loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS
+
+    @property
+    def webhook_policy(self) -> guard.Policy:
+        """Loopback receivers are allowed when the server itself is bound to loopback."""
+        return guard.Policy(
+            allow_private=self.webhook_allow_private, allow_loopback=self.is_loopback
+        )
 
     def load_api_key(self) -> str:
         """Read the API key, creating it (0600) on first run; refuse a key others can read."""
