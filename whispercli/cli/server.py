@@ -191,6 +191,7 @@ def run(
 
     from whispercli.server.app import create_app
     from whispercli.server.settings import InsecureKeyFileError, ServerSettings
+    from whispercli.server.webhooks.signing import WebhookSecretError
 
     if speed not in SPEEDS:
         raise UsageError(f"unknown --speed {speed!r}; use {', '.join(SPEEDS)}")
@@ -223,7 +224,7 @@ def run(
         )
     try:
         application = create_app(settings)
-    except InsecureKeyFileError as exc:
+    except (InsecureKeyFileError, WebhookSecretError) as exc:
         raise WhisperCliError(str(exc)) from None
     sock = _bind(host, port)
     url = _url(host, port)

@@ -36,6 +36,7 @@ from whispercli.server import api, retention
 from whispercli.server.api import errors
 from whispercli.server.api.deps import Links
 from whispercli.server.blobs import BlobStore, DiskBlobStore
+from whispercli.server.deliveries import body_builder
 from whispercli.server.notify import LocalNotifier, Notifier
 from whispercli.server.runner import LocalRunner, Runner
 from whispercli.server.service import JobService
@@ -43,6 +44,8 @@ from whispercli.server.settings import InsecureKeyFileError, ServerSettings
 from whispercli.server.signing import Signer
 from whispercli.server.sqlite_store import SqliteStore
 from whispercli.server.store import Store
+from whispercli.server.webhooks.outbox import Deliverer
+from whispercli.server.webhooks.signing import WebhookSigner, load_secret
 
 log = logging.getLogger("whispercli.server")
 
@@ -68,11 +71,20 @@ def create_app(
     if runner is None:
         runner = LocalRunner(settings, store, blobs, notifier.notify)
     service = JobService(settings, store, blobs, notifier, lambda _job: runner.wake())
+    links = Links(signer, settings)
+    deliverer = Deliverer(
+        store,
+        WebhookSigner(load_secret(settings.webhook_secret_file)),
+        settings.webhook_policy,
+        body_builder(store, links),
+        first_delay=settings.webhook_first_retry,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await notifier.start()
         runner.start()
+        deliverer.start()
         tasks = [asyncio.create_task(retention.sweep_forever(store, blobs, settings.retention))]
         if settings.idle_timeout > 0:
             tasks.append(asyncio.create_task(_exit_when_idle(app, service, runner)))
@@ -82,6 +94,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.to_thread(runner.stop)
+            await asyncio.to_thread(deliverer.stop)
             await notifier.close()
             store.close()
 
@@ -93,7 +106,7 @@ def create_app(
     )
     app.state.api_key = api_key
     app.state.service = service
-    app.state.links = Links(signer, settings)
+    app.state.links = links
     app.state.last_request = time.monotonic()
     errors.install(app)
     for router in api.ROUTERS:

@@ -49,6 +49,10 @@ class SubmitRequest(BaseModel):
         "An unknown or ill-typed parameter is a 400 naming it.",
     )
     URL: str = Field(description="The upload URL returned by step 1, after the PUT of step 2.")
+    webhook: str | None = Field(
+        default=None,
+        description="Extension: POST the job body here (signed, Standard Webhooks) once it ends.",
+    )
 
 
 class GetUrl(BaseModel):

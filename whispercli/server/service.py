@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
@@ -33,9 +33,12 @@ from whispercli.server.notify import Notifier
 from whispercli.server.params import ParamError, check_model_can, validate_input
 from whispercli.server.settings import ServerSettings
 from whispercli.server.store import Job, Store
+from whispercli.server.webhooks import guard, sender
+from whispercli.server.webhooks.signing import new_message_id
 
 _EXTENSION_RE = re.compile(r"^[A-Za-z0-9]{1,10}$")
 RETRY_AFTER_SECONDS = 10
+CHUNK_BYTES = 1024 * 1024
 LONG_POLL_RECHECK_SECONDS = 5.0
 """A long-poll re-reads the job at least this often, notification or not."""
 
@@ -236,3 +239,54 @@ class JobService:
             pending=sum(counts.get(s, 0) for s in QUEUED_STATUSES),
             processing=counts.get(Status.PROCESSING, 0),
         )
+
+    # -- webhooks, fetched files and a protocol's metadata ---------------------------------------
+    async def check_webhook(self, url: str) -> None:
+        """Refuse (``invalid_webhook``) a URL the SSRF guard would not send to."""
+        try:
+            await self._call(guard.check, url, self.settings.webhook_policy)
+        except guard.RefusedUrl as exc:
+            raise ServiceError("invalid_webhook", f"the webhook URL is refused: {exc}") from None
+
+    async def add_webhook(
+        self, job: Job, url: str, kind: str, base_url: str, extra: dict[str, Any] | None = None
+    ) -> None:
+        """Deliver ``job`` to ``url`` once it ends (once per job: a resubmit adds nothing)."""
+        await self._call(
+            self.store.add_delivery, job.id, new_message_id(), url, kind, base_url, extra or {}
+        )
+
+    async def fetch_to_upload(self, url: str) -> str:
+        """Download ``url`` into a new upload under the webhook SSRF rules (no redirects,
+        10 s per read); return the upload id."""
+        outcome, response, conn = await self._call(
+            sender.request, "GET", url, self.settings.webhook_policy
+        )
+        if response is None or conn is None or not outcome.ok:
+            if conn is not None:
+                conn.close()
+            why = outcome.error or f"HTTP {outcome.status}"
+            raise ServiceError("invalid_file_url", f"cannot download the file URL: {why}")
+        try:
+            upload_id = await self.new_upload(None)
+            length = response.getheader("content-length") or ""
+
+            async def chunks() -> AsyncIterator[bytes]:
+                while data := await self._call(response.read, CHUNK_BYTES):
+                    yield data
+
+            declared = int(length) if length.isdigit() else None
+            await self.receive_upload(upload_id, chunks(), declared)
+        except OSError as exc:
+            raise ServiceError(
+                "invalid_file_url", f"the download of the file URL broke off: {exc}"
+            ) from None
+        finally:
+            conn.close()
+        return upload_id
+
+    async def set_meta(self, job_id: str, data: dict[str, Any]) -> None:
+        await self._call(self.store.set_meta, job_id, data)
+
+    async def get_meta(self, job_id: str) -> dict[str, Any] | None:
+        return await self._call(self.store.get_meta, job_id)

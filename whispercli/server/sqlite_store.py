@@ -19,6 +19,7 @@ from typing import Any
 from whispercli.fsutil import atomic_write_text
 from whispercli.protocol import QUEUED_STATUSES, TERMINAL_STATUSES, Status
 from whispercli.server.store import Job, Swept, Upload, new_id
+from whispercli.server.webhooks.outbox import Delivery
 
 _QUEUED = tuple(sorted(QUEUED_STATUSES))
 _FINISHED = tuple(sorted(TERMINAL_STATUSES))
@@ -50,6 +51,24 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, accepted_at);
 CREATE INDEX IF NOT EXISTS jobs_upload ON jobs (upload_id);
+CREATE TABLE IF NOT EXISTS job_meta (
+    job_id TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    job_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    base_url TEXT NOT NULL,
+    extra TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'waiting',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL DEFAULT 0,
+    body BLOB,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_at);
 """
 
 
@@ -213,6 +232,8 @@ class SqliteStore:
             if row is None:
                 return None
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            db.execute("DELETE FROM job_meta WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM deliveries WHERE job_id = ?", (job_id,))
             upload_id = row["upload_id"]
             shared = db.execute(
                 "SELECT 1 FROM jobs WHERE upload_id = ? LIMIT 1", (upload_id,)
@@ -221,6 +242,68 @@ class SqliteStore:
                 db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
         self._result_path(job_id).unlink(missing_ok=True)
         return [] if shared is not None else [upload_id]
+
+    def set_meta(self, job_id: str, data: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO job_meta (job_id, data) VALUES (?, ?)",
+                (job_id, json.dumps(data)),
+            )
+
+    def get_meta(self, job_id: str) -> dict[str, Any] | None:
+        row = self._one("SELECT data FROM job_meta WHERE job_id = ?", (job_id,))
+        return json.loads(row["data"]) if row else None
+
+    # -- webhook deliveries ------------------------------------------------------------------
+    def add_delivery(
+        self,
+        job_id: str,
+        message_id: str,
+        url: str,
+        kind: str,
+        base_url: str,
+        extra: dict[str, Any],
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO deliveries (job_id, message_id, url, kind, base_url,"
+                " extra) VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, message_id, url, kind, base_url, json.dumps(extra)),
+            )
+
+    def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT d.*, COALESCE(j.completed_at, ?) AS ended_at FROM deliveries d"
+                " JOIN jobs j ON j.id = d.job_id WHERE d.state = 'waiting' AND d.next_at <= ?"
+                " AND j.status IN (?, ?, ?) ORDER BY d.next_at LIMIT ?",
+                (now, now, *_FINISHED, limit),
+            ).fetchall()
+        return [
+            Delivery(
+                job_id=r["job_id"],
+                message_id=r["message_id"],
+                url=r["url"],
+                kind=r["kind"],
+                base_url=r["base_url"],
+                ended_at=r["ended_at"],
+                attempts=r["attempts"],
+                body=r["body"],
+                extra=json.loads(r["extra"]),
+            )
+            for r in rows
+        ]
+
+    def record_attempt(
+        self, job_id: str, body: bytes, *, delivered: bool, next_at: float | None, error: str | None
+    ) -> None:
+        state = "delivered" if delivered else "waiting" if next_at is not None else "abandoned"
+        with self._tx() as db:
+            db.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, body = COALESCE(body, ?),"
+                " state = ?, next_at = COALESCE(?, next_at), last_error = ? WHERE job_id = ?",
+                (body, state, next_at, error, job_id),
+            )
 
     # -- the worker side ---------------------------------------------------------------------
     def claim_next(self) -> Job | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from whispercli.protocol import Status
+from whispercli.server.webhooks.outbox import Outbox
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,10 @@ def new_id() -> str:
     return secrets.token_hex(16)
 
 
-class Store(Protocol):
-    """Jobs, uploads metadata, attempts, progress, results, idempotency keys, retention."""
+class Store(Outbox, Protocol):
+    """Jobs, uploads metadata, attempts, progress, results, idempotency keys, retention;
+    per job, a protocol's metadata and a webhook delivery (:class:`Outbox`). Deleting a job
+    deletes both."""
 
     def close(self) -> None: ...
 
@@ -105,6 +108,12 @@ class Store(Protocol):
     def delete_job(self, job_id: str) -> list[str] | None:
         """Delete a job and its result; None when unknown, else the upload ids now unused."""
         ...
+
+    def set_meta(self, job_id: str, data: dict[str, Any]) -> None:
+        """Keep a protocol's data about a job (Eden's providers...), replacing any."""
+        ...
+
+    def get_meta(self, job_id: str) -> dict[str, Any] | None: ...
 
     # -- the worker side (fenced by attempt) --------------------------------------------------
     def claim_next(self) -> Job | None:

@@ -14,6 +14,12 @@ A new protocol is one new module here with an ``APIRouter`` named ``router``, ad
 
 from fastapi import APIRouter
 
-from whispercli.server.api import health, jobs, uploads
+from whispercli.server.api import edenai, health, jobs, octoai, uploads
 
-ROUTERS: tuple[APIRouter, ...] = (uploads.router, jobs.router, health.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    uploads.router,
+    jobs.router,
+    health.router,
+    edenai.router,
+    octoai.router,
+)

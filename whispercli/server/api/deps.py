@@ -38,9 +38,13 @@ class Links:
         return self.base_url(request) + self.signer.sign("PUT", path, self.settings.upload_url_ttl)
 
     def poll_url(self, request: Request, job: Job) -> str:
+        return self.poll_url_at(self.base_url(request), job)
+
+    def poll_url_at(self, base_url: str, job: Job) -> str:
+        """The poll URL on ``base_url`` (a webhook body has no request to take it from)."""
         path = JOB_PATH.format(job_id=job.id)
         ttl = self.settings.effective_poll_url_ttl
-        return self.base_url(request) + self.signer.sign("GET", path, ttl, now=job.accepted_at)
+        return base_url + self.signer.sign("GET", path, ttl, now=job.accepted_at)
 
     def verify(self, method: str, path: str, expires: str | None, sig: str | None) -> None:
         try:

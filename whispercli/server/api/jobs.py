@@ -38,7 +38,7 @@ async def job_body(
     response_model_exclude_unset=True,
     dependencies=AUTH,
     responses={
-        **errors_doc("invalid_input", "model_not_found"),
+        **errors_doc("invalid_input", "model_not_found", "invalid_webhook"),
         429: {"model": ErrorBody, "description": "Queue full; see Retry-After."},
     },
     summary="Step 3: submit a transcription job",
@@ -54,7 +54,11 @@ async def submit(
 ) -> dict[str, Any]:
     job_request = service.validate(model, service_tier, body.input)
     upload_id = links.upload_id(body.URL)
+    if body.webhook is not None:
+        await service.check_webhook(body.webhook)
     job = await service.submit(job_request, upload_id, idempotency_key)
+    if body.webhook is not None:
+        await service.add_webhook(job, body.webhook, "tiyaro", links.base_url(request))
     return {"response": await job_body(request, service, links, job)}
 
 

@@ -10,6 +10,7 @@ Multipart forms send strings: booleans, integers and JSON objects are coerced he
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,19 @@ STATUS = {
     "cancelled": "failed",
 }
 FINAL_OK, FINAL_FAIL = "sucess", "fail"  # sic: the spelling of Eden's v2 schema
+
+
+def public_id(job_id: str) -> str:
+    """Our job id (32 hex digits) as Eden's ``public_id`` (a UUID)."""
+    return str(uuid.UUID(hex=job_id))
+
+
+def job_id_of(public: str) -> str | None:
+    """The job id of a ``public_id`` (with or without dashes), None if it is not one."""
+    try:
+        return uuid.UUID(public.strip()).hex
+    except ValueError:
+        return None
 
 
 class EdenError(Exception):
