@@ -258,6 +258,60 @@ def test_sweep_removes_what_is_old_and_finished(store: Store) -> None:
     assert store.get_upload(active_job.upload_id) is not None
 
 
+# -- a protocol's metadata and webhook deliveries -----------------------------------------------
+def test_meta_is_kept_replaced_and_deleted_with_the_job(store: Store) -> None:
+    job_id = new_job(store)
+    assert store.get_meta(job_id) is None
+    store.set_meta(job_id, {"providers": ["whisper"]})
+    store.set_meta(job_id, {"providers": ["whisper/tiny"], "show_original_response": True})
+    assert store.get_meta(job_id) == {"providers": ["whisper/tiny"], "show_original_response": True}
+    store.delete_job(job_id)
+    assert store.get_meta(job_id) is None
+
+
+def test_a_delivery_is_due_once_its_job_ended(store: Store) -> None:
+    job_id = new_job(store)
+    store.add_delivery(job_id, "msg_1", "http://127.0.0.1:9/h", "tiyaro", "http://b", {"k": 1})
+    store.add_delivery(job_id, "msg_2", "http://127.0.0.1:9/other", "edenai", "x", {})  # ignored
+    now = time.time()
+    assert store.due_deliveries(now, 10) == []  # the job has not ended
+    assert store.claim_next() is not None
+    assert store.finish(job_id, 1, Status.SUCCESS, result={"text": "", "segments": []})
+    [due] = store.due_deliveries(time.time(), 10)
+    job = store.get_job(job_id)
+    assert job is not None
+    assert (due.job_id, due.message_id, due.url, due.kind, due.base_url, due.extra) == (
+        job_id,
+        "msg_1",
+        "http://127.0.0.1:9/h",
+        "tiyaro",
+        "http://b",
+        {"k": 1},
+    )
+    assert (due.attempts, due.body, due.ended_at) == (0, None, job.completed_at)
+
+    store.record_attempt(job_id, b'{"a": 1}', delivered=False, next_at=now + 60, error="HTTP 500")
+    assert store.due_deliveries(now + 59, 10) == []
+    [again] = store.due_deliveries(now + 60, 10)
+    assert (again.attempts, again.body) == (1, b'{"a": 1}')
+    store.record_attempt(job_id, b"other", delivered=False, next_at=now + 61, error="HTTP 500")
+    [kept] = store.due_deliveries(now + 61, 10)
+    assert kept.body == b'{"a": 1}'  # the body of the first attempt is sent on every retry
+    store.record_attempt(job_id, b"", delivered=True, next_at=None, error=None)
+    assert store.due_deliveries(now + 10**6, 10) == []
+
+
+def test_a_delivery_given_up_or_of_a_deleted_job_is_never_due(store: Store) -> None:
+    given_up, deleted = new_job(store), new_job(store)
+    for job_id in (given_up, deleted):
+        store.add_delivery(job_id, f"msg_{job_id}", "http://127.0.0.1:9/", "tiyaro", "", {})
+        assert store.cancel(job_id) is not None  # cancelled while queued: ended
+    assert {d.job_id for d in store.due_deliveries(time.time(), 10)} == {given_up, deleted}
+    store.record_attempt(given_up, b"{}", delivered=False, next_at=None, error="HTTP 500")
+    store.delete_job(deleted)
+    assert store.due_deliveries(time.time() + 10**6, 10) == []
+
+
 # -- blobs ----------------------------------------------------------------------------------------
 async def _chunks(
     data: bytes, size: int = 65536, fail_at: int | None = None
