@@ -68,6 +68,22 @@ def test_one_signed_delivery_per_job(server_factory: ServerFactory) -> None:
     assert len(ids) == 2 and all(i.startswith("msg_") for i in ids)
 
 
+def test_failed_jobs_are_delivered_too(server_factory: ServerFactory) -> None:
+    server = server_factory.start(*FAST_RETRY)
+    with receiver() as rx:
+        resp = requests.post(
+            server.url + SUBMIT.format(model="tiny"),
+            json={"URL": upload(server, b"this is not audio" * 100), "webhook": rx.url},
+            headers=server.headers,
+            timeout=TIMEOUT,
+        )
+        assert resp.status_code == 202, resp.text
+        failed = wait_done(server, resp.json()["response"])
+        assert rx.wait(1, 30)
+    body = Webhook(_secret(server)).verify(rx.received[0].body, rx.received[0].headers)
+    assert body["id"] == failed["id"] and body["status"] == "failed" and body["error"]
+
+
 def test_receiver_down_three_times_then_up_gets_it_once(server_factory: ServerFactory) -> None:
     server = server_factory.start(*FAST_RETRY)
     with receiver([503, 500, 502]) as rx:
