@@ -204,3 +204,18 @@ def test_poll_and_result_bodies() -> None:
     assert result["response"]["segments"][0]["text"] == "Hello world."
     assert set(octoai.FAILED_STATUS) == {"failed", "cancelled"}
     assert all(code >= 400 for code in octoai.FAILED_STATUS.values())
+
+
+def test_public_ids_and_providers_of_a_job() -> None:
+    job_id = "0123456789abcdef0123456789abcdef"
+    public = edenai.public_id(job_id)
+    assert public == "01234567-89ab-cdef-0123-456789abcdef"
+    assert edenai.job_id_of(public) == edenai.job_id_of(job_id) == job_id
+    assert edenai.job_id_of("../etc") is None
+    assert edenai.providers_of(None) == ("whisper",)
+    assert edenai.providers_of({"providers": ["whisper/tiny", "whisper"]}) == (
+        "whisper/tiny",
+        "whisper",
+    )
+    busy = edenai.simple_error(429, "queue_full", "later", {"Retry-After": "10"})
+    assert busy.headers == {"Retry-After": "10"} and busy.body["error"]["type"] == "queue_full"

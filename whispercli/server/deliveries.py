@@ -25,7 +25,7 @@ def eden_job_body(
     return edenai.job_body(
         edenai.public_id(job.id),
         job.status,
-        tuple(meta.get("providers") or (edenai.PROVIDER,)),
+        edenai.providers_of(meta),
         result,
         job.error,
         original=bool(meta.get("show_original_response")),

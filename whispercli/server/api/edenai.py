@@ -59,6 +59,10 @@ class EdenInvalid(BaseModel):
     )
 
 
+class EdenFailure(BaseModel):
+    error: dict[str, Any] = Field(description='{"type": "<kind>", "message": "<why>"}')
+
+
 class EdenNotFound(BaseModel):
     details: str = Field(examples=["Not Found"])
 
@@ -118,7 +122,7 @@ def _job_id(public: str) -> str:
 
 
 def _eden_response(exc: edenai.EdenError) -> JSONResponse:
-    return JSONResponse(exc.body, status_code=exc.status)
+    return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers or None)
 
 
 def _from_service(exc: ServiceError, field: str) -> edenai.EdenError:
@@ -127,7 +131,7 @@ def _from_service(exc: ServiceError, field: str) -> edenai.EdenError:
         return edenai.simple_error(404, "NotFound", exc.message)
     if exc.status in (400, 404):
         return edenai.invalid(field, exc.message)
-    return edenai.simple_error(exc.status, exc.code, exc.message)
+    return edenai.simple_error(exc.status, exc.code, exc.message, exc.headers)
 
 
 async def _read_capped(request: Request) -> bytes:
@@ -259,7 +263,7 @@ async def list_jobs(service: Service) -> dict[str, Any]:
         rows.append(
             edenai.list_entry(
                 edenai.public_id(job.id),
-                tuple((meta or {}).get("providers") or (edenai.PROVIDER,)),
+                edenai.providers_of(meta),
                 job.status,
                 iso_time(job.accepted_at),
             )
@@ -283,7 +287,12 @@ for path in (BASE, BASE + "/"):
         methods=["POST"],
         response_model=EdenLaunched,
         dependencies=AUTH,
-        responses={**_ERRORS_DOC, 429: {"model": EdenInvalid}},
+        responses={
+            **_ERRORS_DOC,
+            413: {"model": EdenFailure},
+            429: {"model": EdenFailure, "description": "Queue full; see Retry-After."},
+            507: {"model": EdenFailure},
+        },
         openapi_extra=_LAUNCH_BODY,
         summary="Eden AI: launch a speech-to-text job (multipart file or file_url)",
     )

@@ -68,9 +68,11 @@ def job_id_of(public: str) -> str | None:
 class EdenError(Exception):
     """An error answered in Eden's shape: ``status`` and ``body``."""
 
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
+    def __init__(
+        self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(json.dumps(body))
-        self.status, self.body = status, body
+        self.status, self.body, self.headers = status, body, dict(headers or {})
 
 
 def invalid(param: str, message: str) -> EdenError:
@@ -78,11 +80,20 @@ def invalid(param: str, message: str) -> EdenError:
     return EdenError(400, {"error": {"type": "Invalid request", "message": {param: [message]}}})
 
 
-def simple_error(status: int, kind: str, message: str) -> EdenError:
+def simple_error(
+    status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
+) -> EdenError:
     """Eden's 403/500 shape: ``{"error": {"type", "message"}}`` (404 is ``{"details"}``)."""
     if status == 404:
         return EdenError(404, {"details": "Not Found"})
-    return EdenError(status, {"error": {"type": kind, "message": message}})
+    return EdenError(status, {"error": {"type": kind, "message": message}}, headers)
+
+
+def providers_of(meta: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The providers a launch asked for (kept in the job's metadata); ``whisper`` for a job
+    that another protocol submitted."""
+    providers = (meta or {}).get("providers")
+    return tuple(providers) if providers else (PROVIDER,)
 
 
 @dataclass(frozen=True)
