@@ -54,8 +54,10 @@ def submit_source(
     force: bool,
     tracker: Tracker | None = None,
     quiet: bool = False,
+    webhook: str | None = None,
 ) -> Submitted:
-    """Upload (a file) and submit, or reuse the saved job for the same bytes and options."""
+    """Upload (a file) and submit, or reuse the saved job for the same bytes and options
+    (never with a ``webhook``: a reused job would not call it)."""
     from whispercli.state import SavedJob
 
     client = get_client(ctx)
@@ -68,7 +70,7 @@ def submit_source(
             raise NotFoundError(f"no such file: {source}")
         size = file.stat().st_size
         digest = sha256_file(file)
-        if not force:
+        if not force and webhook is None:
             previous = store.find_reusable(digest, model, params, client.url, tier)
             if previous is not None:
                 job = client.job(previous.id, previous.poll_url)
@@ -90,6 +92,7 @@ def submit_source(
         model=model,
         tier=tier,
         on_upload_progress=tracker.upload if tracker else None,
+        webhook=webhook,
         **params,
     )
     saved = SavedJob(

@@ -10,6 +10,14 @@ from whispercli.protocol import DEFAULT_TIER, SPEEDS, TASKS, TIERS
 
 _W = "Whisper options"
 
+Webhook = Annotated[
+    str | None,
+    typer.Option(
+        "--webhook",
+        metavar="URL",
+        help="POST the job to URL when it ends (signed: `whispercli server webhook-secret`).",
+    ),
+]
 Model = Annotated[
     str | None, typer.Option("-m", "--model", help="Model: tiny, small, medium, large [tiny].")
 ]

@@ -122,6 +122,7 @@ def transcribe(
     word_timestamps: o.WordTimestamps = None,
     vad_filter: o.VadFilter = None,
     speed: o.Speed = None,
+    webhook: o.Webhook = None,
     timeout: Annotated[
         str | None, typer.Option("--timeout", help="Give up waiting after this long; exit 7.")
     ] = None,
@@ -182,6 +183,7 @@ def transcribe(
             force=force,
             tracker=tracker,
             quiet=quiet or display_on,
+            webhook=webhook,
         )
         item.job_id = done.job.id
         item.result = wait_for(
