@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from pg_cluster import PostgresCluster
 
 from whispercli.protocol import Status
 from whispercli.server.blobs import BlobStore, BlobTooLarge, DiskBlobStore
 from whispercli.server.sqlite_store import SqliteStore
 from whispercli.server.store import Store, Swept
 
-STORES = ["sqlite_store"]
+STORES = ["sqlite_store", "postgres_store"]
 BLOB_STORES = ["disk_blobs"]
 MAX_ATTEMPTS = 3
 
@@ -29,6 +30,15 @@ MAX_ATTEMPTS = 3
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     store = SqliteStore(tmp_path / "data")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def postgres_store(postgres: PostgresCluster) -> Iterator[Store]:
+    from whispercli.server.postgres_store import PostgresStore, migrate
+
+    store = PostgresStore(postgres.new_database(migrate))
     yield store
     store.close()
 
