@@ -11,6 +11,7 @@ import hashlib
 import os
 import threading
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from whispercli.server.sqlite_store import SqliteStore
 from whispercli.server.store import Store, Swept
 
 STORES = ["sqlite_store", "postgres_store"]
-BLOB_STORES = ["disk_blobs"]
+BLOB_STORES = ["disk_blobs", "postgres_blobs"]
 MAX_ATTEMPTS = 3
 
 
@@ -46,6 +47,16 @@ def postgres_store(postgres: PostgresCluster) -> Iterator[Store]:
 @pytest.fixture
 def disk_blobs(tmp_path: Path) -> BlobStore:
     return DiskBlobStore(tmp_path / "blobs")
+
+
+@pytest.fixture
+def postgres_blobs(postgres: PostgresCluster, tmp_path: Path) -> Iterator[BlobStore]:
+    from whispercli.server.postgres_blobs import PostgresBlobStore
+    from whispercli.server.postgres_store import migrate
+
+    blobs = PostgresBlobStore(postgres.new_database(migrate), scratch_dir=tmp_path)
+    yield blobs
+    blobs.close()
 
 
 @pytest.fixture(params=STORES)
@@ -313,3 +324,32 @@ def test_blob_replaced_by_a_second_write(blobs: BlobStore) -> None:
     asyncio.run(blobs.write("e" * 32, _chunks(b"first"), 100))
     asyncio.run(blobs.write("e" * 32, _chunks(b"second"), 100))
     assert b"".join(blobs.read("e" * 32)) == b"second"
+
+
+def test_a_50_mb_blob_round_trips_with_flat_memory(blobs: BlobStore) -> None:
+    block = os.urandom(1024 * 1024)
+    total = 50 * len(block)
+
+    async def stream() -> AsyncIterator[bytes]:
+        for i in range(50):
+            yield block[i:] + block[:i]  # 50 different MiB, one at a time
+
+    expected = hashlib.sha256()
+    for i in range(50):
+        expected.update(block[i:] + block[:i])
+    tracemalloc.start()
+    try:
+        assert asyncio.run(blobs.write("f" * 32, stream(), total + 1)) == total
+        _, write_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        read = hashlib.sha256()
+        with blobs.local_file("f" * 32) as path, path.open("rb") as fh:
+            while chunk := fh.read(1024 * 1024):
+                read.update(chunk)
+        _, read_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert read.hexdigest() == expected.hexdigest()
+    # A few chunks in flight at most: far below the 50 MiB that holding the file would take.
+    assert write_peak < 20 * 2**20, f"write held {write_peak / 2**20:.0f} MiB"
+    assert read_peak < 20 * 2**20, f"read held {read_peak / 2**20:.0f} MiB"

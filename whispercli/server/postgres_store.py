@@ -86,7 +86,7 @@ _MIGRATE_LOCK = 0x77686973  # pg_advisory_lock key: two servers starting at once
 
 def migrate(dsn: str) -> None:
     """Install or update our schema; safe to run twice and from racing processes."""
-    with _connect_errors(), psycopg.connect(dsn, autocommit=True) as conn:
+    with connection_errors(), psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATE_LOCK,))
         try:
             with conn.transaction():
@@ -96,7 +96,7 @@ def migrate(dsn: str) -> None:
 
 
 @contextlib.contextmanager
-def _connect_errors() -> Iterator[None]:
+def connection_errors() -> Iterator[None]:
     """Connection trouble becomes StoreUnavailable (whose message names no DSN)."""
     try:
         yield
@@ -141,7 +141,7 @@ class PostgresStore:
             timeout=5,
             open=False,
         )
-        with _connect_errors():
+        with connection_errors():
             self.pool.open(wait=True, timeout=10)
 
     def close(self) -> None:
@@ -149,7 +149,7 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
-        with _connect_errors(), self.pool.connection() as conn:
+        with connection_errors(), self.pool.connection() as conn:
             yield conn
 
     def _one(self, sql: str, args: tuple[Any, ...] | dict[str, Any] = ()) -> dict[str, Any] | None:
