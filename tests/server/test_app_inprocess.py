@@ -104,3 +104,8 @@ def test_errors_come_from_the_one_table(client: TestClient) -> None:
     assert resp.json()["error"]["code"] == "invalid_tier"
     with pytest.raises(ValueError, match="unknown error code"):
         ServiceError("no_such_code", "x")
+
+
+def test_app_state_holds_only_what_the_routes_read(client: TestClient) -> None:
+    state = vars(client.app.state)["_state"]  # type: ignore[attr-defined]
+    assert set(state) == {"api_key", "service", "links", "last_request"}

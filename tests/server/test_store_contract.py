@@ -11,18 +11,20 @@ import hashlib
 import os
 import threading
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from pg_cluster import PostgresCluster
 
 from whispercli.protocol import Status
 from whispercli.server.blobs import BlobStore, BlobTooLarge, DiskBlobStore
 from whispercli.server.sqlite_store import SqliteStore
 from whispercli.server.store import Store, Swept
 
-STORES = ["sqlite_store"]
-BLOB_STORES = ["disk_blobs"]
+STORES = ["sqlite_store", "postgres_store"]
+BLOB_STORES = ["disk_blobs", "postgres_blobs"]
 MAX_ATTEMPTS = 3
 
 
@@ -34,8 +36,27 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
+def postgres_store(postgres: PostgresCluster) -> Iterator[Store]:
+    from whispercli.server.postgres_store import PostgresStore, migrate
+
+    store = PostgresStore(postgres.new_database(migrate))
+    yield store
+    store.close()
+
+
+@pytest.fixture
 def disk_blobs(tmp_path: Path) -> BlobStore:
     return DiskBlobStore(tmp_path / "blobs")
+
+
+@pytest.fixture
+def postgres_blobs(postgres: PostgresCluster, tmp_path: Path) -> Iterator[BlobStore]:
+    from whispercli.server.postgres_blobs import PostgresBlobStore
+    from whispercli.server.postgres_store import migrate
+
+    blobs = PostgresBlobStore(postgres.new_database(migrate), scratch_dir=tmp_path)
+    yield blobs
+    blobs.close()
 
 
 @pytest.fixture(params=STORES)
@@ -278,6 +299,7 @@ def test_a_delivery_is_due_once_its_job_ended(store: Store) -> None:
     assert store.claim_next() is not None
     assert store.finish(job_id, 1, Status.SUCCESS, result={"text": "", "segments": []})
     [due] = store.due_deliveries(time.time(), 10)
+    assert store.due_deliveries(time.time(), 10) == []  # leased to the one who claimed it
     job = store.get_job(job_id)
     assert job is not None
     assert (due.job_id, due.message_id, due.url, due.kind, due.base_url, due.extra) == (
@@ -310,6 +332,28 @@ def test_a_delivery_given_up_or_of_a_deleted_job_is_never_due(store: Store) -> N
     store.record_attempt(given_up, b"{}", delivered=False, next_at=None, error="HTTP 500")
     store.delete_job(deleted)
     assert store.due_deliveries(time.time() + 10**6, 10) == []
+
+
+def test_racing_deliverers_claim_each_delivery_once(store: Store) -> None:
+    ids = [new_job(store) for _ in range(12)]
+    for job_id in ids:
+        store.add_delivery(job_id, f"msg_{job_id}", "http://127.0.0.1:9/", "tiyaro", "", {})
+        assert store.cancel(job_id) is not None
+    taken: list[str] = []
+    lock = threading.Lock()
+
+    def claim() -> None:
+        for _ in range(6):
+            got = store.due_deliveries(time.time(), 2)
+            with lock:
+                taken.extend(d.job_id for d in got)
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(taken) == sorted(ids)
 
 
 # -- blobs ----------------------------------------------------------------------------------------
@@ -357,3 +401,32 @@ def test_blob_replaced_by_a_second_write(blobs: BlobStore) -> None:
     asyncio.run(blobs.write("e" * 32, _chunks(b"first"), 100))
     asyncio.run(blobs.write("e" * 32, _chunks(b"second"), 100))
     assert b"".join(blobs.read("e" * 32)) == b"second"
+
+
+def test_a_50_mb_blob_round_trips_with_flat_memory(blobs: BlobStore) -> None:
+    block = os.urandom(1024 * 1024)
+    total = 50 * len(block)
+
+    async def stream() -> AsyncIterator[bytes]:
+        for i in range(50):
+            yield block[i:] + block[:i]  # 50 different MiB, one at a time
+
+    expected = hashlib.sha256()
+    for i in range(50):
+        expected.update(block[i:] + block[:i])
+    tracemalloc.start()
+    try:
+        assert asyncio.run(blobs.write("f" * 32, stream(), total + 1)) == total
+        _, write_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        read = hashlib.sha256()
+        with blobs.local_file("f" * 32) as path, path.open("rb") as fh:
+            while chunk := fh.read(1024 * 1024):
+                read.update(chunk)
+        _, read_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert read.hexdigest() == expected.hexdigest()
+    # A few chunks in flight at most: far below the 50 MiB that holding the file would take.
+    assert write_peak < 20 * 2**20, f"write held {write_peak / 2**20:.0f} MiB"
+    assert read_peak < 20 * 2**20, f"read held {read_peak / 2**20:.0f} MiB"

@@ -20,7 +20,9 @@ import typer
 from whispercli import launcher, paths
 from whispercli.errors import UnreachableError, UsageError, WhisperCliError
 from whispercli.protocol import SPEEDS
-from whispercli.server.webhooks.schedule import FIRST_DELAY
+from whispercli.server.settings import MIB, ServerSettings
+
+DEFAULTS = ServerSettings  # the one place the server's defaults live (class attributes)
 
 app = typer.Typer(
     help="Run and manage the embedded local transcription server.", no_args_is_help=True
@@ -130,7 +132,7 @@ def _server_class() -> type:
 
 @app.command()
 def run(
-    host: HostOpt = paths.DEFAULT_HOST,
+    host: HostOpt = DEFAULTS.host,
     port: PortOpt = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Database, uploads and results (default: the data dir).")
@@ -138,10 +140,10 @@ def run(
     idle_timeout: Annotated[
         float,
         typer.Option(help="Exit after this many idle seconds with no work (0: never).", min=0),
-    ] = 0.0,
+    ] = DEFAULTS.idle_timeout,
     max_upload_mb: Annotated[
         float, typer.Option(help="Largest upload accepted, in MiB.", min=0.001)
-    ] = 4096.0,
+    ] = DEFAULTS.max_upload_bytes / MIB,
     models_dir: Annotated[
         Path | None,
         typer.Option(
@@ -150,27 +152,27 @@ def run(
     ] = None,
     max_queue: Annotated[
         int, typer.Option(help="Queued jobs before submit gets 429.", min=1)
-    ] = 100,
+    ] = DEFAULTS.max_queue,
     upload_url_ttl: Annotated[
         float, typer.Option(help="Seconds an upload URL stays valid.", min=1)
-    ] = 3600.0,
+    ] = DEFAULTS.upload_url_ttl,
     retention_hours: Annotated[
         float,
         typer.Option(help="Hours before finished jobs and their files are deleted.", min=0.001),
-    ] = 24.0,
+    ] = DEFAULTS.retention / 3600,
     cpu_threads: Annotated[
         int,
         typer.Option(
             help="Engine threads in all, as single-thread model replicas (0: one per CPU).", min=0
         ),
-    ] = 0,
+    ] = DEFAULTS.cpu_threads,
     speed: Annotated[
         str,
         typer.Option(
             help="Decoding profile: accurate (sequential beam 5), default, or fast. "
             "A job's `speed` input wins."
         ),
-    ] = "default",
+    ] = DEFAULTS.speed,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     webhook_allow_private: Annotated[
         bool,
@@ -178,10 +180,10 @@ def run(
             help="Let webhooks and Eden file_url reach private and loopback addresses "
             "(loopback is allowed anyway when the server binds loopback)."
         ),
-    ] = False,
+    ] = DEFAULTS.webhook_allow_private,
     webhook_first_retry: Annotated[
         float, typer.Option(hidden=True, min=0.01, help="Seconds before a webhook's first retry.")
-    ] = FIRST_DELAY,
+    ] = DEFAULTS.webhook_first_retry,
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
     port = _port(port)
@@ -190,7 +192,7 @@ def run(
     import uvicorn
 
     from whispercli.server.app import create_app
-    from whispercli.server.settings import InsecureKeyFileError, ServerSettings
+    from whispercli.server.settings import InsecureKeyFileError
     from whispercli.server.webhooks.signing import WebhookSecretError
 
     if speed not in SPEEDS:
@@ -203,7 +205,7 @@ def run(
     settings = ServerSettings(
         host=host,
         port=port,
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_upload_bytes=int(max_upload_mb * MIB),
         idle_timeout=idle_timeout,
         models_dir=models_dir,
         max_queue=max_queue,
@@ -229,10 +231,21 @@ def run(
     sock = _bind(host, port)
     url = _url(host, port)
     pid_path = _write_pid_file(port, url)
-    log.info("whispercli server on %s (data in %s)", url, settings.data_dir)
+    bound = sock.getsockname()
+    log.info(
+        "whispercli server listening on %s port %d, reachable as %s (data in %s)",
+        bound[0],
+        bound[1],
+        url,
+        settings.data_dir,
+    )
     _Server = _server_class()
-    config = uvicorn.Config(
-        application, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5
+    config = uvicorn.Config(  # log_config=None: uvicorn's lines take our one format
+        application,
+        log_config=None,
+        log_level=log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=5,
     )
     try:
         _Server(config).run(sockets=[sock])
@@ -249,7 +262,7 @@ def start(
     idle_timeout: Annotated[
         float,
         typer.Option(help="Exit after this many idle seconds with no work (0: never).", min=0),
-    ] = 0.0,
+    ] = DEFAULTS.idle_timeout,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for it to answer.")] = 30.0,
 ) -> None:
     """Start the server in the background (log in the state dir) and wait until it answers."""

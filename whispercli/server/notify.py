@@ -1,7 +1,8 @@
 """Change notification: wakes long-poll requests when a job changes.
 
 :class:`Notifier` is the interface; :class:`LocalNotifier` serves one process (the runner
-thread and the request handlers share it). A notification is only a hint to look again: a
+thread and the request handlers share it); :mod:`whispercli.server.postgres_notify` serves
+many (LISTEN/NOTIFY). A notification is only a hint to look again: a
 waiter always re-reads the store, so a lost or duplicate one costs a poll, never a wrong
 answer.
 """
@@ -52,6 +53,16 @@ class LocalNotifier:
     def _wake(self, job_id: str) -> None:
         for event in self._waiters.get(job_id, ()):
             event.set()
+
+    def wake(self, job_id: str) -> None:
+        """:meth:`notify` from the loop's own thread: wake the waiters of ``job_id`` now."""
+        self._wake(job_id)
+
+    def wake_all(self) -> None:
+        """Wake every waiter (after notifications may have been missed)."""
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
 
     @contextlib.contextmanager
     def subscribe(self, job_id: str) -> Iterator[asyncio.Event]:

@@ -169,17 +169,19 @@ class JobExecutor:
 
     def _finish(self, job: Job, began: float, outcome: Succeeded | Failed | Cancelled) -> None:
         if isinstance(outcome, Succeeded):
-            done = self.store.finish(job.id, job.attempts, Status.SUCCESS, result=outcome.result)
+            status = Status.SUCCESS
+            done = self.store.finish(job.id, job.attempts, status, result=outcome.result)
         elif isinstance(outcome, Failed):
-            done = self.store.finish(job.id, job.attempts, Status.FAILED, error=outcome.error)
+            status = Status.FAILED
+            done = self.store.finish(job.id, job.attempts, status, error=outcome.error)
         else:
-            done = self.store.finish(job.id, job.attempts, Status.CANCELLED)
+            status = Status.CANCELLED
+            done = self.store.finish(job.id, job.attempts, status)
         took = time.monotonic() - began
-        kind = type(outcome).__name__.lower()
         if done:
-            log.info("job %s %s in %.2f s", job.id, kind, took)
+            log.info("job %s %s in %.2f s", job.id, status, took)
         else:
-            log.warning("job %s %s in %.2f s, but it was taken away: dropped", job.id, kind, took)
+            log.warning("job %s %s in %.2f s, but it was taken away: dropped", job.id, status, took)
 
     def close(self) -> None:
         self.engine.stop(idle=True)

@@ -10,6 +10,7 @@ from whispercli import paths
 from whispercli.fsutil import is_private, read_or_create_secret
 from whispercli.server.webhooks import guard, schedule, signing
 
+MIB = 1024**2
 GIB = 1024**3
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 

@@ -19,7 +19,7 @@ from typing import Any
 from whispercli.fsutil import atomic_write_text
 from whispercli.protocol import QUEUED_STATUSES, TERMINAL_STATUSES, Status
 from whispercli.server.store import Job, Swept, Upload, new_id
-from whispercli.server.webhooks.outbox import Delivery
+from whispercli.server.webhooks.outbox import LEASE_SECONDS, Delivery
 
 _QUEUED = tuple(sorted(QUEUED_STATUSES))
 _FINISHED = tuple(sorted(TERMINAL_STATUSES))
@@ -272,13 +272,17 @@ class SqliteStore:
             )
 
     def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._tx() as db:
+            rows = db.execute(
                 "SELECT d.*, COALESCE(j.completed_at, ?) AS ended_at FROM deliveries d"
                 " JOIN jobs j ON j.id = d.job_id WHERE d.state = 'waiting' AND d.next_at <= ?"
                 " AND j.status IN (?, ?, ?) ORDER BY d.next_at LIMIT ?",
                 (now, now, *_FINISHED, limit),
             ).fetchall()
+            db.executemany(
+                "UPDATE deliveries SET next_at = ? WHERE job_id = ?",
+                [(now + LEASE_SECONDS, r["job_id"]) for r in rows],
+            )
         return [
             Delivery(
                 job_id=r["job_id"],

@@ -60,6 +60,10 @@ class Swept:
     uploads: list[str]
 
 
+class StoreUnavailable(Exception):
+    """The database cannot be reached right now; the request may be retried later."""
+
+
 def new_id() -> str:
     return secrets.token_hex(16)
 

@@ -105,11 +105,22 @@ def _exit_with_parent(parent_pid: int) -> None:
         time.sleep(0.5)
 
 
+def _thread_lock_for_tqdm() -> None:
+    """faster-whisper's tqdm makes a multiprocessing lock on first use: a child killed
+    mid-job (a cancel, a crash) leaks its semaphore and the server's resource tracker warns at
+    shutdown. Nothing here shares tqdm across processes, so a thread lock does."""
+    with contextlib.suppress(ImportError):
+        from tqdm import tqdm
+
+        tqdm.set_lock(threading.RLock())
+
+
 def worker_main(conn: Connection, cancels: Connection, config: EngineConfig) -> None:
     """Entry point of the child process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the worker stops
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    _thread_lock_for_tqdm()
     from whispercli.server.engine import AudioError, Engine
 
     engine: Engine | None = None

@@ -13,9 +13,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from whispercli.server.errors import ERRORS, ServiceError
+from whispercli.server.store import StoreUnavailable
 
 log = logging.getLogger("whispercli.server")
 
+UNAVAILABLE_RETRY_SECONDS = 2
 _INTERNAL = "the server hit an unexpected error; see the server log"
 
 
@@ -57,6 +59,15 @@ async def _database(_: Request, exc: Exception) -> JSONResponse:
     return error_response("internal_error", _INTERNAL)
 
 
+async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("storage unavailable: %s", exc)
+    return error_response(
+        "unavailable",
+        "the server's database is unavailable; retry in a few seconds",
+        {"Retry-After": str(UNAVAILABLE_RETRY_SECONDS)},
+    )
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected %s while serving a request", type(exc).__name__, exc_info=exc)
     return error_response("internal_error", _INTERNAL)
@@ -67,4 +78,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(sqlite3.OperationalError, _database)
+    app.add_exception_handler(StoreUnavailable, _unavailable)
     app.add_exception_handler(Exception, _unexpected)

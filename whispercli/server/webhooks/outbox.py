@@ -25,6 +25,9 @@ from whispercli.server.webhooks.signing import WebhookSigner
 
 log = logging.getLogger("whispercli.server.webhooks")
 
+LEASE_SECONDS = 60.0
+"""A delivery handed out by ``due_deliveries`` is not handed out again for this long unless
+its attempt is recorded: servers sharing one store do not send it twice at once."""
 POLL_SECONDS = 1.0
 """How often the deliverer looks for due rows (a job's end also wakes it)."""
 BATCH = 20
@@ -63,7 +66,8 @@ class Outbox(Protocol):
         ...
 
     def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
-        """Deliveries of ended jobs, neither delivered nor given up, due at ``now``."""
+        """Claim the deliveries of ended jobs, neither delivered nor given up, due at ``now``
+        (each then leased for :data:`LEASE_SECONDS`)."""
         ...
 
     def record_attempt(
