@@ -7,6 +7,7 @@ and with the Standard Webhooks reference example. No test sends a byte off loopb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -217,3 +218,43 @@ def test_retries_stop_after_a_day() -> None:
     assert len(offsets) == 33
     assert schedule.next_attempt_at(100.0, 1, 110.0) == 115.0
     assert schedule.next_attempt_at(0.0, 40, 24 * 3600 - 10) is None
+
+
+def test_https_sends_the_url_host_as_sni_to_the_checked_address(
+    tmp_path: Path, names: Names, no_connect: list[object]
+) -> None:
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=hook.test", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    seen: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda _sock, name, _ctx: seen.append(name)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(ssl.SSLError, OSError):
+            context.wrap_socket(conn, server_side=True).recv(1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    names({"hook.test": ["127.0.0.1"]})
+    try:
+        outcome = sender.post(f"https://hook.test:{port}/in", b"{}", {}, LOOPBACK, timeout=5)
+    finally:
+        thread.join(5)
+        listener.close()
+    assert seen == ["hook.test"]
+    # a self-signed certificate is not trusted: the attempt fails, nothing is sent in clear
+    assert outcome.status is None and outcome.error and "CERTIFICATE" in outcome.error.upper()
+    assert no_connect == [("127.0.0.1", port)]
