@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from whispercli.server.errors import ERRORS
 from whispercli.server.vendors import DEFAULT_MODEL, edenai, octoai
 
 RESULT = {
@@ -202,8 +203,10 @@ def test_poll_and_result_bodies() -> None:
     result = octoai.result_body(RESULT)
     assert result["transcription"] == result["response"]["text"] == "Hello world. Bye."
     assert result["response"]["segments"][0]["text"] == "Hello world."
-    assert set(octoai.FAILED_STATUS) == {"failed", "cancelled"}
-    assert all(code >= 400 for code in octoai.FAILED_STATUS.values())
+    assert {s: ERRORS[c] for s, c in octoai.ENDED_BADLY.items()} == {
+        "failed": 422,
+        "cancelled": 410,
+    }
 
 
 def test_public_ids_and_providers_of_a_job() -> None:

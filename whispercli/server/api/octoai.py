@@ -10,6 +10,7 @@ SDK raises instead of polling for ever. The body may be far larger than OctoAI's
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request
@@ -60,11 +61,10 @@ def _url(request: Request, links: UrlSigner, path: str, job_id: str) -> str:
 
 
 def _check_ended_well(job: Job) -> None:
-    status = octoai.FAILED_STATUS.get(job.status)
-    if status == 422:
-        raise ServiceError("job_failed", f"the job failed: {job.error or 'no reason given'}")
-    if status == 410:
-        raise ServiceError("job_cancelled", "the job was cancelled")
+    code = octoai.ENDED_BADLY.get(job.status)
+    if code is not None:
+        why = (job.error or "no reason given") if job.status == "failed" else "it was cancelled"
+        raise ServiceError(code, f"the job {job.status}: {why}")
 
 
 async def _read_body(request: Request, service: JobService) -> Any:
@@ -97,7 +97,7 @@ async def _submit(request: Request, service: JobService) -> Job:
     job_request = service.validate(DEFAULT_MODEL, "cpuflex", params)
     upload_id = await service.new_upload(None)
 
-    async def chunks() -> Any:
+    async def chunks() -> AsyncIterator[bytes]:
         yield audio
 
     await service.receive_upload(upload_id, chunks(), len(audio))

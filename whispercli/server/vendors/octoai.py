@@ -4,7 +4,7 @@ A request is ``{"audio": <base64>, ...Whisper params}``; the async answer is
 ``{"response_id", "poll_url"}``; a poll answers ``pending|running|completed`` (with
 ``response_url`` once completed); the result carries ``response.text``,
 ``response.segments[].text`` and ``transcription``. OctoAI's SDK knows no failed state, so a
-failed or cancelled job answers an HTTP error on poll (:data:`FAILED_STATUS`), which it raises.
+failed or cancelled job answers an HTTP error on poll (:data:`ENDED_BADLY`), which it raises.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ STATUS = {
     "processing": "running",
     "success": "completed",
 }
-FAILED_STATUS = {"failed": 422, "cancelled": 410}
-"""HTTP status of a poll (or a synchronous predict) whose job failed or was cancelled."""
+ENDED_BADLY = {"failed": "job_failed", "cancelled": "job_cancelled"}
+"""The error (code of ``errors.ERRORS``: 422, 410) that a poll, a response or a synchronous
+predict answers when the job failed or was cancelled."""
 
 
 class OctoError(ValueError):
@@ -59,7 +60,7 @@ def accepted_body(response_id: str, poll_url: str) -> dict[str, Any]:
 def poll_body(
     response_id: str, status: str, poll_url: str, response_url: str, created_at: str | None
 ) -> dict[str, Any]:
-    """A poll of a job that has not failed (the router answers :data:`FAILED_STATUS`)."""
+    """A poll of a job that has not failed (the router answers :data:`ENDED_BADLY`)."""
     body: dict[str, Any] = {
         "response_id": response_id,
         "status": STATUS[status],
