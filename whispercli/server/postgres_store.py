@@ -78,6 +78,8 @@ CREATE TABLE IF NOT EXISTS whispercli_blob_chunks (
     data bytea NOT NULL,
     PRIMARY KEY (blob_id, version, seq)
 );
+-- audio is compressed already: store the chunks out of line without trying to compress them
+ALTER TABLE whispercli_blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 CREATE OR REPLACE FUNCTION whispercli_notify_job() RETURNS trigger AS $$
 BEGIN
     PERFORM pg_notify('{CHANNEL}', COALESCE(NEW.id, OLD.id));
