@@ -162,6 +162,34 @@ def test_concurrent_claims_take_each_job_once(store: Store) -> None:
     assert sorted(taken) == sorted(ids)
 
 
+def test_claim_of_a_given_job(store: Store) -> None:
+    """What a queue-fed worker does with the job id it was handed."""
+    job_id = new_job(store)
+    first = store.claim(job_id, MAX_ATTEMPTS)
+    assert first is not None and (first.status, first.attempts) == ("processing", 1)
+    # its worker died: the queue hands the job to another worker, which takes it over
+    second = store.claim(job_id, MAX_ATTEMPTS)
+    assert second is not None and second.attempts == 2
+    assert not store.set_progress(job_id, 1, 0.5, [])  # the first worker is fenced out
+    assert store.claim(job_id, MAX_ATTEMPTS) is not None  # attempt 3
+    assert store.claim(job_id, MAX_ATTEMPTS) is None  # out of attempts: failed
+    job = store.get_job(job_id)
+    assert job is not None and job.status == "failed" and job.completed_at is not None
+    assert job.error is not None and "gave up after 3 attempts" in job.error
+    assert store.claim(job_id, MAX_ATTEMPTS) is None  # finished: nothing to run
+
+    cancelled = new_job(store)
+    assert store.cancel(cancelled) is not None
+    assert store.claim(cancelled, MAX_ATTEMPTS) is None  # a cancelled job never runs
+    flagged = new_job(store)
+    assert store.claim(flagged, MAX_ATTEMPTS) is not None
+    assert store.cancel(flagged) is not None  # processing: flagged
+    assert store.claim(flagged, MAX_ATTEMPTS) is None  # a retry of a cancelled job: no
+    job = store.get_job(flagged)
+    assert job is not None and job.status == "cancelled"
+    assert store.claim("0" * 32, MAX_ATTEMPTS) is None
+
+
 def test_progress_and_finish_are_fenced_by_attempt(store: Store) -> None:
     job_id = new_job(store)
     claimed = store.claim_next()

@@ -31,6 +31,15 @@ app = typer.Typer(
 HostOpt = Annotated[
     str, typer.Option(help="Interface to bind. Anything but loopback exposes the server.")
 ]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="PostgreSQL DSN (postgresql://USER@HOST/DB): jobs and uploads live there and the "
+        "server runs no engine (workers do). Default: the embedded SQLite.",
+        envvar="WHISPERCLI_DATABASE_URL",
+        show_default=False,
+    ),
+]
 PortOpt = Annotated[
     int | None,
     typer.Option(
@@ -184,6 +193,7 @@ def run(
     webhook_first_retry: Annotated[
         float, typer.Option(hidden=True, min=0.01, help="Seconds before a webhook's first retry.")
     ] = DEFAULTS.webhook_first_retry,
+    database: DatabaseOpt = None,
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
     port = _port(port)
@@ -218,16 +228,23 @@ def run(
     )
     if data_dir is not None:
         settings.data_dir = data_dir
+    settings.database_url = database or None
     if not settings.is_loopback:
         log.warning(
             "binding %s: anyone who can reach this address and port can try the API key, "
             "and traffic (key, audio, transcripts) is plain HTTP; prefer 127.0.0.1",
             host,
         )
+    from whispercli.server.store import StoreUnavailable
+
     try:
         application = create_app(settings)
     except (InsecureKeyFileError, WebhookSecretError) as exc:
         raise WhisperCliError(str(exc)) from None
+    except StoreUnavailable as exc:
+        raise UnreachableError(
+            f"{exc} ({settings.database_shown})", hint="is PostgreSQL running? check --database"
+        ) from None
     sock = _bind(host, port)
     url = _url(host, port)
     pid_path = _write_pid_file(port, url)
@@ -254,6 +271,29 @@ def run(
         record = _read_pid_file(port)
         if record is not None and record["pid"] == os.getpid():
             pid_path.unlink(missing_ok=True)
+
+
+@app.command()
+def migrate(
+    database: Annotated[
+        str,
+        typer.Option(
+            help="PostgreSQL DSN (postgresql://USER@HOST/DB).", envvar="WHISPERCLI_DATABASE_URL"
+        ),
+    ],
+) -> None:
+    """Create or update the PostgreSQL schema (idempotent; `server run` also does it)."""
+    from whispercli.server.postgres_store import migrate as apply_schema
+    from whispercli.server.settings import redact_dsn
+    from whispercli.server.store import StoreUnavailable
+
+    try:
+        apply_schema(database)
+    except StoreUnavailable as exc:
+        raise UnreachableError(
+            f"{exc} ({redact_dsn(database)})", hint="is PostgreSQL running? check --database"
+        ) from None
+    typer.echo(f"schema up to date in {redact_dsn(database)}", err=True)
 
 
 @app.command()

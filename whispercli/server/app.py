@@ -1,17 +1,18 @@
 """The HTTP app: the routers of :mod:`whispercli.server.api` over one job service.
 
-``create_app(settings)`` wires the embedded default -- :class:`SqliteStore`,
-:class:`DiskBlobStore`, :class:`LocalNotifier`, :class:`LocalRunner` -- and every part can be
-passed in instead (tests run the app in-process with their own store or runner; another
-backend passes its own). ``whispercli server run`` serves it with uvicorn.
+``create_app(settings)`` wires the backend the settings choose (:mod:`.backends`: the embedded
+default -- SQLite, disk, in-process notification, a :class:`LocalRunner` -- or PostgreSQL,
+with no engine in this process), and every part can be passed in instead (tests run the app
+in-process with their own store or runner). ``whispercli server run`` serves it with uvicorn.
 
 The map::
 
     api/{uploads,jobs,health}  routers: HTTP shapes <-> service calls     (api/__init__.py)
     service.JobService         every rule about uploads and jobs          (errors.ERRORS)
-    store.Store                jobs, uploads metadata, results, retention (sqlite_store)
-    blobs.BlobStore            upload bytes                               (DiskBlobStore)
-    notify.Notifier            wakes long-polls                           (LocalNotifier)
+    store.Store                jobs, uploads metadata, results, retention (sqlite_store,
+                                                                          postgres_store)
+    blobs.BlobStore            upload bytes                  (DiskBlobStore, postgres_blobs)
+    notify.Notifier            wakes long-polls             (LocalNotifier, postgres_notify)
     runner.Runner              runs jobs: JobExecutor -> worker.EngineProcess (child)
     retention                  the periodic sweep, its own task
 """
@@ -35,14 +36,14 @@ from whispercli.protocol import ACTIVE_STATUSES
 from whispercli.server import api, retention
 from whispercli.server.api import errors
 from whispercli.server.api.deps import Links
+from whispercli.server.backends import Backend, open_backend
 from whispercli.server.blobs import BlobStore, DiskBlobStore
 from whispercli.server.deliveries import body_builder
 from whispercli.server.notify import LocalNotifier, Notifier
-from whispercli.server.runner import LocalRunner, Runner
+from whispercli.server.runner import LocalRunner, NoRunner, Runner
 from whispercli.server.service import JobService
 from whispercli.server.settings import InsecureKeyFileError, ServerSettings
 from whispercli.server.signing import Signer
-from whispercli.server.sqlite_store import SqliteStore
 from whispercli.server.store import Store
 from whispercli.server.webhooks.outbox import Deliverer
 from whispercli.server.webhooks.signing import WebhookSigner, load_secret
@@ -65,11 +66,20 @@ def create_app(
     signer = Signer(read_or_create_secret(secret_file))
     if not is_private(secret_file):
         raise InsecureKeyFileError(f"{secret_file} is readable by other users; chmod 600 it")
-    store = store if store is not None else SqliteStore(settings.data_dir)
-    blobs = blobs if blobs is not None else DiskBlobStore(settings.data_dir / "uploads")
-    notifier = notifier if notifier is not None else LocalNotifier()
+    if store is None:
+        backend = open_backend(settings)
+    else:
+        backend = Backend(
+            store,
+            blobs if blobs is not None else DiskBlobStore(settings.data_dir / "uploads"),
+            notifier if notifier is not None else LocalNotifier(),
+        )
+    store, blobs, notifier = backend.store, backend.blobs, backend.notifier
     if runner is None:
-        runner = LocalRunner(settings, store, blobs, notifier.notify)
+        # With shared storage the jobs run on workers elsewhere, not in this process.
+        runner = (
+            NoRunner() if backend.shared else LocalRunner(settings, store, blobs, notifier.notify)
+        )
     service = JobService(settings, store, blobs, notifier, lambda _job: runner.wake())
     links = Links(signer, settings)
     deliverer = Deliverer(
@@ -96,7 +106,7 @@ def create_app(
             await asyncio.to_thread(runner.stop)
             await asyncio.to_thread(deliverer.stop)
             await notifier.close()
-            store.close()
+            backend.close()
 
     app = FastAPI(
         title="whispercli local server",

@@ -64,7 +64,7 @@ class PostgresBlobStore:
             with self._conn() as conn:
                 conn.execute(
                     "INSERT INTO whispercli_blob_chunks (blob_id, version, seq, data)"
-                    " VALUES (%s, %s, %s, %s)",
+                    " VALUES (%s, %s, %s, %b)",  # %b: the bytes go binary, not hex text
                     (blob_id, version, seq, data),
                 )
         except psycopg.errors.DiskFull:
@@ -141,6 +141,7 @@ class PostgresBlobStore:
                     "SELECT data FROM whispercli_blob_chunks"
                     " WHERE blob_id = %s AND version = %s AND seq = %s",
                     (blob_id, manifest["version"], seq),
+                    binary=True,
                 ).fetchone()
             if row is None:  # replaced or deleted while we read
                 raise FileNotFoundError(f"blob {blob_id} changed while it was read")

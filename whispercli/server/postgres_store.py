@@ -23,7 +23,14 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from whispercli.protocol import QUEUED_STATUSES, TERMINAL_STATUSES, Status
-from whispercli.server.store import Job, StoreUnavailable, Swept, Upload, new_id
+from whispercli.server.store import (
+    TAKEN_OVER_REASON,
+    Job,
+    StoreUnavailable,
+    Swept,
+    Upload,
+    new_id,
+)
 from whispercli.server.webhooks.outbox import LEASE_SECONDS, Delivery
 
 CHANNEL = "whispercli_jobs"
@@ -90,6 +97,8 @@ CREATE TABLE IF NOT EXISTS whispercli_deliveries (
     last_error text
 );
 CREATE INDEX IF NOT EXISTS whispercli_deliveries_due ON whispercli_deliveries (state, next_at);
+-- audio is compressed already: store the chunks out of line without trying to compress them
+ALTER TABLE whispercli_blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 CREATE OR REPLACE FUNCTION whispercli_notify_job() RETURNS trigger AS $$
 BEGIN
     PERFORM pg_notify('{CHANNEL}', COALESCE(NEW.id, OLD.id));
@@ -355,6 +364,38 @@ class PostgresStore:
             (_PROCESSING, _QUEUED),
         )
         return _job(row) if row else None
+
+    def claim(self, job_id: str, max_attempts: int) -> Job | None:
+        with self._conn() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT status, attempts, cancel_requested FROM whispercli_jobs"
+                " WHERE id = %s FOR UPDATE",
+                (job_id,),
+            ).fetchone()
+            if row is None or row["status"] not in (*_QUEUED, _PROCESSING):
+                return None
+            if row["cancel_requested"] or row["attempts"] >= max_attempts:
+                cancelled = row["cancel_requested"]
+                conn.execute(
+                    f"UPDATE whispercli_jobs SET status = %s, error = %s, completed_at = {_NOW},"
+                    " progress = 0, segments = NULL WHERE id = %s",
+                    (
+                        Status.CANCELLED.value if cancelled else Status.FAILED.value,
+                        None
+                        if cancelled
+                        else f"{TAKEN_OVER_REASON}; gave up after {row['attempts']} attempts",
+                        job_id,
+                    ),
+                )
+                return None
+            claimed = conn.execute(
+                "UPDATE whispercli_jobs SET status = %s, attempts = attempts + 1,"
+                f" started_at = {_NOW}, progress = 0, segments = NULL WHERE id = %s"
+                f" RETURNING {_JOB_COLUMNS}",
+                (_PROCESSING, job_id),
+            ).fetchone()
+        assert claimed is not None  # the row is locked by this transaction
+        return _job(claimed)
 
     def set_progress(
         self, job_id: str, attempt: int, progress: float, segments: list[dict[str, Any]]

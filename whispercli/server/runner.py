@@ -59,6 +59,21 @@ class Runner(Protocol):
         ...
 
 
+class NoRunner:
+    """The runner of an API server whose jobs run on workers elsewhere (shared storage)."""
+
+    busy = False
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def wake(self) -> None:
+        pass
+
+
 def engine_config(settings: ServerSettings) -> EngineConfig:
     """The engine of ``settings``, preloading the packaged tiny model when it is there."""
     packaged = models.resolve("tiny", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from whispercli.server.webhooks import guard, schedule, signing
 MIB = 1024**2
 GIB = 1024**3
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+DATABASE_ENV = "WHISPERCLI_DATABASE_URL"
 
 
 class InsecureKeyFileError(RuntimeError):
@@ -54,10 +56,18 @@ class ServerSettings:
     """Let webhooks and Eden ``file_url`` reach private and loopback addresses."""
     webhook_first_retry: float = schedule.FIRST_DELAY
     """Seconds before the first retry of a failed delivery (tests make it short)."""
+    database_url: str | None = field(default_factory=lambda: os.environ.get(DATABASE_ENV) or None)
+    """PostgreSQL DSN (``postgresql://USER@HOST/DB``): jobs, uploads and change notification
+    live there and the server runs no engine of its own; None: the embedded SQLite default."""
 
     @property
     def effective_poll_url_ttl(self) -> float:
         return max(self.poll_url_ttl, 2 * self.retention)
+
+    @property
+    def database_shown(self) -> str | None:
+        """The DSN without its password, for logs and messages."""
+        return redact_dsn(self.database_url) if self.database_url else None
 
     @property
     def is_loopback(self) -> bool:
@@ -79,3 +89,10 @@ class ServerSettings:
                 f"run `chmod 600 {self.api_key_file}` and start the server again"
             )
         return key
+
+
+def redact_dsn(dsn: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (also a
+    ``password=`` keyword)."""
+    shown = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", dsn)
+    return re.sub(r"(password\s*=\s*)\S+", r"\1***", shown)

@@ -18,7 +18,7 @@ from typing import Any
 
 from whispercli.fsutil import atomic_write_text
 from whispercli.protocol import QUEUED_STATUSES, TERMINAL_STATUSES, Status
-from whispercli.server.store import Job, Swept, Upload, new_id
+from whispercli.server.store import TAKEN_OVER_REASON, Job, Swept, Upload, new_id
 from whispercli.server.webhooks.outbox import LEASE_SECONDS, Delivery
 
 _QUEUED = tuple(sorted(QUEUED_STATUSES))
@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_at);
 """
+
+
+def _gave_up(attempts: int) -> str:
+    return f"{TAKEN_OVER_REASON}; gave up after {attempts} attempts"
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -323,6 +327,32 @@ class SqliteStore:
                 (_PROCESSING, time.time(), row["id"]),
             )
             claimed = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
+        return _job(claimed)
+
+    def claim(self, job_id: str, max_attempts: int) -> Job | None:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row["status"] not in (*_QUEUED, _PROCESSING):
+                return None
+            if row["cancel_requested"] or row["attempts"] >= max_attempts:
+                cancelled = bool(row["cancel_requested"])
+                db.execute(
+                    "UPDATE jobs SET status = ?, error = ?, completed_at = ?, progress = 0,"
+                    " segments = NULL WHERE id = ?",
+                    (
+                        Status.CANCELLED.value if cancelled else Status.FAILED.value,
+                        None if cancelled else _gave_up(row["attempts"]),
+                        time.time(),
+                        job_id,
+                    ),
+                )
+                return None
+            db.execute(
+                "UPDATE jobs SET status = ?, attempts = attempts + 1, started_at = ?,"
+                " progress = 0, segments = NULL WHERE id = ?",
+                (_PROCESSING, time.time(), job_id),
+            )
+            claimed = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(claimed)
 
     def set_progress(

@@ -60,6 +60,10 @@ class Swept:
     uploads: list[str]
 
 
+TAKEN_OVER_REASON = "the worker running this job stopped"
+"""The error of a job whose workers kept dying until ``claim`` ran out of attempts."""
+
+
 class StoreUnavailable(Exception):
     """The database cannot be reached right now; the request may be retried later."""
 
@@ -122,6 +126,14 @@ class Store(Outbox, Protocol):
     # -- the worker side (fenced by attempt) --------------------------------------------------
     def claim_next(self) -> Job | None:
         """Move the oldest queued job to ``processing`` with one more attempt; return it."""
+        ...
+
+    def claim(self, job_id: str, max_attempts: int) -> Job | None:
+        """Start ``job_id`` for the worker a queue handed it to: a queued job, or one left
+        ``processing`` by a worker that died (taking it over fences out the old attempt), moves
+        to ``processing`` with one more attempt. None when there is nothing to run: unknown or
+        finished; a cancel was asked (it ends ``cancelled``); a take-over past
+        ``max_attempts`` (it ends ``failed``)."""
         ...
 
     def set_progress(
