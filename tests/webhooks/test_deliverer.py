@@ -143,3 +143,36 @@ def test_refused_url_is_never_connected(names: Any, no_connect: list[object]) ->
     deliverer.run_once()
     assert outbox.rows["j"]["errors"][0].startswith("refused")
     assert no_connect == []
+
+
+def test_the_thread_outlives_a_store_outage(
+    monkeypatch: Any, no_connect: list[object], caplog: Any
+) -> None:
+    from whispercli.server.webhooks import outbox as outbox_module
+
+    monkeypatch.setattr(outbox_module, "STORE_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(outbox_module, "POLL_SECONDS", 0.05)
+    store = MemoryOutbox()
+    real_due = store.due_deliveries
+    outages = [1, 2]
+
+    def flaky_due(now: float, limit: int) -> list[Delivery]:
+        if outages:
+            outages.pop()
+            raise ConnectionError("the database is unavailable")
+        return real_due(now, limit)
+
+    store.due_deliveries = flaky_due  # type: ignore[method-assign]
+    with receiver() as rx:
+        store.add_delivery("j", "msg_j", rx.url, "tiyaro", "", {})
+        deliverer = Deliverer(
+            store, WebhookSigner(new_secret()), guard.Policy(allow_loopback=True), lambda d: b"{}"
+        )
+        deliverer.start()
+        try:
+            assert rx.wait(1, 10)
+        finally:
+            deliverer.stop()
+    assert store.rows["j"]["state"] == "delivered"
+    warnings = [r for r in caplog.records if "cannot read due webhook deliveries" in r.message]
+    assert len(warnings) == 2 and all(r.exc_info is None for r in warnings)

@@ -31,6 +31,7 @@ its attempt is recorded: servers sharing one store do not send it twice at once.
 POLL_SECONDS = 1.0
 """How often the deliverer looks for due rows (a job's end also wakes it)."""
 BATCH = 20
+STORE_RETRY_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -156,14 +157,15 @@ class Deliverer:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            pause = POLL_SECONDS
             try:
-                busy = self.run_once() >= BATCH
-            except Exception:
-                log.exception("cannot read due webhook deliveries")
-                busy = False
-            if not busy:
-                self._wake.wait(POLL_SECONDS)
-                self._wake.clear()
+                if self.run_once() >= BATCH:
+                    continue
+            except Exception as exc:  # the store is down: say so once in a while, no traceback
+                log.warning("cannot read due webhook deliveries (%s); retrying", exc)
+                pause = STORE_RETRY_SECONDS
+            self._wake.wait(pause)
+            self._wake.clear()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="webhooks", daemon=True)
