@@ -43,7 +43,7 @@ from whispercli.server.runner import LocalRunner, NoRunner, Runner
 from whispercli.server.service import JobService
 from whispercli.server.settings import InsecureKeyFileError, ServerSettings
 from whispercli.server.signing import Signer
-from whispercli.server.store import Store
+from whispercli.server.store import Job, Store
 
 log = logging.getLogger("whispercli.server")
 
@@ -77,7 +77,11 @@ def create_app(
         runner = (
             NoRunner() if backend.shared else LocalRunner(settings, store, blobs, notifier.notify)
         )
-    service = JobService(settings, store, blobs, notifier, lambda _job: runner.wake())
+
+    async def dispatch(_job: Job, _queue: str) -> None:
+        runner.wake()
+
+    service = JobService(settings, store, blobs, notifier, dispatch)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
