@@ -78,14 +78,17 @@ def create_app(
             NoRunner() if backend.shared else LocalRunner(settings, store, blobs, notifier.notify)
         )
 
-    async def dispatch(_job: Job, _queue: str) -> None:
+    async def wake_runner(_job: Job, _queue: str) -> None:
         runner.wake()
 
-    service = JobService(settings, store, blobs, notifier, dispatch)
+    dispatcher = backend.dispatcher
+    service = JobService(settings, store, blobs, notifier, dispatcher or wake_runner)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await notifier.start()
+        if dispatcher is not None:
+            await dispatcher.start()
         runner.start()
         tasks = [asyncio.create_task(retention.sweep_forever(store, blobs, settings.retention))]
         if settings.idle_timeout > 0:
@@ -96,6 +99,8 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.to_thread(runner.stop)
+            if dispatcher is not None:
+                await dispatcher.close()
             await notifier.close()
             backend.close()
 
