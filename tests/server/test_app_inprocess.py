@@ -3,7 +3,7 @@ needs no engine: the routers, the job service and the one job body, without a su
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +109,42 @@ def test_errors_come_from_the_one_table(client: TestClient) -> None:
 def test_app_state_holds_only_what_the_routes_read(client: TestClient) -> None:
     state = vars(client.app.state)["_state"]  # type: ignore[attr-defined]
     assert set(state) == {"api_key", "service", "links", "last_request"}
+
+
+def test_the_tier_picks_the_queue_a_new_job_is_dispatched_to(tmp_path: Path) -> None:
+    import asyncio
+
+    from whispercli.server.blobs import DiskBlobStore
+    from whispercli.server.notify import LocalNotifier
+    from whispercli.server.service import JobService
+    from whispercli.server.store import Job
+
+    settings = ServerSettings(data_dir=tmp_path / "data", api_key_file=tmp_path / "api-key")
+    store = SqliteStore(settings.data_dir)
+    dispatched: list[tuple[str, str]] = []
+
+    async def dispatch(job: Job, queue: str) -> None:
+        dispatched.append((job.id, queue))
+
+    service = JobService(
+        settings, store, DiskBlobStore(tmp_path / "blobs"), LocalNotifier(), dispatch
+    )
+
+    async def scenario() -> list[str]:
+        ids = []
+        for tier in ("cpuflex", "gpuflex"):
+            upload_id = await service.new_upload("mp3")
+            await service.receive_upload(upload_id, _one_chunk(b"bytes"), 5)
+            job = await service.submit(service.validate("tiny", tier, None), upload_id, None)
+            ids.append(job.id)
+        return ids
+
+    try:
+        cpu_job, gpu_job = asyncio.run(scenario())
+    finally:
+        store.close()
+    assert dispatched == [(cpu_job, "cpu"), (gpu_job, "gpu")]
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -44,7 +44,7 @@ from whispercli.server.runner import LocalRunner, NoRunner, Runner
 from whispercli.server.service import JobService
 from whispercli.server.settings import InsecureKeyFileError, ServerSettings
 from whispercli.server.signing import Signer
-from whispercli.server.store import Store
+from whispercli.server.store import Job, Store
 from whispercli.server.webhooks.outbox import Deliverer
 from whispercli.server.webhooks.signing import WebhookSigner, load_secret
 
@@ -80,7 +80,12 @@ def create_app(
         runner = (
             NoRunner() if backend.shared else LocalRunner(settings, store, blobs, notifier.notify)
         )
-    service = JobService(settings, store, blobs, notifier, lambda _job: runner.wake())
+
+    async def wake_runner(_job: Job, _queue: str) -> None:
+        runner.wake()
+
+    dispatcher = backend.dispatcher
+    service = JobService(settings, store, blobs, notifier, dispatcher or wake_runner)
     links = Links(signer, settings)
     deliverer = Deliverer(
         store,
@@ -93,6 +98,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await notifier.start()
+        if dispatcher is not None:
+            await dispatcher.start()
         runner.start()
         deliverer.start()
         tasks = [asyncio.create_task(retention.sweep_forever(store, blobs, settings.retention))]
@@ -105,6 +112,8 @@ def create_app(
                 task.cancel()
             await asyncio.to_thread(runner.stop)
             await asyncio.to_thread(deliverer.stop)
+            if dispatcher is not None:
+                await dispatcher.close()
             await notifier.close()
             backend.close()
 

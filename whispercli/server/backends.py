@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from whispercli.server.blobs import BlobStore, DiskBlobStore
 from whispercli.server.notify import LocalNotifier, Notifier
 from whispercli.server.settings import ServerSettings
 from whispercli.server.sqlite_store import SqliteStore
 from whispercli.server.store import Store
+
+if TYPE_CHECKING:
+    from whispercli.server.queue import QueueDispatcher
 
 log = logging.getLogger("whispercli.server")
 
@@ -24,6 +28,8 @@ class Backend:
     """Other servers and workers use the same storage: no local engine, no crash recovery by
     this process (dispatch and stalled jobs belong to the queue)."""
     closers: list[object] = field(default_factory=list)
+    dispatcher: QueueDispatcher | None = None
+    """Enqueues new jobs for the workers (with shared storage)."""
 
     def close(self) -> None:
         for part in (self.store, *self.closers):
@@ -49,5 +55,9 @@ def open_backend(settings: ServerSettings) -> Backend:
     scratch = settings.data_dir / "scratch"
     scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
     blobs = PostgresBlobStore(dsn, scratch_dir=scratch)
+    from whispercli.server.queue import QueueDispatcher
+
     log.info("jobs and uploads in PostgreSQL at %s", settings.database_shown)
-    return Backend(PostgresStore(dsn), blobs, PostgresNotifier(dsn), True, [blobs])
+    return Backend(
+        PostgresStore(dsn), blobs, PostgresNotifier(dsn), True, [blobs], QueueDispatcher(dsn)
+    )

@@ -112,13 +112,20 @@ CREATE TRIGGER whispercli_jobs_notify AFTER INSERT OR UPDATE OR DELETE ON whispe
 _MIGRATE_LOCK = 0x77686973  # pg_advisory_lock key: two servers starting at once migrate once
 
 
-def migrate(dsn: str) -> None:
-    """Install or update our schema; safe to run twice and from racing processes."""
+def migrate(dsn: str, *, queue: bool = True) -> None:
+    """Install or update our schema, and Procrastinate's unless ``queue`` is False; safe to run
+    twice and from racing processes."""
     with connection_errors(), psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATE_LOCK,))
         try:
             with conn.transaction():
                 conn.execute(SCHEMA)
+                if queue:
+                    found = conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()
+                    if found is None or found[0] is None:
+                        from whispercli.server.queue import procrastinate_schema
+
+                        conn.execute(procrastinate_schema())
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
 

@@ -36,6 +36,8 @@ from whispercli.server.store import Job, Store
 from whispercli.server.webhooks import guard, sender
 from whispercli.server.webhooks.signing import new_message_id
 
+TIER_QUEUES = {"cpuflex": "cpu", "gpuflex": "gpu"}
+"""The protocol's ``serviceTier`` -> the queue whose workers run the job."""
 _EXTENSION_RE = re.compile(r"^[A-Za-z0-9]{1,10}$")
 RETRY_AFTER_SECONDS = 10
 CHUNK_BYTES = 1024 * 1024
@@ -52,6 +54,8 @@ class JobRequest:
 
     model: str
     params: dict[str, Any]
+    queue: str
+    """Where the tier sends it (:data:`TIER_QUEUES`)."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,10 @@ class JobService:
         store: Store,
         blobs: BlobStore,
         notifier: Notifier,
-        dispatch: Callable[[Job], None],
+        dispatch: Callable[[Job, str], Awaitable[None]],
     ) -> None:
-        """``dispatch`` is told about each new job (the local runner wakes up)."""
+        """``dispatch(job, queue)`` is awaited for each new job: the local runner wakes up;
+        a queue-fed deployment enqueues it on ``queue``."""
         self.settings = settings
         self.store = store
         self.blobs = blobs
@@ -138,7 +143,7 @@ class JobService:
             check_model_can(params, model, info.english_only)
         except ParamError as exc:
             raise ServiceError("invalid_input", str(exc)) from None
-        return JobRequest(model, params)
+        return JobRequest(model, params, TIER_QUEUES[tier])
 
     async def submit(self, request: JobRequest, upload_id: str, idempotency_key: str | None) -> Job:
         upload = await self._call(self.store.get_upload, upload_id)
@@ -161,7 +166,7 @@ class JobService:
             self.store.create_job, request.model, request.params, upload_id, idempotency_key
         )
         if created:
-            self.dispatch(job)
+            await self.dispatch(job, request.queue)
         return job
 
     # -- jobs ----------------------------------------------------------------------------------
