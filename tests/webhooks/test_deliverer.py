@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -176,3 +177,36 @@ def test_the_thread_outlives_a_store_outage(
     assert store.rows["j"]["state"] == "delivered"
     warnings = [r for r in caplog.records if "cannot read due webhook deliveries" in r.message]
     assert len(warnings) == 2 and all(r.exc_info is None for r in warnings)
+
+
+def test_a_receiver_that_never_answers_does_not_hold_the_others(no_connect: list[object]) -> None:
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts, never answers
+    store = MemoryOutbox()
+    with receiver() as rx:
+        store.add_delivery(
+            "slow", "msg_s", f"http://127.0.0.1:{silent.getsockname()[1]}/", "t", "", {}
+        )
+        store.add_delivery("fast", "msg_f", rx.url, "tiyaro", "", {})
+        deliverer = Deliverer(
+            store,
+            WebhookSigner(new_secret()),
+            guard.Policy(allow_loopback=True),
+            lambda d: b"{}",
+            timeout=3,
+        )
+        started = time.monotonic()
+        thread = threading.Thread(target=deliverer.run_once)
+        thread.start()
+        try:
+            assert rx.wait(1, 2), "the fast receiver waited for the silent one"
+            assert time.monotonic() - started < 2
+        finally:
+            thread.join(10)
+            silent.close()
+    assert store.rows["fast"]["state"] == "delivered"
+    assert store.rows["slow"]["errors"][0] and "timed out" in store.rows["slow"]["errors"][0]

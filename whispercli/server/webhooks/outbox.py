@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ its attempt is recorded: servers sharing one store do not send it twice at once.
 POLL_SECONDS = 1.0
 """How often the deliverer looks for due rows (a job's end also wakes it)."""
 BATCH = 20
+SENDERS = 4
 STORE_RETRY_SECONDS = 10.0
 
 
@@ -83,7 +85,7 @@ BodyBuilder = Callable[[Delivery], bytes | None]
 
 
 class Deliverer:
-    """One thread that sends due deliveries, one at a time."""
+    """A thread that claims due deliveries and sends them."""
 
     def __init__(
         self,
@@ -93,10 +95,11 @@ class Deliverer:
         build_body: BodyBuilder,
         *,
         first_delay: float = schedule.FIRST_DELAY,
+        timeout: float = sender.TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.outbox, self.signer, self.policy, self.build_body = outbox, signer, policy, build_body
-        self.first_delay = first_delay
+        self.first_delay, self.timeout = first_delay, timeout
         self.clock = clock
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -111,7 +114,7 @@ class Deliverer:
             )
             return False
         headers = self.signer.headers(delivery.message_id, body, now=self.clock())
-        outcome = sender.post(delivery.url, body, headers, self.policy)
+        outcome = sender.post(delivery.url, body, headers, self.policy, timeout=self.timeout)
         attempts = delivery.attempts + 1
         host = urlsplit(delivery.url).hostname
         if outcome.ok:
@@ -140,16 +143,23 @@ class Deliverer:
         )
         return False
 
+    def _attempt_safely(self, delivery: Delivery) -> None:
+        if self._stop.is_set():
+            return  # its lease runs out and the next start sends it
+        try:
+            self.attempt(delivery)
+        except Exception:  # a bug or a store error must not end the thread
+            log.exception("webhook delivery for job %s failed unexpectedly", delivery.job_id)
+
     def run_once(self) -> int:
-        """Attempt every delivery due now; return how many were attempted."""
+        """Attempt every delivery due now, :data:`SENDERS` at a time (a receiver that
+        never answers holds one sender for the timeout, not the others); return how many."""
         due = self.outbox.due_deliveries(self.clock(), BATCH)
-        for delivery in due:
-            if self._stop.is_set():
-                break
-            try:
-                self.attempt(delivery)
-            except Exception:  # a bug or a store error must not end the thread
-                log.exception("webhook delivery for job %s failed unexpectedly", delivery.job_id)
+        if len(due) == 1:
+            self._attempt_safely(due[0])
+        elif due:
+            with ThreadPoolExecutor(SENDERS, thread_name_prefix="webhook") as pool:
+                list(pool.map(self._attempt_safely, due))
         return len(due)
 
     def wake(self) -> None:
