@@ -18,6 +18,7 @@ from server_helpers import poll, submit, upload, wait_done
 
 from whispercli.server.postgres_store import migrate
 from whispercli.server.queue import POLL_SECONDS, STALLED_AFTER_SECONDS
+from whispercli.server.settings import FAKE_ENGINE_ENV
 
 
 class Workers:
@@ -25,7 +26,8 @@ class Workers:
         self.root, self.dsn = root, dsn
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, fake_seconds: float | None = None) -> subprocess.Popen[bytes]:
+        """A worker with the real model, or the fake engine taking ``fake_seconds`` a job."""
         n = len(self.procs)
         data = self.root / f"worker-{n}"
         data.mkdir(parents=True)
@@ -33,7 +35,12 @@ class Workers:
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "whispercli", "server", "worker", "--database", self.dsn],
-                env={**os.environ, "WHISPERCLI_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"},
+                env={
+                    **os.environ,
+                    "WHISPERCLI_DATA_DIR": str(data),
+                    "HF_HUB_OFFLINE": "1",
+                    FAKE_ENGINE_ENV: "" if fake_seconds is None else str(fake_seconds),
+                },
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -181,3 +188,66 @@ def test_cancel_of_a_job_on_a_worker(
         assert time.monotonic() - started < 1.5
     assert wait_done(server, submit(server, upload(server)), timeout=60)["status"] == "success"
     assert f"job {queued['id']}: attempt" not in workers.logs()  # the queued one never ran
+
+
+def _attempts(dsn: str, job_id: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT attempts FROM whispercli_jobs WHERE id = %s", (job_id,))
+        found = row.fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+def test_a_poison_job_fails_after_3_attempts(
+    server_factory: ServerFactory, workers: Workers
+) -> None:
+    server = server_factory.start("--database", workers.dsn)
+    workers.start(fake_seconds=0.5)
+    poison = submit(server, upload(server, b"CRASH and burn"))
+    body = wait_done(server, poison, timeout=60)
+    assert body["status"] == "failed", body
+    assert "gave up after 3 attempts" in body["error"]
+    assert _attempts(workers.dsn, poison["id"]) == 3
+    healthy = submit(server, upload(server))  # the worker still serves
+    assert wait_done(server, healthy, timeout=30)["status"] == "success"
+
+
+@pytest.mark.slow
+def test_a_healthy_job_longer_than_3_heartbeat_timeouts_runs_once(
+    server_factory: ServerFactory, workers: Workers
+) -> None:
+    server = server_factory.start("--database", workers.dsn)
+    workers.start(fake_seconds=3 * STALLED_AFTER_SECONDS + 1)
+    workers.start(fake_seconds=3 * STALLED_AFTER_SECONDS + 1)
+    job = submit(server, upload(server))
+    body = wait_done(server, job, timeout=60)
+    assert body["status"] == "success"
+    assert _attempts(workers.dsn, job["id"]) == 1
+    assert workers.logs().count(f"job {job['id']}: attempt") == 1
+
+
+@pytest.mark.slow
+def test_a_stopped_worker_wakes_as_a_zombie_whose_writes_change_nothing(
+    server_factory: ServerFactory, workers: Workers
+) -> None:
+    server = server_factory.start("--database", workers.dsn)
+    first = workers.start(fake_seconds=12)
+    job = submit(server, upload(server))
+    _processing(server, job)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        workers.start(fake_seconds=2)  # takes the job over once the heartbeat is stale
+        body = wait_done(server, job, timeout=60)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert body["status"] == "success" and _attempts(workers.dsn, job["id"]) == 2
+    result = body["result"]
+    deadline = time.monotonic() + 20  # the zombie's engine finishes its 12 s and reports
+    while "taken away: dropped" not in workers.logs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "taken away: dropped" in workers.logs()
+    again = poll(server, job)
+    assert again["status"] == "success" and again["result"] == result
+    assert _attempts(workers.dsn, job["id"]) == 2
