@@ -81,6 +81,7 @@ def engine_config(settings: ServerSettings) -> EngineConfig:
         cpu_threads=settings.cpu_threads,
         profile=settings.speed,
         preload=str(packaged.path) if packaged else None,
+        fake_seconds=settings.fake_engine_seconds,
     )
 
 

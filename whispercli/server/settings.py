@@ -15,6 +15,7 @@ MIB = 1024**2
 GIB = 1024**3
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 DATABASE_ENV = "WHISPERCLI_DATABASE_URL"
+FAKE_ENGINE_ENV = "WHISPERCLI_FAKE_ENGINE_SECONDS"
 
 
 class InsecureKeyFileError(RuntimeError):
@@ -56,6 +57,12 @@ class ServerSettings:
     """Let webhooks and Eden ``file_url`` reach private and loopback addresses."""
     webhook_first_retry: float = schedule.FIRST_DELAY
     """Seconds before the first retry of a failed delivery (tests make it short)."""
+    fake_engine_seconds: float | None = field(
+        default_factory=lambda: (
+            float(os.environ[FAKE_ENGINE_ENV]) if os.environ.get(FAKE_ENGINE_ENV) else None
+        )
+    )
+    """Tests and benchmarks: a fake engine that spends this long per job (fake_engine.py)."""
     database_url: str | None = field(default_factory=lambda: os.environ.get(DATABASE_ENV) or None)
     """PostgreSQL DSN (``postgresql://USER@HOST/DB``): jobs, uploads and change notification
     live there and the server runs no engine of its own; None: the embedded SQLite default."""

@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -37,6 +38,8 @@ class EngineConfig:
     profile: str = "default"
     preload: str | None = None
     """A model folder to load at start, before the first job asks for it."""
+    fake_seconds: float | None = None
+    """Run :class:`~whispercli.server.fake_engine.FakeEngine` (that many seconds a job)."""
 
 
 # -- messages -----------------------------------------------------------------------------------
@@ -115,22 +118,36 @@ def _thread_lock_for_tqdm() -> None:
         tqdm.set_lock(threading.RLock())
 
 
+def _engine_factory(config: EngineConfig) -> tuple[Callable[[str], Any], type[Exception]]:
+    """How to build the engine for a model folder, and the error a bad upload raises."""
+    fake_seconds = config.fake_seconds
+    if fake_seconds is not None:
+        from whispercli.server.fake_engine import FakeEngine
+
+        return (lambda path: FakeEngine(path, seconds=fake_seconds)), ValueError
+    from whispercli.server.engine import AudioError, Engine
+
+    def make(path: str) -> Engine:
+        return Engine(path, cpu_threads=config.cpu_threads, profile=config.profile)
+
+    return make, AudioError
+
+
 def worker_main(conn: Connection, cancels: Connection, config: EngineConfig) -> None:
     """Entry point of the child process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the worker stops
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _thread_lock_for_tqdm()
-    from whispercli.server.engine import AudioError, Engine
+    make_engine, audio_error = _engine_factory(config)
+    engine: Any = None
 
-    engine: Engine | None = None
-
-    def load(model_path: str) -> Engine:
+    def load(model_path: str) -> Any:
         nonlocal engine
         if engine is None or engine.model_path != model_path:
             engine = None  # free the previous model before loading the next
             started = time.perf_counter()
-            engine = Engine(model_path, cpu_threads=config.cpu_threads, profile=config.profile)
+            engine = make_engine(model_path)
             conn.send(Loaded(model_path, time.perf_counter() - started))
         return engine
 
@@ -158,7 +175,7 @@ def worker_main(conn: Connection, cancels: Connection, config: EngineConfig) -> 
             )
         except _Cancelled:
             outcome = Cancelled(job_id)
-        except AudioError as exc:
+        except audio_error as exc:
             outcome = Failed(job_id, str(exc))
         except Exception as exc:
             outcome = Failed(job_id, f"transcription failed: {type(exc).__name__}: {exc}")
