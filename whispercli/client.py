@@ -234,6 +234,7 @@ class Client:
         idempotency_key: str | None = None,
         *,
         on_upload_progress: ProgressCallback | None = None,
+        webhook: str | None = None,
         **whisper_params: Any,
     ) -> Job:
         """Submit a transcription (uploading a local file first) and return its ``Job``.
@@ -241,7 +242,8 @@ class Client:
         ``whisper_params`` are the Whisper input parameters (``language``, ``task``,
         ``beam_size``, ...; see ``protocol.WHISPER_PARAMS``); ``None`` values are dropped.
         An ``Idempotency-Key`` is always sent (random unless given), so a retried POST never
-        creates a second job on a server that honours it.
+        creates a second job on a server that honours it. ``webhook``: a URL the server POSTs
+        the job to when it ends (an extension of the embedded server).
         """
         source = str(path_or_upload_url)
         if is_http_url(source):
@@ -249,11 +251,14 @@ class Client:
         else:
             upload_url = self.upload(source, on_progress=on_upload_progress)
         params = {k: v for k, v in whisper_params.items() if v is not None}
+        request: dict[str, Any] = {"input": params, "URL": upload_url}
+        if webhook is not None:
+            request["webhook"] = webhook
         body = self._call(
             "POST",
             protocol.SUBMIT_PATH.format(model=quote(model, safe="")),
             params={"serviceTier": tier},
-            json={"input": params, "URL": upload_url},
+            json=request,
             headers={protocol.IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex},
         )
         info = _parse(body, self.url)

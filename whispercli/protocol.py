@@ -54,6 +54,10 @@ class Status(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED})
+QUEUED_STATUSES = frozenset({Status.ACCEPTED, Status.PENDING})
+"""Waiting for a worker (counted against the queue limit)."""
+ACTIVE_STATUSES = QUEUED_STATUSES | {Status.PROCESSING}
+"""Not finished yet: queued or processing."""
 JOB_FIELDS = frozenset(
     {
         "id", "status", "model", "acceptedAt", "startedAt", "completedAt", "urls",

@@ -95,8 +95,10 @@ def submit_source(
     force: bool,
     tracker: Tracker | None = None,
     quiet: bool = False,
+    webhook: str | None = None,
 ) -> Submitted:
-    """Upload (a file) and submit, or reuse the saved job for the same bytes and options."""
+    """Upload (a file) and submit, or reuse the saved job for the same bytes and options
+    (never with a ``webhook``: a reused job would not call it)."""
     from whispercli.state import SavedJob
 
     check_state_dir()
@@ -108,7 +110,7 @@ def submit_source(
         if file is not None:
             size = file.stat().st_size
             digest = sha256_file(file)
-        if digest is not None and not force:
+        if digest is not None and not force and webhook is None:
             previous = store.find_reusable(digest, model, params, client.url, tier)
             if previous is not None:
                 job = client.job(previous.id, previous.poll_url)
@@ -131,6 +133,7 @@ def submit_source(
             model=model,
             tier=tier,
             on_upload_progress=tracker.upload if tracker else None,
+            webhook=webhook,
             **params,
         )
     saved = SavedJob(
