@@ -89,6 +89,7 @@ def test_help_shows_choices_and_plain_metavars(tmp_path: Path) -> None:
     ):
         assert shown in text, (shown, text)
     assert "[JOB]...\n" in cli.run("wait", "--help").out
+    assert "Usage: whispercli status [OPTIONS] [JOB]\n" in cli.run("status", "--help").out
     commands = _all_commands()
     assert ["jobs", "prune"] in commands and ["models"] in commands
     for command in commands:
@@ -97,6 +98,8 @@ def test_help_shows_choices_and_plain_metavars(tmp_path: Path) -> None:
         # No type tags (<str>, <list[str]>, <int range>) and no doubled brackets or dots.
         assert not re.search(r"<[a-z][a-z_ \[\]]*>", done.out.replace("<stem>.<format>", ""))
         assert "[[" not in done.out and "...." not in done.out, (command, done.out)
+        # Arguments by their metavar (JOB, FILE), not a parameter's name (JOB_REF).
+        assert "_" not in done.out.splitlines()[0], (command, done.out)
 
 
 def test_models_lists_what_the_server_has(server: object, tmp_path: Path) -> None:

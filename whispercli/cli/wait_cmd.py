@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 JobRef = Annotated[
     str,
     typer.Argument(
-        help="Job id, unique prefix of one, or 'last'.", autocompletion=complete_job_ref
+        metavar="JOB",
+        help="Job id, unique prefix of one, or 'last'.",
+        autocompletion=complete_job_ref,
     ),
 ]
 Format = Annotated[str, typer.Option("-f", "--format", help="txt, srt, vtt, tsv or json (stdout).")]
