@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -106,3 +110,33 @@ def test_models_lists_what_the_server_has(server: object, tmp_path: Path) -> Non
     done = Cli(tmp_path / "cli", server).run("models", "--json")
     assert done.code == 0, done.err
     assert "tiny" in json.loads(done.out)["models"]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3, 1.0, 3.0])
+def test_ctrl_c_at_any_moment_says_interrupted(tmp_path: Path, delay: float) -> None:
+    """SIGINT while the CLI loads (-X importtime marks typer's import: delay 0), while typer
+    parses, or in a command's code before it has jobs (`transcribe -` reads a stdin that
+    never ends): one line, exit 130. typer turned the KeyboardInterrupt into a silent 130."""
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "whispercli", "transcribe", "-"],
+        env=Cli(tmp_path / "cli").subprocess_env(**NOWHERE),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # one line per module imported
+            if "typer" in line:
+                break
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    said = [line for line in err.splitlines() if not line.startswith("import time:")]
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert said == ["whispercli: interrupted"] and out == "", err
