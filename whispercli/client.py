@@ -36,6 +36,7 @@ from whispercli.errors import (
     UnreachableError,
     WaitTimeoutError,
     WhisperCliError,
+    seconds_text,
 )
 from whispercli.http import HttpCore, redact_url
 from whispercli.protocol import JobInfo, Result, is_http_url
@@ -456,7 +457,7 @@ class Job:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise WaitTimeoutError(
-                    f"job {self.id} is still {info.status} after {_seconds(timeout)}",
+                    f"job {self.id} is still {info.status} after {seconds_text(timeout or 0.0)}",
                     hint=f"it keeps running; wait again later (job id {self.id})",
                 )
             if use_long_poll:
@@ -500,9 +501,3 @@ def _result_of(info: JobInfo) -> Result:
     if info.status == protocol.Status.CANCELLED:
         raise JobFailedError(f"job {info.id} was cancelled")
     raise WhisperCliError(f"job {info.id} is not finished (status {info.status})")
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "forever"
-    return f"{value:g} s"

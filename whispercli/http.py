@@ -37,6 +37,7 @@ from whispercli.errors import (
     NotFoundError,
     UnreachableError,
     WhisperCliError,
+    seconds_text,
 )
 from whispercli.protocol import is_http_url
 
@@ -174,7 +175,7 @@ class HttpCore:
                     continue
                 if isinstance(exc, requests.ReadTimeout):
                     raise self._unreachable(
-                        url, f"it did not answer within {timeout[1]:g} s"
+                        url, f"it did not answer within {seconds_text(timeout[1])}"
                     ) from exc
                 raise self._unreachable(url, _reason(exc)) from exc
             except requests.RequestException as exc:

@@ -15,7 +15,8 @@ from whispercli.cli import config_cmd, jobs_cmd, models_cmd, submit, transcribe,
 from whispercli.cli import server as server_cmd
 from whispercli.cli.context import globals_of
 from whispercli.cli.helpfmt import use_plain_help
-from whispercli.errors import EXIT_CODE_HELP, ExitCode, WhisperCliError
+from whispercli.cli.output import exit_interrupted
+from whispercli.errors import EXIT_CODE_HELP, ExitCode, Interrupted, WhisperCliError
 
 app = typer.Typer(
     name="whispercli",
@@ -105,14 +106,12 @@ def main() -> None:
         if exc.hint:
             print(f"whispercli: hint: {exc.hint}", file=sys.stderr)
         sys.exit(int(exc.exit_code))
-    except KeyboardInterrupt:
-        print("whispercli: interrupted", file=sys.stderr)
-        sys.exit(int(ExitCode.INTERRUPTED))
+    except Interrupted as exc:  # Ctrl-C in a command that has jobs to name
+        exit_interrupted(exc.job_ids)
+    except (KeyboardInterrupt, typer.Abort):  # Abort: older typer's (click's) Ctrl-C
+        exit_interrupted()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("whispercli: interrupted", file=sys.stderr)
-        sys.exit(int(ExitCode.INTERRUPTED))
     except click_error as exc:  # usage errors: Click's usage line and message, exit 2
         exc.show()  # type: ignore[attr-defined]
         code = getattr(exc, "exit_code", ExitCode.ERROR)
@@ -123,4 +122,6 @@ def main() -> None:
         print(f"whispercli: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
         print("whispercli: hint: run again with --debug for a traceback", file=sys.stderr)
         sys.exit(int(ExitCode.ERROR))
+    if result == ExitCode.INTERRUPTED:  # recent typer's Ctrl-C: a silent Exit(130), returned
+        exit_interrupted()
     sys.exit(result if isinstance(result, int) else 0)

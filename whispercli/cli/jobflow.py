@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from whispercli.cli.context import get_client, get_store
-from whispercli.cli.output import note
+from whispercli.cli.output import error, note
 from whispercli.errors import (
     JobFailedError,
     NotFoundError,
     UsageError,
     WaitTimeoutError,
+    WhisperCliError,
+    seconds_text,
 )
 from whispercli.protocol import is_http_url
 
@@ -162,9 +164,10 @@ def wait_for(
     timeout: float | None,
     tracker: Tracker | None = None,
     display: bool = False,
-    timeout_label: str | None = None,
+    timeout_given: float | None = None,
 ) -> Result:
-    """Wait for a job, recording its final status in the jobs file."""
+    """Wait for a job, recording its final status in the jobs file. ``timeout_given`` is the
+    --timeout a timeout message names when ``timeout`` is what is left of it."""
     store = get_store(ctx)
     try:
         result = job.wait(
@@ -181,23 +184,23 @@ def wait_for(
     except WaitTimeoutError as exc:
         if job.info is not None:
             store.update(job.id, status=job.info.status, poll_url=job.poll_url)
-            if timeout_label:
-                unit = " s" if timeout_label.replace(".", "", 1).isdigit() else ""
-                exc.message = f"job {job.id} is still {job.info.status} after {timeout_label}{unit}"
+            if timeout_given is not None:
+                waited = seconds_text(timeout_given)
+                exc.message = f"job {job.id} is still {job.info.status} after {waited}"
         exc.hint = f"the job keeps running; resume with: whispercli wait {job.id}"
         raise
     store.update(job.id, status="success", error=None, poll_url=job.poll_url)
     return result
 
 
-def interrupted(job_ids: list[str]) -> typer.Exit:
-    """After Ctrl-C: the jobs keep running; say how to resume, exit 130."""
-    from whispercli.errors import ExitCode
-
-    if job_ids:
-        note(
-            f"interrupted; the job keeps running. Resume with: whispercli wait {' '.join(job_ids)}"
-        )
-    else:
-        note("interrupted")
-    return typer.Exit(int(ExitCode.INTERRUPTED))
+def report_failures(failures: list[tuple[str, str | None, WhisperCliError]]) -> None:
+    """Several jobs' failures, as (label, job id, error): an error line each, one resume
+    command for the jobs still running (timed out), exit with the first failure's code."""
+    if not failures:
+        return
+    for label, _, failure in failures:
+        error(f"{label}: {failure.message}")
+    running = [job_id for _, job_id, f in failures if job_id and isinstance(f, WaitTimeoutError)]
+    if running:
+        note(f"hint: the jobs keep running; resume with: whispercli wait {' '.join(running)}")
+    raise typer.Exit(int(failures[0][2].exit_code))

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
+from whispercli.errors import ExitCode
 from whispercli.protocol import JobInfo
 
 
@@ -33,6 +35,14 @@ def note(message: str, *, quiet: bool = False) -> None:
 
 def error(message: str) -> None:
     print(f"whispercli: error: {message}", file=sys.stderr, flush=True)
+
+
+def exit_interrupted(job_ids: Sequence[str] = ()) -> NoReturn:
+    """After Ctrl-C, at whatever moment: say so (and how to resume the jobs left running, which
+    keep running), exit 130."""
+    resume = f"; the job keeps running. Resume with: whispercli wait {' '.join(job_ids)}"
+    note("interrupted" + (resume if job_ids else ""))
+    sys.exit(int(ExitCode.INTERRUPTED))
 
 
 def info_dict(info: JobInfo, *, with_result: bool = False) -> dict[str, Any]:

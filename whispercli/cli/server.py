@@ -18,7 +18,13 @@ from typing import Annotated, Any
 import typer
 
 from whispercli import launcher, paths
-from whispercli.errors import AuthError, UnreachableError, UsageError, WhisperCliError
+from whispercli.errors import (
+    AuthError,
+    UnreachableError,
+    UsageError,
+    WhisperCliError,
+    seconds_text,
+)
 from whispercli.protocol import SPEEDS
 from whispercli.server.settings import MIB, ServerSettings
 
@@ -389,7 +395,7 @@ def stop(
             return
         time.sleep(0.1)
     raise WhisperCliError(
-        f"the server (pid {pid}) did not exit within {timeout:.0f} s",
+        f"the server (pid {pid}) did not exit within {seconds_text(timeout)}",
         hint=f"kill it with `kill -9 {pid}`",
     )
 
