@@ -12,8 +12,8 @@ from whispercli.protocol import SPEEDS
 
 
 def test_every_protocol_speed_is_a_profile() -> None:
-    assert set(SPEEDS) == set(decoding.PROFILES)
-    assert decoding.DEFAULT_PROFILE in decoding.PROFILES
+    assert set(SPEEDS) == set(decoding.SPEEDS)
+    assert decoding.DEFAULT_SPEED in decoding.SPEEDS
 
 
 def test_accurate_is_the_seed_behaviour_whatever_the_duration() -> None:
@@ -22,7 +22,7 @@ def test_accurate_is_the_seed_behaviour_whatever_the_duration() -> None:
 
 
 def test_default_chunks_long_audio_and_decodes_short_audio_sequentially() -> None:
-    profile = decoding.PROFILES["default"]
+    profile = decoding.SPEEDS["default"]
     assert profile.chunked_min_seconds is not None
     long = decoding.plan("default", {}, profile.chunked_min_seconds + 60)
     assert long.chunked and not long.balanced and long.encoder_padding is None

@@ -44,7 +44,7 @@ Speed = Annotated[
     str | None,
     typer.Option(
         "--speed",
-        help="Decoding profile on the embedded server: accurate, default or fast.",
+        help="Decoding speed on the embedded server: accurate, default or fast.",
         rich_help_panel=_W,
     ),
 ]

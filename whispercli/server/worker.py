@@ -70,7 +70,7 @@ def worker_main(
         if engine is None or engine.model_path != model_path:
             engine = None  # free the previous model before loading the next
             started = time.perf_counter()
-            engine = Engine(model_path, cpu_threads=cpu_threads, profile=profile)
+            engine = Engine(model_path, cpu_threads=cpu_threads, speed=profile)
             conn.send(("loaded", model_path, time.perf_counter() - started))
         return engine
 
@@ -85,7 +85,9 @@ def worker_main(
             return
         job_id, model_path, audio_path, params = message
 
-        def on_segment(segment: dict[str, Any], progress: float, job_id: str = job_id) -> None:
+        def on_segment(
+            segment: dict[str, Any] | None, progress: float, job_id: str = job_id
+        ) -> None:
             while cancels.poll():  # cancel requests arrive as job ids on their own pipe
                 if cancels.recv() == job_id:
                     raise _Cancelled
@@ -312,7 +314,8 @@ class Supervisor:
                 continue
             if kind == "segment":
                 progress = float(rest[1])
-                segments.append(rest[2])
+                if rest[2] is not None:  # None: progress alone (engine.SegmentCallback)
+                    segments.append(rest[2])
                 now = time.monotonic()
                 if now - last_write >= PROGRESS_WRITE_INTERVAL:
                     self.store.set_progress(job.id, progress, segments)
