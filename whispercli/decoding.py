@@ -158,6 +158,7 @@ def plan(speed_name: str | None, params: Mapping[str, Any], duration_seconds: fl
     if not chunked:
         kwargs.update(speed.sequential)
         kwargs.update(whisper_kwargs(params))
+        kwargs.setdefault("vad_filter", True)  # no "Thank you." on silence (off: vad_filter)
         return Plan(kwargs)
     kwargs.update(batch_size=speed.batch_size, without_timestamps=True)
     kwargs.update(whisper_kwargs(params))

@@ -20,7 +20,7 @@ from whispercli import formats
 from whispercli.cli import options as o
 from whispercli.cli.context import get_client, parse_duration
 from whispercli.cli.jobflow import interrupted, is_url, submit_source, wait_for
-from whispercli.cli.output import data, emit_json, error, note, stderr_is_tty
+from whispercli.cli.output import data, emit_json, error, note, stderr_is_tty, warn
 from whispercli.cli.progress import Display, Tracker
 from whispercli.errors import UsageError, WhisperCliError
 
@@ -260,6 +260,8 @@ def _report(items: list[Item], fmt: str, output_dir: Path | None, json_out: bool
         for item in items:
             if item.result is not None:
                 data(formats.render(item.result, fmt))
+    for item in items:
+        warn(item.source, item.result)
     for item in failures:
         assert item.failure is not None
         error(f"{item.source}: {item.failure.message}")

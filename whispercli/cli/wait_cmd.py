@@ -14,7 +14,7 @@ from whispercli import formats
 from whispercli.cli import options as o
 from whispercli.cli.context import complete_job_ref, get_store, parse_duration, resolve_job
 from whispercli.cli.jobflow import interrupted, wait_for
-from whispercli.cli.output import data, emit_json, info_dict, stderr_is_tty
+from whispercli.cli.output import data, emit_json, info_dict, stderr_is_tty, warn
 from whispercli.cli.progress import Display
 
 JobRef = Annotated[
@@ -103,6 +103,8 @@ def wait(
                 pending.remove(job.id)
     except KeyboardInterrupt:
         raise interrupted(pending) from None
+    for job, result in results:
+        warn(job.id, result)
     if json_out:
         emit_json([{"id": job.id, **result.to_dict()} for job, result in results])
         return

@@ -10,7 +10,7 @@ picks the path (Whisper's sequential algorithm, or VAD chunks decoded in paralle
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 from faster_whisper import WhisperModel, decode_audio
 
 from whispercli import decoding
+from whispercli.server import quality
 from whispercli.server.chunked import SAMPLE_RATE, ChunkedDecoder
 from whispercli.server.resegment import split_segment
 
@@ -119,6 +120,12 @@ class _Progress:
         return True
 
 
+def gate_on(params: dict[str, Any]) -> bool:
+    """The no-speech gate (quality.gate): on unless turned off, by itself or with the VAD."""
+    explicit = params.get("no_speech_gate")
+    return bool(explicit) if explicit is not None else params.get("vad_filter") is not False
+
+
 def replica_layout(cpu_threads: int) -> tuple[int, int]:
     """(replicas, threads per replica) for ``cpu_threads`` engine threads (0: one per CPU).
 
@@ -177,20 +184,32 @@ class Engine:
         # The chunked path decodes whole VAD chunks with word timings (see decoding.plan):
         # cut them into sentence-sized segments, keeping word timings only if asked for.
         keep_words = bool(params.get("word_timestamps"))
-        collected: list[dict[str, Any]] = []
-        with closing(segments):  # on cancel (on_segment raises), stop decoding at once
+
+        def pieces() -> Iterator[dict[str, Any]]:
             for seg in segments:
                 progress.advance(float(seg.end) / duration if duration else 1.0)
-                pieces = split_segment(_segment_dict(seg)) if plan.chunked else [_segment_dict(seg)]
-                for item in pieces:
-                    item["id"] = len(collected)
-                    if plan.chunked and not keep_words:
-                        item.pop("words", None)
-                    collected.append(item)
-                    on_segment(item, progress.value)
+                yield from (
+                    split_segment(_segment_dict(seg)) if plan.chunked else [_segment_dict(seg)]
+                )
+
+        collected: list[dict[str, Any]] = []
+        with closing(segments):  # on cancel (on_segment raises), stop decoding at once
+            for item in quality.gate(pieces()) if gate_on(params) else pieces():
+                item["id"] = len(collected)
+                if plan.chunked and not keep_words:
+                    item.pop("words", None)
+                collected.append(item)
+                on_segment(item, progress.value)
+        multilingual = bool(self.model.model.is_multilingual)
+        schedule = decoding.temperatures(params)
+        first = schedule[0] if isinstance(schedule, tuple) else schedule or 0.0
+        notes = quality.warnings(
+            collected, duration, multilingual=multilingual, first_temperature=first
+        )
         return {
             "text": "".join(s["text"] for s in collected),
             "segments": collected,
             "language": language,
             "duration": round(duration, 3),
+            "warnings": notes,
         }
