@@ -67,6 +67,7 @@ def submit_source(
         if not file.is_file():
             raise NotFoundError(f"no such file: {source}")
         size = file.stat().st_size
+        client.check_upload_size(file, size)  # before hashing: a 5 GB file takes half a minute
         digest = sha256_file(file)
         if not force:
             previous = store.find_reusable(digest, model, params, client.url, tier)
