@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from whispercli.state import SavedJob
 
 LONG_POLL_QUIET = 30.0
-LONG_POLL_DISPLAY = 5.0
-"""With a progress display, shorter long-polls so the server's percent moves on screen."""
+LONG_POLL_DISPLAY = 2.0
+"""With a progress display, short long-polls so the server's percent moves on screen (the
+engine reports it about every second)."""
 
 
 def is_url(source: str) -> bool:
