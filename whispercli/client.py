@@ -90,6 +90,16 @@ class _CountingReader:
         self._fh.close()
 
 
+def human_bytes(size: int) -> str:
+    """``4294967296`` -> ``"4 GiB"``, ``1536`` -> ``"1.5 KiB"`` (binary units, as limits are)."""
+    value, unit = float(size), "bytes"
+    for name in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, name
+    return f"{value:.3g} {unit}" if unit != "bytes" else f"{size} bytes"
+
+
 class Client:
     """A connection to one endpoint. Thread-safe enough for a small pool of jobs."""
 
@@ -183,6 +193,24 @@ class Client:
                 self._health = {}
         return bool(self._health and self._health.get("longPoll"))
 
+    def check_upload_size(self, path: str | os.PathLike[str], size: int) -> None:
+        """Refuse a file larger than the server's ``maxUploadBytes`` (when its health says),
+        before it is hashed or sent. A server without /v1/health (Tiyaro) is not asked again."""
+        try:
+            health = self._health if self._health is not None else self.health()
+        except (AuthError, UnreachableError):
+            raise
+        except WhisperCliError:
+            health = self._health = {}
+        limit = health.get("maxUploadBytes")
+        if isinstance(limit, int) and not isinstance(limit, bool) and size > limit > 0:
+            raise WhisperCliError(
+                f"{Path(path).name} is {human_bytes(size)}, more than the server's upload "
+                f"limit of {human_bytes(limit)}",
+                hint="split or compress it (e.g. `ffmpeg -i IN -ac 1 -b:a 32k OUT.mp3`), or "
+                "raise the limit (`whispercli server run --max-upload-mb N`)",
+            )
+
     def upload(
         self, path: str | os.PathLike[str], on_progress: ProgressCallback | None = None
     ) -> str:
@@ -196,6 +224,7 @@ class Client:
             size = file.stat().st_size
         except OSError as exc:
             raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
+        self.check_upload_size(file, size)
         extension = file.suffix.lstrip(".").lower() or "mp3"
         body = self._call(
             "POST",

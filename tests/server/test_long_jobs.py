@@ -25,8 +25,8 @@ READINGS = 3  # about 3 minutes of speech: ~9 s of work for the tiny model on 2 
 pytestmark = pytest.mark.slow
 
 SEQUENTIAL = {"speed": "accurate"}
-"""Long jobs decode sequentially here: progress then moves segment by segment. The default
-profile's chunked path reports progress once per group of chunks (about 2 minutes of audio)."""
+"""Long jobs decode sequentially here: progress then moves segment by segment (the chunked
+path's progress: test_progress.py)."""
 
 
 @pytest.fixture(scope="module")

@@ -71,13 +71,28 @@ def _global_options(
 ) -> None:
     g = globals_of(ctx)
     g.url, g.api_key, g.profile, g.debug = url, api_key, profile, debug
+    _log_to_stderr(debug)
+
+
+class _Stderr(logging.Handler):
+    """Log lines on stderr as ``whispercli: ...`` (``debug: `` before debug lines)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "debug: " if record.levelno < logging.INFO else ""
+        print(f"whispercli: {level}{record.getMessage()}", file=sys.stderr, flush=True)
+
+
+def _log_to_stderr(debug: bool) -> None:
+    """The HTTP core's warnings (each retry) always; with --debug, every line of our loggers
+    (ours only: urllib3 would log signed URLs unredacted). Idempotent: main() may run again."""
+    for name in ("whispercli", "whispercli.http"):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h, _Stderr)]:
+            logger.removeHandler(handler)
+    logger = logging.getLogger("whispercli" if debug else "whispercli.http")
     if debug:
-        # Our loggers only: urllib3 would log signed URLs unredacted.
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("whispercli: debug: %(message)s"))
-        logger = logging.getLogger("whispercli")
         logger.setLevel(logging.DEBUG)
-        logger.addHandler(handler)
+    logger.addHandler(_Stderr(logging.DEBUG if debug else logging.WARNING))
 
 
 def _debug_requested(argv: list[str]) -> bool:

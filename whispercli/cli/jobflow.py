@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from whispercli.state import SavedJob
 
 LONG_POLL_QUIET = 30.0
-LONG_POLL_DISPLAY = 5.0
-"""With a progress display, shorter long-polls so the server's percent moves on screen."""
+LONG_POLL_DISPLAY = 2.0
+"""With a progress display, short long-polls so the server's percent moves on screen (the
+engine reports it about every second)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -111,6 +112,7 @@ def submit_source(
         digest = size = None
         if file is not None:
             size = file.stat().st_size
+            client.check_upload_size(file, size)  # before hashing: a 5 GB file takes half a minute
             digest = sha256_file(file)
         if digest is not None and not force and webhook is None:
             previous = store.find_reusable(digest, model, params, client.url, tier)

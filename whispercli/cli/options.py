@@ -101,7 +101,7 @@ Speed = Annotated[
     choice(
         "--speed",
         choices=SPEEDS,
-        help="Decoding profile on the embedded server.",
+        help="Decoding speed on the embedded server.",
         rich_help_panel=_W,
     ),
 ]

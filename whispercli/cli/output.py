@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from whispercli.errors import ExitCode
-from whispercli.protocol import JobInfo
+from whispercli.protocol import JobInfo, Result
 
 
 def stderr_is_tty() -> bool:
@@ -31,6 +31,12 @@ def note(message: str, *, quiet: bool = False) -> None:
     """A human note on stderr (suppressed by -q)."""
     if not quiet:
         print(f"whispercli: {message}", file=sys.stderr, flush=True)
+
+
+def warn(source: str, result: Result | None) -> None:
+    """The result's warnings on stderr (never suppressed: they say the transcript may be wrong)."""
+    for warning in result.warnings if result is not None else ():
+        print(f"whispercli: warning: {source}: {warning}", file=sys.stderr, flush=True)
 
 
 def error(message: str) -> None:

@@ -184,7 +184,7 @@ def run(
     speed: Annotated[
         str,
         typer.Option(
-            help="Decoding profile: accurate (sequential beam 5), default, or fast. "
+            help="Decoding speed: accurate (sequential beam 5), default, or fast. "
             "A job's `speed` input wins."
         ),
     ] = DEFAULTS.speed,

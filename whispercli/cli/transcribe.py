@@ -22,7 +22,7 @@ from whispercli import formats
 from whispercli.cli import options as o
 from whispercli.cli.context import get_client, parse_duration
 from whispercli.cli.jobflow import check_state_dir, report_failures, submit_source, wait_for
-from whispercli.cli.output import data, emit_json, note, stderr_is_tty
+from whispercli.cli.output import data, emit_json, note, stderr_is_tty, warn
 from whispercli.cli.progress import Display, Tracker
 from whispercli.errors import Interrupted, UsageError, WhisperCliError
 from whispercli.protocol import is_http_url
@@ -318,4 +318,6 @@ def _report(items: list[Item], fmt: str, output_dir: Path | None, json_out: bool
             if len(items) > 1:  # as head(1) names several files
                 data(("\n" if n else "") + f"==> {item.source} <==")
             data(formats.render(item.result, fmt))
+    for item in items:
+        warn(item.source, item.result)
     report_failures([(i.source, i.job_id, i.failure) for i in items if i.failure is not None])

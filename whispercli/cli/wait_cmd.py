@@ -16,7 +16,7 @@ from whispercli import formats
 from whispercli.cli import options as o
 from whispercli.cli.context import complete_job_ref, get_store, parse_duration, resolve_job
 from whispercli.cli.jobflow import report_failures, wait_for
-from whispercli.cli.output import data, emit_json, info_dict, stderr_is_tty
+from whispercli.cli.output import data, emit_json, info_dict, stderr_is_tty, warn
 from whispercli.cli.progress import Display
 from whispercli.errors import Interrupted, JobFailedError, WhisperCliError
 
@@ -131,6 +131,8 @@ def wait(
         for outcome in outcomes:
             if outcome.result is not None:
                 data(formats.render(outcome.result, fmt))
+    for outcome in outcomes:
+        warn(outcome.label, outcome.result)
     _report([o for o in outcomes if o.failure is not None])
 
 

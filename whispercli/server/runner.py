@@ -79,7 +79,7 @@ def engine_config(settings: ServerSettings) -> EngineConfig:
     packaged = models.resolve("tiny", None)
     return EngineConfig(
         cpu_threads=settings.cpu_threads,
-        profile=settings.speed,
+        speed=settings.speed,
         preload=str(packaged.path) if packaged else None,
         fake_seconds=settings.fake_engine_seconds,
     )
@@ -173,7 +173,8 @@ class JobExecutor:
             if message.job_id != job.id:
                 continue
             if isinstance(message, Progress):
-                segments.append(message.segment)
+                if message.segment is not None:
+                    segments.append(message.segment)
                 if now - last_write >= PROGRESS_WRITE_INTERVAL:
                     self.store.set_progress(job.id, job.attempts, message.progress, segments)
                     last_write = now

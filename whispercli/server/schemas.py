@@ -65,6 +65,11 @@ class ResultBody(BaseModel):
     segments: list[dict[str, Any]]
     language: str | None = None
     duration: float | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the transcript may be wrong: low confidence (e.g. speech in another "
+        "language on an English-only model), repeats, no speech (extension).",
+    )
 
 
 class JobBody(BaseModel):

@@ -49,7 +49,7 @@ class ServerSettings:
     cpu_threads: int = 0
     """CTranslate2 threads for the engine in all (0: one per CPU); see engine.replica_layout."""
     speed: str = "default"
-    """The decoding profile (whispercli.decoding.PROFILES); a job's ``speed`` param wins."""
+    """The decoding speed (whispercli.decoding.SPEEDS); a job's ``speed`` param wins."""
     max_attempts: int = 3
     """Times a job is started before a crash (of the worker or the server) fails it."""
     webhook_secret_file: Path = field(default_factory=signing.secret_file)

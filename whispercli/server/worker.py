@@ -35,7 +35,7 @@ class EngineConfig:
     """How the child builds its engine (one per process, shared by every job)."""
 
     cpu_threads: int = 0
-    profile: str = "default"
+    speed: str = "default"
     preload: str | None = None
     """A model folder to load at start, before the first job asks for it."""
     fake_seconds: float | None = None
@@ -71,7 +71,8 @@ class Loaded:
 class Progress:
     job_id: str
     progress: float
-    segment: dict[str, Any]
+    segment: dict[str, Any] | None
+    """None: progress alone (engine.SegmentCallback)."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def _engine_factory(config: EngineConfig) -> tuple[Callable[[str], Any], type[Ex
     from whispercli.server.engine import AudioError, Engine
 
     def make(path: str) -> Engine:
-        return Engine(path, cpu_threads=config.cpu_threads, profile=config.profile)
+        return Engine(path, cpu_threads=config.cpu_threads, speed=config.speed)
 
     return make, AudioError
 
@@ -162,7 +163,9 @@ def worker_main(conn: Connection, cancels: Connection, config: EngineConfig) -> 
             return
         job_id = message.job_id
 
-        def on_segment(segment: dict[str, Any], progress: float, job_id: str = job_id) -> None:
+        def on_segment(
+            segment: dict[str, Any] | None, progress: float, job_id: str = job_id
+        ) -> None:
             while cancels.poll():
                 if cancels.recv() == Cancel(job_id):
                     raise _Cancelled
