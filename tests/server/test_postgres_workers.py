@@ -251,3 +251,19 @@ def test_a_stopped_worker_wakes_as_a_zombie_whose_writes_change_nothing(
     again = poll(server, job)
     assert again["status"] == "success" and again["result"] == result
     assert _attempts(workers.dsn, job["id"]) == 2
+
+
+def test_any_api_server_answers_any_poll(server_factory: ServerFactory, workers: Workers) -> None:
+    """Two API servers on one database (sharing the key files, as machines behind one name
+    would): a job submitted to one is long-polled on the other and finishes there."""
+    first = server_factory.start("--database", workers.dsn)
+    second = server_factory.start("--database", workers.dsn, dirs_from=first)
+    workers.start(fake_seconds=1.5)
+    job = submit(first, upload(first))
+    on_second = {**job, "urls": {"GET": job["urls"]["GET"].replace(first.url, second.url)}}
+    deadline = time.monotonic() + 30
+    body = poll(second, on_second, wait=10)
+    while body["status"] != "success" and time.monotonic() < deadline:
+        body = poll(second, on_second, wait=10)
+    assert body["status"] == "success"
+    assert body["result"]["text"].startswith(" The fake engine")
