@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from whispercli import __version__
-from whispercli.cli import config_cmd, jobs_cmd, submit, transcribe, wait_cmd
+from whispercli.cli import config_cmd, doctor, jobs_cmd, models_cmd, submit, transcribe, wait_cmd
 from whispercli.cli import server as server_cmd
 from whispercli.cli.context import globals_of
 from whispercli.errors import EXIT_CODE_HELP, ExitCode, WhisperCliError
@@ -32,6 +32,8 @@ app.command("wait")(wait_cmd.wait)
 app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(server_cmd.app, name="server")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(models_cmd.app, name="models")
+app.command("doctor")(doctor.doctor)
 
 
 def _version(value: bool) -> None:

@@ -127,6 +127,24 @@ def _server_class() -> type:
     return Server
 
 
+def _device_plan(device: str, compute_type: str, log: Any) -> Any:
+    """Choose the engine's device now (a ``cuda`` that cannot work fails the start)."""
+    from whispercli.modelhub import shipped_model
+    from whispercli.server import device as devices
+
+    try:
+        probe_model = shipped_model()
+        plan = devices.choose(device, compute_type, str(probe_model) if probe_model else None)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except devices.DeviceError as exc:
+        raise WhisperCliError(str(exc)) from None
+    if plan.device == "cuda":  # the engine child starts after this: the loader reads it then
+        os.environ.update(devices.loader_path_env(os.environ, devices.nvidia_lib_dirs()))
+    log.info("device: %s %s (%s)", plan.device, plan.compute_type, plan.reason)
+    return plan
+
+
 @app.command()
 def run(
     host: HostOpt = paths.DEFAULT_HOST,
@@ -171,6 +189,16 @@ def run(
         ),
     ] = "default",
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when a probe encode works, else CPU), cpu or cuda.")
+    ] = "auto",
+    compute_type: Annotated[
+        str,
+        typer.Option(help="auto (CPU int8, CUDA float16), int8, int8_float16, float16, float32."),
+    ] = "auto",
+    max_loaded_models: Annotated[
+        int, typer.Option(help="Models kept loaded at once (least recently used unloaded).", min=1)
+    ] = 2,
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
     port = _port(port)
@@ -199,6 +227,8 @@ def run(
         retention=retention_hours * 3600,
         cpu_threads=cpu_threads,
         speed=speed,
+        device_plan=_device_plan(device, compute_type, log),
+        max_loaded_models=max_loaded_models,
     )
     if data_dir is not None:
         settings.data_dir = data_dir

@@ -397,7 +397,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # -- step 3 -------------------------------------------------------------------------------
     @app.post(
-        SUBMIT_PATH,
+        SUBMIT_PATH.replace("{model}", "{model:path}"),  # an explicit model id has a slash
         status_code=202,
         response_model=SubmitResponse,
         response_model_exclude_unset=True,
@@ -580,6 +580,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             "status": "ok",
             "version": __version__,
             "models": installed_models(),
+            "loadedModels": models.loaded_names(supervisor.loaded_paths, settings.models_dir),
+            "device": settings.device_plan.device,
             "queue": {
                 "pending": counts.get(Status.PENDING, 0) + counts.get(Status.ACCEPTED, 0),
                 "processing": counts.get(Status.PROCESSING, 0),

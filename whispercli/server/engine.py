@@ -21,10 +21,12 @@ from faster_whisper import WhisperModel, decode_audio
 
 from whispercli import decoding
 from whispercli.server.chunked import ChunkedDecoder
+from whispercli.server.device import DevicePlan, cpu_plan
 from whispercli.server.resegment import split_segment
 
 SAMPLE_RATE = 16000
 MAX_REPLICAS = 4
+CPU_PLAN = cpu_plan("int8", "default")
 SegmentCallback = Callable[[dict[str, Any], float], None]
 """Called with each finished segment and the progress (0..1); may raise to stop early."""
 
@@ -120,16 +122,26 @@ class Engine:
     """One loaded model; kept loaded across jobs by the worker."""
 
     def __init__(
-        self, model_path: str, *, cpu_threads: int = 0, profile: str = decoding.DEFAULT_PROFILE
+        self,
+        model_path: str,
+        *,
+        cpu_threads: int = 0,
+        profile: str = decoding.DEFAULT_PROFILE,
+        plan: DevicePlan = CPU_PLAN,
     ) -> None:
-        """``profile`` is the server's decoding profile; a job's ``speed`` param overrides it."""
+        """``profile`` is the server's decoding profile; a job's ``speed`` param overrides it.
+        ``plan`` is the device's (whispercli.server.device)."""
         self.model_path = model_path
         self.profile = profile
-        replicas, threads = replica_layout(cpu_threads)
+        self.plan = plan
+        if plan.replicas is None:
+            replicas, threads = replica_layout(cpu_threads)
+        else:
+            replicas, threads = plan.replicas, cpu_threads
         self.model = WhisperModel(
             model_path,
-            device="cpu",
-            compute_type="int8",
+            device=plan.device,
+            compute_type=plan.compute_type,
             cpu_threads=threads,
             num_workers=replicas,
         )
@@ -143,7 +155,10 @@ class Engine:
         duration = audio.size / SAMPLE_RATE
         plan = decoding.plan(self.profile, params, duration)
         segments: Generator[Any, None, None]
+        probability = None
         if plan.chunked:
+            if self.plan.batch_size is not None:
+                plan.kwargs["batch_size"] = self.plan.batch_size
             segments, language = self.chunked.transcribe(
                 audio,
                 balanced=plan.balanced,
@@ -152,7 +167,7 @@ class Engine:
             )
         else:
             segments, info = self.model.transcribe(audio, **plan.kwargs)
-            language = info.language
+            language, probability = info.language, round(info.language_probability, 4)
         # The chunked path decodes whole VAD chunks with word timings (see decoding.plan):
         # cut them into sentence-sized segments, keeping word timings only if asked for.
         keep_words = bool(params.get("word_timestamps"))
@@ -171,5 +186,7 @@ class Engine:
             "text": "".join(s["text"] for s in collected),
             "segments": collected,
             "language": language,
+            "language_probability": probability,
             "duration": round(duration, 3),
+            "device": self.plan.device,
         }

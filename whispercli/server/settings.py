@@ -8,6 +8,8 @@ from pathlib import Path
 
 from whispercli import paths
 from whispercli.fsutil import is_private, read_or_create_secret
+from whispercli.server.device import DevicePlan, cpu_plan
+from whispercli.server.modelcache import DEFAULT_MAX_LOADED
 
 GIB = 1024**3
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -47,6 +49,10 @@ class ServerSettings:
     """The decoding profile (whispercli.decoding.PROFILES); a job's ``speed`` param wins."""
     max_attempts: int = 3
     """Times a job is started before a crash (of the worker or the server) fails it."""
+    device_plan: DevicePlan = field(default_factory=lambda: cpu_plan("int8", "default"))
+    """Where and how the engine decodes (``server run`` chooses it: whispercli.server.device)."""
+    max_loaded_models: int = DEFAULT_MAX_LOADED
+    """Models the worker keeps loaded (least recently used unloaded first)."""
 
     @property
     def effective_poll_url_ttl(self) -> float:

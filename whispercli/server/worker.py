@@ -5,7 +5,9 @@ loaded; a crash while decoding kills that process, never the server. The server'
 :class:`Supervisor` thread claims the next queued job, hands it to the worker over a pipe,
 records progress and the outcome in the store, and restarts the worker when it dies.
 
-Messages worker -> server: ``("loaded", model_path, seconds)``, ``("segment", job_id, progress,
+Messages worker -> server: ``("loaded", model_path, seconds, loaded_paths)``, ``("evicted",
+model_path, loaded_paths)`` (the worker keeps ``--max-loaded-models`` models in a
+:class:`~whispercli.server.modelcache.ModelCache`), ``("segment", job_id, progress,
 segment)``, ``("success", job_id, result)``, ``("failed", job_id, error)``,
 ``("cancelled", job_id)``. Server -> worker: ``(job_id, model_path, audio_path, params)``.
 """
@@ -25,6 +27,8 @@ from typing import Any
 
 from whispercli.protocol import Status
 from whispercli.server import models
+from whispercli.server.device import DevicePlan
+from whispercli.server.modelcache import ModelCache
 from whispercli.server.settings import ServerSettings
 from whispercli.server.store import Job, Store
 
@@ -57,25 +61,27 @@ def worker_main(
     profile: str,
     preload: str | None,
     parent_pid: int,
+    plan: DevicePlan,
+    max_loaded: int,
 ) -> None:
     """Entry point of the worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the worker stops
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     from whispercli.server.engine import AudioError, Engine
 
-    engine: Engine | None = None
-
     def load(model_path: str) -> Engine:
-        nonlocal engine
-        if engine is None or engine.model_path != model_path:
-            engine = None  # free the previous model before loading the next
-            started = time.perf_counter()
-            engine = Engine(model_path, cpu_threads=cpu_threads, profile=profile)
-            conn.send(("loaded", model_path, time.perf_counter() - started))
+        started = time.perf_counter()
+        engine = Engine(model_path, cpu_threads=cpu_threads, profile=profile, plan=plan)
+        seconds = time.perf_counter() - started
+        conn.send(("loaded", model_path, seconds, [*cache.loaded(), model_path]))
         return engine
 
+    cache: ModelCache[Engine] = ModelCache(
+        load, max_loaded, lambda path: conn.send(("evicted", path, cache.loaded()))
+    )
     if preload:
-        load(preload)
+        cache.acquire(preload)
+        cache.release(preload)
     while True:
         try:
             message = conn.recv()
@@ -92,7 +98,8 @@ def worker_main(
             conn.send(("segment", job_id, progress, segment))
 
         try:
-            result = load(model_path).transcribe(audio_path, params, on_segment)
+            with cache.use(model_path) as engine:
+                result = engine.transcribe(audio_path, params, on_segment)
         except _Cancelled:
             conn.send(("cancelled", job_id))
         except AudioError as exc:
@@ -128,6 +135,8 @@ class Supervisor:
         self._worker_started = 0.0
         self.busy = False
         self.model_load_seconds: dict[str, float] = {}
+        self.loaded_paths: list[str] = []
+        """Model folders loaded in the worker, least recently used first."""
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -160,10 +169,13 @@ class Supervisor:
                 self.settings.speed,
                 str(packaged.path) if packaged else None,
                 os.getpid(),
+                self.settings.device_plan,
+                self.settings.max_loaded_models,
             ),
             name="whispercli-worker",
             daemon=True,
         )
+        self.loaded_paths = []
         self._proc.start()
         child.close()
         cancel_reader.close()
@@ -243,12 +255,16 @@ class Supervisor:
                 kind, *rest = self._conn.recv()
             except (EOFError, OSError):
                 return
-            if kind == "loaded":
-                self._record_load(*rest)
+            if kind in ("loaded", "evicted"):
+                self._record_model(kind, *rest)
 
-    def _record_load(self, path: str, seconds: float) -> None:
-        self.model_load_seconds[path] = seconds
-        log.info("model %s loaded in %.2f s", path, seconds)
+    def _record_model(self, kind: str, path: str, *rest: Any) -> None:
+        self.loaded_paths = list(rest[-1])
+        if kind == "evicted":
+            log.info("model %s unloaded (least recently used)", path)
+            return
+        self.model_load_seconds[path] = rest[0]
+        log.info("model %s loaded in %.2f s on %s", path, rest[0], self.settings.device_plan.device)
 
     def _run_job(self, job: Job) -> None:
         model = models.resolve(job.model, self.settings.models_dir)
@@ -305,8 +321,8 @@ class Supervisor:
                     return
                 continue
             kind, *rest = self._conn.recv()
-            if kind == "loaded":
-                self._record_load(*rest)
+            if kind in ("loaded", "evicted"):
+                self._record_model(kind, *rest)
                 continue
             if rest[0] != job.id:
                 continue
