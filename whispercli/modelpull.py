@@ -1,9 +1,13 @@
 """Download and remove models: huggingface_hub's ``snapshot_download`` into its cache.
 
-huggingface_hub honours ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME`` and ``HF_HUB_OFFLINE``; it
-writes each file as ``blobs/<etag>.incomplete``, resumes it with a ``Range`` request on the next
-try, and links it into ``snapshots/<commit>/`` only once complete, so an interrupted pull leaves
-no file the server would load (and :func:`whispercli.modelhub.is_complete` checks the set).
+huggingface_hub honours ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HOME`` and ``HF_HUB_OFFLINE``. It
+writes each file to a temporary ``blobs/<etag>.*.incomplete`` and links it into
+``snapshots/<commit>/`` only once complete, so an interrupted pull leaves no file the server
+would load (and :func:`whispercli.modelhub.is_complete` checks the whole set). A connection
+dropped mid-file resumes with a ``Range`` request within the same pull; after the process
+itself was stopped, a new pull keeps the finished files and fetches the unfinished ones again
+(huggingface_hub 1.x+ gives each process its own temporary file), and removes the temporary
+files a killed pull left behind.
 Failures map to exit codes: 4 unknown name, repo or revision; 5 a gated or private repo
 without a token; 6 the hub cannot be reached, or offline mode is on.
 """
@@ -27,22 +31,47 @@ def offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def _screen() -> tuple[int, int]:
+    """The terminal's (columns, lines); 80x24 where it reports 0 (tqdm would draw nothing)."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except OSError:
+        return 80, 24
+    return size.columns or 80, size.lines or 24
+
+
 def _byte_bar(show: bool, label: str) -> type:
-    """A tqdm class for ``snapshot_download``: one byte bar on stderr, every other bar off."""
+    """A tqdm class for ``snapshot_download``: one byte bar on stderr, every other bar off.
+
+    huggingface_hub 2.x makes two byte bars of the same counts (transfer and reconstruction)
+    and 0.x one; the last byte bar created is the one with a total, so the first two share
+    one display: the second one made replaces the first.
+    """
     from tqdm.auto import tqdm
 
-    shown: list[bool] = []
+    made: list[Any] = []
 
     class ByteBar(tqdm):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.pop("name", None)
-            first_bytes = kwargs.get("unit") == "B" and not shown
-            if show and first_bytes:
-                shown.append(True)
+            bytes_bar = show and kwargs.get("unit") == "B" and len(made) < 2
+            if bytes_bar:
+                if made:
+                    made[0].disable = True  # keep one line: the last byte bar wins
                 kwargs.update(desc=label, file=sys.stderr, disable=False, leave=True)
+                kwargs["ncols"], kwargs["nrows"] = _screen()
+                kwargs.pop("bar_format", None)
             else:
                 kwargs["disable"] = True
             super().__init__(*args, **kwargs)
+            if bytes_bar:
+                made.append(self)
+
+        def set_description(self, *args: Any, **kwargs: Any) -> None:
+            """Keep the model's name as the label."""
+
+        def set_description_str(self, *args: Any, **kwargs: Any) -> None:
+            """Keep the model's name as the label."""
 
     return ByteBar
 
@@ -119,6 +148,7 @@ def pull(name: str, *, revision: str | None = None, progress: bool = False) -> m
             hint=f"run `whispercli models pull {name}` again: a partial file resumes",
         ) from None
     snapshot = Path(folder)
+    _remove_stale_partials(snapshot.parents[1] / "blobs")
     if not modelhub.is_complete(snapshot, repo):
         missing = [f for f in modelhub.REQUIRED_FILES if not (snapshot / f).is_file()]
         raise NotFoundError(
@@ -128,6 +158,13 @@ def pull(name: str, *, revision: str | None = None, progress: bool = False) -> m
     return modelhub.ModelInfo(
         name, snapshot, modelhub.english_only(snapshot, name), "hf-cache", repo
     )
+
+
+def _remove_stale_partials(blobs: Path) -> None:
+    """Delete ``<etag>.*.incomplete`` files whose blob is complete (left by a killed pull)."""
+    for partial in blobs.glob("*.incomplete"):
+        if (blobs / partial.name.split(".", 1)[0]).is_file():
+            partial.unlink(missing_ok=True)
 
 
 def remove(name: str, models_dir: Path | None) -> Path:

@@ -4,7 +4,8 @@ The routes and headers ``snapshot_download`` uses (vendor-protocols notes): the 
 the tree listing, then per file a HEAD (``X-Repo-Commit``, ``ETag``, ``Content-Length``) and a
 GET of ``/{repo}/resolve/{sha}/{file}`` that honours ``Range``. Unknown repos are 404 with
 ``X-Error-Code: RepoNotFound``. ``stall(file, after)`` makes the next GET of ``file`` send
-``after`` bytes and then hang until :meth:`FakeHub.release` (to cut a download off mid-file).
+``after`` bytes and then hang until :meth:`FakeHub.release` (a process killed mid-file);
+``cut(file, after)`` makes it send ``after`` bytes and close the connection (a dropped line).
 Every request is recorded in ``requests`` as ``(method, path, range header)``.
 """
 
@@ -40,6 +41,7 @@ class FakeHub:
         self.repos = {repo_id: FakeRepo(folder) for repo_id, folder in repos.items()}
         self.requests: list[tuple[str, str, str | None]] = []
         self._stalls: dict[str, int] = {}
+        self._cuts: dict[str, int] = {}
         self._released = threading.Event()
         self.stalled = threading.Event()
         hub = self
@@ -73,6 +75,9 @@ class FakeHub:
     def stall(self, filename: str, after: int) -> None:
         self._stalls[filename] = after
         self._released.clear()
+
+    def cut(self, filename: str, after: int) -> None:
+        self._cuts[filename] = after
 
     def release(self) -> None:
         self._released.set()
@@ -134,6 +139,11 @@ class FakeHub:
             return
         with path.open("rb") as fh:
             fh.seek(start)
+            cut_at = self._cuts.pop(name, None)
+            if cut_at is not None and not start:
+                req.wfile.write(fh.read(cut_at))
+                req.close_connection = True
+                return
             stall_at = self._stalls.pop(name, None)
             if stall_at is not None and not start:
                 req.wfile.write(fh.read(stall_at))
