@@ -134,9 +134,7 @@ def test_unknown_revision_is_exit_4(cli: Cli) -> None:
     assert "no revision 'v9'" in done.stderr
 
 
-def test_a_connection_dropped_mid_file_resumes_with_a_range_request(
-    cli: Cli, hub: FakeHub
-) -> None:
+def test_a_connection_dropped_mid_file_resumes_with_a_range_request(cli: Cli, hub: FakeHub) -> None:
     hub.cut("model.bin", CUT_AT)
     done = cli.sub("models", "pull", "tiny.en")
     assert done.returncode == 0, done.stderr
