@@ -51,7 +51,7 @@ def _byte_bar(show: bool, label: str) -> type:
 
     made: list[Any] = []
 
-    class ByteBar(tqdm):  # type: ignore[misc]
+    class ByteBar(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.pop("name", None)
             bytes_bar = show and kwargs.get("unit") == "B" and len(made) < 2

