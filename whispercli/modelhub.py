@@ -19,6 +19,7 @@ at import time (``whispercli --help`` stays light) and makes no network request.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib.util
 import json
 import re
@@ -72,8 +73,24 @@ class ModelInfo:
         }
 
 
+@functools.cache
 def catalogue() -> dict[str, str]:
-    """faster-whisper's name -> repo table (imports faster-whisper: call it lazily)."""
+    """faster-whisper's name -> repo table, ``faster_whisper.utils._MODELS``.
+
+    Read from that module alone when it can be (it needs only huggingface_hub and tqdm):
+    importing the package would load CTranslate2, PyAV and NumPy, half a second, for a table.
+    """
+    spec = importlib.util.find_spec("faster_whisper")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    utils = Path(folders[0]) / "utils.py" if folders else None
+    module_spec = importlib.util.spec_from_file_location("_faster_whisper_utils", utils or "")
+    if utils is not None and module_spec is not None and module_spec.loader is not None:
+        module = importlib.util.module_from_spec(module_spec)
+        try:
+            module_spec.loader.exec_module(module)
+            return dict(module._MODELS)
+        except (ImportError, OSError, AttributeError):  # laid out differently: the package
+            pass
     from faster_whisper.utils import _MODELS
 
     return dict(_MODELS)
