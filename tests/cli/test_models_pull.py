@@ -185,7 +185,11 @@ def test_a_pull_killed_mid_file_is_never_loaded_and_a_rerun_completes(
 
 
 def test_rm_deletes_a_pulled_model_and_refuses_the_shipped_one(cli: Cli) -> None:
-    assert cli.sub("models", "pull", "tiny.en").returncode == 0
+    pulled = cli.sub("models", "pull", "tiny.en", "--json")
+    assert pulled.returncode == 0, pulled.stderr
+    model = json.loads(pulled.stdout)
+    assert model["repo"] == TINY and model["source"] == "hf-cache"
+    assert model["languages"] == "English-only" and model["size_bytes"] > 75_000_000
     done = cli.sub("models", "rm", "tiny.en")
     assert done.returncode == 0, done.stderr
     assert not hub_cache(cli, TINY).exists()

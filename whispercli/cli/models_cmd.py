@@ -111,18 +111,19 @@ def pull(
         str | None, typer.Option(help="A branch, tag or commit of the repo [main].")
     ] = None,
     quiet: o.Quiet = False,
+    json_out: o.Json = False,
 ) -> None:
     """Download a model into the Hugging Face cache (resumable); prints its folder."""
-    from whispercli import modelpull
+    from whispercli import modelhub, modelpull
 
     info = modelpull.pull(name, revision=revision, progress=sys.stderr.isatty() and not quiet)
     note(f"{name}: {info.repo} in {info.path} ({_size(info.size_bytes)})", quiet=quiet)
-    if name == "tiny":
-        note(
-            f"`-m tiny` stays the shipped English model; use this one as `-m {info.repo}`",
-            quiet=quiet,
-        )
-    data(str(info.path))
+    if name == modelhub.PINNED_SHIPPED:
+        note(f"`-m {name}` stays the shipped English model; use -m {info.repo}", quiet=quiet)
+    if json_out:
+        emit_json(info.to_dict())
+    else:
+        data(str(info.path))
 
 
 @app.command("rm")
