@@ -1,4 +1,4 @@
-"""The transcription engine: faster-whisper (CTranslate2; CPU int8 or CUDA: server.device).
+"""The transcription engine: faster-whisper behind one method (CPU int8 or CUDA: see device).
 
 Only the worker process imports this module. :meth:`Engine.transcribe` hands each job's
 Whisper parameters to :func:`whispercli.decoding.plan`, which maps them onto faster-whisper and
