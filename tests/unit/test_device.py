@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -106,3 +107,26 @@ def test_pip_cuda_lib_folders_go_first_on_the_loader_path(
     assert env["LD_LIBRARY_PATH"] == f"{dirs[0]}:{dirs[1]}:/opt/x"
     assert env["A"] == "1"
     assert "LD_LIBRARY_PATH" not in device.loader_path_env({}, [])
+
+
+def test_server_run_puts_the_cuda_libs_on_the_engine_childs_loader_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from whispercli.cli.server import _device_plan
+
+    lib = tmp_path / "nvidia" / "cublas" / "lib"
+    lib.mkdir(parents=True)
+    monkeypatch.setattr(device, "nvidia_lib_dirs", lambda: [str(lib)])
+    monkeypatch.setattr(device, "choose", lambda *a: device.cuda_plan("auto", "fake GPU"))
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/cuda/lib64")
+    plan = _device_plan("auto", "auto", logging.getLogger("test"))
+    assert (plan.device, plan.compute_type, plan.batch_size) == ("cuda", "float16", 16)
+    child = subprocess.run(  # a process started now inherits it, as the engine child does
+        [sys.executable, "-c", "import os; print(os.environ['LD_LIBRARY_PATH'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert child.stdout.strip() == f"{lib}:/opt/cuda/lib64"
