@@ -188,7 +188,9 @@ def remove(name: str, models_dir: Path | None) -> Path:
     return repo_folder
 
 
-def ensure_installed(name: str, models_dir: Path | None, *, no_download: bool) -> None:
+def ensure_installed(
+    name: str, models_dir: Path | None, *, no_download: bool, quiet: bool = False
+) -> None:
     """Before a local job: pull ``name`` when it is a known model that is not installed.
 
     Offline (``HF_HUB_OFFLINE=1`` or ``no_download``) it is exit 4 with the pull command; a
@@ -204,5 +206,6 @@ def ensure_installed(name: str, models_dir: Path | None, *, no_download: bool) -
             f"model '{name}' is not installed and {why}",
             hint=f"download it with `whispercli models pull {name}`",
         )
-    print(f"whispercli: model '{name}' is not installed: downloading it", file=sys.stderr)
-    pull(name, progress=sys.stderr.isatty())
+    if not quiet:
+        print(f"whispercli: model '{name}' is not installed: downloading it", file=sys.stderr)
+    pull(name, progress=sys.stderr.isatty() and not quiet)

@@ -138,11 +138,13 @@ def rm(
     note(f"removed {name} ({folder})")
 
 
-def ensure_local_model(client: Any, model: str, no_download: bool) -> None:
+def ensure_local_model(client: Any, model: str, *, no_download: bool, quiet: bool) -> None:
     """``transcribe -m NAME`` on the local default: pull NAME first when it is missing."""
     if not client.settings.auto_start:
         return
     from whispercli import modelpull
 
     env_dir = os.environ.get("WHISPERCLI_MODELS_DIR")
-    modelpull.ensure_installed(model, Path(env_dir) if env_dir else None, no_download=no_download)
+    modelpull.ensure_installed(
+        model, Path(env_dir) if env_dir else None, no_download=no_download, quiet=quiet
+    )

@@ -162,7 +162,7 @@ def transcribe(
     model_name, tier_name = o.model_and_tier(
         client.settings.model, client.settings.tier, model, tier
     )
-    ensure_local_model(client, model_name, no_download)
+    ensure_local_model(client, model_name, no_download=no_download, quiet=quiet)
     seconds = parse_duration(timeout) if timeout else None
     display_on = stderr_is_tty() and not quiet
 
