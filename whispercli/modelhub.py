@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from whispercli.errors import WhisperCliError
+
 SHIPPED_NAMES = ("tiny", "tiny.en")
 SHIPPED_REPO = "Systran/faster-whisper-tiny.en"
 """The repo the shipped model is a copy of."""
@@ -73,6 +75,11 @@ class ModelInfo:
         }
 
 
+def engine_installed() -> bool:
+    """faster-whisper (and with it huggingface_hub) is installed: the ``local`` extra."""
+    return importlib.util.find_spec("faster_whisper") is not None
+
+
 @functools.cache
 def catalogue() -> dict[str, str]:
     """faster-whisper's name -> repo table, ``faster_whisper.utils._MODELS``.
@@ -81,10 +88,14 @@ def catalogue() -> dict[str, str]:
     importing the package would load CTranslate2, PyAV and NumPy, half a second, for a table.
     """
     spec = importlib.util.find_spec("faster_whisper")
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    utils = Path(folders[0]) / "utils.py" if folders else None
-    module_spec = importlib.util.spec_from_file_location("_faster_whisper_utils", utils or "")
-    if utils is not None and module_spec is not None and module_spec.loader is not None:
+    if spec is None:
+        raise WhisperCliError(
+            "managing models needs the local engine, and faster-whisper is not installed",
+            hint="pip install 'whispercli[local]'",
+        )
+    utils = Path(next(iter(spec.submodule_search_locations or [""]))) / "utils.py"
+    module_spec = importlib.util.spec_from_file_location("_faster_whisper_utils", utils)
+    if utils.is_file() and module_spec is not None and module_spec.loader is not None:
         module = importlib.util.module_from_spec(module_spec)
         try:
             module_spec.loader.exec_module(module)

@@ -196,9 +196,9 @@ def ensure_installed(
     Offline (``HF_HUB_OFFLINE=1`` or ``no_download``) it is exit 4 with the pull command; a
     name no hub knows is left to the server, whose 404 lists what is installed.
     """
-    if not modelhub.valid_name(name) or modelhub.resolve(name, models_dir) is not None:
-        return
-    if modelhub.repo_for(name) is None:
+    if not modelhub.engine_installed() or not modelhub.valid_name(name):
+        return  # without the engine the local server cannot start: the launcher says so
+    if modelhub.resolve(name, models_dir) is not None or modelhub.repo_for(name) is None:
         return
     if no_download or offline():
         why = "--no-download" if no_download else "HF_HUB_OFFLINE is set"

@@ -79,11 +79,12 @@ def _audio(local: bool) -> Check:
 
 
 def _models(models_dir: Path | None, local: bool) -> Check:
-    try:
-        from whispercli import modelhub
+    from whispercli import modelhub
+    from whispercli.errors import WhisperCliError
 
+    try:
         found = modelhub.installed(models_dir)
-    except ImportError as exc:
+    except (ImportError, WhisperCliError) as exc:
         return Check("models", False, f"cannot look: {exc}", INSTALL_LOCAL, local)
     detail = "; ".join(f"{m.name} ({m.source}: {m.path})" for m in found) or "none"
     ok = bool(found)
