@@ -17,12 +17,15 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
+
+import requests
 
 from whispercli import protocol
 from whispercli.config import Settings, resolve
@@ -33,9 +36,10 @@ from whispercli.errors import (
     UnreachableError,
     WaitTimeoutError,
     WhisperCliError,
+    seconds_text,
 )
-from whispercli.http import HttpCore
-from whispercli.protocol import JobInfo, Result
+from whispercli.http import HttpCore, redact_url
+from whispercli.protocol import JobInfo, Result, is_http_url
 
 ProgressCallback = Callable[[int, int], None]
 """``on_progress(bytes_sent, total_bytes)`` during an upload."""
@@ -47,6 +51,8 @@ POLL_FACTOR = 1.5
 POLL_CAP = 15.0
 LONG_POLL_SECONDS = 30
 CHUNK = 256 * 1024
+DOWNLOAD_CHUNK = 64 * 1024
+"""Downloads report progress every 64 KiB (a read returns only when the chunk is full)."""
 AUTO_START_TIMEOUT = 60.0
 OUTAGE_GRACE = 60.0
 """How long ``Job.wait`` keeps trying while a server that answered before is unreachable."""
@@ -84,6 +90,16 @@ class _CountingReader:
         self._fh.close()
 
 
+def human_bytes(size: int) -> str:
+    """``4294967296`` -> ``"4 GiB"``, ``1536`` -> ``"1.5 KiB"`` (binary units, as limits are)."""
+    value, unit = float(size), "bytes"
+    for name in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, name
+    return f"{value:.3g} {unit}" if unit != "bytes" else f"{size} bytes"
+
+
 class Client:
     """A connection to one endpoint. Thread-safe enough for a small pool of jobs."""
 
@@ -116,6 +132,7 @@ class Client:
         )
         self._health: dict[str, Any] | None = None
         self._started = False
+        self._start_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -125,20 +142,37 @@ class Client:
 
     def _call(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
         """One JSON request; starts the local server once if it is not running."""
+        self._require_key()
         try:
             return self.http.json(method, path_or_url, **kwargs)
         except UnreachableError:
-            if not self.auto_start or self._started:
+            if not self.auto_start:
                 raise
             self.ensure_server()
             return self.http.json(method, path_or_url, **kwargs)
 
+    def _require_key(self) -> None:
+        """A profile without a key fails here, before any network, instead of as a 401."""
+        if self.settings.api_key is None and self.settings.key_file is None:
+            raise AuthError(
+                f"no API key for profile {self.settings.profile!r} ({self.url})",
+                hint=self.settings.key_source.removeprefix("none (").removesuffix(")"),
+            )
+
     def ensure_server(self) -> None:
-        """Start the embedded server (detached) unless something answers at the local URL."""
+        """Start the embedded server (detached) unless something answers at the local URL.
+
+        Once per client: the first thread that finds the server down starts it, and the
+        threads that failed meanwhile (parallel jobs from a cold start) wait here for that
+        start to finish, then try again. A server that goes away later is not restarted.
+        """
         from whispercli.launcher import ensure_local_server  # heavy-ish; only when needed
 
-        self._started = True
-        ensure_local_server(self.url, AUTO_START_TIMEOUT)
+        with self._start_lock:
+            if self._started:
+                return
+            self._started = True
+            ensure_local_server(self.url, AUTO_START_TIMEOUT)
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -159,6 +193,24 @@ class Client:
                 self._health = {}
         return bool(self._health and self._health.get("longPoll"))
 
+    def check_upload_size(self, path: str | os.PathLike[str], size: int) -> None:
+        """Refuse a file larger than the server's ``maxUploadBytes`` (when its health says),
+        before it is hashed or sent. A server without /v1/health (Tiyaro) is not asked again."""
+        try:
+            health = self._health if self._health is not None else self.health()
+        except (AuthError, UnreachableError):
+            raise
+        except WhisperCliError:
+            health = self._health = {}
+        limit = health.get("maxUploadBytes")
+        if isinstance(limit, int) and not isinstance(limit, bool) and size > limit > 0:
+            raise WhisperCliError(
+                f"{Path(path).name} is {human_bytes(size)}, more than the server's upload "
+                f"limit of {human_bytes(limit)}",
+                hint="split or compress it (e.g. `ffmpeg -i IN -ac 1 -b:a 32k OUT.mp3`), or "
+                "raise the limit (`whispercli server run --max-upload-mb N`)",
+            )
+
     def upload(
         self, path: str | os.PathLike[str], on_progress: ProgressCallback | None = None
     ) -> str:
@@ -172,6 +224,7 @@ class Client:
             size = file.stat().st_size
         except OSError as exc:
             raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
+        self.check_upload_size(file, size)
         extension = file.suffix.lstrip(".").lower() or "mp3"
         body = self._call(
             "POST",
@@ -211,6 +264,7 @@ class Client:
         idempotency_key: str | None = None,
         *,
         on_upload_progress: ProgressCallback | None = None,
+        webhook: str | None = None,
         **whisper_params: Any,
     ) -> Job:
         """Submit a transcription (uploading a local file first) and return its ``Job``.
@@ -218,23 +272,73 @@ class Client:
         ``whisper_params`` are the Whisper input parameters (``language``, ``task``,
         ``beam_size``, ...; see ``protocol.WHISPER_PARAMS``); ``None`` values are dropped.
         An ``Idempotency-Key`` is always sent (random unless given), so a retried POST never
-        creates a second job on a server that honours it.
+        creates a second job on a server that honours it. ``webhook``: a URL the server POSTs
+        the job to when it ends (an extension of the embedded server).
         """
         source = str(path_or_upload_url)
-        if source.startswith(("http://", "https://")):
+        if is_http_url(source):
             upload_url = source
         else:
             upload_url = self.upload(source, on_progress=on_upload_progress)
         params = {k: v for k, v in whisper_params.items() if v is not None}
+        request: dict[str, Any] = {"input": params, "URL": upload_url}
+        if webhook is not None:
+            request["webhook"] = webhook
         body = self._call(
             "POST",
             protocol.SUBMIT_PATH.format(model=quote(model, safe="")),
             params={"serviceTier": tier},
-            json={"input": params, "URL": upload_url},
+            json=request,
             headers={protocol.IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex},
         )
         info = _parse(body, self.url)
         return Job(self, info.id, info.poll_url, info)
+
+    def must_download(self, url: str) -> bool:
+        """True for a URL this endpoint cannot take as input, so the client downloads it and
+        uploads the bytes: the embedded server (it answers /v1/health with its version)
+        transcribes only its own upload URLs. Another endpoint is given the URL as it is."""
+        if urlsplit(url).netloc == urlsplit(self.url).netloc:
+            return False
+        if self._health is None:
+            try:
+                self.health()
+            except (AuthError, UnreachableError):
+                raise
+            except WhisperCliError:  # no health extension: not the embedded server
+                self._health = {}
+        return bool(self._health and "version" in self._health)
+
+    def download(self, url: str, folder: Path, on_progress: ProgressCallback | None = None) -> Path:
+        """Stream ``url`` into a file in ``folder`` (named after the URL's path) and return it.
+
+        Through the same HTTP core (timeouts, retries of the GET), without the API key: the
+        URL is another host's.
+        """
+        target = folder / (Path(urlsplit(url).path).name or "download")
+        shown = redact_url(url)
+        fix = f"check the URL, or fetch it yourself: curl -fL '{shown}' | whispercli transcribe -"
+        try:
+            resp = self.http.request("GET", url, auth=False, stream=True)
+        except UnreachableError:
+            raise UnreachableError(f"cannot download {shown}: no answer", hint=fix) from None
+        except WhisperCliError as exc:
+            exc.message, exc.hint = f"cannot download {shown}: {exc.message}", fix
+            raise
+        total = int(resp.headers.get("Content-Length") or 0)
+        got = 0
+        try:
+            with resp, target.open("wb") as fh:
+                for chunk in resp.iter_content(DOWNLOAD_CHUNK):
+                    fh.write(chunk)
+                    got += len(chunk)
+                    if on_progress is not None:
+                        on_progress(got, total)
+        except requests.RequestException:
+            got = -1
+        if got < 0 or (total and got != total):
+            raise UnreachableError(f"the download of {shown} broke off", hint=fix)
+        return target
 
     def job(self, job_id: str, poll_url: str | None = None) -> Job:
         """A ``Job`` handle for an existing job (the poll URL is looked up when not given)."""
@@ -301,8 +405,8 @@ class Job:
         try:
             body = self.client._call("GET", self.poll_url, params=params, read_timeout=timeout)
         except AuthError as exc:
-            if exc.status != 403:
-                raise
+            if exc.status != 403 or not _expired(self.poll_url):
+                raise  # a key refused, or a signature altered: exit 5
             # The signed poll URL expired: the job list hands out a fresh one.
             fresh = self.client.get_info(self.id).poll_url
             if not fresh or fresh == self.poll_url:
@@ -382,7 +486,7 @@ class Job:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise WaitTimeoutError(
-                    f"job {self.id} is still {info.status} after {_seconds(timeout)}",
+                    f"job {self.id} is still {info.status} after {seconds_text(timeout or 0.0)}",
                     hint=f"it keeps running; wait again later (job id {self.id})",
                 )
             if use_long_poll:
@@ -395,6 +499,14 @@ class Job:
                 time.sleep(_pause(delay, remaining))
                 delay = min(delay * POLL_FACTOR, POLL_CAP)
             previous = info.status
+
+
+def _expired(url: str) -> bool:
+    """Whether a signed URL's own ``expires`` time has passed (True when it has none)."""
+    try:
+        return float(parse_qs(urlsplit(url).query)["expires"][0]) <= time.time()
+    except (KeyError, IndexError, ValueError):
+        return True
 
 
 def _pause(delay: float, remaining: float | None) -> float:
@@ -418,9 +530,3 @@ def _result_of(info: JobInfo) -> Result:
     if info.status == protocol.Status.CANCELLED:
         raise JobFailedError(f"job {info.id} was cancelled")
     raise WhisperCliError(f"job {info.id} is not finished (status {info.status})")
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "forever"
-    return f"{value:g} s"

@@ -10,6 +10,9 @@ Resolution order, first match wins, for each of the URL and the key separately:
 4. the built-in profiles: ``local`` (the embedded server at the local default URL, key from
    ``paths.api_key_file()``) and ``tiyaro`` (https://api.tiyaro.ai, key from ``TIYARO_API_KEY``).
 
+Every value in the file must be a string (``load_file`` names the file, key and type of one
+that is not); ``config set``/``unset`` read the file unchecked so they can repair it.
+
 Only the local default endpoint may be auto-started (see ``Settings.auto_start``).
 """
 
@@ -24,6 +27,7 @@ from typing import Any
 from whispercli import paths
 from whispercli.errors import UsageError, WhisperCliError
 from whispercli.fsutil import atomic_write_text
+from whispercli.protocol import is_http_url
 
 LOCAL_PROFILE = "local"
 TIYARO_PROFILE = "tiyaro"
@@ -61,6 +65,7 @@ class Settings:
     api_key: str | None
     key_source: str
     profile: str
+    profile_source: str = "default"
     key_file: Path | None = None
     """Local profile: the key lives in this file (read, or created, on first request)."""
     auto_start: bool = False
@@ -83,6 +88,7 @@ class Settings:
         """What ``config show`` prints: everything but the key itself."""
         return {
             "profile": self.profile,
+            "profile_source": self.profile_source,
             "url": self.url,
             "url_source": self.url_source,
             "api_key": "set" if self.api_key or self.key_file else "not set",
@@ -94,8 +100,9 @@ class Settings:
         }
 
 
-def load_file(path: Path | None = None) -> dict[str, Any]:
-    """Read the TOML config file; a missing file is an empty config, a corrupt one an error."""
+def read_file(path: Path | None = None) -> dict[str, Any]:
+    """Parse the TOML config file without checking its keys (``config set``/``unset`` repair
+    a file that ``load_file`` refuses); a missing file is an empty config."""
     path = path or paths.config_file()
     try:
         text = path.read_text(encoding="utf-8")
@@ -107,7 +114,7 @@ def load_file(path: Path | None = None) -> dict[str, Any]:
             hint=f"fix or delete {path}",
         ) from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # The message carries "(at line N, column M)".
         raise WhisperCliError(
@@ -118,22 +125,100 @@ def load_file(path: Path | None = None) -> dict[str, Any]:
         raise WhisperCliError(
             f"the config file {path} is nested too deeply to read", hint=f"fix or delete {path}"
         ) from None
-    profiles = data.get("profiles", {})
-    if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
-        raise WhisperCliError(
-            f"the config file {path} is invalid: [profiles] must hold tables like [profiles.local]",
-            hint=f"fix or delete {path}",
-        )
+
+
+def load_file(path: Path | None = None) -> dict[str, Any]:
+    """Read and check the config file: every known key has its type, no key is unknown."""
+    path = path or paths.config_file()
+    data = read_file(path)
+    for key, value in data.items():
+        if key == "profile":
+            _check_type(
+                path,
+                key,
+                value,
+                str,
+                "`whispercli config set profile NAME` or `config unset profile`",
+            )
+        elif key == "profiles":
+            _check_type(path, key, value, dict, f"edit {path}")
+            for name, table in value.items():
+                _check_type(path, f"profiles.{name}", table, dict, f"edit {path}")
+                for sub, item in table.items():
+                    if sub not in PROFILE_KEYS:
+                        raise _invalid(
+                            path,
+                            f"profiles.{name}.{sub} is not a setting",
+                            f"a profile takes {', '.join(PROFILE_KEYS)}",
+                        )
+                    _check_type(
+                        path,
+                        f"profiles.{name}.{sub}",
+                        item,
+                        str,
+                        f"`whispercli config set {sub} VALUE --profile {name}` or "
+                        f"`whispercli config unset {sub} --profile {name}`",
+                    )
+        else:
+            where = " (it belongs in a [profiles.NAME] table)" if key in PROFILE_KEYS else ""
+            raise _invalid(
+                path,
+                f"{key} is not a top-level setting{where}",
+                "the top level takes profile and [profiles.NAME] tables",
+            )
     return data
 
 
+_TOML_TYPES: dict[type, str] = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    str: "a string",
+    list: "an array",
+    dict: "a table",
+}
+
+
+def _toml_type(value: Any) -> str:
+    return next((name for t, name in _TOML_TYPES.items() if isinstance(value, t)), "a date")
+
+
+def _check_type(path: Path, key: str, value: Any, expected: type, fix: str) -> None:
+    if not isinstance(value, expected) or isinstance(value, bool) is not (expected is bool):
+        raise _invalid(
+            path, f"{key} must be {_TOML_TYPES[expected]}, not {_toml_type(value)}", f"fix: {fix}"
+        )
+
+
+def _invalid(path: Path, problem: str, hint: str) -> WhisperCliError:
+    return WhisperCliError(f"the config file {path} is invalid: {problem}", hint=hint)
+
+
 def profiles(data: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Built-in profiles overlaid with the config file's."""
+    """Built-in profiles overlaid with the config file's (tables only)."""
     data = load_file() if data is None else data
     merged = _builtin_profiles()
-    for name, table in data.get("profiles", {}).items():
-        merged[name] = {**merged.get(name, {}), **table}
+    tables = data.get("profiles")
+    for name, table in (tables if isinstance(tables, dict) else {}).items():
+        if isinstance(table, dict):
+            merged[name] = {**merged.get(name, {}), **table}
     return merged
+
+
+def _first(*candidates: tuple[str | None, str]) -> tuple[str | None, str]:
+    """The precedence rule, once: the first candidate with a value, and where it came from."""
+    for value, source in candidates:
+        if value:
+            return value, source
+    return None, ""
+
+
+def check_url(url: str, source: str) -> str:
+    """``url`` without a trailing slash; a usage error unless it is http(s)."""
+    url = url.rstrip("/")
+    if not is_http_url(url):
+        raise UsageError(f"the URL {url!r} (from {source}) must start with http:// or https://")
+    return url
 
 
 def resolve(
@@ -141,15 +226,16 @@ def resolve(
 ) -> Settings:
     """Resolve the settings for one command (flags given as arguments, the rest looked up)."""
     data = load_file()
+    env = os.environ.get
     all_profiles = profiles(data)
-    if profile:
-        profile_source = "--profile"
-    elif os.environ.get("WHISPERCLI_PROFILE"):
-        profile, profile_source = os.environ["WHISPERCLI_PROFILE"], "WHISPERCLI_PROFILE"
-    elif isinstance(data.get("profile"), str):
-        profile, profile_source = data["profile"], f"config file {paths.config_file()}"
-    else:
-        profile, profile_source = LOCAL_PROFILE, "default"
+    file_source = f"config file {paths.config_file()}"
+    profile, profile_source = _first(
+        (profile, "--profile"),
+        (env("WHISPERCLI_PROFILE"), "WHISPERCLI_PROFILE"),
+        (data.get("profile"), file_source),
+        (LOCAL_PROFILE, "default"),
+    )
+    assert profile is not None
     if profile not in all_profiles:
         raise UsageError(
             f"unknown profile {profile!r} (from {profile_source})",
@@ -157,35 +243,29 @@ def resolve(
         )
     table = all_profiles[profile]
 
-    auto_start = False
-    if url:
-        url_source = "--url"
-    elif os.environ.get("WHISPERCLI_URL"):
-        url, url_source = os.environ["WHISPERCLI_URL"], "WHISPERCLI_URL"
-    elif isinstance(table.get("url"), str):
-        url, url_source = table["url"], f"profile {profile!r}"
-    else:
-        url, url_source, auto_start = local_default_url(), "local default", True
-    url = url.rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"the URL {url!r} (from {url_source}) must start with http:// or https://")
+    url, url_source = _first(
+        (url, "--url"),
+        (env("WHISPERCLI_URL"), "WHISPERCLI_URL"),
+        (table.get("url"), f"profile {profile!r}"),
+    )
+    auto_start = url is None
+    if url is None:
+        url, url_source = local_default_url(), "local default"
+    url = check_url(url, url_source)
 
-    key_file: Path | None = None
     key_env = table.get("api_key_env")
-    if api_key:
-        key_source = "--api-key"
-    elif os.environ.get("WHISPERCLI_API_KEY"):
-        api_key, key_source = os.environ["WHISPERCLI_API_KEY"], "WHISPERCLI_API_KEY"
-    elif isinstance(key_env, str) and os.environ.get(key_env):
-        api_key, key_source = os.environ[key_env], key_env
-    elif isinstance(table.get("api_key"), str):
-        api_key, key_source = table["api_key"], f"profile {profile!r} in {paths.config_file()}"
-    elif profile == LOCAL_PROFILE:
+    api_key, key_source = _first(
+        (api_key, "--api-key"),
+        (env("WHISPERCLI_API_KEY"), "WHISPERCLI_API_KEY"),
+        (env(key_env) if key_env else None, key_env or ""),
+        (table.get("api_key"), f"profile {profile!r} in {paths.config_file()}"),
+    )
+    key_file: Path | None = None
+    if api_key is None and profile == LOCAL_PROFILE:
         key_file = paths.api_key_file()
         key_source = f"key file {key_file}"
-    else:
-        wanted = key_env if isinstance(key_env, str) else "WHISPERCLI_API_KEY"
-        key_source = f"none (set {wanted} or --api-key)"
+    elif api_key is None:
+        key_source = f"none (set {key_env or 'WHISPERCLI_API_KEY'} or --api-key)"
 
     return Settings(
         url=url,
@@ -193,29 +273,71 @@ def resolve(
         api_key=api_key,
         key_source=key_source,
         profile=profile,
+        profile_source=profile_source,
         key_file=key_file,
         auto_start=auto_start,
-        model=table.get("model") if isinstance(table.get("model"), str) else None,
-        tier=table.get("tier") if isinstance(table.get("tier"), str) else None,
+        model=table.get("model"),
+        tier=table.get("tier"),
     )
 
 
+def _default_profile(data: dict[str, Any]) -> str:
+    name = data.get("profile")
+    return name if isinstance(name, str) else LOCAL_PROFILE
+
+
 def set_value(key: str, value: str, profile: str | None = None) -> Path:
-    """Set ``profile`` (the default profile) or a profile key in the config file."""
+    """Set ``profile`` (the default profile, which must exist) or a profile key."""
     path = paths.config_file()
-    data = load_file(path)
+    data = read_file(path)
     if key == "profile":
+        known = profiles(data)
+        if value not in known:
+            raise UsageError(
+                f"unknown profile {value!r}",
+                hint="known profiles: "
+                + ", ".join(sorted(known))
+                + f"; create one with `whispercli config set url URL --profile {value}`",
+            )
         data["profile"] = value
     elif key in PROFILE_KEYS:
-        name = profile or (data.get("profile") if isinstance(data.get("profile"), str) else None)
-        name = name or LOCAL_PROFILE
-        data.setdefault("profiles", {}).setdefault(name, {})[key] = value
+        if key == "url":
+            value = check_url(value, "config set")
+        tables = data.setdefault("profiles", {})
+        name = profile or _default_profile(data)
+        if not isinstance(tables, dict) or not isinstance(tables.setdefault(name, {}), dict):
+            raise _invalid(path, f"profiles.{name} must be a table", f"fix or delete {path}")
+        tables[name][key] = value
     else:
         raise UsageError(
             f"unknown setting {key!r}",
             hint="settings: profile, " + ", ".join(PROFILE_KEYS),
         )
+    _write(path, data)
+    return path
+
+
+def unset_value(key: str, profile: str | None = None) -> bool:
+    """Remove ``profile`` or a profile key (any value, even one of the wrong type); returns
+    whether it was there."""
+    path = paths.config_file()
+    data = read_file(path)
+    if key == "profile":
+        found = data.pop("profile", None) is not None
+    elif key in PROFILE_KEYS:
+        tables = data.get("profiles")
+        table = tables.get(profile or _default_profile(data)) if isinstance(tables, dict) else None
+        found = isinstance(table, dict) and table.pop(key, None) is not None
+        if not found and profile is None:  # a profile key misplaced at the top level
+            found = data.pop(key, None) is not None
+    else:
+        found = data.pop(key, None) is not None  # a stray top-level key
+    if found:
+        _write(path, data)
+    return found
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
     import tomli_w
 
     atomic_write_text(path, tomli_w.dumps(data), mode=0o600)
-    return path

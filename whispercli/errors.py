@@ -6,21 +6,34 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    OK = 0
-    ERROR = 1
-    USAGE = 2
-    JOB_FAILED = 3
-    NOT_FOUND = 4
-    AUTH = 5
-    UNREACHABLE = 6
-    TIMEOUT = 7
-    INTERRUPTED = 130
+    """Each code with the words ``--help`` and README use for it."""
+
+    description: str
+
+    def __new__(cls, value: int, description: str) -> ExitCode:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.description = description
+        return member
+
+    OK = 0, "ok"
+    ERROR = 1, "error"
+    USAGE = 2, "usage"
+    JOB_FAILED = 3, "job failed or cancelled"
+    NOT_FOUND = 4, "not found"
+    AUTH = 5, "auth"
+    UNREACHABLE = 6, "server unreachable"
+    TIMEOUT = 7, "timed out waiting"
+    INTERRUPTED = 130, "interrupted"
 
 
-EXIT_CODE_HELP = (
-    "Exit codes: 0 ok, 1 error, 2 usage, 3 job failed or cancelled, 4 not found, "
-    "5 auth, 6 server unreachable, 7 timed out waiting, 130 interrupted."
-)
+EXIT_CODE_HELP = "Exit codes: " + ", ".join(f"{c.value} {c.description}" for c in ExitCode) + "."
+
+
+def seconds_text(value: float) -> str:
+    """A duration as messages say it: "0.5 s", "1 s", "2.5 s", "90 s" (two significant
+    digits below 10 s, whole seconds above; never "0 s" for a sub-second one)."""
+    return f"{value:.0f} s" if value >= 10 else f"{value:.2g} s"
 
 
 class WhisperCliError(Exception):
@@ -60,3 +73,12 @@ class UnreachableError(WhisperCliError):
 
 class WaitTimeoutError(WhisperCliError):
     exit_code = ExitCode.TIMEOUT
+
+
+class Interrupted(Exception):
+    """Ctrl-C, raised by a command with the jobs it leaves running. Not a KeyboardInterrupt,
+    which typer turns into a silent exit 130: this one reaches ``main()``, which says so."""
+
+    def __init__(self, job_ids: list[str]) -> None:
+        super().__init__(job_ids)
+        self.job_ids = job_ids

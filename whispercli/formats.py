@@ -1,15 +1,18 @@
 """Transcript writers matching openai-whisper's output formats (txt, srt, vtt, tsv, json).
 
-As in whisper's ``utils.py``: segment text is stripped and ``-->`` becomes ``->``; srt uses
-``HH:MM:SS,mmm``; vtt starts with ``WEBVTT`` and uses ``MM:SS.mmm`` (hours when needed); tsv
-has the header ``start<TAB>end<TAB>text`` and integer milliseconds; json is the result
-object. Output files are named after the input's stem: ``talk.mp3`` -> ``talk.srt``.
+Byte for byte as openai-whisper's ``utils.py`` writers (default options) write the same
+segments: segment text is stripped (and in srt/vtt ``-->`` becomes ``->``); every cue ends
+with a blank line, the last one too; segments with word timings make cues timed by their
+first and last word; srt uses ``HH:MM:SS,mmm``; vtt starts with ``WEBVTT`` and uses
+``MM:SS.mmm`` (hours when needed); tsv has the header ``start<TAB>end<TAB>text`` and integer
+milliseconds; json is the result object. Output files are named after the input's stem:
+``talk.mp3`` -> ``talk.srt``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from whispercli.fsutil import atomic_write_text
@@ -17,6 +20,7 @@ from whispercli.protocol import Result, Segment
 
 FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 ALL = "all"
+_MAX_LINE_WIDTH = 1000  # whisper's default when no --max_line_width is given
 
 
 def format_timestamp(seconds: float, always_include_hours: bool, decimal_marker: str) -> str:
@@ -34,34 +38,52 @@ def _clean(segment: Segment) -> str:
 
 def to_txt(result: Result) -> str:
     return (
-        "".join(f"{_clean(s)}\n" for s in result.segments)
+        "".join(f"{s.text.strip()}\n" for s in result.segments)
         if result.segments
         else (result.text.strip() + "\n")
     )
 
 
+def _cues(result: Result) -> Iterator[tuple[float, float, str]]:
+    """(start, end, text) of each subtitle cue, as whisper's ``SubtitlesWriter`` makes them
+    with its default options: from the word timings when the segments have them."""
+    if result.segments and "words" in result.segments[0].extra:
+        for seg in result.segments:
+            words = seg.extra.get("words") or []
+            text, line_len = "", 0
+            for word in (str(w["word"]) for w in words):
+                if line_len > 0 and line_len + len(word) <= _MAX_LINE_WIDTH:
+                    line_len += len(word)  # the line goes on
+                else:
+                    word = word.strip()
+                    line_len, word = len(word), ("\n" + word if line_len else word)
+                text += word
+            if words:
+                yield float(words[0]["start"]), float(words[-1]["end"]), text
+    else:
+        for seg in result.segments:
+            yield seg.start, seg.end, _clean(seg)
+
+
 def to_srt(result: Result) -> str:
-    blocks = []
-    for index, seg in enumerate(result.segments, start=1):
-        start = format_timestamp(seg.start, True, ",")
-        end = format_timestamp(seg.end, True, ",")
-        blocks.append(f"{index}\n{start} --> {end}\n{_clean(seg)}\n")
-    return "\n".join(blocks)
+    return "".join(
+        f"{index}\n{format_timestamp(start, True, ',')} --> "
+        f"{format_timestamp(end, True, ',')}\n{text}\n\n"
+        for index, (start, end, text) in enumerate(_cues(result), start=1)
+    )
 
 
 def to_vtt(result: Result) -> str:
-    blocks = ["WEBVTT\n"]
-    for seg in result.segments:
-        start = format_timestamp(seg.start, False, ".")
-        end = format_timestamp(seg.end, False, ".")
-        blocks.append(f"{start} --> {end}\n{_clean(seg)}\n")
-    return "\n".join(blocks)
+    return "WEBVTT\n\n" + "".join(
+        f"{format_timestamp(start, False, '.')} --> {format_timestamp(end, False, '.')}\n{text}\n\n"
+        for start, end, text in _cues(result)
+    )
 
 
 def to_tsv(result: Result) -> str:
     lines = ["start\tend\ttext"]
     for seg in result.segments:
-        text = _clean(seg).replace("\t", " ")
+        text = seg.text.strip().replace("\t", " ")
         lines.append(f"{round(1000 * seg.start)}\t{round(1000 * seg.end)}\t{text}")
     return "\n".join(lines) + "\n"
 

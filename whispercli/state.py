@@ -1,9 +1,11 @@
 """The saved-jobs file (``paths.jobs_file()``): what resuming a job needs, across processes.
 
-The file is JSON ``{"version": 1, "jobs": [entry, ...]}`` (oldest first). Every change is a
-read-modify-write under a file lock with an atomic replace, so concurrent CLI processes never
-lose an entry and a reader never sees half a file. A file that cannot be read is moved aside
-(``jobs.json.corrupt-<timestamp>``) with a warning: the CLI keeps working.
+The file is JSON ``{"version": 2, "last": id, "jobs": [entry, ...]}`` (oldest first; ``last``
+is the job the last command submitted or reused, what ``last`` refers to). Each entry keeps what
+resuming it needs: its endpoint, poll URL and the config profile it was submitted with. Every
+change is a read-modify-write under a file lock with an atomic replace, so concurrent CLI
+processes never lose an entry and a reader never sees half a file. A file that cannot be read
+is moved aside (``jobs.json.corrupt-<timestamp>``) with a warning: the CLI keeps working.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from typing import Any
 from filelock import FileLock
 
 from whispercli import paths
-from whispercli.errors import NotFoundError, UsageError
+from whispercli.errors import NotFoundError, UsageError, WhisperCliError
 from whispercli.fsutil import atomic_write_text
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LOCK_TIMEOUT = 30.0
 LAST = "last"
 
@@ -40,6 +42,8 @@ class SavedJob:
     id: str
     endpoint: str
     poll_url: str | None = None
+    profile: str | None = None
+    """The config profile the job was submitted with (its key resumes it)."""
     model: str | None = None
     tier: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +71,11 @@ class SavedJob:
                 kept[f.name] = value
         return cls(**kept)
 
+    def __post_init__(self) -> None:
+        # An upload URL given to `submit` is a credential (its query signs it): keep the rest.
+        if self.file and self.file.startswith(("http://", "https://")):
+            self.file = self.file.split("?", 1)[0]
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -75,10 +84,11 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"options": dict, "size": int
 
 
 def migrate(data: Any) -> dict[str, Any]:
-    """Bring an older file's content to the current schema.
+    """Bring an older file's content to the current schema, one version at a time.
 
     Version 0 (before the schema had a version) was a bare list of entries using ``url`` for
-    the poll URL and ``path`` for the file.
+    the poll URL and ``path`` for the file. Version 1 had no ``last`` (it was the newest entry
+    by creation time, the later one on a tie) and no ``profile`` per entry (unknown: None).
     """
     if isinstance(data, list):
         entries = []
@@ -95,9 +105,40 @@ def migrate(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
         raise ValueError("not a jobs file")
     version = data.get("version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
         raise ValueError(f"unknown schema version {version!r}")
+    if version < 2:
+        entries = [e for e in data["jobs"] if isinstance(e, dict)]
+        newest = _newest(
+            entries, lambda e: e.get("created") if isinstance(e.get("created"), str) else ""
+        )
+        data = {"version": 2, "last": newest.get("id") if newest else None, "jobs": entries}
+    if not isinstance(data.get("last"), str):
+        data["last"] = None
     return data
+
+
+def unusable_dir(folder: Path, reason: str) -> WhisperCliError:
+    """The one message for a state dir the jobs file cannot be written to."""
+    return WhisperCliError(
+        f"cannot use the state directory {folder} (for the jobs file): {reason}",
+        hint="set WHISPERCLI_STATE_DIR to a writable folder",
+    )
+
+
+def _newest(items: list[Any], created: Callable[[Any], str]) -> Any:
+    """The newest item by creation time; on a tie the later one in the file."""
+    best = None
+    for item in items:
+        if best is None or created(item) >= created(best):
+            best = item
+    return best
+
+
+@dataclass
+class _Contents:
+    jobs: list[SavedJob]
+    last: str | None
 
 
 class JobStore:
@@ -109,21 +150,28 @@ class JobStore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+        except OSError as exc:
+            raise unusable_dir(self.path.parent, exc.strerror or type(exc).__name__) from None
+        try:
             yield
+        finally:
+            self._lock.release()
 
-    def _read(self) -> list[SavedJob]:
+    def _read(self) -> _Contents:
         try:
             text = self.path.read_bytes()
         except FileNotFoundError:
-            return []
+            return _Contents([], None)
         try:
             data = migrate(json.loads(text.decode("utf-8")))
-            return [SavedJob.from_dict(e) for e in data["jobs"] if isinstance(e, dict)]
+            jobs = [SavedJob.from_dict(e) for e in data["jobs"] if isinstance(e, dict)]
+            return _Contents(jobs, data["last"])
         except (ValueError, TypeError, RecursionError) as exc:
             self._move_aside(exc)
-            return []
+            return _Contents([], None)
 
     def _move_aside(self, exc: Exception) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -135,10 +183,14 @@ class JobStore:
             file=sys.stderr,
         )
 
-    def _write(self, jobs: list[SavedJob]) -> None:
+    def _write(self, contents: _Contents) -> None:
         """Replace the file atomically (called under the lock)."""
         self._remove_stale_temp_files()
-        body = {"version": SCHEMA_VERSION, "jobs": [j.to_dict() for j in jobs]}
+        body = {
+            "version": SCHEMA_VERSION,
+            "last": contents.last,
+            "jobs": [j.to_dict() for j in contents.jobs],
+        }
         atomic_write_text(self.path, json.dumps(body, indent=1) + "\n", mode=0o600)
 
     def _remove_stale_temp_files(self) -> None:
@@ -149,33 +201,59 @@ class JobStore:
             with contextlib.suppress(OSError):
                 leftover.unlink()
 
-    def _modify(self, change: Callable[[list[SavedJob]], list[SavedJob]]) -> list[SavedJob]:
+    def _modify(self, change: Callable[[_Contents], None]) -> _Contents:
         with self._locked():
-            jobs = change(self._read())
-            self._write(jobs)
-            return jobs
+            contents = self._read()
+            change(contents)
+            self._write(contents)
+            return contents
 
     # -- public API ---------------------------------------------------------------------
 
     def all(self) -> list[SavedJob]:
         """Every saved job, oldest first."""
         with self._locked():
-            return self._read()
+            return self._read().jobs
+
+    def newest_first(self) -> list[SavedJob]:
+        """Every saved job, newest first; ``last`` first among those created at its time."""
+        with self._locked():
+            contents = self._read()
+        order = {job.id: i for i, job in enumerate(contents.jobs)}
+        last = self._last(contents)
+        return sorted(
+            contents.jobs,
+            key=lambda j: (j.created, j is last, order[j.id]),
+            reverse=True,
+        )
 
     def add(self, job: SavedJob) -> None:
-        """Save a job (replacing an entry with the same id)."""
-        self._modify(lambda jobs: [j for j in jobs if j.id != job.id] + [job])
+        """Save a job (replacing an entry with the same id); it becomes ``last``."""
+
+        def change(contents: _Contents) -> None:
+            contents.jobs = [j for j in contents.jobs if j.id != job.id] + [job]
+            contents.last = job.id
+
+        self._modify(change)
+
+    def mark_last(self, job_id: str) -> None:
+        """Make a saved job ``last`` (a command reused it)."""
+
+        def change(contents: _Contents) -> None:
+            if any(j.id == job_id for j in contents.jobs):
+                contents.last = job_id
+
+        self._modify(change)
 
     def update(self, job_id: str, **changes: Any) -> None:
         """Change fields of a saved job (no-op when it is not saved)."""
 
-        def change(jobs: list[SavedJob]) -> list[SavedJob]:
-            for job in jobs:
+        def change(contents: _Contents) -> None:
+            for job in contents.jobs:
                 if job.id == job_id:
                     for key, value in changes.items():
                         setattr(job, key, value)
                     job.updated = now_iso()
-            return jobs
 
         self._modify(change)
 
@@ -183,24 +261,39 @@ class JobStore:
         """Forget jobs; returns how many were removed."""
         removed = 0
 
-        def change(jobs: list[SavedJob]) -> list[SavedJob]:
+        def change(contents: _Contents) -> None:
             nonlocal removed
-            kept = [j for j in jobs if j.id not in ids]
-            removed = len(jobs) - len(kept)
-            return kept
+            kept = [j for j in contents.jobs if j.id not in ids]
+            removed = len(contents.jobs) - len(kept)
+            contents.jobs = kept
+            if contents.last in ids:
+                contents.last = None
 
         self._modify(change)
         return removed
 
+    @staticmethod
+    def _last(contents: _Contents) -> SavedJob | None:
+        """The job ``last`` names, else (it was removed) the newest."""
+        for job in contents.jobs:
+            if job.id == contents.last:
+                return job
+        newest: SavedJob | None = _newest(contents.jobs, lambda j: j.created)
+        return newest
+
     def resolve(self, ref: str) -> SavedJob:
-        """A saved job by full id, unique id prefix, or ``last`` (the newest)."""
-        jobs = self.all()
+        """A saved job by full id, unique id prefix, or ``last`` (the job the last command
+        submitted or reused)."""
+        with self._locked():
+            contents = self._read()
+        jobs = contents.jobs
         if ref == LAST:
-            if not jobs:
+            last = self._last(contents)
+            if last is None:
                 raise NotFoundError(
                     "no saved jobs yet", hint="submit one with `whispercli submit FILE`"
                 )
-            return max(jobs, key=lambda j: j.created)
+            return last
         for job in jobs:
             if job.id == ref:
                 return job

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_MP3 = REPO / "samples" / "sample.mp3"

@@ -6,11 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
-from clihelpers import SAMPLE_MP3, SAMPLE_TXT, Cli
+from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli
 from wer import wer
 
 
@@ -23,16 +24,31 @@ def _stop(cli: Cli, port: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def readme_quick_start() -> tuple[str, str]:
+    """README's quick-start command (its first line) and the transcript it says is printed."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    console = re.search(r"```console\n(.*?)```", quick, re.S)
+    printed = re.search(r"it prints:\n\n```\n(.*?)```", quick, re.S)
+    assert console and printed, "README's quick start lost its command or its output block"
+    command = console.group(1).splitlines()[0].split("&&", 1)[1].strip()
+    return command, printed.group(1)
+
+
 def test_transcribe_auto_starts_the_local_server(tmp_path: Path, free_port: int) -> None:
+    """README's quick start, as a new user runs it: the transcript it prints is README's."""
+    command, printed = readme_quick_start()
+    assert command == "whispercli transcribe samples/sample.mp3"
     cli = Cli(tmp_path / "cli")
     env = {"WHISPERCLI_LOCAL_PORT": str(free_port), "HF_HUB_OFFLINE": "1"}
     try:
         shown = json.loads(cli.sub("config", "show", "--json", **env).stdout)
         assert shown["auto_start"] is True
         assert shown["url"] == f"http://127.0.0.1:{free_port}"
-        done = cli.sub("transcribe", str(SAMPLE_MP3), timeout=180, **env)
+        done = cli.sub(*command.split()[1:], timeout=180, **env)
         assert done.returncode == 0, done.stderr
         assert wer(SAMPLE_TXT.read_text(), done.stdout) <= 0.10
+        assert done.stdout == printed, f"README's quick start shows another transcript:\n{printed}"
         pid_file = Path(cli.env["WHISPERCLI_STATE_DIR"]) / f"server-{free_port}.pid"
         assert pid_file.exists()
         # A second command finds it running and does not start another.
@@ -44,3 +60,25 @@ def test_transcribe_auto_starts_the_local_server(tmp_path: Path, free_port: int)
         _stop(cli, free_port)
     gone = cli.sub("status", **{"WHISPERCLI_URL": f"http://127.0.0.1:{free_port}"})
     assert gone.returncode == 6
+
+
+def test_one_cli_with_several_files_from_a_cold_start(tmp_path: Path, free_port: int) -> None:
+    """One CLI, three files, nothing listening: the parallel jobs all wait for the one server
+    the first of them auto-starts (before, the others failed 'connection refused', exit 6)."""
+    cli = Cli(tmp_path / "cli")
+    env = {"WHISPERCLI_LOCAL_PORT": str(free_port), "HF_HUB_OFFLINE": "1"}
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        (folder / f"{name}.mp3").write_bytes(SAMPLE_MP3.read_bytes())
+    files = [str(folder / f"{name}.mp3") for name in ("a", "b", "c")]
+    try:
+        done = cli.sub("transcribe", "-j", "3", "--force", *files, timeout=240, **env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count("snow peas") == 3, done.stdout
+        log = (Path(cli.env["WHISPERCLI_STATE_DIR"]) / "server.log").read_text()
+        assert log.count(f"reachable as http://127.0.0.1:{free_port}") == 1, log
+        pid_files = list(Path(cli.env["WHISPERCLI_STATE_DIR"]).glob("server-*.pid"))
+        assert [p.name for p in pid_files] == [f"server-{free_port}.pid"]
+    finally:
+        _stop(cli, free_port)

@@ -90,3 +90,56 @@ def test_durations() -> None:
     for bad in ("", "soon", "5 m", "1x"):
         with pytest.raises(typer.BadParameter):
             parse_duration(bad)
+
+
+def test_set_profile_must_name_an_existing_profile() -> None:
+    with pytest.raises(UsageError, match="unknown profile 'nosuch'"):
+        config.set_value("profile", "nosuch")
+    assert not paths.config_file().exists()
+    config.set_value("url", "http://lab:1", profile="lab")
+    config.set_value("profile", "lab")
+    assert config.resolve().profile == "lab"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("[profiles.local]\nurl = 5\n", "profiles.local.url", "a string, not an integer"),
+        ("profile = true\n", "profile", "a string, not a boolean"),
+        ('[profiles.lab]\nurl = "http://x:1"\ntier = ["a"]\n', "profiles.lab.tier", "a string"),
+        ("url = 5\n", "url is not a top-level setting", "[profiles.NAME]"),
+        ('[profiles.lab]\ncolour = "blue"\n', "profiles.lab.colour", "not a setting"),
+    ],
+)
+def test_a_wrong_type_is_one_error_naming_file_key_and_type(
+    text: str, key: str, expected: str
+) -> None:
+    path = paths.config_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    with pytest.raises(WhisperCliError) as caught:
+        config.resolve()
+    assert caught.value.exit_code == 1
+    assert str(path) in caught.value.message
+    assert key in caught.value.message and expected in caught.value.message
+
+
+def test_unset_repairs_a_bad_value() -> None:
+    path = paths.config_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('profile = "local"\n[profiles.local]\nurl = 5\nmodel = "small"\n')
+    assert config.unset_value("url")
+    assert config.resolve().model == "small" and config.resolve().auto_start
+    assert not config.unset_value("url")
+    assert config.unset_value("profile")
+    assert "profile =" not in path.read_text()
+
+
+def test_exit_code_help_is_derived_from_the_enum() -> None:
+    from whispercli.errors import EXIT_CODE_HELP, ExitCode
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for code in ExitCode:
+        assert f"{code.value} {code.description}" in EXIT_CODE_HELP
+        assert f"| {code.value} |" in readme
+    assert EXIT_CODE_HELP.count(",") == len(ExitCode) - 1

@@ -59,7 +59,7 @@ def test_corrupt_file_is_moved_aside_with_a_warning(
 
 def test_migrates_the_unversioned_list_format(tmp_path: Path) -> None:
     old = [{"id": "x1", "url": "http://h/v1/async/jobs/x1?sig=s", "path": "/a.mp3"}]
-    assert migrate(old)["version"] == 1
+    assert migrate(old)["version"] == SCHEMA_VERSION
     path = tmp_path / "jobs.json"
     path.write_text(json.dumps(old))
     [job] = JobStore(path).all()
@@ -93,3 +93,53 @@ def test_a_write_removes_temp_files_left_by_a_killed_writer(tmp_path: Path) -> N
     assert not leftover.exists()
     assert other.exists()  # not the jobs file's
     assert [j.id for j in JobStore(tmp_path / "jobs.json").all()] == ["aaa111"]
+
+
+def test_last_is_the_job_last_submitted_or_reused(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.json")
+    store.add(_job("old1", created="2026-01-01T00:00:00Z"))
+    store.add(_job("new2", created="2026-01-02T00:00:00Z"))
+    store.mark_last("old1")  # a command reused the older job
+    assert store.resolve("last").id == "old1"
+    store.remove({"old1"})
+    assert store.resolve("last").id == "new2"  # gone: back to the newest
+
+
+def test_last_is_listed_first_when_times_tie(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.json")
+    for job_id in ("a1", "b2", "c3"):
+        store.add(_job(job_id, created="2026-01-01T00:00:00Z"))
+    assert store.resolve("last").id == "c3"
+    store.mark_last("a1")
+    assert [j.id for j in store.newest_first()] == ["a1", "c3", "b2"]
+    assert store.resolve("last").id == "a1"
+
+
+def test_version_1_file_migrates_to_2(tmp_path: Path) -> None:
+    v1 = {
+        "version": 1,
+        "jobs": [
+            {"id": "x1", "endpoint": "http://h:1", "created": "2026-01-02T00:00:00Z"},
+            {"id": "x2", "endpoint": "http://h:1", "created": "2026-01-02T00:00:00Z"},
+            {"id": "x0", "endpoint": "http://h:1", "created": "2026-01-01T00:00:00Z"},
+        ],
+    }
+    migrated = migrate(json.loads(json.dumps(v1)))
+    assert migrated["version"] == SCHEMA_VERSION == 2
+    assert migrated["last"] == "x2"  # the newest, the later one on a tie (as listed)
+    path = tmp_path / "jobs.json"
+    path.write_text(json.dumps(v1))
+    store = JobStore(path)
+    assert store.resolve("last").id == "x2"
+    assert [j.profile for j in store.all()] == [None, None, None]
+    store.update("x0", status="success")
+    written = json.loads(path.read_text())
+    assert written["version"] == 2 and written["last"] == "x2"
+    assert [e["id"] for e in written["jobs"]] == ["x1", "x2", "x0"]
+
+
+def test_a_submitted_upload_url_is_saved_without_its_signature(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.json")
+    store.add(_job("u1", file="http://h:1/v1/uploads/abc?expires=9&sig=deadbeef"))
+    assert "sig=" not in (tmp_path / "jobs.json").read_text()
+    assert store.resolve("u1").file == "http://h:1/v1/uploads/abc"

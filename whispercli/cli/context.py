@@ -24,6 +24,7 @@ class Globals:
     profile: str | None = None
     debug: bool = False
     _client: Client | None = field(default=None, repr=False)
+    _job_clients: dict[tuple[str, str | None], Client] = field(default_factory=dict, repr=False)
     _store: JobStore | None = field(default=None, repr=False)
 
 
@@ -56,21 +57,54 @@ def get_store(ctx: typer.Context) -> JobStore:
 def resolve_job(ctx: typer.Context, ref: str) -> tuple[Job, SavedJob | None]:
     """A job reference (id, unique prefix, ``last``) -> a ``Job`` handle and its saved entry.
 
-    A full id that is not saved locally is looked up on the server.
+    A saved job is resumed where it was submitted (see ``client_for``); a full id that is not
+    saved locally is looked up on the server in effect.
     """
-    client = get_client(ctx)
+    client = get_client(ctx)  # a bad config is reported before anything else
     try:
         saved = get_store(ctx).resolve(ref)
     except NotFoundError:
         if ref == "last" or len(ref) < 8:
             raise
         return client.job(ref), None
-    if saved.endpoint and saved.endpoint.rstrip("/") != client.url:
+    return client_for(ctx, saved).job(saved.id, saved.poll_url), saved
+
+
+def client_for(ctx: typer.Context, saved: SavedJob) -> Client:
+    """The client for a saved job: its own endpoint, with the key of the profile it was
+    submitted with (or of the environment), as ``gh run watch`` resumes a run. Only an
+    explicit, different ``--url`` is a conflict."""
+    client = get_client(ctx)
+    endpoint = saved.endpoint.rstrip("/")
+    if not endpoint or endpoint == client.url:
+        return client
+    if client.settings.url_source == "--url":
         raise UsageError(
-            f"job {saved.id} was submitted to {saved.endpoint}, not {client.url}",
-            hint=f"add --url {saved.endpoint}",
+            f"job {saved.id} was submitted to {endpoint}, not {client.url}",
+            hint=f"drop --url to resume it at {endpoint}",
         )
-    return client.job(saved.id, saved.poll_url), saved
+    g = globals_of(ctx)
+    profile = g.profile or saved.profile or client.settings.profile
+    key = (endpoint, profile)
+    if key not in g._job_clients:
+        from dataclasses import replace
+
+        from whispercli import config
+        from whispercli.client import Client
+
+        if profile not in config.profiles():
+            raise UsageError(
+                f"job {saved.id} was submitted with the profile {profile!r}, which is gone",
+                hint=f"recreate it (`whispercli config set url {endpoint} --profile {profile}`)"
+                " or give --profile",
+            )
+        settings = replace(
+            config.resolve(url=endpoint, api_key=g.api_key, profile=profile),
+            url_source=f"job {saved.id}'s saved endpoint",
+            auto_start=endpoint == config.local_default_url(),
+        )
+        g._job_clients[key] = Client(settings=settings)
+    return g._job_clients[key]
 
 
 def complete_job_ref(incomplete: str) -> list[str]:
@@ -78,7 +112,7 @@ def complete_job_ref(incomplete: str) -> list[str]:
     try:
         from whispercli.state import JobStore
 
-        ids = [j.id for j in reversed(JobStore().all())]
+        ids = [j.id for j in JobStore().newest_first()]
     except Exception:  # completion must never print a traceback into the shell
         return []
     return [i for i in ["last", *ids] if i.startswith(incomplete)]

@@ -3,7 +3,10 @@ finished job for the same bytes and options, saving every job, recording its las
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,22 +14,27 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from whispercli.cli.context import get_client, get_store
-from whispercli.cli.output import note
-from whispercli.errors import JobFailedError, NotFoundError, WaitTimeoutError
+from whispercli.cli.output import error, note
+from whispercli.errors import (
+    JobFailedError,
+    NotFoundError,
+    UsageError,
+    WaitTimeoutError,
+    WhisperCliError,
+    seconds_text,
+)
+from whispercli.protocol import is_http_url
 
 if TYPE_CHECKING:
     from whispercli.cli.progress import Tracker
-    from whispercli.client import Job
+    from whispercli.client import Client, Job
     from whispercli.protocol import Result
     from whispercli.state import SavedJob
 
 LONG_POLL_QUIET = 30.0
-LONG_POLL_DISPLAY = 5.0
-"""With a progress display, shorter long-polls so the server's percent moves on screen."""
-
-
-def is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
+LONG_POLL_DISPLAY = 2.0
+"""With a progress display, short long-polls so the server's percent moves on screen (the
+engine reports it about every second)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -37,11 +45,47 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_state_dir() -> None:
+    """The jobs file must be writable before anything is uploaded: a job whose id cannot be
+    saved could not be waited for later."""
+    from whispercli import paths
+    from whispercli.state import unusable_dir
+
+    folder = paths.state_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unusable_dir(folder, exc.strerror or type(exc).__name__) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise unusable_dir(folder, "not writable")
+
+
 @dataclass
 class Submitted:
     job: Job
     saved: SavedJob
     reused: bool
+
+
+def _local_file(
+    client: Client, source: str, stack: contextlib.ExitStack, tracker: Tracker | None
+) -> Path | None:
+    """The file to upload: the path given, or a download of a URL the endpoint cannot take
+    (into a temporary folder that ``stack`` removes); None for a URL passed on as it is."""
+    if is_http_url(source):
+        if not client.must_download(source):
+            return None
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="whispercli-")))
+        return client.download(source, folder, tracker.download if tracker else None)
+    file = Path(source)
+    if file.is_dir():
+        raise UsageError(
+            f"{source} is a directory: submit takes one file",
+            hint=f"to transcribe every file in it: whispercli transcribe {source}",
+        )
+    if not file.is_file():
+        raise NotFoundError(f"no such file: {source}")
+    return file
 
 
 def submit_source(
@@ -54,21 +98,23 @@ def submit_source(
     force: bool,
     tracker: Tracker | None = None,
     quiet: bool = False,
+    webhook: str | None = None,
 ) -> Submitted:
-    """Upload (a file) and submit, or reuse the saved job for the same bytes and options."""
+    """Upload (a file) and submit, or reuse the saved job for the same bytes and options
+    (never with a ``webhook``: a reused job would not call it)."""
     from whispercli.state import SavedJob
 
+    check_state_dir()
     client = get_client(ctx)
     store = get_store(ctx)
-    file: Path | None = None
-    digest = size = None
-    if not is_url(source):
-        file = Path(source)
-        if not file.is_file():
-            raise NotFoundError(f"no such file: {source}")
-        size = file.stat().st_size
-        digest = sha256_file(file)
-        if not force:
+    with contextlib.ExitStack() as stack:
+        file = _local_file(client, source, stack, tracker)
+        digest = size = None
+        if file is not None:
+            size = file.stat().st_size
+            client.check_upload_size(file, size)  # before hashing: a 5 GB file takes half a minute
+            digest = sha256_file(file)
+        if digest is not None and not force and webhook is None:
             previous = store.find_reusable(digest, model, params, client.url, tier)
             if previous is not None:
                 job = client.job(previous.id, previous.poll_url)
@@ -78,28 +124,31 @@ def submit_source(
                     info = None  # the server forgot it (retention): submit again
                 if info is not None and info.status not in ("failed", "cancelled"):
                     note(
-                        f"{file.name}: reusing job {previous.id} (same file and options; "
-                        "--force submits again)",
+                        f"{Path(source).name}: reusing job {previous.id} (same file and "
+                        "options; --force submits again)",
                         quiet=quiet,
                     )
                     if tracker is not None:
                         tracker.message("reused")
+                    store.mark_last(previous.id)
                     return Submitted(job, previous, reused=True)
-    job = client.submit(
-        source,
-        model=model,
-        tier=tier,
-        on_upload_progress=tracker.upload if tracker else None,
-        **params,
-    )
+        job = client.submit(
+            source if file is None else file,
+            model=model,
+            tier=tier,
+            on_upload_progress=tracker.upload if tracker else None,
+            webhook=webhook,
+            **params,
+        )
     saved = SavedJob(
         id=job.id,
         endpoint=client.url,
         poll_url=job.poll_url,
+        profile=client.settings.profile,
         model=model,
         tier=tier,
         options=params,
-        file=str(file.resolve()) if file else source,
+        file=source if file is None or is_http_url(source) else str(file.resolve()),
         size=size,
         sha256=digest,
         status=job.info.status if job.info else "accepted",
@@ -117,9 +166,10 @@ def wait_for(
     timeout: float | None,
     tracker: Tracker | None = None,
     display: bool = False,
-    timeout_label: str | None = None,
+    timeout_given: float | None = None,
 ) -> Result:
-    """Wait for a job, recording its final status in the jobs file."""
+    """Wait for a job, recording its final status in the jobs file. ``timeout_given`` is the
+    --timeout a timeout message names when ``timeout`` is what is left of it."""
     store = get_store(ctx)
     try:
         result = job.wait(
@@ -136,23 +186,23 @@ def wait_for(
     except WaitTimeoutError as exc:
         if job.info is not None:
             store.update(job.id, status=job.info.status, poll_url=job.poll_url)
-            if timeout_label:
-                unit = " s" if timeout_label.replace(".", "", 1).isdigit() else ""
-                exc.message = f"job {job.id} is still {job.info.status} after {timeout_label}{unit}"
+            if timeout_given is not None:
+                waited = seconds_text(timeout_given)
+                exc.message = f"job {job.id} is still {job.info.status} after {waited}"
         exc.hint = f"the job keeps running; resume with: whispercli wait {job.id}"
         raise
     store.update(job.id, status="success", error=None, poll_url=job.poll_url)
     return result
 
 
-def interrupted(job_ids: list[str]) -> typer.Exit:
-    """After Ctrl-C: the jobs keep running; say how to resume, exit 130."""
-    from whispercli.errors import ExitCode
-
-    if job_ids:
-        note(
-            f"interrupted; the job keeps running. Resume with: whispercli wait {' '.join(job_ids)}"
-        )
-    else:
-        note("interrupted")
-    return typer.Exit(int(ExitCode.INTERRUPTED))
+def report_failures(failures: list[tuple[str, str | None, WhisperCliError]]) -> None:
+    """Several jobs' failures, as (label, job id, error): an error line each, one resume
+    command for the jobs still running (timed out), exit with the first failure's code."""
+    if not failures:
+        return
+    for label, _, failure in failures:
+        error(f"{label}: {failure.message}")
+    running = [job_id for _, job_id, f in failures if job_id and isinstance(f, WaitTimeoutError)]
+    if running:
+        note(f"hint: the jobs keep running; resume with: whispercli wait {' '.join(running)}")
+    raise typer.Exit(int(failures[0][2].exit_code))

@@ -1,5 +1,7 @@
-"""`whispercli models list|pull|rm`: the Whisper models on this machine.
+"""`whispercli models list|pull|rm`: the Whisper models on this machine, and the endpoint's.
 
+``models list`` shows the installed models when the endpoint is the local server, and the
+names a remote endpoint's ``/v1/health`` lists (or the local server's, with ``--server``).
 huggingface_hub and faster-whisper's name table are imported inside the commands, so
 ``whispercli --help`` stays light.
 """
@@ -14,7 +16,9 @@ from typing import Annotated, Any
 import typer
 
 from whispercli.cli import options as o
+from whispercli.cli.context import get_client
 from whispercli.cli.output import data, emit_json, note
+from whispercli.errors import AuthError, UnreachableError, UsageError, WhisperCliError
 
 app = typer.Typer(help="List, download and remove Whisper models.", no_args_is_help=True)
 
@@ -63,15 +67,55 @@ def _size(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+def _list_server_models(client: Any, json_out: bool) -> None:
+    """The names the endpoint's ``/v1/health`` lists (and those it has loaded)."""
+    try:
+        health = client.health()
+    except (AuthError, UnreachableError):
+        raise
+    except WhisperCliError:
+        health = {}  # no health extension (a remote Tiyaro endpoint)
+    names = health.get("models")
+    if not isinstance(names, list):
+        raise WhisperCliError(
+            f"the server at {client.url} does not list its models",
+            hint="see the provider's documentation for the model names it offers",
+        )
+    loaded = health.get("loadedModels")
+    loaded = [str(n) for n in loaded] if isinstance(loaded, list) else []
+    if json_out:
+        emit_json({"url": client.url, "models": names, "loadedModels": loaded})
+        return
+    for name in names:
+        data(f"{name}\tloaded" if name in loaded else str(name))
+
+
 @app.command("list")
 def list_models(
+    ctx: typer.Context,
     available: Annotated[
         bool, typer.Option("--available", help="Also list every name faster-whisper knows.")
+    ] = False,
+    server: Annotated[
+        bool,
+        typer.Option(
+            "--server",
+            help="List what the endpoint's /v1/health offers (the default for a remote "
+            "endpoint), not the models installed here.",
+        ),
     ] = False,
     models_dir: ModelsDir = None,
     json_out: o.Json = False,
 ) -> None:
-    """Installed models: name, languages, size on disk, where (shipped, models dir, HF cache)."""
+    """Installed models: name, languages, size on disk, where (shipped, models dir, HF cache).
+
+    With a remote endpoint (or --server): the models the endpoint lists, names for -m."""
+    client = get_client(ctx)
+    if server or not client.settings.auto_start:
+        if available:
+            raise UsageError("--available lists names to pull here; drop --server")
+        _list_server_models(client, json_out)
+        return
     from whispercli import modelhub
 
     rows: list[dict[str, Any]] = [

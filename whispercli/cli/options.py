@@ -2,34 +2,90 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
+from whispercli import formats
 from whispercli.protocol import DEFAULT_TIER, SPEEDS, TASKS, TIERS
 
 _W = "Whisper options"
 
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], Any]:
+    """A callback that refuses values outside ``choices`` (a click usage error, exit 2)."""
+
+    def check(value: Any) -> Any:
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and item not in choices:
+                raise typer.BadParameter(f"{item!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def choice(*decls: str, choices: tuple[str, ...], help: str, **kwargs: Any) -> Any:
+    """An option whose values are ``choices``: shown as ``[a|b]``, checked, completed."""
+    return typer.Option(
+        *decls,
+        metavar=f"[{'|'.join(choices)}]",
+        callback=_one_of(choices),
+        autocompletion=lambda: list(choices),
+        help=help,
+        **kwargs,
+    )
+
+
+FORMAT_CHOICES = (*formats.FORMATS, formats.ALL)
+
+
+Webhook = Annotated[
+    str | None,
+    typer.Option(
+        "--webhook",
+        metavar="URL",
+        help="POST the job to URL when it ends (signed: `whispercli server webhook-secret`).",
+    ),
+]
 Model = Annotated[
-    str | None, typer.Option("-m", "--model", help="Model: tiny, small, medium, large [tiny].")
+    str | None,
+    typer.Option(
+        "-m",
+        "--model",
+        metavar="MODEL",
+        help="Model name [tiny]; `whispercli models list` lists the models.",
+    ),
 ]
 Tier = Annotated[
-    str | None,
-    typer.Option("--tier", help=f"Service tier: {', '.join(TIERS)} [{DEFAULT_TIER}]."),
+    str | None, choice("--tier", choices=TIERS, help=f"Service tier [{DEFAULT_TIER}].")
 ]
 Language = Annotated[
     str | None,
-    typer.Option("-l", "--language", help="Spoken language (e.g. en); detected when omitted."),
+    typer.Option(
+        "-l",
+        "--language",
+        metavar="LANG",
+        help="Spoken language (e.g. en); detected when omitted.",
+    ),
 ]
 Task = Annotated[
     str | None,
-    typer.Option("--task", help="transcribe or translate (to English).", rich_help_panel=_W),
+    choice("--task", choices=TASKS, help="translate: to English.", rich_help_panel=_W),
 ]
-BeamSize = Annotated[int | None, typer.Option("--beam-size", min=1, rich_help_panel=_W)]
-BestOf = Annotated[int | None, typer.Option("--best-of", min=1, rich_help_panel=_W)]
-Temperature = Annotated[float | None, typer.Option("--temperature", min=0, rich_help_panel=_W)]
-Patience = Annotated[float | None, typer.Option("--patience", min=0, rich_help_panel=_W)]
-InitialPrompt = Annotated[str | None, typer.Option("--initial-prompt", rich_help_panel=_W)]
+BeamSize = Annotated[
+    int | None, typer.Option("--beam-size", metavar="N", min=1, rich_help_panel=_W)
+]
+BestOf = Annotated[int | None, typer.Option("--best-of", metavar="N", min=1, rich_help_panel=_W)]
+Temperature = Annotated[
+    float | None, typer.Option("--temperature", metavar="T", min=0, rich_help_panel=_W)
+]
+Patience = Annotated[
+    float | None, typer.Option("--patience", metavar="P", min=0, rich_help_panel=_W)
+]
+InitialPrompt = Annotated[
+    str | None, typer.Option("--initial-prompt", metavar="TEXT", rich_help_panel=_W)
+]
 ConditionOnPrevious = Annotated[
     bool | None,
     typer.Option(
@@ -42,9 +98,10 @@ WordTimestamps = Annotated[
 VadFilter = Annotated[bool | None, typer.Option("--vad-filter/--no-vad-filter", rich_help_panel=_W)]
 Speed = Annotated[
     str | None,
-    typer.Option(
+    choice(
         "--speed",
-        help="Decoding profile on the embedded server: accurate, default or fast.",
+        choices=SPEEDS,
+        help="Decoding speed on the embedded server.",
         rich_help_panel=_W,
     ),
 ]
@@ -70,10 +127,6 @@ def whisper_params(
     speed: str | None = None,
 ) -> dict[str, Any]:
     """The Whisper input parameters given on the command line (unset ones left out)."""
-    if task is not None and task not in TASKS:
-        raise typer.BadParameter(f"--task must be one of {', '.join(TASKS)}")
-    if speed is not None and speed not in SPEEDS:
-        raise typer.BadParameter(f"--speed must be one of {', '.join(SPEEDS)}")
     params = {
         "language": language,
         "task": task,

@@ -26,6 +26,9 @@ class Tracker:
     def upload(self, sent: int, total: int) -> None:
         self._update(phase="upload", status="uploading", total=total or 1, completed=sent)
 
+    def download(self, got: int, total: int) -> None:
+        self._update(phase="upload", status="downloading", total=total or 1, completed=got)
+
     def job(self, info: JobInfo) -> None:
         if info.progress is not None:
             pct = 100.0 if info.status == "success" else max(0.0, min(info.progress, 1.0)) * 100
@@ -58,6 +61,11 @@ class Display:
         tb: TracebackType | None,
     ) -> None:
         if self.progress is not None:
+            # Whatever state each job is left in (submitted, failed, interrupted), the last
+            # frame drawn must not show a spinner that looks like it is still working.
+            for task in self.progress.tasks:
+                self.progress.update(task.id, final=True)
+            self.progress.refresh()
             self.progress.stop()
 
     def track(self, name: str) -> Tracker:
@@ -97,14 +105,28 @@ def _make_progress() -> Any:
                 text.append_text(self._speed.render(task))
                 return text
             status = str(task.fields.get("status", ""))
-            if task.total and status not in ("starting", "success", "reused"):
+            if task.total and status not in (
+                "starting",
+                "success",
+                "reused",
+                "failed",
+                "cancelled",
+            ):
                 return Text(f"{status} {task.percentage:3.0f}%")
             return Text(status)
+
+    class Spinner(SpinnerColumn):
+        """A spinner while the job is in flight; a blank once its line is final."""
+
+        def render(self, task: Task) -> Any:
+            if task.fields.get("final") or task.finished:
+                return Text(" ")
+            return super().render(task)
 
     # https://no-color.org: any non-empty NO_COLOR turns colour off.
     console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")))
     return Progress(
-        SpinnerColumn(),
+        Spinner(),
         TextColumn("{task.description}", style="bold"),
         BarColumn(bar_width=24),
         DetailColumn(),

@@ -1,10 +1,12 @@
 """`whispercli transcribe FILE|URL|DIR|- ...`: upload, submit, wait, print or write files.
 
 Several inputs run as parallel jobs (a few worker threads) under one progress display;
-transcripts print in input order once all are done."""
+transcripts print in input order once all are done. Everything that can be checked locally
+(formats, output paths, the jobs file) is checked before the first upload."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -19,11 +21,12 @@ import typer
 from whispercli import formats
 from whispercli.cli import options as o
 from whispercli.cli.context import get_client, parse_duration
-from whispercli.cli.jobflow import interrupted, is_url, submit_source, wait_for
+from whispercli.cli.jobflow import check_state_dir, report_failures, submit_source, wait_for
 from whispercli.cli.models_cmd import NoDownload, ensure_local_model
-from whispercli.cli.output import data, emit_json, error, note, stderr_is_tty
+from whispercli.cli.output import data, emit_json, note, stderr_is_tty, warn
 from whispercli.cli.progress import Display, Tracker
-from whispercli.errors import UsageError, WhisperCliError
+from whispercli.errors import Interrupted, UsageError, WhisperCliError
+from whispercli.protocol import is_http_url
 
 if TYPE_CHECKING:
     from whispercli.protocol import Result
@@ -57,6 +60,8 @@ class Item:
     path: str
     """What to upload: the path, the URL, or a temporary copy of stdin."""
     stem: str
+    subdir: Path = Path()
+    """Where its files go under -o: its folder relative to the directory given."""
     result: Result | None = None
     job_id: str | None = None
     skipped: bool = False
@@ -71,7 +76,7 @@ def _expand(sources: list[str], tmp: Path) -> list[Item]:
             with copy.open("wb") as fh:
                 shutil.copyfileobj(sys.stdin.buffer, fh)
             items.append(Item(source, str(copy), "stdin"))
-        elif is_url(source):
+        elif is_http_url(source):
             stem = Path(source.split("?", 1)[0]).stem or "transcript"
             items.append(Item(source, source, stem))
         elif Path(source).is_dir():
@@ -82,10 +87,41 @@ def _expand(sources: list[str], tmp: Path) -> list[Item]:
             )
             if not found:
                 raise UsageError(f"no audio or video files in {source}")
-            items.extend(Item(str(p), str(p), p.stem) for p in found)
+            items.extend(Item(str(p), str(p), p.stem, p.parent.relative_to(source)) for p in found)
         else:
             items.append(Item(source, source, Path(source).stem))
     return items
+
+
+def _check_stdout(items: list[Item], fmt: str) -> None:
+    """Several transcripts on stdout: txt gets a header per file; timed formats would run
+    together (two SRTs back to back are not one valid SRT), so they need -o."""
+    if len(items) > 1 and fmt != "txt":
+        raise UsageError(
+            f"{len(items)} inputs with -f {fmt} need -o DIR (one .{fmt} file per input)",
+            hint="add -o DIR, or use --json for all the results in one JSON document",
+        )
+
+
+def _check_outputs(items: list[Item], output_dir: Path, chosen: list[str]) -> None:
+    """No two inputs may write the same file; the output directory must be writable."""
+    owners: dict[Path, Item] = {}
+    for item in items:
+        for path in formats.output_paths(item.stem, output_dir / item.subdir, chosen):
+            other = owners.setdefault(path, item)
+            if other is not item:
+                raise UsageError(
+                    f"{other.source} and {item.source} would both write {path}",
+                    hint="rename one, or transcribe them in separate runs with different -o",
+                )
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the output directory {output_dir}: {exc.strerror}"
+        ) from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to the output directory {output_dir}")
 
 
 def transcribe(
@@ -93,18 +129,22 @@ def transcribe(
     sources: Annotated[
         list[str],
         typer.Argument(
-            metavar="FILE|URL|DIR|-...",
-            help="Audio/video files, upload URLs, directories, or - for stdin.",
+            metavar="FILE|URL|DIR|-",
+            help="Audio/video files, URLs, directories, or - for stdin.",
         ),
     ],
     fmt: Annotated[
         list[str] | None,
-        typer.Option("-f", "--format", help="txt, srt, vtt, tsv, json or all (repeatable)."),
+        o.choice("-f", "--format", choices=o.FORMAT_CHOICES, help="Output format (repeatable)."),
     ] = None,
     output_dir: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output-dir", help="Write <stem>.<format> files here.", file_okay=False
+            "-o",
+            "--output-dir",
+            metavar="DIR",
+            help="Write <stem>.<format> files here.",
+            file_okay=False,
         ),
     ] = None,
     skip_existing: Annotated[
@@ -123,11 +163,18 @@ def transcribe(
     word_timestamps: o.WordTimestamps = None,
     vad_filter: o.VadFilter = None,
     speed: o.Speed = None,
+    webhook: o.Webhook = None,
     timeout: Annotated[
-        str | None, typer.Option("--timeout", help="Give up waiting after this long; exit 7.")
+        str | None,
+        typer.Option(
+            "--timeout", metavar="DURATION", help="Give up waiting after this long; exit 7."
+        ),
     ] = None,
     parallel: Annotated[
-        int, typer.Option("-j", "--parallel", min=1, max=16, help="Jobs in flight at once.")
+        int,
+        typer.Option(
+            "-j", "--parallel", metavar="N", min=1, max=16, help="Jobs in flight at once."
+        ),
     ] = MAX_WORKERS,
     force: o.Force = False,
     json_out: o.Json = False,
@@ -135,16 +182,19 @@ def transcribe(
     no_download: NoDownload = False,
 ) -> None:
     """Transcribe audio: upload, submit, wait, then print the transcript or write files."""
-    try:
-        chosen = formats.expand(fmt or (["all"] if output_dir else ["txt"]))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="-f") from None
+    chosen = formats.expand(fmt or ([formats.ALL] if output_dir else ["txt"]))
     if output_dir is None and len(chosen) > 1:
         raise UsageError("several formats need -o DIR to write them to")
     if skip_existing and output_dir is None:
         raise UsageError("--skip-existing needs -o DIR")
     if sources.count("-") > 1:
         raise UsageError("- (stdin) can be given once")
+    if json_out and fmt and output_dir is None:
+        raise UsageError(
+            "--json and -f both choose what goes to stdout",
+            hint="drop -f (--json prints every result), or add -o DIR: -f then picks the "
+            "files written and --json prints the summary",
+        )
     params = o.whisper_params(
         language,
         task,
@@ -167,10 +217,11 @@ def transcribe(
     display_on = stderr_is_tty() and not quiet
 
     def run(item: Item, tracker: Tracker) -> None:
+        out = None if output_dir is None else output_dir / item.subdir
         if (
             skip_existing
-            and output_dir is not None
-            and all(p.exists() for p in formats.output_paths(item.stem, output_dir, chosen))
+            and out is not None
+            and all(p.exists() for p in formats.output_paths(item.stem, out, chosen))
         ):
             item.skipped = True
             tracker.message("skipped (outputs exist)", done=True)
@@ -185,6 +236,7 @@ def transcribe(
             force=force,
             tracker=tracker,
             quiet=quiet or display_on,
+            webhook=webhook,
         )
         item.job_id = done.job.id
         item.result = wait_for(
@@ -193,13 +245,17 @@ def transcribe(
             timeout=seconds,
             tracker=tracker,
             display=display_on,
-            timeout_label=timeout,
         )
-        if output_dir is not None:
-            formats.write(item.result, item.stem, output_dir, chosen)
+        if out is not None:
+            formats.write(item.result, item.stem, out, chosen)
 
     with tempfile.TemporaryDirectory(prefix="whispercli-") as tmp:
         items = _expand(sources, Path(tmp))
+        if output_dir is None and not json_out:
+            _check_stdout(items, chosen[0])
+        check_state_dir()
+        if output_dir is not None:
+            _check_outputs(items, output_dir, chosen)
         try:
             with Display(enabled=display_on) as display:
                 trackers = [display.track(Path(i.source).name or i.source) for i in items]
@@ -208,7 +264,7 @@ def transcribe(
                 else:
                     _run_parallel(items, trackers, run, min(parallel, len(items)))
         except KeyboardInterrupt:
-            raise interrupted([i.job_id for i in items if i.job_id and not i.result]) from None
+            raise Interrupted([i.job_id for i in items if i.job_id and not i.result]) from None
     _report(items, chosen[0], output_dir, json_out)
 
 
@@ -245,7 +301,6 @@ def _run_parallel(
 
 
 def _report(items: list[Item], fmt: str, output_dir: Path | None, json_out: bool) -> None:
-    failures = [i for i in items if i.failure is not None]
     if json_out:
         emit_json(
             [
@@ -260,13 +315,12 @@ def _report(items: list[Item], fmt: str, output_dir: Path | None, json_out: bool
             ]
         )
     elif output_dir is None:
-        for item in items:
-            if item.result is not None:
-                data(formats.render(item.result, fmt))
-    for item in failures:
-        assert item.failure is not None
-        error(f"{item.source}: {item.failure.message}")
-    if failures:
-        first = failures[0].failure
-        assert first is not None
-        raise typer.Exit(int(first.exit_code))
+        printed = [i for i in items if i.result is not None]
+        for n, item in enumerate(printed):
+            assert item.result is not None
+            if len(items) > 1:  # as head(1) names several files
+                data(("\n" if n else "") + f"==> {item.source} <==")
+            data(formats.render(item.result, fmt))
+    for item in items:
+        warn(item.source, item.result)
+    report_failures([(i.source, i.job_id, i.failure) for i in items if i.failure is not None])

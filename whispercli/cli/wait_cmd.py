@@ -6,21 +6,31 @@ import os
 import stat
 import sys
 import time
-from typing import Annotated
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from whispercli import formats
 from whispercli.cli import options as o
 from whispercli.cli.context import complete_job_ref, get_store, parse_duration, resolve_job
-from whispercli.cli.jobflow import interrupted, wait_for
-from whispercli.cli.output import data, emit_json, info_dict, stderr_is_tty
+from whispercli.cli.jobflow import report_failures, wait_for
+from whispercli.cli.output import data, emit_json, info_dict, stderr_is_tty, warn
 from whispercli.cli.progress import Display
+from whispercli.errors import Interrupted, JobFailedError, WhisperCliError
+
+if TYPE_CHECKING:
+    from whispercli.client import Job
+    from whispercli.protocol import Result
+    from whispercli.state import SavedJob
 
 JobRef = Annotated[
     str,
     typer.Argument(
-        help="Job id, unique prefix of one, or 'last'.", autocompletion=complete_job_ref
+        metavar="JOB",
+        help="Job id, unique prefix of one, or 'last'.",
+        autocompletion=complete_job_ref,
     ),
 ]
 Format = Annotated[str, typer.Option("-f", "--format", help="txt, srt, vtt, tsv or json (stdout).")]
@@ -30,8 +40,9 @@ def status(
     ctx: typer.Context,
     job_ref: JobRef = "last",
     json_out: o.Json = False,
+    quiet: o.Quiet = False,
 ) -> None:
-    """Show a job's status (the last submitted job when JOB is omitted)."""
+    """Show a job's status (the last job when JOB is omitted); -q prints the status alone."""
     job, saved = resolve_job(ctx, job_ref)
     info = job.refresh()
     now = (info.status, info.error, job.poll_url)
@@ -39,6 +50,9 @@ def status(
         get_store(ctx).update(job.id, status=info.status, error=info.error, poll_url=job.poll_url)
     if json_out:
         emit_json(info_dict(info))
+        return
+    if quiet:
+        data(info.status)
         return
     line = f"{info.id}\t{info.status}"
     if info.progress is not None and not info.terminal:
@@ -77,34 +91,80 @@ def wait(
     json_out: o.Json = False,
     quiet: o.Quiet = False,
 ) -> None:
-    """Wait for jobs to finish and print their transcripts (exit 3 if one failed)."""
+    """Wait for jobs to finish and print their transcripts, in order (exit 3 if one failed:
+    the others still print; its error goes to stderr, or to its entry's "error" with --json)."""
     refs = list(job_refs or []) or _refs_from_stdin() or ["last"]
     if fmt not in formats.FORMATS:
         raise typer.BadParameter(f"choose from {', '.join(formats.FORMATS)}", param_hint="-f")
     seconds = parse_duration(timeout) if timeout else None
     deadline = None if seconds is None else time.monotonic() + seconds
-    jobs = [resolve_job(ctx, ref)[0] for ref in refs]
-    results = []
-    pending = [j.id for j in jobs]
+    jobs: list[tuple[Job, SavedJob | None]] = []
+    outcomes: list[_Outcome] = []
     display_on = stderr_is_tty() and not quiet
     try:
+        jobs.extend(resolve_job(ctx, ref) for ref in refs)
         with Display(enabled=display_on) as display:
-            for job in jobs:
+            for job, saved in jobs:
+                outcome = _Outcome(job, _label(job, saved))
+                outcomes.append(outcome)
+                tracker = display.track(outcome.label)
                 remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
-                result = wait_for(
-                    ctx,
-                    job,
-                    timeout=remaining,
-                    tracker=display.track(job.id),
-                    display=display_on,
-                    timeout_label=timeout,
-                )
-                results.append((job, result))
-                pending.remove(job.id)
-    except KeyboardInterrupt:
-        raise interrupted(pending) from None
+                try:
+                    outcome.result = wait_for(
+                        ctx,
+                        job,
+                        timeout=remaining,
+                        tracker=tracker,
+                        display=display_on,
+                        timeout_given=seconds,
+                    )
+                except WhisperCliError as exc:
+                    outcome.failure = exc
+                    tracker.message(job.info.status if job.info else "failed", done=True)
+    except KeyboardInterrupt:  # one resume command: the jobs not finished, or not looked up yet
+        ran = {o.job.id for o in outcomes if o.result or isinstance(o.failure, JobFailedError)}
+        left = [j.id for j, _ in jobs if j.id not in ran] + refs[len(jobs) :]
+        raise Interrupted(left) from None
     if json_out:
-        emit_json([{"id": job.id, **result.to_dict()} for job, result in results])
-        return
-    for _job, result in results:
-        data(formats.render(result, fmt))
+        emit_json([o.to_dict() for o in outcomes])
+    else:
+        for outcome in outcomes:
+            if outcome.result is not None:
+                data(formats.render(outcome.result, fmt))
+    for outcome in outcomes:
+        warn(outcome.label, outcome.result)
+    _report([o for o in outcomes if o.failure is not None])
+
+
+@dataclass
+class _Outcome:
+    job: Job
+    label: str
+    result: Result | None = None
+    failure: WhisperCliError | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """One job in `wait --json`: the result's fields, or "error" with its message."""
+        info = self.job.info
+        body: dict[str, Any] = {
+            "id": self.job.id,
+            "status": info.status if info else None,
+            "error": self.failure.message if self.failure else None,
+        }
+        if self.result is not None:
+            body.update(self.result.to_dict())
+        return body
+
+
+def _label(job: Job, saved: SavedJob | None) -> str:
+    """What the progress line calls a job: its file's name, else its id."""
+    if saved and saved.file and "://" not in saved.file:
+        return Path(saved.file).name
+    return job.id
+
+
+def _report(failed: list[_Outcome]) -> None:
+    """One failure: its error and hint as any command's. Several: see ``report_failures``."""
+    if len(failed) == 1 and failed[0].failure is not None:
+        raise failed[0].failure
+    report_failures([(o.label, o.job.id, o.failure) for o in failed if o.failure is not None])

@@ -6,9 +6,15 @@ never downloads: a model that is not installed is a 404 at submit that lists wha
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from whispercli.modelhub import ModelInfo, resolve
+
+# The one place the hub is kept offline, for the hub client here and faster-whisper in the
+# engine (the worker imports this module before the engine): read when the hub is imported.
+# The CLI's `models pull` never imports this module.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 __all__ = ["ModelInfo", "installed", "resolve"]
 

@@ -1,0 +1,140 @@
+"""Several inputs at once: output files that never overwrite each other, stdout that stays
+parseable, paths checked before anything is uploaded (issue 10, items 8, 12, 13)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from clihelpers import SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line
+from wer import wer
+
+
+@pytest.fixture
+def cli(server: Any, tmp_path: Path) -> Cli:
+    return Cli(tmp_path / "cli", server)
+
+
+def tone(path: Path, seconds: float = 0.5) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-c", "1", str(path), "synth", str(seconds), "sine", "330"],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def sample(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".mp3":
+        path.write_bytes(SAMPLE_MP3.read_bytes())
+    else:
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-i", str(SAMPLE_MP3), str(path)],
+            check=True,
+            capture_output=True,
+        )
+    return path
+
+
+def server_jobs(server: Any) -> int:
+    resp = requests.get(f"{server.url}/v1/async/jobs", headers=server.headers, timeout=10)
+    resp.raise_for_status()
+    return len(resp.json()["jobs"])
+
+
+def test_same_stem_in_subfolders_mirrors_the_tree(cli: Cli, tmp_path: Path) -> None:
+    coll = tmp_path / "coll"
+    sample(coll / "a" / "x.mp3")
+    tone(coll / "b" / "x.wav")
+    sample(coll / "x.flac")
+    out = tmp_path / "out"
+    done = cli.run("transcribe", str(coll), "-o", str(out), "-f", "txt")
+    assert done.code == 0, done.err
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.txt"))
+    assert written == ["a/x.txt", "b/x.txt", "x.txt"]
+    assert wer(SAMPLE_TXT.read_text(), (out / "a" / "x.txt").read_text()) <= 0.10
+    assert wer(SAMPLE_TXT.read_text(), (out / "x.txt").read_text()) <= 0.10
+    assert "snow peas" not in (out / "b" / "x.txt").read_text()  # the tone's, not a's
+
+
+def test_two_inputs_that_would_share_an_output_are_refused_before_upload(
+    cli: Cli, server: Any, tmp_path: Path
+) -> None:
+    sample(tmp_path / "in" / "x.mp3")
+    tone(tmp_path / "in" / "x.wav")
+    tone(tmp_path / "other" / "x.wav")
+    before = server_jobs(server)
+    for args in (
+        [str(tmp_path / "in")],
+        [str(tmp_path / "in" / "x.mp3"), str(tmp_path / "other" / "x.wav")],
+    ):
+        done = cli.run("transcribe", *args, "-o", str(tmp_path / "out"), "-f", "txt")
+        assert done.code == 2, done.err
+        assert_one_error_line(done.err)
+        assert "x.txt" in done.err and "x.wav" in done.err and "x.mp3" in done.err, done.err
+    assert server_jobs(server) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_several_transcripts_on_stdout_are_separated_and_named(cli: Cli, tmp_path: Path) -> None:
+    first, second = sample(tmp_path / "one.mp3"), tone(tmp_path / "two.wav")
+    done = cli.run("transcribe", str(first), str(second))
+    assert done.code == 0, done.err
+    head, rest = done.out.split(f"==> {second} <==\n")
+    assert head.startswith(f"==> {first} <==\n") and "snow peas" in head
+    assert "snow peas" not in rest
+
+
+@pytest.mark.parametrize("fmt", ["srt", "vtt", "tsv", "json"])
+def test_several_inputs_in_a_timed_format_need_o(
+    cli: Cli, server: Any, tmp_path: Path, fmt: str
+) -> None:
+    before = server_jobs(server)
+    done = cli.run("transcribe", "-f", fmt, str(SAMPLE_MP3), str(tone(tmp_path / "t.wav")))
+    assert done.code == 2, done.err
+    assert_one_error_line(done.err)
+    assert "-o" in done.err and fmt in done.err
+    assert server_jobs(server) == before
+
+
+def test_json_with_f_is_refused_on_stdout_and_honoured_with_o(cli: Cli, tmp_path: Path) -> None:
+    done = cli.run("transcribe", "--json", "-f", "srt", str(SAMPLE_MP3))
+    assert done.code == 2, done.err
+    assert "--json" in done.err and "-f" in done.err
+    out = tmp_path / "out"
+    done = cli.run("transcribe", "--json", "-f", "srt", "-o", str(out), str(SAMPLE_MP3))
+    assert done.code == 0, done.err
+    assert [p.name for p in out.iterdir()] == ["sample.srt"]
+    assert '"result"' in done.out
+
+
+def test_unusable_output_dir_fails_before_upload(cli: Cli, server: Any) -> None:
+    before = server_jobs(server)
+    done = cli.run("transcribe", str(SAMPLE_MP3), "-o", "/proc/nope/x")
+    assert done.code == 2, done.err
+    assert_one_error_line(done.err)
+    assert "/proc/nope/x" in done.err and "unexpected" not in done.err
+    assert server_jobs(server) == before
+
+
+def test_unusable_state_dir_fails_before_upload(cli: Cli, server: Any) -> None:
+    before = server_jobs(server)
+    for args in (["transcribe", str(SAMPLE_MP3)], ["submit", str(SAMPLE_MP3)], ["status"]):
+        done = cli.run(*args, WHISPERCLI_STATE_DIR="/proc/nope/state")
+        assert done.code == 1, done.err
+        assert_one_error_line(done.err)
+        assert "/proc/nope/state" in done.err and "WHISPERCLI_STATE_DIR" in done.err
+        assert "unexpected" not in done.err
+    assert server_jobs(server) == before
+
+
+def test_submit_of_a_directory_says_it_is_one(cli: Cli, tmp_path: Path) -> None:
+    done = cli.run("submit", str(tmp_path) + "/")
+    assert done.code == 2, done.err
+    assert_one_error_line(done.err)
+    assert "is a directory" in done.err and "no such file" not in done.err

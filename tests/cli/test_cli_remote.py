@@ -1,0 +1,94 @@
+"""A remote URL as input: the CLI downloads it (no API key sent) and uploads it to the embedded
+server; tampered signed URLs are exit 5 (issue 10, item 14). Loopback HTTP only."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from clihelpers import SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line
+from wer import wer
+
+
+@pytest.fixture
+def cli(server: Any, tmp_path: Path) -> Cli:
+    return Cli(tmp_path / "cli", server)
+
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        if self.path.split("?")[0] != "/audio/a.mp3":
+            self.send_error(404)
+            return
+        body = SAMPLE_MP3.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/mpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def files() -> Iterator[str]:
+    """A loopback HTTP server with /audio/a.mp3 (the sample); records each request."""
+    _Files.seen = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_remote_url_is_downloaded_and_uploaded(cli: Cli, server: Any, files: str) -> None:
+    url = f"{files}/audio/a.mp3?token=s3cret"
+    done = cli.run("transcribe", url)
+    assert done.code == 0, done.err
+    assert wer(SAMPLE_TXT.read_text(), done.out) <= 0.10
+    [request] = _Files.seen
+    assert "authorization" not in request  # the API key never goes to another host
+    saved = json.loads(cli.jobs_file.read_text())["jobs"][-1]
+    assert saved["file"] == url and saved["status"] == "success"
+
+
+def test_remote_url_that_is_missing_exits_4(cli: Cli, files: str) -> None:
+    done = cli.run("transcribe", f"{files}/audio/nope.mp3")
+    assert done.code == 4, done.err
+    assert_one_error_line(done.err)
+    assert "nope.mp3" in done.err
+
+
+def _tamper(url: str) -> str:
+    return url[:-1] + ("0" if url[-1] != "0" else "1")
+
+
+def test_tampered_upload_url_exits_5(cli: Cli) -> None:
+    upload_url = cli.run("upload", str(SAMPLE_MP3)).out.strip()
+    done = cli.run("submit", _tamper(upload_url))
+    assert done.code == 5, done.err
+    assert_one_error_line(done.err)
+    assert "signature" in done.err and "API key" not in done.err
+
+
+def test_tampered_poll_url_exits_5(cli: Cli) -> None:
+    assert cli.run("submit", "-q", str(SAMPLE_MP3)).code == 0
+    state = json.loads(cli.jobs_file.read_text())
+    state["jobs"][-1]["poll_url"] = _tamper(state["jobs"][-1]["poll_url"])
+    cli.jobs_file.write_text(json.dumps(state))
+    done = cli.run("status")
+    assert done.code == 5, done.err
+    assert_one_error_line(done.err)
+    assert "signature" in done.err and "API key" not in done.err

@@ -1,0 +1,357 @@
+"""Resuming saved jobs against a real server: `wait` of several jobs, `last`, a job's own
+endpoint and profile, the jobs commands, config repair, `server status --url`."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line
+from wer import wer
+
+from whispercli.client import Client
+
+
+@pytest.fixture
+def cli(server: Any, tmp_path: Path) -> Cli:
+    return Cli(tmp_path / "cli", server)
+
+
+def make_tone(path: Path, seconds: float) -> Path:
+    """A sine tone: with ``--speed accurate`` a long one keeps the worker busy for a while."""
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-c", "1", str(path), "synth", str(seconds), "sine", "330"],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def junk(tmp_path: Path) -> Path:
+    bad = tmp_path / "notes.mp3"
+    bad.write_bytes(os.urandom(4000))
+    return bad
+
+
+def submit(cli: Cli, *args: str, **env: str) -> str:
+    done = cli.run("submit", "-q", *args, **env)
+    assert done.code == 0, done.err
+    return done.out.strip()
+
+
+def saved_jobs(cli: Cli) -> list[dict[str, Any]]:
+    return json.loads(cli.jobs_file.read_text())["jobs"]
+
+
+def in_a_terminal(cli: Cli, *args: str, timeout: float = 60) -> tuple[int, str]:
+    """Run whispercli with stdout and stderr on a pseudo-terminal; (exit code, all output)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whispercli", *args],
+        env=cli.subprocess_env(COLUMNS="200"),
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        cwd=REPO,
+    )
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return code, b"".join(chunks).decode(errors="replace")
+
+
+# -- 3. wait of several jobs keeps the good transcripts ----------------------------------------
+
+
+def test_wait_of_several_jobs_prints_every_transcript_when_one_fails(
+    cli: Cli, tmp_path: Path
+) -> None:
+    good = submit(cli, "--force", str(SAMPLE_MP3))
+    bad = submit(cli, str(junk(tmp_path)))
+    for order in ([good, bad], [bad, good]):
+        done = cli.run("wait", *order)
+        assert done.code == 3, done.err
+        assert wer(SAMPLE_TXT.read_text(), done.out) <= 0.10, done.out
+        assert "failed" in done.err and bad in done.err
+        assert_one_error_line(done.err)
+    done = cli.run("wait", "--json", good, bad)
+    assert done.code == 3, done.err
+    entries = json.loads(done.out)
+    assert [e["id"] for e in entries] == [good, bad]
+    assert entries[0]["error"] is None and entries[0]["segments"]
+    assert entries[1]["status"] == "failed" and "failed" in entries[1]["error"]
+
+
+# -- 4. last is the job the last command submitted or reused -----------------------------------
+
+
+def test_wait_last_after_a_submit_that_reused_a_job(cli: Cli, tmp_path: Path) -> None:
+    first = submit(cli, "--force", str(SAMPLE_MP3))
+    time.sleep(1.1)  # created times have a resolution of 1 s: make "newest" unambiguous
+    other = submit(cli, "--force", str(make_tone(tmp_path / "beep.wav", 0.5)))
+    again = cli.run("submit", "-q", str(SAMPLE_MP3))
+    assert again.code == 0 and again.out.strip() == first != other
+    done = cli.run("wait", "last")
+    assert done.code == 0, done.err
+    assert wer(SAMPLE_TXT.read_text(), done.out) <= 0.10, done.out
+    assert json.loads(cli.run("status", "--json").out)["id"] == first
+    assert json.loads(cli.run("jobs", "list", "--json").out)[0]["id"] in (first, other)
+
+
+# -- 5. a saved job resumes at its own endpoint, with its profile's key -------------------------
+
+
+def test_a_job_resumes_at_its_endpoint_with_its_profile(
+    server: Any, tmp_path: Path, free_port: int
+) -> None:
+    cli = Cli(tmp_path / "cli")  # no WHISPERCLI_URL: the local default is a dead port
+    cli.env["WHISPERCLI_LOCAL_PORT"] = str(free_port)
+    cli.env["LAB_KEY"] = server.api_key
+    assert cli.run("config", "set", "url", server.url, "--profile", "lab").code == 0
+    assert cli.run("config", "set", "api_key_env", "LAB_KEY", "--profile", "lab").code == 0
+    by_profile = cli.run("--profile", "lab", "submit", "-q", "--force", str(SAMPLE_MP3))
+    assert by_profile.code == 0, by_profile.err
+    job_id = by_profile.out.strip()
+    assert saved_jobs(cli)[-1]["profile"] == "lab"
+    done = cli.run("wait", "last")
+    assert done.code == 0, done.err
+    assert wer(SAMPLE_TXT.read_text(), done.out) <= 0.10
+    assert cli.run("status", "-q", job_id[:8]).out.strip() == "success"
+
+    by_url = cli.run(
+        "--url", server.url, "submit", "-q", "--force", str(SAMPLE_MP3),
+        WHISPERCLI_API_KEY=server.api_key,
+    )  # fmt: skip
+    assert by_url.code == 0, by_url.err
+    done = cli.run("wait", by_url.out.strip(), WHISPERCLI_API_KEY=server.api_key)
+    assert done.code == 0, done.err
+
+    elsewhere = cli.run("--url", f"http://127.0.0.1:{free_port}", "wait", "last")
+    assert elsewhere.code == 2 and server.url in elsewhere.err
+    assert_one_error_line(elsewhere.err)
+
+    lab_only = json.loads(cli.run("jobs", "list", "--json", "--endpoint", "lab").out)
+    assert [j["id"] for j in lab_only] == [job_id]
+    at_url = json.loads(cli.run("jobs", "list", "--json", "--endpoint", server.url).out)
+    assert {j["id"] for j in at_url} == {job_id, by_url.out.strip()}
+    listed = cli.run("jobs", "list").out
+    assert server.url in listed.splitlines()[0]
+
+    (Path(cli.env["WHISPERCLI_CONFIG_DIR"]) / "config.toml").write_text("")
+    gone = cli.run("status", job_id)
+    assert gone.code == 2 and "'lab', which is gone" in gone.err
+
+
+# -- polish: the jobs commands ------------------------------------------------------------------
+
+
+def test_jobs_list_on_a_terminal_and_jobs_show_of_a_deleted_job(cli: Cli, tmp_path: Path) -> None:
+    odd = tmp_path / "two\nlines.mp3"
+    odd.write_bytes(SAMPLE_MP3.read_bytes())
+    named = submit(cli, "--force", str(odd))
+    url = cli.run("upload", str(SAMPLE_MP3)).out.strip()
+    assert "sig=" in url
+    by_url = submit(cli, url)
+    assert cli.run("wait", named, by_url).code == 0
+    queued = submit(cli, "--force", "--speed", "accurate", str(make_tone(tmp_path / "t.wav", 60)))
+    try:
+        code, shown = in_a_terminal(cli, "jobs", "list")
+        assert code == 0, shown
+        lines = shown.splitlines()
+        assert lines[0].split() == ["ID", "STATUS", "MODEL", "CREATED", "ENDPOINT", "FILE"]
+        assert lines[1].startswith(queued) and "*" in lines[1].split()[1]  # not final: stale
+        assert "two\\nlines.mp3" in shown and "sig=" not in shown
+        assert "sig=" not in cli.run("jobs", "list").out
+        assert "ID\tSTATUS" not in cli.run("jobs", "list").out  # not a terminal: no header
+    finally:
+        cli.run("jobs", "cancel", queued)
+
+    client = Client(url=cli.env["WHISPERCLI_URL"], api_key=cli.env["WHISPERCLI_API_KEY"])
+    client.delete(named)
+    shown = cli.run("jobs", "show", named)
+    assert shown.code == 0, shown.err
+    assert f"id: {named}" in shown.out and "no longer has" in shown.err
+    body = json.loads(cli.run("jobs", "show", "--json", named).out)
+    assert body["server"] is None and body["saved"]["id"] == named and "no longer" in body["note"]
+
+
+def test_jobs_cancel_of_running_and_finished_jobs(cli: Cli, tmp_path: Path) -> None:
+    done_id = submit(cli, "--force", str(SAMPLE_MP3))
+    assert cli.run("wait", done_id).code == 0
+    long_audio = make_tone(tmp_path / "long.wav", 90)
+    running = submit(cli, "--force", "--speed", "accurate", str(long_audio))
+    deadline = time.monotonic() + 30
+    while cli.run("status", "-q", running).out.strip() != "processing":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    cancelled = cli.run("jobs", "cancel", running)
+    assert cancelled.code == 0 and "cancel requested" in cancelled.err
+    finished = cli.run("jobs", "cancel", done_id)
+    assert finished.code == 0, finished.err
+    assert "already success" in finished.err and "409" not in finished.err
+    as_json = json.loads(cli.run("jobs", "cancel", "--json", done_id).out)
+    assert as_json == [{"id": done_id, "status": "success", "result": as_json[0]["result"]}]
+    assert cli.run("jobs", "cancel", "-q", done_id).err == ""
+    assert set(cli.run("jobs", "list", "-q").out.split()) == {running, done_id}
+    assert json.loads(cli.run("jobs", "rm", "--json", done_id).out) == {"removed": 1}
+
+
+def test_wait_several_timeout_or_ctrl_c_prints_one_resume_command(cli: Cli, tmp_path: Path) -> None:
+    long_audio = make_tone(tmp_path / "long.wav", 90)
+    ids = [submit(cli, "--force", "--speed", "accurate", str(long_audio)) for _ in range(2)]
+    try:
+        done = cli.run("wait", "--timeout", "1s", *ids)
+        assert done.code == 7, done.err
+        resume = [line for line in done.err.splitlines() if "whispercli wait" in line]
+        assert len(resume) == 1 and all(i in resume[0] for i in ids), done.err
+        assert "after 1 s" in done.err and "after 0" not in done.err  # was "after 1s"
+        assert json.loads(cli.run("wait", "--json", "--timeout", "1", *ids).out)[1]["error"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "whispercli", "wait", *ids],
+            env=cli.subprocess_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        time.sleep(3.0)  # past start-up: a Ctrl-C while typer parses exits 130 silently
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        resume = [line for line in err.splitlines() if "whispercli wait" in line]
+        assert len(resume) == 1 and all(i in resume[0] for i in ids), (out, err)
+    finally:
+        cli.run("jobs", "cancel", *ids)
+
+
+def test_transcribe_of_several_files_timing_out_prints_one_resume_command(
+    cli: Cli, tmp_path: Path
+) -> None:
+    tones = [make_tone(tmp_path / f"long{n}.wav", 90 + n) for n in range(2)]
+    done = cli.run("transcribe", "--speed", "accurate", "--timeout", "0.5", *map(str, tones))
+    by_file = {job["file"]: job["id"] for job in saved_jobs(cli)}
+    ids = [by_file[str(tone.resolve())] for tone in tones]  # in input order
+    try:
+        assert done.code == 7, done.err
+        assert done.out == ""
+        resume = [line for line in done.err.splitlines() if "whispercli wait" in line]
+        hint = "whispercli: hint: the jobs keep running; resume with: whispercli wait"
+        assert resume == [" ".join([hint, *ids])], done.err
+        assert done.err.count("after 0.5 s") == 2, done.err
+    finally:
+        cli.run("jobs", "cancel", *ids)
+
+
+def test_wait_in_a_terminal_names_the_file(cli: Cli) -> None:
+    job_id = submit(cli, "--force", str(SAMPLE_MP3))
+    code, shown = in_a_terminal(cli, "wait", job_id)
+    assert code == 0, shown
+    assert "sample.mp3" in shown
+
+
+def test_the_display_leaves_no_spinner_behind() -> None:
+    from whispercli.cli.progress import Display
+
+    display = Display(enabled=True)
+    with display:
+        display.track("a.wav").message("accepted")
+        display.track("b.wav").message("failed", done=False)
+        spinner = display.progress.columns[0]
+        assert all(str(spinner.render(t)).strip() for t in display.progress.tasks)
+    assert all(str(spinner.render(t)).strip() == "" for t in display.progress.tasks)
+
+
+# -- polish: server status, config repair, quiet output -----------------------------------------
+
+
+@contextlib.contextmanager
+def not_whispercli(port: int) -> Iterator[str]:
+    """Some other HTTP server (a directory listing) on a loopback port."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_server_status_honours_url_and_says_what_is_not_ours(
+    server: Any, tmp_path: Path, free_port: int
+) -> None:
+    cli = Cli(tmp_path / "cli")
+    cli.env["WHISPERCLI_LOCAL_PORT"] = str(free_port)
+    done = cli.run("--url", server.url, "server", "status", WHISPERCLI_API_KEY=server.api_key)
+    assert done.code == 0, done.err
+    assert f"running at {server.url}" in done.out
+    with not_whispercli(free_port) as other:
+        done = cli.run("--url", other, "server", "status")
+        assert done.code == 1 and "not as a whispercli server" in done.err
+        assert_one_error_line(done.err)
+    started = time.monotonic()
+    done = cli.run("--profile", "tiyaro", "server", "status")
+    assert done.code == 5 and "TIYARO_API_KEY" in done.err and "api.tiyaro.ai" in done.err
+    done = cli.run("--profile", "tiyaro", "status", "0123456789abcdef0123456789abcdef")
+    assert done.code == 5, done.err
+    assert time.monotonic() - started < 2  # no network, no retries
+
+
+def test_a_broken_config_is_shown_and_repaired(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "cli")
+    assert cli.run("config", "set", "profile", "nosuch").code == 2
+    config_file = Path(cli.env["WHISPERCLI_CONFIG_DIR"]) / "config.toml"
+    config_file.write_text("[profiles.local]\nurl = 5\n")
+    broken = cli.run("status", "0123456789abcdef0123456789abcdef")
+    assert broken.code == 1
+    assert str(config_file) in broken.err and "profiles.local.url must be a string" in broken.err
+    shown = cli.run("config", "show")
+    assert shown.code == 0 and "profiles.local.url" in shown.err
+    assert json.loads(cli.run("config", "show", "--json").out)["error"]
+    assert cli.run("config", "unset", "url").code == 0
+    shown = cli.run("config", "show")
+    assert shown.code == 0 and shown.err == ""
+    import tomllib
+
+    body = tomllib.loads(shown.out)  # values as TOML writes them
+    assert body["url"] == "http://127.0.0.1:8642" and body["auto_start"] is True
+    assert cli.run("config", "show", "-q").out == "http://127.0.0.1:8642\n"
+    assert json.loads(cli.run("config", "path", "--json").out) == {"config_file": str(config_file)}
