@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from local_server import REPO, ServerFactory, ServerHandle, find_free_port
 from server_helpers import SUBMIT, TIMEOUT, submit_raw, upload, wait_done
@@ -90,15 +91,40 @@ def test_what_a_model_can_do_keys_on_the_model_resolved(
     missing = submit_raw(server, url, model="Systran/faster-whisper-medium")  # an explicit id
     assert missing.status_code == 404
     assert "whisper-Systran/faster-whisper-medium" in missing.json()["error"]["message"]
+    # Eden's whisper/<model> takes the same names (checked before the file_url is fetched).
+    nowhere = f"http://127.0.0.1:{find_free_port()}/sample.mp3"
+    for provider, field in (
+        ("whisper/large-v3-turbo", "language"),  # resolved: English-only
+        ("whisper/small", "file_url"),  # the multilingual one passes; nothing to fetch
+        ("whisper/Systran/faster-whisper-medium", "providers"),  # an id, not installed
+    ):
+        eden = requests.post(
+            server.url + "/v2/audio/speech_to_text_async",
+            json={"providers": provider, "language": "fr", "file_url": nowhere},
+            headers=server.headers,
+            timeout=TIMEOUT,
+        )
+        assert eden.status_code == 400 and list(eden.json()["error"]["message"]) == [field], (
+            provider,
+            eden.text,
+        )
 
 
-def test_device_cuda_without_a_gpu_fails_at_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["server", "run", "--device", "cuda", "--port", str(find_free_port())],
+        # A PostgreSQL-mode worker chooses its device before it connects to the database.
+        ["server", "worker", "--device", "cuda", "--database", "postgresql://u@127.0.0.1:1/db"],
+    ],
+    ids=["run", "worker"],
+)
+def test_device_cuda_without_a_gpu_fails_at_start(tmp_path: Path, argv: list[str]) -> None:
     env = {
         "WHISPERCLI_CONFIG_DIR": str(tmp_path / "config"),
         "WHISPERCLI_STATE_DIR": str(tmp_path / "state"),
         "WHISPERCLI_DATA_DIR": str(tmp_path / "data"),
     }
-    argv = ["server", "run", "--device", "cuda", "--port", str(find_free_port())]
     done = subprocess.run(
         [sys.executable, "-m", "whispercli", *argv],
         env={**os.environ, **env},
