@@ -95,7 +95,7 @@ def test_help_shows_choices_and_plain_metavars(tmp_path: Path) -> None:
     assert "[JOB]...\n" in cli.run("wait", "--help").out
     assert "Usage: whispercli status [OPTIONS] [JOB]\n" in cli.run("status", "--help").out
     commands = _all_commands()
-    assert ["jobs", "prune"] in commands and ["models"] in commands
+    assert ["jobs", "prune"] in commands and ["models", "list"] in commands
     for command in commands:
         done = cli.run(*command, "--help")
         assert done.code == 0, (command, done.err)
@@ -107,9 +107,13 @@ def test_help_shows_choices_and_plain_metavars(tmp_path: Path) -> None:
 
 
 def test_models_lists_what_the_server_has(server: object, tmp_path: Path) -> None:
-    done = Cli(tmp_path / "cli", server).run("models", "--json")
+    """A remote endpoint: `models list` shows its /v1/health names, not this machine's."""
+    done = Cli(tmp_path / "cli", server).run("models", "list", "--json")
     assert done.code == 0, done.err
-    assert "tiny" in json.loads(done.out)["models"]
+    listed = json.loads(done.out)
+    assert "tiny" in listed["models"] and isinstance(listed["loadedModels"], list)
+    refused = Cli(tmp_path / "cli", server).run("models", "list", "--available")
+    assert refused.code == 2 and "--server" in refused.err
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.3, 1.0, 3.0])

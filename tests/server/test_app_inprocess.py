@@ -26,6 +26,11 @@ class InstantRunner:
     """Finishes every job as soon as it is queued, with a fixed transcript."""
 
     busy = False
+    device = None
+
+    @property
+    def loaded_paths(self) -> list[str]:
+        return []
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -108,7 +113,13 @@ def test_errors_come_from_the_one_table(client: TestClient) -> None:
 
 def test_app_state_holds_only_what_the_routes_read(client: TestClient) -> None:
     state = vars(client.app.state)["_state"]  # type: ignore[attr-defined]
-    assert set(state) == {"api_key", "service", "links", "last_request"}
+    assert set(state) == {"api_key", "service", "links", "runner", "last_request"}
+
+
+def test_health_reports_the_runners_models_and_device(client: TestClient) -> None:
+    """The runner given to create_app is what health reads: one with no engine here."""
+    health = client.get("/v1/health").json()
+    assert health["loadedModels"] == [] and health["device"] is None
 
 
 def test_the_tier_picks_the_queue_a_new_job_is_dispatched_to(tmp_path: Path) -> None:

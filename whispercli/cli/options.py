@@ -54,7 +54,7 @@ Model = Annotated[
         "-m",
         "--model",
         metavar="MODEL",
-        help="Model name [tiny]; `whispercli models` lists the server's models.",
+        help="Model name [tiny]; `whispercli models list` lists the models.",
     ),
 ]
 Tier = Annotated[

@@ -46,6 +46,16 @@ DatabaseOpt = Annotated[
         show_default=False,
     ),
 ]
+DeviceOpt = Annotated[
+    str, typer.Option(help="auto (CUDA when a probe encode works, else CPU), cpu or cuda.")
+]
+ComputeTypeOpt = Annotated[
+    str,
+    typer.Option(help="auto (CPU int8, CUDA float16), int8, int8_float16, float16, float32."),
+]
+MaxLoadedOpt = Annotated[
+    int, typer.Option(help="Models kept loaded at once (least recently used unloaded).", min=1)
+]
 PortOpt = Annotated[
     int | None,
     typer.Option(
@@ -145,6 +155,24 @@ def _server_class() -> type:
     return Server
 
 
+def _device_plan(device: str, compute_type: str, log: Any) -> Any:
+    """Choose the engine's device now (a ``cuda`` that cannot work fails the start)."""
+    from whispercli.modelhub import shipped_model
+    from whispercli.server import device as devices
+
+    try:
+        probe_model = shipped_model()
+        plan = devices.choose(device, compute_type, str(probe_model) if probe_model else None)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except devices.DeviceError as exc:
+        raise WhisperCliError(str(exc)) from None
+    if plan.device == "cuda":  # the engine child starts after this: the loader reads it then
+        os.environ.update(devices.loader_path_env(os.environ, devices.nvidia_lib_dirs()))
+    log.info("device: %s %s (%s)", plan.device, plan.compute_type, plan.reason)
+    return plan
+
+
 @app.command()
 def run(
     host: HostOpt = DEFAULTS.host,
@@ -189,6 +217,9 @@ def run(
         ),
     ] = DEFAULTS.speed,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    device: DeviceOpt = "auto",
+    compute_type: ComputeTypeOpt = "auto",
+    max_loaded_models: MaxLoadedOpt = DEFAULTS.max_loaded_models,
     webhook_allow_private: Annotated[
         bool,
         typer.Option(
@@ -229,6 +260,8 @@ def run(
         retention=retention_hours * 3600,
         cpu_threads=cpu_threads,
         speed=speed,
+        device_plan=_device_plan(device, compute_type, log),
+        max_loaded_models=max_loaded_models,
         webhook_allow_private=webhook_allow_private,
         webhook_first_retry=webhook_first_retry,
     )
@@ -301,6 +334,9 @@ def worker(
     ] = None,
     speed: Annotated[str, typer.Option(help="Decoding profile.")] = DEFAULTS.speed,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    device: DeviceOpt = "auto",
+    compute_type: ComputeTypeOpt = "auto",
+    max_loaded_models: MaxLoadedOpt = DEFAULTS.max_loaded_models,
 ) -> None:
     """Run jobs from PostgreSQL on this machine's engine, one at a time, until SIGTERM."""
     import logging
@@ -314,7 +350,12 @@ def worker(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = ServerSettings(
-        database_url=database, cpu_threads=cpu_threads, models_dir=models_dir, speed=speed
+        database_url=database,
+        cpu_threads=cpu_threads,
+        models_dir=models_dir,
+        speed=speed,
+        device_plan=_device_plan(device, compute_type, logging.getLogger("whispercli.server")),
+        max_loaded_models=max_loaded_models,
     )
     names = [q.strip() for q in queues.split(",") if q.strip()]
     try:

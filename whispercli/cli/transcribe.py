@@ -22,6 +22,7 @@ from whispercli import formats
 from whispercli.cli import options as o
 from whispercli.cli.context import get_client, parse_duration
 from whispercli.cli.jobflow import check_state_dir, report_failures, submit_source, wait_for
+from whispercli.cli.models_cmd import NoDownload, ensure_local_model
 from whispercli.cli.output import data, emit_json, note, stderr_is_tty, warn
 from whispercli.cli.progress import Display, Tracker
 from whispercli.errors import Interrupted, UsageError, WhisperCliError
@@ -178,6 +179,7 @@ def transcribe(
     force: o.Force = False,
     json_out: o.Json = False,
     quiet: o.Quiet = False,
+    no_download: NoDownload = False,
 ) -> None:
     """Transcribe audio: upload, submit, wait, then print the transcript or write files."""
     chosen = formats.expand(fmt or ([formats.ALL] if output_dir else ["txt"]))
@@ -210,6 +212,7 @@ def transcribe(
     model_name, tier_name = o.model_and_tier(
         client.settings.model, client.settings.tier, model, tier
     )
+    ensure_local_model(client, model_name, no_download=no_download, quiet=quiet)
     seconds = parse_duration(timeout) if timeout else None
     display_on = stderr_is_tty() and not quiet
 

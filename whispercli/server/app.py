@@ -125,6 +125,7 @@ def create_app(
     )
     app.state.api_key = api_key
     app.state.service = service
+    app.state.runner = runner
     app.state.links = links
     app.state.last_request = time.monotonic()
     errors.install(app)

@@ -1,4 +1,4 @@
-"""The transcription engine: faster-whisper (CTranslate2, CPU, int8) behind one method.
+"""The transcription engine: faster-whisper behind one method (CPU int8 or CUDA: see device).
 
 Only the worker process imports this module (after whispercli.server.models, which keeps the
 Hugging Face hub offline). :meth:`Engine.transcribe` hands each job's
@@ -21,9 +21,11 @@ from faster_whisper import WhisperModel, decode_audio
 from whispercli import decoding
 from whispercli.server import quality
 from whispercli.server.chunked import SAMPLE_RATE, ChunkedDecoder
+from whispercli.server.device import DevicePlan, cpu_plan
 from whispercli.server.resegment import split_segment
 
 MAX_REPLICAS = 4
+CPU_PLAN = cpu_plan("int8", "default")
 SegmentCallback = Callable[[dict[str, Any] | None, float], None]
 """Called with each finished segment and the progress (0..1), or with None and the progress
 alone while a long batch decodes (about every second); may raise to stop early."""
@@ -141,16 +143,26 @@ class Engine:
     """One loaded model; kept loaded across jobs by the worker."""
 
     def __init__(
-        self, model_path: str, *, cpu_threads: int = 0, speed: str = decoding.DEFAULT_SPEED
+        self,
+        model_path: str,
+        *,
+        cpu_threads: int = 0,
+        speed: str = decoding.DEFAULT_SPEED,
+        plan: DevicePlan = CPU_PLAN,
     ) -> None:
-        """``speed`` is the server's decoding speed; a job's ``speed`` param overrides it."""
+        """``speed`` is the server's decoding speed; a job's ``speed`` param overrides it.
+        ``plan`` is the device's (whispercli.server.device)."""
         self.model_path = model_path
         self.speed = speed
-        replicas, threads = replica_layout(cpu_threads)
+        self.plan = plan
+        if plan.replicas is None:
+            replicas, threads = replica_layout(cpu_threads)
+        else:
+            replicas, threads = plan.replicas, cpu_threads
         self.model = WhisperModel(
             model_path,
-            device="cpu",
-            compute_type="int8",
+            device=plan.device,
+            compute_type=plan.compute_type,
             cpu_threads=threads,
             num_workers=replicas,
         )
@@ -165,7 +177,10 @@ class Engine:
         plan = decoding.plan(self.speed, params, duration)
         segments: Generator[Any, None, None]
         progress = _Progress()
+        probability = None
         if plan.chunked:
+            if self.plan.batch_size is not None:
+                plan.kwargs["batch_size"] = self.plan.batch_size
 
             def tick(share: float) -> None:
                 if progress.advance(share):
@@ -180,7 +195,7 @@ class Engine:
             )
         else:
             segments, info = self.model.transcribe(audio, **plan.kwargs)
-            language = info.language
+            language, probability = info.language, round(info.language_probability, 4)
         # The chunked path decodes whole VAD chunks with word timings (see decoding.plan):
         # cut them into sentence-sized segments, keeping word timings only if asked for.
         keep_words = bool(params.get("word_timestamps"))
@@ -210,6 +225,8 @@ class Engine:
             "text": "".join(s["text"] for s in collected),
             "segments": collected,
             "language": language,
+            "language_probability": probability,
             "duration": round(duration, 3),
             "warnings": notes,
+            "device": self.plan.device,
         }

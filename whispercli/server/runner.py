@@ -25,6 +25,7 @@ from whispercli.server.worker import (
     Cancelled,
     EngineConfig,
     EngineProcess,
+    Evicted,
     Failed,
     Loaded,
     Progress,
@@ -50,6 +51,16 @@ class Runner(Protocol):
         """A job is running (the idle exit waits for it)."""
         ...
 
+    @property
+    def loaded_paths(self) -> list[str]:
+        """Model folders loaded in the engine now, least recently used first."""
+        ...
+
+    @property
+    def device(self) -> str | None:
+        """Where this runner's jobs decode (cpu, cuda); None: not in this process."""
+        ...
+
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
@@ -63,6 +74,11 @@ class NoRunner:
     """The runner of an API server whose jobs run on workers elsewhere (shared storage)."""
 
     busy = False
+    device = None
+
+    @property
+    def loaded_paths(self) -> list[str]:
+        return []
 
     def start(self) -> None:
         pass
@@ -82,6 +98,8 @@ def engine_config(settings: ServerSettings) -> EngineConfig:
         speed=settings.speed,
         preload=str(packaged.path) if packaged else None,
         fake_seconds=settings.fake_engine_seconds,
+        plan=settings.device_plan,
+        max_loaded=settings.max_loaded_models,
     )
 
 
@@ -102,12 +120,16 @@ class JobExecutor:
         self.notify = notify
         self.stopping = stopping
         self.engine = EngineProcess(engine_config(settings))
+        self.loaded_paths: list[str] = []
+        """Model folders loaded in the engine child, least recently used first."""
 
     def ensure_engine(self) -> None:
+        if not self.engine.alive:
+            self.loaded_paths = []  # a new child starts empty
         self.engine.ensure_running(self.stopping)
 
     def drain_idle(self) -> None:
-        """Between jobs: log model loads the child reports."""
+        """Between jobs: record the model loads and unloads the child reports."""
         while self.engine.alive:
             try:
                 message = self.engine.receive(0)
@@ -115,8 +137,16 @@ class JobExecutor:
                 return
             if message is None:
                 return
-            if isinstance(message, Loaded):
-                _log_load(message)
+            if isinstance(message, Loaded | Evicted):
+                self._record_model(message)
+
+    def _record_model(self, message: Loaded | Evicted) -> None:
+        self.loaded_paths = list(message.loaded)
+        if isinstance(message, Evicted):
+            log.info("model %s unloaded (least recently used)", message.model_path)
+            return
+        device = self.settings.device_plan.device
+        log.info("model %s loaded in %.2f s on %s", message.model_path, message.seconds, device)
 
     def run(self, job: Job) -> None:
         model = models.resolve(job.model, self.settings.models_dir)
@@ -172,8 +202,8 @@ class JobExecutor:
             message = self.engine.receive(CANCEL_CHECK_SECONDS / 2)
             if message is None:
                 continue
-            if isinstance(message, Loaded):
-                _log_load(message)
+            if isinstance(message, Loaded | Evicted):
+                self._record_model(message)
                 continue
             if message.job_id != job.id:
                 continue
@@ -209,10 +239,6 @@ class JobExecutor:
         self.engine.stop(idle=True)
 
 
-def _log_load(message: Loaded) -> None:
-    log.info("model %s loaded in %.2f s", message.model_path, message.seconds)
-
-
 class LocalRunner:
     """The embedded default: one thread claims queued jobs from the store and runs them."""
 
@@ -235,6 +261,14 @@ class LocalRunner:
     @property
     def busy(self) -> bool:
         return self._busy
+
+    @property
+    def loaded_paths(self) -> list[str]:
+        return self._executor.loaded_paths
+
+    @property
+    def device(self) -> str | None:
+        return self.settings.device_plan.device
 
     def start(self) -> None:
         """Re-queue (or fail) what a crash left processing, then start taking jobs."""

@@ -125,7 +125,9 @@ class QueueDepth(BaseModel):
 class HealthResponse(BaseModel):
     status: str
     version: str
-    models: list[str]
+    models: list[str] = Field(description="Installed model names (any of them can be submitted).")
+    loadedModels: list[str] = Field(default=[], description="Models loaded in the worker now.")
+    device: str | None = Field(default=None, description="cpu or cuda: where jobs decode.")
     queue: QueueDepth
     maxUploadBytes: int
     longPoll: bool

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from whispercli import paths
 from whispercli.fsutil import is_private, read_or_create_secret
+from whispercli.server.device import DevicePlan, cpu_plan
+from whispercli.server.modelcache import DEFAULT_MAX_LOADED
 from whispercli.server.webhooks import guard, schedule, signing
 
 MIB = 1024**2
@@ -52,6 +54,10 @@ class ServerSettings:
     """The decoding speed (whispercli.decoding.SPEEDS); a job's ``speed`` param wins."""
     max_attempts: int = 3
     """Times a job is started before a crash (of the worker or the server) fails it."""
+    device_plan: DevicePlan = field(default_factory=lambda: cpu_plan("int8", "default"))
+    """Where and how the engine decodes (``server run`` chooses it: whispercli.server.device)."""
+    max_loaded_models: int = DEFAULT_MAX_LOADED
+    """Models the worker keeps loaded (least recently used unloaded first)."""
     webhook_secret_file: Path = field(default_factory=signing.secret_file)
     webhook_allow_private: bool = False
     """Let webhooks and Eden ``file_url`` reach private and loopback addresses."""

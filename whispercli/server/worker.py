@@ -1,11 +1,12 @@
 """The engine's child process and the typed messages on its pipes.
 
-The child (multiprocessing, spawn) loads a model once and keeps it loaded; a crash while
-decoding kills that process, never the server. :class:`EngineProcess` owns it on the parent's
+The child (multiprocessing, spawn) keeps up to ``max_loaded`` models loaded (a
+:class:`~whispercli.server.modelcache.ModelCache`, least recently used unloaded first); a crash
+while decoding kills that process, never the server. :class:`EngineProcess` owns it on the parent's
 side: start, restart with a back-off, send a job, receive messages, cancel, kill.
 
 Parent -> child (``conn``): :class:`Transcribe`, :class:`Stop`; (``cancels``): :class:`Cancel`.
-Child -> parent: :class:`Loaded`, :class:`Progress`, then one outcome per job:
+Child -> parent: :class:`Loaded`, :class:`Evicted`, :class:`Progress`, then one outcome per job:
 :class:`Succeeded`, :class:`Failed` or :class:`Cancelled`.
 """
 
@@ -19,9 +20,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
+
+from whispercli.server.device import DevicePlan, cpu_plan
+from whispercli.server.modelcache import DEFAULT_MAX_LOADED, ModelCache
 
 log = logging.getLogger("whispercli.server")
 
@@ -40,6 +44,10 @@ class EngineConfig:
     """A model folder to load at start, before the first job asks for it."""
     fake_seconds: float | None = None
     """Run :class:`~whispercli.server.fake_engine.FakeEngine` (that many seconds a job)."""
+    plan: DevicePlan = field(default_factory=lambda: cpu_plan("int8", "default"))
+    """Where and how the engine decodes (whispercli.server.device)."""
+    max_loaded: int = DEFAULT_MAX_LOADED
+    """Models the child keeps loaded (least recently used unloaded first)."""
 
 
 # -- messages -----------------------------------------------------------------------------------
@@ -65,6 +73,16 @@ class Cancel:
 class Loaded:
     model_path: str
     seconds: float
+    loaded: tuple[str, ...]
+    """Every model folder loaded now, least recently used first."""
+
+
+@dataclass(frozen=True)
+class Evicted:
+    """A model was unloaded to make room (``max_loaded``)."""
+
+    model_path: str
+    loaded: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -93,7 +111,7 @@ class Cancelled:
 
 
 Outcome = Succeeded | Failed | Cancelled
-FromWorker = Loaded | Progress | Outcome
+FromWorker = Loaded | Evicted | Progress | Outcome
 
 
 # -- the child ----------------------------------------------------------------------------------
@@ -129,7 +147,7 @@ def _engine_factory(config: EngineConfig) -> tuple[Callable[[str], Any], type[Ex
     from whispercli.server.engine import AudioError, Engine
 
     def make(path: str) -> Engine:
-        return Engine(path, cpu_threads=config.cpu_threads, speed=config.speed)
+        return Engine(path, cpu_threads=config.cpu_threads, speed=config.speed, plan=config.plan)
 
     return make, AudioError
 
@@ -141,19 +159,22 @@ def worker_main(conn: Connection, cancels: Connection, config: EngineConfig) -> 
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _thread_lock_for_tqdm()
     make_engine, audio_error = _engine_factory(config)
-    engine: Any = None
 
     def load(model_path: str) -> Any:
-        nonlocal engine
-        if engine is None or engine.model_path != model_path:
-            engine = None  # free the previous model before loading the next
-            started = time.perf_counter()
-            engine = make_engine(model_path)
-            conn.send(Loaded(model_path, time.perf_counter() - started))
+        started = time.perf_counter()
+        engine = make_engine(model_path)
+        seconds = time.perf_counter() - started
+        conn.send(Loaded(model_path, seconds, (*cache.loaded(), model_path)))
         return engine
 
+    cache: ModelCache[Any] = ModelCache(
+        load,
+        config.max_loaded,
+        lambda path: conn.send(Evicted(path, tuple(cache.loaded()))),
+    )
     if config.preload:
-        load(config.preload)
+        cache.acquire(config.preload)
+        cache.release(config.preload)
     while True:
         try:
             message = conn.recv()
@@ -173,9 +194,8 @@ def worker_main(conn: Connection, cancels: Connection, config: EngineConfig) -> 
 
         outcome: Outcome
         try:
-            result = load(message.model_path).transcribe(
-                message.audio_path, message.params, on_segment
-            )
+            with cache.use(message.model_path) as engine:
+                result = engine.transcribe(message.audio_path, message.params, on_segment)
         except _Cancelled:
             outcome = Cancelled(job_id)
         except audio_error as exc:

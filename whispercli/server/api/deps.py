@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from whispercli.protocol import JOB_PATH, UPLOAD_PUT_PATH, UPLOAD_URL_PATH
 from whispercli.server.errors import ERRORS, ServiceError
+from whispercli.server.runner import Runner
 from whispercli.server.schemas import ErrorBody
 from whispercli.server.service import JobService
 from whispercli.server.settings import ServerSettings
@@ -85,6 +86,11 @@ def _service(request: Request) -> JobService:
     return service
 
 
+def _runner(request: Request) -> Runner:
+    runner: Runner = request.app.state.runner
+    return runner
+
+
 def _links(request: Request) -> Links:
     links: Links = request.app.state.links
     return links
@@ -92,6 +98,7 @@ def _links(request: Request) -> Links:
 
 Service = Annotated[JobService, Depends(_service)]
 UrlSigner = Annotated[Links, Depends(_links)]
+JobRunner = Annotated[Runner, Depends(_runner)]
 
 _bearer = HTTPBearer(auto_error=False, description="The key in the server's api-key file.")
 

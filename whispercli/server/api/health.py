@@ -1,4 +1,5 @@
-"""``GET /v1/health``: version, installed models, queue depth (the OctoAI health check)."""
+"""``GET /v1/health``: version, installed and loaded models, device, queue depth (the OctoAI
+health check)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from fastapi import APIRouter
 
 from whispercli import __version__
 from whispercli.protocol import HEALTH_PATH
-from whispercli.server.api.deps import AUTH, Service, errors_doc
+from whispercli.server import models
+from whispercli.server.api.deps import AUTH, JobRunner, Service, errors_doc
 from whispercli.server.schemas import HealthResponse
 
 router = APIRouter()
@@ -21,12 +23,14 @@ router = APIRouter()
     responses=errors_doc(),
     summary="Server version, installed models and queue depth",
 )
-async def health(service: Service) -> dict[str, Any]:
+async def health(service: Service, runner: JobRunner) -> dict[str, Any]:
     depth = await service.queue_depth()
     return {
         "status": "ok",
         "version": __version__,
         "models": service.installed_models(),
+        "loadedModels": models.loaded_names(runner.loaded_paths, service.settings.models_dir),
+        "device": runner.device,
         "queue": {"pending": depth.pending, "processing": depth.processing},
         "maxUploadBytes": service.settings.max_upload_bytes,
         "longPoll": True,

@@ -32,7 +32,7 @@ async def job_body(
 
 
 @router.post(
-    SUBMIT_PATH,
+    SUBMIT_PATH.replace("{model}", "{model:path}"),  # an explicit model id has a slash
     status_code=202,
     response_model=SubmitResponse,
     response_model_exclude_unset=True,

@@ -1,0 +1,161 @@
+"""Which device the engine decodes on, and how: chosen once at server start.
+
+``auto`` picks CUDA when CTranslate2 sees a device *and* a short encode succeeds in a child
+process (CUDA library errors show only at the first encode, and a cuDNN mismatch aborts the
+whole process); otherwise the CPU with int8, logged with the reason. An explicit ``cuda`` that
+cannot work is a :class:`DeviceError` at start. The plans differ: on a CPU the engine loads
+single-thread replicas (``engine.replica_layout``); on CUDA one model and faster-whisper's
+batched pipeline, ``CUDA_BATCH_SIZE`` chunks per call.
+
+The ``gpu`` extra installs the CUDA runtime libraries from PyPI (``nvidia-cublas-cu12``,
+``nvidia-cudnn-cu12``); :func:`loader_path_env` puts their ``lib`` folders on
+``LD_LIBRARY_PATH`` for the processes started after it (the probe and the engine child), since
+the loader reads it only when a process starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = ("auto", "int8", "int8_float16", "float16", "float32")
+CUDA_BATCH_SIZE = 16
+"""faster-whisper's documented batch size for its batched pipeline on a GPU (not measured here:
+bench/gpu.sh measures 8, 16 and 32 where a GPU exists)."""
+PROBE_TIMEOUT = 180.0
+_NVIDIA_LIBS = ("cublas", "cudnn")
+_PROBE = """
+import sys
+import ctranslate2
+import numpy as np
+if ctranslate2.get_cuda_device_count() == 0:
+    print("CTranslate2 sees no CUDA device", file=sys.stderr)
+    sys.exit(3)
+model = ctranslate2.models.Whisper(sys.argv[1], device="cuda", compute_type=sys.argv[2])
+model.encode(ctranslate2.StorageView.from_array(np.zeros((1, 80, 3000), np.float32)))
+"""
+
+
+class DeviceError(RuntimeError):
+    """``--device cuda`` was asked for and cannot work here; the message says why."""
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    device: str
+    compute_type: str
+    replicas: int | None
+    """Model replicas; ``None`` = one single-thread replica per core (engine.replica_layout)."""
+    batch_size: int | None
+    """Chunks per batched-pipeline call; ``None`` = the decoding profile's."""
+    reason: str
+
+
+def cpu_plan(compute_type: str, reason: str) -> DevicePlan:
+    return DevicePlan("cpu", "int8" if compute_type == "auto" else compute_type, None, None, reason)
+
+
+def cuda_plan(compute_type: str, reason: str) -> DevicePlan:
+    chosen = "float16" if compute_type == "auto" else compute_type
+    return DevicePlan("cuda", chosen, 1, CUDA_BATCH_SIZE, reason)
+
+
+def nvidia_lib_dirs() -> list[str]:
+    """The ``lib`` folders of the pip CUDA libraries (``nvidia/cublas/lib``...), if installed."""
+    spec = importlib.util.find_spec("nvidia")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    dirs = []
+    for root in spec.submodule_search_locations:
+        for name in _NVIDIA_LIBS:
+            lib = Path(root) / name / "lib"
+            if lib.is_dir():
+                dirs.append(str(lib))
+    return dirs
+
+
+def loader_path_env(env: Mapping[str, str], lib_dirs: list[str]) -> dict[str, str]:
+    """``env`` with ``lib_dirs`` in front of ``LD_LIBRARY_PATH`` (each once)."""
+    current = [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    merged = list(dict.fromkeys([*lib_dirs, *current]))
+    out = dict(env)
+    if merged:
+        out["LD_LIBRARY_PATH"] = os.pathsep.join(merged)
+    return out
+
+
+def cuda_device_count() -> int:
+    try:
+        import ctranslate2
+    except ImportError:
+        return 0
+    try:
+        return int(ctranslate2.get_cuda_device_count())
+    except Exception:  # a broken driver: no usable device
+        return 0
+
+
+def probe_cuda(model_path: str, compute_type: str) -> str | None:
+    """Encode 30 s of silence on CUDA in a child process; ``None`` if it worked, else why."""
+    env = loader_path_env(os.environ, nvidia_lib_dirs())
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE, model_path, compute_type],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return f"the CUDA probe did not finish within {PROBE_TIMEOUT:.0f} s"
+    if done.returncode == 0:
+        return None
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        return f"the CUDA probe was killed by {name} (often a cuDNN/cuBLAS version mismatch)"
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else f"the CUDA probe exited with {done.returncode}"
+
+
+def choose(
+    device: str,
+    compute_type: str,
+    probe_model: str | None,
+    *,
+    count: Callable[[], int] = cuda_device_count,
+    probe: Callable[[str, str], str | None] = probe_cuda,
+) -> DevicePlan:
+    """The plan for ``--device``/``--compute-type``; raises :class:`DeviceError` for a ``cuda``
+    that cannot work. ``probe_model`` is the model folder the probe encodes with."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; use {', '.join(DEVICES)}")
+    if compute_type not in COMPUTE_TYPES:
+        raise ValueError(f"unknown compute type {compute_type!r}; use {', '.join(COMPUTE_TYPES)}")
+    if device == "cpu":
+        return cpu_plan(compute_type, "--device cpu")
+    cuda_type = "float16" if compute_type == "auto" else compute_type
+    devices = count()
+    if devices == 0:
+        why = "CTranslate2 sees no CUDA device"
+    elif probe_model is None:
+        why = "no installed model to probe the CUDA device with"
+    else:
+        failure = probe(probe_model, cuda_type)
+        if failure is None:
+            return cuda_plan(compute_type, f"{devices} CUDA device(s), probe encode ok")
+        why = f"CUDA probe failed: {failure}"
+    if device == "cuda":
+        raise DeviceError(
+            f"--device cuda cannot work here: {why}; install the CUDA libraries with "
+            "`pip install 'whispercli[local,gpu]'` (an NVIDIA driver is needed), or use "
+            "--device auto or cpu"
+        )
+    return cpu_plan(compute_type, why)
