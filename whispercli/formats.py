@@ -4,6 +4,10 @@ As in whisper's ``utils.py``: segment text is stripped and ``-->`` becomes ``->`
 ``HH:MM:SS,mmm``; vtt starts with ``WEBVTT`` and uses ``MM:SS.mmm`` (hours when needed); tsv
 has the header ``start<TAB>end<TAB>text`` and integer milliseconds; json is the result
 object. Output files are named after the input's stem: ``talk.mp3`` -> ``talk.srt``.
+
+Segments may carry a ``speaker`` (Eden AI's diarization): when more than one speaker is heard,
+txt/srt/vtt lines start with ``[SPEAKER n]`` and tsv gains a ``speaker`` column (json always
+keeps the field).
 """
 
 from __future__ import annotations
@@ -32,9 +36,29 @@ def _clean(segment: Segment) -> str:
     return segment.text.strip().replace("-->", "->")
 
 
+def speakers(result: Result) -> list[str]:
+    """The distinct speakers of the segments, in order of first word."""
+    seen: dict[str, None] = {}
+    for seg in result.segments:
+        if seg.extra.get("speaker") is not None:
+            seen.setdefault(str(seg.extra["speaker"]), None)
+    return list(seen)
+
+
+def _labelled(result: Result) -> list[str]:
+    """Each segment's text, prefixed with ``[SPEAKER n]`` when several speakers talk."""
+    several = len(speakers(result)) > 1
+    return [
+        f"[SPEAKER {s.extra['speaker']}] {_clean(s)}"
+        if several and s.extra.get("speaker") is not None
+        else _clean(s)
+        for s in result.segments
+    ]
+
+
 def to_txt(result: Result) -> str:
     return (
-        "".join(f"{_clean(s)}\n" for s in result.segments)
+        "".join(f"{line}\n" for line in _labelled(result))
         if result.segments
         else (result.text.strip() + "\n")
     )
@@ -42,27 +66,29 @@ def to_txt(result: Result) -> str:
 
 def to_srt(result: Result) -> str:
     blocks = []
-    for index, seg in enumerate(result.segments, start=1):
+    for index, (seg, line) in enumerate(zip(result.segments, _labelled(result), strict=True), 1):
         start = format_timestamp(seg.start, True, ",")
         end = format_timestamp(seg.end, True, ",")
-        blocks.append(f"{index}\n{start} --> {end}\n{_clean(seg)}\n")
+        blocks.append(f"{index}\n{start} --> {end}\n{line}\n")
     return "\n".join(blocks)
 
 
 def to_vtt(result: Result) -> str:
     blocks = ["WEBVTT\n"]
-    for seg in result.segments:
+    for seg, line in zip(result.segments, _labelled(result), strict=True):
         start = format_timestamp(seg.start, False, ".")
         end = format_timestamp(seg.end, False, ".")
-        blocks.append(f"{start} --> {end}\n{_clean(seg)}\n")
+        blocks.append(f"{start} --> {end}\n{line}\n")
     return "\n".join(blocks)
 
 
 def to_tsv(result: Result) -> str:
-    lines = ["start\tend\ttext"]
+    several = len(speakers(result)) > 1
+    lines = ["start\tend\tspeaker\ttext" if several else "start\tend\ttext"]
     for seg in result.segments:
         text = _clean(seg).replace("\t", " ")
-        lines.append(f"{round(1000 * seg.start)}\t{round(1000 * seg.end)}\t{text}")
+        who = f"{seg.extra.get('speaker', '')}\t" if several else ""
+        lines.append(f"{round(1000 * seg.start)}\t{round(1000 * seg.end)}\t{who}{text}")
     return "\n".join(lines) + "\n"
 
 

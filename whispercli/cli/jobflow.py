@@ -95,13 +95,18 @@ def submit_source(
     force: bool,
     tracker: Tracker | None = None,
     quiet: bool = False,
+    providers: list[str] | None = None,
 ) -> Submitted:
-    """Upload (a file) and submit, or reuse the saved job for the same bytes and options."""
+    """Upload (a file) and submit, or reuse the saved job for the same bytes and options
+    (``providers``, Eden AI's vendors, count among the options)."""
     from whispercli.state import SavedJob
 
     check_state_dir()
     client = get_client(ctx)
     store = get_store(ctx)
+    backend = client.settings.backend
+    chosen = list(providers or client.settings.providers)
+    options = {**params, "providers": chosen} if chosen else params
     with contextlib.ExitStack() as stack:
         file = _local_file(client, source, stack, tracker)
         digest = size = None
@@ -109,7 +114,7 @@ def submit_source(
             size = file.stat().st_size
             digest = sha256_file(file)
         if digest is not None and not force:
-            previous = store.find_reusable(digest, model, params, client.url, tier)
+            previous = store.find_reusable(digest, model, options, client.url, tier, backend)
             if previous is not None:
                 job = client.job(previous.id, previous.poll_url)
                 try:
@@ -131,16 +136,18 @@ def submit_source(
             model=model,
             tier=tier,
             on_upload_progress=tracker.upload if tracker else None,
+            providers=providers,
             **params,
         )
     saved = SavedJob(
         id=job.id,
         endpoint=client.url,
+        backend=backend,
         poll_url=job.poll_url,
         profile=client.settings.profile,
         model=model,
         tier=tier,
-        options=params,
+        options=options,
         file=source if file is None or is_http_url(source) else str(file.resolve()),
         size=size,
         sha256=digest,

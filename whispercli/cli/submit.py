@@ -46,6 +46,7 @@ def submit(
     word_timestamps: o.WordTimestamps = None,
     vad_filter: o.VadFilter = None,
     speed: o.Speed = None,
+    provider: o.Providers = None,
     force: o.Force = False,
     json_out: o.Json = False,
     quiet: o.Quiet = False,
@@ -76,6 +77,7 @@ def submit(
             force=force,
             tracker=display.track(Path(source).name),
             quiet=quiet,
+            providers=o.providers_of(provider),
         )
     if json_out:
         emit_json({"id": done.job.id, "status": done.saved.status, "reused": done.reused})

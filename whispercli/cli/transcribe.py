@@ -162,6 +162,7 @@ def transcribe(
     word_timestamps: o.WordTimestamps = None,
     vad_filter: o.VadFilter = None,
     speed: o.Speed = None,
+    provider: o.Providers = None,
     timeout: Annotated[
         str | None,
         typer.Option(
@@ -232,6 +233,7 @@ def transcribe(
             force=force,
             tracker=tracker,
             quiet=quiet or display_on,
+            providers=o.providers_of(provider),
         )
         item.job_id = done.job.id
         item.result = wait_for(
