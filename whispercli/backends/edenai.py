@@ -53,7 +53,7 @@ class EdenAIBackend(Backend):
             raise self.unsupported(
                 f"take {flags}", "its vendors take --language and --provider only"
             )
-        fields = {"providers": ",".join(providers), "show_original_response": "false"}
+        fields = {"providers": ",".join(providers)}
         if request.params.get("language"):
             fields["language"] = str(request.params["language"])
         source = str(request.source)
