@@ -239,7 +239,7 @@ def _combined(per_vendor: dict[str, dict[str, Any]], chosen: str) -> Result:
     result = Result.from_dict(per_vendor[chosen])
     result.extra = {
         "provider": chosen,
-        "speakers": per_vendor[chosen]["speakers"],
+        "speakers": per_vendor[chosen].get("speakers"),
         "results": per_vendor,
     }
     return result
