@@ -33,6 +33,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "server"))
 
 from local_server import ServerFactory, ServerHandle, find_free_port, start_server
+from pg_cluster import postgres  # noqa: F401  (the session fixture, for every directory)
 
 _DIR_VARS = ("WHISPERCLI_CONFIG_DIR", "WHISPERCLI_STATE_DIR", "WHISPERCLI_DATA_DIR")
 

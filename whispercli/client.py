@@ -36,6 +36,7 @@ from whispercli.errors import (
     UnreachableError,
     WaitTimeoutError,
     WhisperCliError,
+    seconds_text,
 )
 from whispercli.http import HttpCore, redact_url
 from whispercli.protocol import JobInfo, Result
@@ -59,6 +60,16 @@ OUTAGE_GRACE = 60.0
 """How long ``Job.wait`` keeps trying while a server that answered before is unreachable."""
 
 log = logging.getLogger("whispercli.client")
+
+
+def human_bytes(size: int) -> str:
+    """``4294967296`` -> ``"4 GiB"``, ``1536`` -> ``"1.5 KiB"`` (binary units, as limits are)."""
+    value, unit = float(size), "bytes"
+    for name in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, name
+    return f"{value:.3g} {unit}" if unit != "bytes" else f"{size} bytes"
 
 
 class Client:
@@ -152,6 +163,11 @@ class Client:
             raise self.backend.unsupported(verb, "the embedded server and Tiyaro do")
         return self.backend
 
+    def check_upload_size(self, path: str | os.PathLike[str], size: int) -> None:
+        """Refuse a file larger than the endpoint takes (when it says), before it is hashed
+        or sent."""
+        self.backend.check_upload_size(path, size)
+
     def upload(
         self, path: str | os.PathLike[str], on_progress: ProgressCallback | None = None
     ) -> str:
@@ -167,6 +183,7 @@ class Client:
         *,
         on_upload_progress: ProgressCallback | None = None,
         providers: list[str] | None = None,
+        webhook: str | None = None,
         **whisper_params: Any,
     ) -> Job:
         """Submit a transcription (uploading a local file first) and return its ``Job``.
@@ -174,7 +191,10 @@ class Client:
         ``whisper_params`` are the Whisper input parameters (``language``, ``task``,
         ``beam_size``, ...; see ``protocol.WHISPER_PARAMS``); ``None`` values are dropped.
         ``providers`` picks Eden AI's vendors (the profile's ``providers`` when not given).
-        The Tiyaro backend always sends an ``Idempotency-Key`` (random unless given).
+        ``webhook``: a URL the server POSTs the job to when it ends (an extension of the
+        embedded server; Eden AI's ``webhook_receiver``). The Tiyaro backend always sends an
+        ``Idempotency-Key`` (random unless given), so a retried POST never creates a second
+        job on a server that honours it.
         """
         request = Submission(
             source=path_or_upload_url,
@@ -184,9 +204,23 @@ class Client:
             providers=list(providers or []),
             idempotency_key=idempotency_key,
             on_upload_progress=on_upload_progress,
+            webhook=webhook,
         )
+        self.backend.check(request)
         info = self.backend.submit(request)
         return Job(self, info.id, info.poll_url, info)
+
+    def check_options(
+        self,
+        params: dict[str, Any],
+        providers: list[str] | None = None,
+        webhook: str | None = None,
+    ) -> None:
+        """Refuse, before any request, options the backend's protocol cannot carry (a
+        ``UsageError``, exit 2): what ``submit`` checks first, for a caller that uploads or
+        hashes before submitting."""
+        request = Submission("", "", "", params, list(providers or []), webhook=webhook)
+        self.backend.check(request)
 
     def must_download(self, url: str) -> bool:
         """True for a URL this endpoint cannot take as input, so the client downloads it and
@@ -339,7 +373,7 @@ class Job:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise WaitTimeoutError(
-                    f"job {self.id} is still {info.status} after {_seconds(timeout)}",
+                    f"job {self.id} is still {info.status} after {seconds_text(timeout or 0.0)}",
                     hint=f"it keeps running; wait again later (job id {self.id})",
                 )
             if use_long_poll:
@@ -368,9 +402,3 @@ def _result_of(info: JobInfo) -> Result:
     if info.status == protocol.Status.CANCELLED:
         raise JobFailedError(f"job {info.id} was cancelled")
     raise WhisperCliError(f"job {info.id} is not finished (status {info.status})")
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "forever"
-    return f"{value:g} s"

@@ -1,11 +1,11 @@
-"""Decoding profiles: how the engine calls faster-whisper for a speed/accuracy trade-off.
+"""Decoding speeds: how the engine calls faster-whisper for a speed/accuracy trade-off.
 
 Pure Python (no faster-whisper or numpy import) so the server, the CLI and the tests can use it.
 The measurements behind the choices are in bench/RESULTS.md (bench/engine.py makes them).
 
 The engine calls :func:`plan` once per job and follows it::
 
-    plan = decoding.plan(server_profile, params, duration_seconds)
+    plan = decoding.plan(server_speed, params, duration_seconds)
     if plan.chunked:   # VAD chunks decoded in parallel (whispercli.server.chunked)
         segments, language = chunked_decoder.transcribe(
             audio, balanced=plan.balanced, encoder_padding=plan.encoder_padding, **plan.kwargs)
@@ -13,8 +13,8 @@ The engine calls :func:`plan` once per job and follows it::
         segments, info = model.transcribe(audio, **plan.kwargs)
 
 ``params`` are the job's validated protocol params (whispercli.server.params); the job's own
-``speed`` param, when given, picks the profile over the server's setting. Explicit params win
-over the profile (a job that asks for ``beam_size=5`` gets beam 5). A job that sets a param
+``speed`` param, when given, wins over the server's setting. Explicit params win
+over the speed's choices (a job that asks for ``beam_size=5`` gets beam 5). A job that sets a param
 only the sequential path honours (temperature fallback, thresholds, ``condition_on_previous_text``)
 to something other than Whisper's default, or turns ``vad_filter`` off, is decoded sequentially,
 so that the request is honoured rather than silently ignored.
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_PROFILE = "default"
+DEFAULT_SPEED = "default"
 
 # Whisper's default temperature schedule: 0.0, then fallback steps of 0.2 up to 1.0.
 _DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -53,8 +53,8 @@ _RENAMED = {"logprob_threshold": "log_prob_threshold"}
 
 
 @dataclass(frozen=True)
-class Profile:
-    """One decoding strategy.
+class Speed:
+    """One decoding strategy (a ``--speed``; "speed", not "profile", which names a config).
 
     Audio at least ``chunked_min_seconds`` long is cut at pauses into chunks of at most one
     Whisper window, decoded without timestamp tokens (they cost 5-7 WER points there) but with
@@ -64,9 +64,10 @@ class Profile:
 
     beam_size: int = 5
     chunked_min_seconds: float | None = None
-    batch_size: int = 4
-    """Chunks each replica decodes at once: 4 was as fast as 8 and shows progress twice as
-    often (the first segments of a 12 minute file after 2.8 s instead of 5.5 s)."""
+    batch_size: int = 2
+    """Chunks a replica decodes at once (its first batch holds fewer, see
+    server.chunked.batch_sizes): 4, 8 and 16 were within noise of each other; 2 moves the
+    progress twice as often as 4."""
     balanced: bool = False
     """Chunks of equal length (replicas finish together) rather than filled to 30 s."""
     encoder_padding: float | None = None
@@ -74,16 +75,16 @@ class Profile:
     sequential: tuple[tuple[str, Any], ...] = ()  # kwargs overriding the above when sequential
 
 
-PROFILES: dict[str, Profile] = {
+SPEEDS: dict[str, Speed] = {
     # The seed's behaviour, faster-whisper's and whisper-ctranslate2's default: sequential beam
     # search of 5 with temperature fallback. Timestamped segments of a few seconds.
-    "accurate": Profile(beam_size=5),
+    "accurate": Speed(beam_size=5),
     # From 30 s: chunks filled to 30 s, beam 4, decoded in parallel; measured on the bench set
     # at about 2.2x the speed of faster-whisper's sequential beam 5, WER -0.1 to -0.3 points.
     # Below 30 s there is one window: the "accurate" path (short files never get slower).
-    "default": Profile(beam_size=4, chunked_min_seconds=30.0, sequential=(("beam_size", 5),)),
+    "default": Speed(beam_size=4, chunked_min_seconds=30.0, sequential=(("beam_size", 5),)),
     # Every length: balanced chunks, a short encoder input, beam 2: about 3.2x, WER +1.4 points.
-    "fast": Profile(beam_size=2, chunked_min_seconds=0.0, balanced=True, encoder_padding=3.0),
+    "fast": Speed(beam_size=2, chunked_min_seconds=0.0, balanced=True, encoder_padding=3.0),
 }
 
 
@@ -135,34 +136,33 @@ def needs_sequential(params: Mapping[str, Any]) -> bool:
     return isinstance(schedule, tuple) and len(schedule) > 1 and schedule != _DEFAULT_TEMPERATURES
 
 
-def plan(
-    profile_name: str | None, params: Mapping[str, Any], duration_seconds: float | None
-) -> Plan:
+def plan(speed_name: str | None, params: Mapping[str, Any], duration_seconds: float | None) -> Plan:
     """Choose the path and build the transcribe kwargs for one job.
 
-    ``profile_name`` is the server's setting (None = "default"); ``params["speed"]`` overrides
+    ``speed_name`` is the server's setting (None = "default"); ``params["speed"]`` overrides
     it. A chunked plan's kwargs include ``batch_size`` and go to the engine's chunked decoder,
     a sequential one's to ``WhisperModel.transcribe``. An unknown duration (None) plans like
-    short audio. Raises ValueError for an unknown profile.
+    short audio. Raises ValueError for an unknown speed.
     """
-    name = params.get("speed") or profile_name or DEFAULT_PROFILE
-    if name not in PROFILES:
-        raise ValueError(f"unknown decoding profile {name!r} (known: {', '.join(PROFILES)})")
-    profile = PROFILES[name]
+    name = params.get("speed") or speed_name or DEFAULT_SPEED
+    if name not in SPEEDS:
+        raise ValueError(f"unknown decoding speed {name!r} (known: {', '.join(SPEEDS)})")
+    speed = SPEEDS[name]
     chunked = (
-        profile.chunked_min_seconds is not None
+        speed.chunked_min_seconds is not None
         and duration_seconds is not None
-        and duration_seconds >= profile.chunked_min_seconds
+        and duration_seconds >= speed.chunked_min_seconds
         and not needs_sequential(params)
     )
-    kwargs: dict[str, Any] = {"beam_size": profile.beam_size}
+    kwargs: dict[str, Any] = {"beam_size": speed.beam_size}
     if not chunked:
-        kwargs.update(profile.sequential)
+        kwargs.update(speed.sequential)
         kwargs.update(whisper_kwargs(params))
+        kwargs.setdefault("vad_filter", True)  # no "Thank you." on silence (off: vad_filter)
         return Plan(kwargs)
-    kwargs.update(batch_size=profile.batch_size, without_timestamps=True)
+    kwargs.update(batch_size=speed.batch_size, without_timestamps=True)
     kwargs.update(whisper_kwargs(params))
     # Word timings let the engine cut each chunk into sentences (server/resegment.py); it
     # drops them from the result unless the job asked for them.
     kwargs["word_timestamps"] = True
-    return Plan(kwargs, True, profile.balanced, profile.encoder_padding)
+    return Plan(kwargs, True, speed.balanced, speed.encoder_padding)

@@ -30,6 +30,12 @@ class ExitCode(IntEnum):
 EXIT_CODE_HELP = "Exit codes: " + ", ".join(f"{c.value} {c.description}" for c in ExitCode) + "."
 
 
+def seconds_text(value: float) -> str:
+    """A duration as messages say it: "0.5 s", "1 s", "2.5 s", "90 s" (two significant
+    digits below 10 s, whole seconds above; never "0 s" for a sub-second one)."""
+    return f"{value:.0f} s" if value >= 10 else f"{value:.2g} s"
+
+
 class WhisperCliError(Exception):
     """Every failure a person can act on: a message, an optional hint and an exit code."""
 
@@ -67,3 +73,12 @@ class UnreachableError(WhisperCliError):
 
 class WaitTimeoutError(WhisperCliError):
     exit_code = ExitCode.TIMEOUT
+
+
+class Interrupted(Exception):
+    """Ctrl-C, raised by a command with the jobs it leaves running. Not a KeyboardInterrupt,
+    which typer turns into a silent exit 130: this one reaches ``main()``, which says so."""
+
+    def __init__(self, job_ids: list[str]) -> None:
+        super().__init__(job_ids)
+        self.job_ids = job_ids

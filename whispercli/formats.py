@@ -1,9 +1,12 @@
 """Transcript writers matching openai-whisper's output formats (txt, srt, vtt, tsv, json).
 
-As in whisper's ``utils.py``: segment text is stripped and ``-->`` becomes ``->``; srt uses
-``HH:MM:SS,mmm``; vtt starts with ``WEBVTT`` and uses ``MM:SS.mmm`` (hours when needed); tsv
-has the header ``start<TAB>end<TAB>text`` and integer milliseconds; json is the result
-object. Output files are named after the input's stem: ``talk.mp3`` -> ``talk.srt``.
+Byte for byte as openai-whisper's ``utils.py`` writers (default options) write the same
+segments: segment text is stripped (and in srt/vtt ``-->`` becomes ``->``); every cue ends
+with a blank line, the last one too; segments with word timings make cues timed by their
+first and last word; srt uses ``HH:MM:SS,mmm``; vtt starts with ``WEBVTT`` and uses
+``MM:SS.mmm`` (hours when needed); tsv has the header ``start<TAB>end<TAB>text`` and integer
+milliseconds; json is the result object. Output files are named after the input's stem:
+``talk.mp3`` -> ``talk.srt``.
 
 Segments may carry a ``speaker`` (Eden AI's diarization): when more than one speaker is heard,
 txt/srt/vtt lines start with ``[SPEAKER n]`` and tsv gains a ``speaker`` column (json always
@@ -13,7 +16,7 @@ keeps the field).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from whispercli.fsutil import atomic_write_text
@@ -21,6 +24,7 @@ from whispercli.protocol import Result, Segment
 
 FORMATS = ("txt", "srt", "vtt", "tsv", "json")
 ALL = "all"
+_MAX_LINE_WIDTH = 1000  # whisper's default when no --max_line_width is given
 
 
 def format_timestamp(seconds: float, always_include_hours: bool, decimal_marker: str) -> str:
@@ -45,48 +49,64 @@ def speakers(result: Result) -> list[str]:
     return list(seen)
 
 
-def _labelled(result: Result) -> list[str]:
-    """Each segment's text, prefixed with ``[SPEAKER n]`` when several speakers talk."""
-    several = len(speakers(result)) > 1
-    return [
-        f"[SPEAKER {s.extra['speaker']}] {_clean(s)}"
-        if several and s.extra.get("speaker") is not None
-        else _clean(s)
-        for s in result.segments
-    ]
+def _label(seg: Segment, several: bool) -> str:
+    """``[SPEAKER n] `` before a segment's text when several speakers talk."""
+    speaker = seg.extra.get("speaker")
+    return f"[SPEAKER {speaker}] " if several and speaker is not None else ""
 
 
 def to_txt(result: Result) -> str:
+    several = len(speakers(result)) > 1
     return (
-        "".join(f"{line}\n" for line in _labelled(result))
+        "".join(f"{_label(s, several)}{s.text.strip()}\n" for s in result.segments)
         if result.segments
         else (result.text.strip() + "\n")
     )
 
 
+def _cues(result: Result) -> Iterator[tuple[float, float, str]]:
+    """(start, end, text) of each subtitle cue, as whisper's ``SubtitlesWriter`` makes them
+    with its default options: from the word timings when the segments have them (a speaker
+    label, when several talk, starts the cue)."""
+    several = len(speakers(result)) > 1
+    if result.segments and "words" in result.segments[0].extra:
+        for seg in result.segments:
+            words = seg.extra.get("words") or []
+            text, line_len = "", 0
+            for word in (str(w["word"]) for w in words):
+                if line_len > 0 and line_len + len(word) <= _MAX_LINE_WIDTH:
+                    line_len += len(word)  # the line goes on
+                else:
+                    word = word.strip()
+                    line_len, word = len(word), ("\n" + word if line_len else word)
+                text += word
+            if words:
+                yield float(words[0]["start"]), float(words[-1]["end"]), _label(seg, several) + text
+    else:
+        for seg in result.segments:
+            yield seg.start, seg.end, _label(seg, several) + _clean(seg)
+
+
 def to_srt(result: Result) -> str:
-    blocks = []
-    for index, (seg, line) in enumerate(zip(result.segments, _labelled(result), strict=True), 1):
-        start = format_timestamp(seg.start, True, ",")
-        end = format_timestamp(seg.end, True, ",")
-        blocks.append(f"{index}\n{start} --> {end}\n{line}\n")
-    return "\n".join(blocks)
+    return "".join(
+        f"{index}\n{format_timestamp(start, True, ',')} --> "
+        f"{format_timestamp(end, True, ',')}\n{text}\n\n"
+        for index, (start, end, text) in enumerate(_cues(result), start=1)
+    )
 
 
 def to_vtt(result: Result) -> str:
-    blocks = ["WEBVTT\n"]
-    for seg, line in zip(result.segments, _labelled(result), strict=True):
-        start = format_timestamp(seg.start, False, ".")
-        end = format_timestamp(seg.end, False, ".")
-        blocks.append(f"{start} --> {end}\n{line}\n")
-    return "\n".join(blocks)
+    return "WEBVTT\n\n" + "".join(
+        f"{format_timestamp(start, False, '.')} --> {format_timestamp(end, False, '.')}\n{text}\n\n"
+        for start, end, text in _cues(result)
+    )
 
 
 def to_tsv(result: Result) -> str:
     several = len(speakers(result)) > 1
     lines = ["start\tend\tspeaker\ttext" if several else "start\tend\ttext"]
     for seg in result.segments:
-        text = _clean(seg).replace("\t", " ")
+        text = seg.text.strip().replace("\t", " ")
         who = f"{seg.extra.get('speaker', '')}\t" if several else ""
         lines.append(f"{round(1000 * seg.start)}\t{round(1000 * seg.end)}\t{who}{text}")
     return "\n".join(lines) + "\n"

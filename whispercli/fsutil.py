@@ -7,6 +7,7 @@ import os
 import secrets
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -36,8 +37,9 @@ def is_private(path: Path) -> bool:
     return stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
 
 
-def read_or_create_secret(path: Path) -> str:
-    """Return the secret in ``path``, creating a random one (mode 0600) on first use.
+def read_or_create_secret(path: Path, make: Callable[[], str] | None = None) -> str:
+    """Return the secret in ``path``, creating one (mode 0600, from ``make``, random by
+    default) on first use.
 
     The new secret is written to a private temporary file and published with ``os.link``,
     which fails if ``path`` exists: a racing process never reads a half-written (empty) file,
@@ -50,7 +52,7 @@ def read_or_create_secret(path: Path) -> str:
     if existing:
         return existing
     path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(32)
+    secret = make() if make is not None else secrets.token_urlsafe(32)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

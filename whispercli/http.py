@@ -13,6 +13,11 @@ Retries, and who does them:
   for safe methods, a connection dropped or reset mid-request, a read timeout, or an answer cut
   short mid-body — urllib3 does not see failures while requests reads the body.
 
+Every request has a time budget, ``total_timeout`` (``WHISPERCLI_HTTP_TIMEOUT``, 60 s): each try
+waits at most a third of it for an answer (longer when a request says so: a long-poll, a big
+upload), no try starts once it is spent, and each retry is logged as a warning (the CLI prints
+it on stderr), so a server that accepts and never answers costs about a minute, not four.
+
 Nothing here logs a key, and URLs are printed with their ``sig=`` redacted.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -37,13 +43,15 @@ from whispercli.errors import (
     NotFoundError,
     UnreachableError,
     WhisperCliError,
+    seconds_text,
 )
 from whispercli.protocol import is_http_url
 
 log = logging.getLogger("whispercli.http")
 
 CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 60.0
+TOTAL_TIMEOUT = 60.0
+TOTAL_TIMEOUT_ENV = "WHISPERCLI_HTTP_TIMEOUT"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 SAFE_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 MAX_RETRIES = 3
@@ -72,7 +80,8 @@ class HttpCore:
         *,
         key_source: str = "",
         connect_timeout: float = CONNECT_TIMEOUT,
-        read_timeout: float = READ_TIMEOUT,
+        read_timeout: float | None = None,
+        total_timeout: float | None = None,
         max_retries: int = MAX_RETRIES,
         backoff: float = BACKOFF,
         local_hint: bool = False,
@@ -80,8 +89,11 @@ class HttpCore:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.key_source = key_source
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
+        self.total_timeout = total_timeout or total_timeout_from_env()
+        """Seconds one request may take, retries included (a longer ``read_timeout`` wins)."""
+        self.connect_timeout = min(connect_timeout, self.total_timeout)
+        self.read_timeout = read_timeout or self.total_timeout / 3
+        """Seconds one try waits for an answer, unless a request gives its own."""
         self.max_retries = max_retries
         self.backoff = backoff
         self.local_hint = local_hint
@@ -161,29 +173,45 @@ class HttpCore:
             idempotent or any(k.lower() == "idempotency-key" for k in hdrs)
         )
         may_resend = safe or retry_status
-        timeout = (self.connect_timeout, read_timeout or self.read_timeout)
+        wait = read_timeout or self.read_timeout
+        deadline = time.monotonic() + max(self.total_timeout, wait)
         attempt = 0
         while True:
+            left = deadline - time.monotonic()
+            timeout = (self.connect_timeout, max(0.001, min(wait, left)))
             try:
                 resp = self._send(method, url, params, json, body, hdrs, timeout, stream)
             except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
                 never_connected = _never_connected(exc)
-                if may_resend and not never_connected and attempt < self.max_retries:
+                if isinstance(exc, requests.ReadTimeout) or "Read timed out" in str(exc):
+                    reason = f"it did not answer within {seconds_text(timeout[1])}"
+                else:
+                    reason = _reason(exc)
+                if (
+                    may_resend
+                    and not never_connected
+                    and attempt < self.max_retries
+                    and self._sleep(attempt + 1, None, deadline, reason)
+                ):
                     attempt += 1
-                    self._sleep(attempt, None)
                     continue
-                if isinstance(exc, requests.ReadTimeout):
-                    raise self._unreachable(
-                        url, f"it did not answer within {timeout[1]:g} s"
-                    ) from exc
-                raise self._unreachable(url, _reason(exc)) from exc
+                raise self._unreachable(url, reason, attempt + 1) from exc
             except requests.RequestException as exc:
                 raise WhisperCliError(
                     f"request to {redact_url(url)} failed: {_reason(exc)}"
                 ) from exc
-            if retry_status and resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
+            if (
+                retry_status
+                and resp.status_code in RETRY_STATUSES
+                and attempt < self.max_retries
+                and self._sleep(
+                    attempt + 1,
+                    resp.headers.get("Retry-After"),
+                    deadline,
+                    f"HTTP {resp.status_code}",
+                )
+            ):
                 attempt += 1
-                self._sleep(attempt, resp.headers.get("Retry-After"))
                 continue
             if resp.status_code >= 400:
                 raise self._error(resp, url, auth)
@@ -197,9 +225,13 @@ class HttpCore:
                 # Empty, or JSON cut short: a dropped answer. Anything else (an HTML page from
                 # a proxy, say) will not get better by asking again.
                 truncated = not resp.content or "json" in resp.headers.get("Content-Type", "")
-                if truncated and may_resend and attempt < self.max_retries:
+                if (
+                    truncated
+                    and may_resend
+                    and attempt < self.max_retries
+                    and self._sleep(attempt + 1, None, deadline, "its answer was cut short")
+                ):
                     attempt += 1
-                    self._sleep(attempt, None)
                     continue
                 raise self._not_json(method, url, resp) from None
 
@@ -251,23 +283,33 @@ class HttpCore:
             hint="check --url: is it a whispercli or Tiyaro-compatible endpoint?",
         )
 
-    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+    def _sleep(self, attempt: int, retry_after: str | None, deadline: float, why: str) -> bool:
+        """Wait before try ``attempt`` + 1 and say so; False (no wait) when the request's
+        time budget would be spent before that try could get an answer."""
         delay = self.backoff * (2 ** (attempt - 1))
         if retry_after:
             # An HTTP date is not worth parsing: fall back to our own backoff.
             with contextlib.suppress(ValueError):
                 delay = min(float(retry_after), MAX_RETRY_AFTER)
-        log.debug("retrying in %.2f s (attempt %d)", delay, attempt + 1)
+        left = deadline - time.monotonic() - delay
+        if left < min(1.0, self.total_timeout / 10):
+            return False
+        log.warning(
+            "the server at %s: %s; retrying in %.3g s (try %d of %d, %.3g s left)",
+            redact_url(self.base_url), why, delay, attempt + 1, self.max_retries + 1, left,
+        )  # fmt: skip
         time.sleep(delay)
+        return True
 
-    def _unreachable(self, url: str, reason: str) -> UnreachableError:
+    def _unreachable(self, url: str, reason: str, tries: int = 1) -> UnreachableError:
         hint = (
             "start it with `whispercli server start`, or point --url / WHISPERCLI_URL elsewhere"
             if self.local_hint
             else "check --url / WHISPERCLI_URL and the network"
         )
+        after = f" (after {tries} tries)" if tries > 1 else ""
         return UnreachableError(
-            f"cannot reach the server at {redact_url(self.base_url)}: {reason}", hint=hint
+            f"cannot reach the server at {redact_url(self.base_url)}: {reason}{after}", hint=hint
         )
 
     def _error(self, resp: requests.Response, url: str, auth: bool) -> WhisperCliError:
@@ -308,6 +350,23 @@ def _server_code(resp: requests.Response) -> str | None:
         return None
     code = err.get("code") if isinstance(err, dict) else None
     return code if isinstance(code, str) else None
+
+
+def total_timeout_from_env() -> float:
+    """``WHISPERCLI_HTTP_TIMEOUT`` in seconds (a positive number), else ``TOTAL_TIMEOUT``."""
+    raw = os.environ.get(TOTAL_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return TOTAL_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise WhisperCliError(
+            f"{TOTAL_TIMEOUT_ENV}={raw!r} is not a number of seconds",
+            hint=f"set it to a positive number, e.g. {TOTAL_TIMEOUT_ENV}=60",
+        )
+    return value
 
 
 def _server_message(resp: requests.Response) -> str:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from filelock import FileLock, Timeout
 
 from whispercli import paths
-from whispercli.errors import UnreachableError
+from whispercli.errors import UnreachableError, seconds_text
 from whispercli.protocol import HEALTH_PATH
 
 AUTO_IDLE_TIMEOUT = 600
@@ -75,7 +75,8 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float, log_f
             )
         time.sleep(_POLL_INTERVAL)
     raise UnreachableError(
-        f"the local server did not answer at {url} within {timeout:.0f} s", hint=f"see {log_file}"
+        f"the local server did not answer at {url} within {seconds_text(timeout)}",
+        hint=f"see {log_file}",
     )
 
 
@@ -98,6 +99,6 @@ def ensure_local_server(url: str = paths.DEFAULT_LOCAL_URL, timeout: float = 30.
     except Timeout:
         raise UnreachableError(
             "another whispercli is starting the local server and it is not up after "
-            f"{timeout:.0f} s",
+            f"{seconds_text(timeout)}",
             hint=f"see {paths.server_log_file()}",
         ) from None

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-API_PREFIX = "/v1"
 UPLOAD_URL_PATH = "/v1/input/upload-url"
 """Step 1: ``POST`` with ``?extension=mp3`` returns 201 ``{"uploadUrl": {"PUT": url}}``."""
 UPLOAD_PUT_PATH = "/v1/input/uploads/{upload_id}"
@@ -28,8 +27,6 @@ HEALTH_PATH = "/v1/health"
 
 TIERS = ("cpuflex", "gpuflex")
 DEFAULT_TIER = "cpuflex"
-PROTOCOL_MODELS = ("tiny", "small", "medium", "large")
-"""The model names the Tiyaro API offers (``whisper-{name}``)."""
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 WAIT_PARAM = "wait"
@@ -54,6 +51,10 @@ class Status(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED})
+QUEUED_STATUSES = frozenset({Status.ACCEPTED, Status.PENDING})
+"""Waiting for a worker (counted against the queue limit)."""
+ACTIVE_STATUSES = QUEUED_STATUSES | {Status.PROCESSING}
+"""Not finished yet: queued or processing."""
 JOB_FIELDS = frozenset(
     {
         "id", "status", "model", "acceptedAt", "startedAt", "completedAt", "urls",
@@ -83,11 +84,14 @@ WHISPER_PARAMS: dict[str, tuple[type, ...]] = {
     "suppress_tokens": (str, list),
     "word_timestamps": (bool,),
     "vad_filter": (bool,),
+    "no_speech_gate": (bool,),
     "speed": (str,),
 }
 TASKS = ("transcribe", "translate")
 SPEEDS = ("accurate", "default", "fast")
-"""Extension: ``input.speed`` picks the local engine's decoding profile."""
+"""Extension: ``input.speed`` picks the local engine's decoding speed. Other extensions:
+``vad_filter`` (default true: decode only what Silero VAD calls speech) and ``no_speech_gate``
+(default: as ``vad_filter``; drop segments Whisper calls probably not speech, and loops)."""
 
 
 class ProtocolError(ValueError):
@@ -129,11 +133,13 @@ class Result:
     segments: list[Segment]
     language: str | None = None
     duration: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    """Extension: why the transcript may be wrong (low confidence, repeats, no speech)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
-        known = {"text", "segments", "language", "duration"}
+        known = {"text", "segments", "language", "duration", "warnings"}
         raw_segments = data.get("segments")
         if not isinstance(raw_segments, list):
             raw_segments = []
@@ -142,11 +148,13 @@ class Result:
         if not isinstance(text, str):
             text = "".join(s.text for s in segments)
         duration = data.get("duration")
+        warnings = data.get("warnings")
         return cls(
             text=text,
             segments=segments,
             language=data.get("language") if isinstance(data.get("language"), str) else None,
             duration=_number(duration) if isinstance(duration, int | float) else None,
+            warnings=[str(w) for w in warnings] if isinstance(warnings, list) else [],
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -156,6 +164,7 @@ class Result:
             "segments": [s.to_dict() for s in self.segments],
             "language": self.language,
             "duration": self.duration,
+            "warnings": self.warnings,
             **self.extra,
         }
 

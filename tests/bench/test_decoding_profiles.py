@@ -12,17 +12,27 @@ from whispercli.protocol import SPEEDS
 
 
 def test_every_protocol_speed_is_a_profile() -> None:
-    assert set(SPEEDS) == set(decoding.PROFILES)
-    assert decoding.DEFAULT_PROFILE in decoding.PROFILES
+    assert set(SPEEDS) == set(decoding.SPEEDS)
+    assert decoding.DEFAULT_SPEED in decoding.SPEEDS
+
+
+SEED = decoding.Plan({"beam_size": 5, "vad_filter": True})
+"""The seed's decoding (sequential beam 5), with VAD: no "Thank you." on silence."""
 
 
 def test_accurate_is_the_seed_behaviour_whatever_the_duration() -> None:
     for seconds in (None, 5.0, 600.0, 3600.0):
-        assert decoding.plan("accurate", {}, seconds) == decoding.Plan({"beam_size": 5})
+        assert decoding.plan("accurate", {}, seconds) == SEED
+
+
+def test_vad_is_on_by_default_and_a_job_can_turn_it_off() -> None:
+    off = decoding.plan("accurate", {"vad_filter": False}, 60.0)
+    assert off.kwargs["vad_filter"] is False
+    assert not decoding.plan("default", {"vad_filter": False}, 600.0).chunked
 
 
 def test_default_chunks_long_audio_and_decodes_short_audio_sequentially() -> None:
-    profile = decoding.PROFILES["default"]
+    profile = decoding.SPEEDS["default"]
     assert profile.chunked_min_seconds is not None
     long = decoding.plan("default", {}, profile.chunked_min_seconds + 60)
     assert long.chunked and not long.balanced and long.encoder_padding is None
@@ -60,6 +70,7 @@ def test_word_timings_stay_on_in_chunks_even_when_a_job_turns_them_off() -> None
     assert decoding.plan("accurate", {"word_timestamps": False}, 600.0).kwargs == {
         "beam_size": 5,
         "word_timestamps": False,
+        "vad_filter": True,
     }
 
 
@@ -68,7 +79,7 @@ def test_none_profile_means_default() -> None:
 
 
 def test_job_speed_param_beats_the_server_setting() -> None:
-    assert decoding.plan("fast", {"speed": "accurate"}, 300.0) == decoding.Plan({"beam_size": 5})
+    assert decoding.plan("fast", {"speed": "accurate"}, 300.0) == SEED
 
 
 def test_unknown_profile_names_the_known_ones() -> None:

@@ -77,7 +77,7 @@ def test_one_cli_with_several_files_from_a_cold_start(tmp_path: Path, free_port:
         assert done.returncode == 0, done.stderr
         assert done.stdout.count("snow peas") == 3, done.stdout
         log = (Path(cli.env["WHISPERCLI_STATE_DIR"]) / "server.log").read_text()
-        assert log.count(f"whispercli server on http://127.0.0.1:{free_port}") == 1, log
+        assert log.count(f"reachable as http://127.0.0.1:{free_port}") == 1, log
         pid_files = list(Path(cli.env["WHISPERCLI_STATE_DIR"]).glob("server-*.pid"))
         assert [p.name for p in pid_files] == [f"server-{free_port}.pid"]
     finally:

@@ -29,8 +29,8 @@ def cli(server: Any, tmp_path: Path) -> Cli:
 
 
 def make_tone(path: Path, seconds: float) -> Path:
-    """A sine tone. Decoded with ``--speed accurate`` (sequential) a 90 s tone keeps the worker
-    busy for seconds; the default profile's VAD finds no speech in it and finishes at once."""
+    """A sine tone. Decoded with ``--speed accurate --no-vad-filter`` (sequential, every window)
+    a 90 s tone keeps the worker busy for seconds; with VAD (the default) it finishes at once."""
     subprocess.run(
         ["sox", "-n", "-r", "16000", "-c", "1", str(path), "synth", str(seconds), "sine", "330"],
         check=True,
@@ -82,7 +82,9 @@ def test_submit_quiet_pipes_into_wait(cli: Cli, consumer: str) -> None:
 
 def test_wait_timeout_exits_7_with_resume_command(cli: Cli, tmp_path: Path) -> None:
     long_audio = make_tone(tmp_path / "long.wav", 90)
-    job_id = cli.run("submit", "-q", "--speed", "accurate", str(long_audio)).out.strip()
+    job_id = cli.run(
+        "submit", "-q", "--speed", "accurate", "--no-vad-filter", str(long_audio)
+    ).out.strip()
     try:
         started = time.monotonic()
         done = cli.sub("wait", "--timeout", "1", job_id)
@@ -97,7 +99,9 @@ def test_wait_timeout_exits_7_with_resume_command(cli: Cli, tmp_path: Path) -> N
 
 def test_ctrl_c_while_waiting_leaves_the_job_and_prints_resume(cli: Cli, tmp_path: Path) -> None:
     long_audio = make_tone(tmp_path / "long.wav", 90)
-    job_id = cli.run("submit", "-q", "--speed", "accurate", str(long_audio)).out.strip()
+    job_id = cli.run(
+        "submit", "-q", "--speed", "accurate", "--no-vad-filter", str(long_audio)
+    ).out.strip()
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "whispercli", "wait", job_id],
@@ -322,7 +326,17 @@ def test_ctrl_c_during_a_parallel_transcribe_names_every_running_job(
 ) -> None:
     a, b = make_tone(tmp_path / "a.wav", 90), make_tone(tmp_path / "b.wav", 91)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "whispercli", "transcribe", "--speed", "accurate", str(a), str(b)],
+        [
+            sys.executable,
+            "-m",
+            "whispercli",
+            "transcribe",
+            "--speed",
+            "accurate",
+            "--no-vad-filter",
+            str(a),
+            str(b),
+        ],
         env=cli.subprocess_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -232,11 +232,11 @@ def test_wait_several_timeout_or_ctrl_c_prints_one_resume_command(cli: Cli, tmp_
     long_audio = make_tone(tmp_path / "long.wav", 90)
     ids = [submit(cli, "--force", "--speed", "accurate", str(long_audio)) for _ in range(2)]
     try:
-        done = cli.run("wait", "--timeout", "1", *ids)
+        done = cli.run("wait", "--timeout", "1s", *ids)
         assert done.code == 7, done.err
         resume = [line for line in done.err.splitlines() if "whispercli wait" in line]
         assert len(resume) == 1 and all(i in resume[0] for i in ids), done.err
-        assert "after 1 s" in done.err
+        assert "after 1 s" in done.err and "after 0" not in done.err  # was "after 1s"
         assert json.loads(cli.run("wait", "--json", "--timeout", "1", *ids).out)[1]["error"]
         proc = subprocess.Popen(
             [sys.executable, "-m", "whispercli", "wait", *ids],
@@ -253,6 +253,24 @@ def test_wait_several_timeout_or_ctrl_c_prints_one_resume_command(cli: Cli, tmp_
         assert proc.returncode == 130, err
         resume = [line for line in err.splitlines() if "whispercli wait" in line]
         assert len(resume) == 1 and all(i in resume[0] for i in ids), (out, err)
+    finally:
+        cli.run("jobs", "cancel", *ids)
+
+
+def test_transcribe_of_several_files_timing_out_prints_one_resume_command(
+    cli: Cli, tmp_path: Path
+) -> None:
+    tones = [make_tone(tmp_path / f"long{n}.wav", 90 + n) for n in range(2)]
+    done = cli.run("transcribe", "--speed", "accurate", "--timeout", "0.5", *map(str, tones))
+    by_file = {job["file"]: job["id"] for job in saved_jobs(cli)}
+    ids = [by_file[str(tone.resolve())] for tone in tones]  # in input order
+    try:
+        assert done.code == 7, done.err
+        assert done.out == ""
+        resume = [line for line in done.err.splitlines() if "whispercli wait" in line]
+        hint = "whispercli: hint: the jobs keep running; resume with: whispercli wait"
+        assert resume == [" ".join([hint, *ids])], done.err
+        assert done.err.count("after 0.5 s") == 2, done.err
     finally:
         cli.run("jobs", "cancel", *ids)
 

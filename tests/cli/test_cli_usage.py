@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,6 +93,7 @@ def test_help_shows_choices_and_plain_metavars(tmp_path: Path) -> None:
     ):
         assert shown in text, (shown, text)
     assert "[JOB]...\n" in cli.run("wait", "--help").out
+    assert "Usage: whispercli status [OPTIONS] [JOB]\n" in cli.run("status", "--help").out
     commands = _all_commands()
     assert ["jobs", "prune"] in commands and ["models"] in commands
     for command in commands:
@@ -97,9 +102,41 @@ def test_help_shows_choices_and_plain_metavars(tmp_path: Path) -> None:
         # No type tags (<str>, <list[str]>, <int range>) and no doubled brackets or dots.
         assert not re.search(r"<[a-z][a-z_ \[\]]*>", done.out.replace("<stem>.<format>", ""))
         assert "[[" not in done.out and "...." not in done.out, (command, done.out)
+        # Arguments by their metavar (JOB, FILE), not a parameter's name (JOB_REF).
+        assert "_" not in done.out.splitlines()[0], (command, done.out)
 
 
 def test_models_lists_what_the_server_has(server: object, tmp_path: Path) -> None:
     done = Cli(tmp_path / "cli", server).run("models", "--json")
     assert done.code == 0, done.err
     assert "tiny" in json.loads(done.out)["models"]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3, 1.0, 3.0])
+def test_ctrl_c_at_any_moment_says_interrupted(tmp_path: Path, delay: float) -> None:
+    """SIGINT while the CLI loads (-X importtime marks typer's import: delay 0), while typer
+    parses, or in a command's code before it has jobs (`transcribe -` reads a stdin that
+    never ends): one line, exit 130. typer turned the KeyboardInterrupt into a silent 130."""
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "whispercli", "transcribe", "-"],
+        env=Cli(tmp_path / "cli").subprocess_env(**NOWHERE),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # one line per module imported
+            if "typer" in line:
+                break
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    said = [line for line in err.splitlines() if not line.startswith("import time:")]
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert said == ["whispercli: interrupted"] and out == "", err

@@ -201,6 +201,10 @@ def test_hostile_job_ids_over_http(live_server: Server, sandbox: Sandbox, tmp_pa
             ("PUT", f"/v1/input/uploads/{quoted}?expires=9999999999&sig=00"),
             ("GET", f"/v1/async/jobs?status={quoted}"),
             ("POST", f"/v1/input/upload-url?extension={quoted}"),
+            ("GET", f"/v2/audio/speech_to_text_async/{quoted}"),
+            ("GET", f"/v2/audio/speech_to_text_async/{quoted}/"),
+            ("GET", f"/v1/octoai/requests/{quoted}"),
+            ("GET", f"/v1/octoai/requests/{quoted}/response"),
         ):
             r = requests.request(
                 method, sandbox.url + path, headers=sandbox.auth(), data=b"x", timeout=10
@@ -210,6 +214,7 @@ def test_hostile_job_ids_over_http(live_server: Server, sandbox: Sandbox, tmp_pa
             assert 400 <= r.status_code < 500, f"{method} {path!r} -> {r.status_code} {r.text}"
             body = r.json()
             message = body.get("error", {}).get("message") or body.get("detail")
+            message = message or body.get("details")  # Eden's 404: {"details": "Not Found"}
             assert message, f"{method} {path!r}: no error message in {body}"
     record(
         "hostile: job ids over HTTP", requests=len(statuses), codes=sorted(set(statuses.values()))

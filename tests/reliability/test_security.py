@@ -41,6 +41,7 @@ def _operations(sandbox: Sandbox) -> list[tuple[str, str, dict[str, Any]]]:
     for path, methods in schema["paths"].items():
         for method, op in methods.items():
             concrete = path.replace("{job_id}", FAKE_ID).replace("{upload_id}", FAKE_ID)
+            concrete = concrete.replace("{response_id}", FAKE_ID).replace("{public_id}", FAKE_ID)
             concrete = concrete.replace("{model}", "tiny")
             ops.append((method.upper(), concrete, op))
     return ops

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -182,6 +184,28 @@ def test_oversize_upload_is_413(server_factory: ServerFactory) -> None:
     assert resp.status_code == 413
     assert list((small.data_dir / "uploads").iterdir()) == []  # nothing left on disk
     assert requests.put(url, data=b"\0" * 1000, timeout=TIMEOUT).status_code == 200
+
+    # the same limit holds for Eden AI's multipart file and OctoAI's base64 audio
+    kept = set((small.data_dir / "uploads").iterdir())
+    eden = requests.post(
+        small.url + "/v2/audio/speech_to_text_async",
+        data={"providers": "whisper"},
+        files={"file": ("audio.mp3", SAMPLE_MP3.read_bytes())},
+        headers=small.headers,
+        timeout=TIMEOUT,
+    )
+    assert eden.status_code == 413, eden.text
+    assert "limit" in eden.json()["error"]["message"]
+    audio = base64.b64encode(b"\0" * 200_000).decode()
+    for body in (json.dumps({"audio": audio}).encode(), iter([b'{"audio": "', audio.encode()])):
+        octo = requests.post(
+            small.url + "/predict",
+            data=body,
+            headers={**small.headers, "X-OctoAI-Async": "1"},
+            timeout=TIMEOUT,
+        )
+        assert octo.status_code == 413, octo.text
+    assert set((small.data_dir / "uploads").iterdir()) == kept
 
 
 def test_expired_upload_url_is_403(server_factory: ServerFactory) -> None:

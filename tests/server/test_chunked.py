@@ -20,9 +20,9 @@ from whispercli.server.chunked import (
     Chunk,
     ChunkedDecoder,
     balanced_chunks,
+    batch_sizes,
     fill_chunks,
     speech_spans,
-    split_groups,
 )
 from whispercli.server.engine import MAX_REPLICAS, replica_layout
 
@@ -56,23 +56,27 @@ def test_balanced_chunks_keep_the_count_and_even_out_the_lengths() -> None:
 
 def test_chunking_of_nothing_is_nothing() -> None:
     assert fill_chunks([]) == balanced_chunks([]) == []
-    assert split_groups([], 2) == []
+    assert batch_sizes(0, 2, 2) == []
 
 
-@pytest.mark.parametrize("groups", [1, 2, 3, 4])
-def test_split_groups_is_contiguous_ordered_and_never_empty(groups: int) -> None:
-    chunks = fill_chunks(_spans(*((t, t + 25.0) for t in range(0, 300, 30))))
-    runs = split_groups(chunks, groups)
-    assert len(runs) == min(groups, len(chunks))
-    assert all(runs)
-    assert [c for run in runs for c in run] == chunks
-
-
-def test_split_groups_balances_work() -> None:
-    equal = _spans(*((t, t + 25.0) for t in range(0, 180, 30)))
-    assert [len(run) for run in split_groups(equal, 2)] == [3, 3]
-    # One long chunk and one short one: still one each, so both replicas work.
-    assert [len(run) for run in split_groups(_spans((0, 29), (30, 35)), 2)] == [1, 1]
+@pytest.mark.parametrize(
+    ("count", "replicas", "size", "sizes"),
+    [
+        (6, 2, 2, [1, 2, 2, 1]),  # staggered: replica 1 finishes chunk 0 while 2 decodes 1-2
+        (3, 2, 2, [1, 2]),
+        (2, 2, 4, [1, 1]),  # few chunks: both replicas decode one
+        (4, 2, 4, [1, 2, 1]),
+        (9, 2, 4, [2, 4, 3]),
+        (10, 4, 4, [1, 1, 2, 3, 3]),
+        (1, 4, 4, [1]),
+        (5, 1, 2, [2, 2, 1]),
+    ],
+)
+def test_batches_are_small_first_then_full_and_cover_every_chunk(
+    count: int, replicas: int, size: int, sizes: list[int]
+) -> None:
+    assert batch_sizes(count, replicas, size) == sizes
+    assert sum(sizes) == count
 
 
 @pytest.mark.parametrize(
@@ -155,22 +159,22 @@ def test_a_consumer_that_stops_early_leaves_no_decoding_running(
     decoder: ChunkedDecoder, two_minutes: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events: list[str] = []
-    decode_group = decoder._decode_group
+    decode_batch = decoder._decode_batch
 
     def recorded(*args: object, **kwargs: object) -> object:
         events.append("start")
         try:
-            return decode_group(*args, **kwargs)  # type: ignore[arg-type]
+            return decode_batch(*args, **kwargs)  # type: ignore[arg-type]
         finally:
             events.append("end")
 
-    monkeypatch.setattr(decoder, "_decode_group", recorded)
+    monkeypatch.setattr(decoder, "_decode_batch", recorded)
     segments, _ = decoder.transcribe(two_minutes, batch_size=1, without_timestamps=True)
     next(segments)
     segments.close()  # what the engine does when a job is cancelled mid-way
-    assert events.count("start") == 2  # one round of two groups was started...
-    assert events.count("end") == 2  # ...and both finished before close() returned
-    assert len(fill_chunks(speech_spans(two_minutes))) > 2  # so later rounds were never begun
+    started = events.count("start")
+    assert events.count("end") == started  # what was started finished before close()...
+    assert started < len(fill_chunks(speech_spans(two_minutes)))  # ...and the rest never began
 
 
 def test_silence_gives_no_segments(decoder: ChunkedDecoder) -> None:

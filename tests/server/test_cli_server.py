@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from local_server import REPO, ServerFactory, find_free_port
+from server_helpers import submit, upload, wait_done
 
 WHISPERCLI = [sys.executable, "-m", "whispercli"]
 
@@ -158,9 +160,45 @@ def test_sigterm_stops_the_worker_too(server_factory: ServerFactory) -> None:
     assert "Traceback" not in handle.log()
 
 
-def test_non_loopback_bind_warns(server_factory: ServerFactory) -> None:
+def test_non_loopback_bind_warns_and_logs_the_address_it_binds(
+    server_factory: ServerFactory,
+) -> None:
     exposed = server_factory.start("--host", "0.0.0.0")
     assert "anyone who can reach this address" in exposed.log()
+    assert f"listening on 0.0.0.0 port {exposed.port}" in exposed.log()
+
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) [\w.]+: ")
+
+
+def test_one_log_format_and_a_quiet_shutdown(server_factory: ServerFactory) -> None:
+    handle = server_factory.start()
+    job = submit(handle, upload(handle))
+    assert wait_done(handle, job)["status"] == "success"
+    assert handle.stop() == 0
+    lines = [line for line in handle.log().splitlines() if line.strip()]
+    assert any("uvicorn" in line for line in lines)  # uvicorn's own lines, in our format
+    assert [line for line in lines if not LOG_LINE.match(line)] == []
+
+
+def test_run_defaults_are_the_settings_defaults() -> None:
+    from typer.main import get_command
+
+    from whispercli.cli.server import app as server_app
+    from whispercli.server.settings import MIB, ServerSettings
+
+    group = get_command(server_app)
+    run = group.commands["run"]  # type: ignore[attr-defined]
+    defaults = {p.name: p.default for p in run.params}
+    settings = ServerSettings()
+    assert defaults["host"] == settings.host
+    assert defaults["max_upload_mb"] * MIB == settings.max_upload_bytes
+    assert defaults["max_queue"] == settings.max_queue
+    assert defaults["upload_url_ttl"] == settings.upload_url_ttl
+    assert defaults["retention_hours"] * 3600 == settings.retention
+    assert defaults["cpu_threads"] == settings.cpu_threads
+    assert defaults["speed"] == settings.speed
+    assert defaults["idle_timeout"] == settings.idle_timeout
 
 
 def test_refuses_a_key_file_others_can_read(tmp_path: Path) -> None:

@@ -25,8 +25,8 @@ READINGS = 3  # about 3 minutes of speech: ~9 s of work for the tiny model on 2 
 pytestmark = pytest.mark.slow
 
 SEQUENTIAL = {"speed": "accurate"}
-"""Long jobs decode sequentially here: progress then moves segment by segment. The default
-profile's chunked path reports progress once per group of chunks (about 2 minutes of audio)."""
+"""Long jobs decode sequentially here: progress then moves segment by segment (the chunked
+path's progress: test_progress.py)."""
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,32 @@ def test_cancel_pending_and_processing(server: ServerHandle, long_clip: Path) ->
     assert time.monotonic() - started < 15
     assert poll(server, pending)["status"] == "cancelled"
     assert wait_done(server, submit(server, upload(server)))["status"] == "success"
+
+
+@pytest.mark.parametrize("speed", ["accurate", "default"])
+def test_cancel_of_a_processing_job_ends_within_a_second(
+    server_factory: ServerFactory, long_clip: Path, speed: str
+) -> None:
+    """Sequential decoding stops at a segment boundary; the chunked path (progress once per
+    group of chunks) has its engine child killed after a short grace. Either way the job is
+    ``cancelled`` within about a second, the next job runs, and no semaphore leaks."""
+    handle = server_factory.start()
+    running = submit(handle, upload(handle, long_clip), {"speed": speed})
+    deadline = time.monotonic() + 60
+    while poll(handle, running)["status"] != "processing" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # well into decoding
+    cancel = f"{handle.url}/v1/async/jobs/{running['id']}/cancel"
+    started = time.monotonic()
+    resp = requests.post(cancel, headers=handle.headers, timeout=TIMEOUT)
+    assert resp.status_code == 200
+    body = wait_done(handle, running, timeout=10)
+    took = time.monotonic() - started
+    assert body["status"] == "cancelled"
+    assert took < 1.5, f"cancel took {took:.2f} s"
+    assert wait_done(handle, submit(handle, upload(handle)))["status"] == "success"
+    assert handle.stop() == 0
+    assert "leaked semaphore" not in handle.log()
 
 
 def test_full_queue_is_429_with_retry_after_and_long_poll_deadline(

@@ -63,13 +63,14 @@ def test_every_protocol_param_is_handled() -> None:
         "compression_ratio_threshold": 2.0, "logprob_threshold": -0.5,
         "condition_on_previous_text": False, "initial_prompt": "Hello.",
         "suppress_tokens": [1, 2], "word_timestamps": True, "vad_filter": True,
-        "speed": "fast",
+        "speed": "fast", "no_speech_gate": False,
     }  # fmt: skip
     assert set(sample) == set(WHISPER_PARAMS)
     kwargs = transcribe_kwargs(validate_input(sample))
     assert kwargs["log_prob_threshold"] == -0.5 and "logprob_threshold" not in kwargs
     assert kwargs["suppress_tokens"] == [1, 2] and kwargs["initial_prompt"] == "Hello."
     assert kwargs["word_timestamps"] is True and kwargs["vad_filter"] is True
+    assert "no_speech_gate" not in kwargs  # the engine's own (engine.gate_on)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from whispercli.protocol import SPEEDS
 
 
 def test_every_protocol_speed_is_a_profile() -> None:
-    assert set(SPEEDS) == set(decoding.PROFILES)
+    assert set(SPEEDS) == set(decoding.SPEEDS)
 
 
 @pytest.fixture(scope="module")

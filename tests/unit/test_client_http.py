@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import subprocess
+import sys
 import threading
 import tracemalloc
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from whispercli import client as client_mod
+from whispercli import launcher
 from whispercli.client import Client, Job
 from whispercli.errors import (
     AuthError,
@@ -28,6 +31,7 @@ from whispercli.errors import (
     UnreachableError,
     WaitTimeoutError,
     WhisperCliError,
+    seconds_text,
 )
 from whispercli.http import redact_url
 
@@ -262,8 +266,34 @@ def test_wait_timeout(stub: Stub, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client_mod, "POLL_START", 0.05)
     stub.on("GET", "/v1/async/jobs/j1", (200, {}, job_body("processing")))
     job = _client(stub).job("j1", "/v1/async/jobs/j1?sig=abc")
-    with pytest.raises(WaitTimeoutError, match="still processing"):
+    with pytest.raises(WaitTimeoutError, match=r"still processing after 0\.3 s"):
         job.wait(timeout=0.3)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [
+        (0.3, "0.3 s"),
+        (0.5, "0.5 s"),
+        (1.0, "1 s"),
+        (2.25, "2.2 s"),
+        (59.6, "60 s"),
+        (4295.0, "4295 s"),
+    ],
+)
+def test_messages_say_durations_one_way(seconds: float, said: str) -> None:
+    assert seconds_text(seconds) == said
+
+
+def test_a_sub_second_start_timeout_is_not_called_0_s(tmp_path: Path, free_port: int) -> None:
+    """`server start --timeout 0.3` (launcher.wait_until_up) said "within 0 s"."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pytest.raises(UnreachableError, match=r"within 0\.3 s"):
+            launcher.wait_until_up(f"http://127.0.0.1:{free_port}", proc, 0.3, tmp_path / "log")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_an_answer_cut_short_is_asked_for_again_only_when_safe(stub: Stub) -> None:

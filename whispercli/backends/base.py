@@ -34,6 +34,8 @@ class Submission:
     """Eden AI's vendors (empty: the profile's ``providers``)."""
     idempotency_key: str | None = None
     on_upload_progress: ProgressCallback | None = None
+    webhook: str | None = None
+    """A URL the server POSTs the job to when it ends."""
 
 
 class Backend:
@@ -53,6 +55,17 @@ class Backend:
             f"{self.name} backend)",
             hint=hint,
         )
+
+    def check(self, request: Submission) -> None:
+        """Refuse, before any request, options this protocol has no field for (the default:
+        Eden AI's ``providers``)."""
+        if request.providers:
+            raise self.unsupported(
+                "pick vendors (--provider)", "--provider is for a profile with backend = edenai"
+            )
+
+    def check_upload_size(self, path: str | os.PathLike[str], size: int) -> None:
+        """Refuse a file larger than this endpoint takes, before it is hashed or sent."""
 
     def upload(self, path: str | os.PathLike[str], on_progress: ProgressCallback | None) -> str:
         raise self.unsupported(

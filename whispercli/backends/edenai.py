@@ -43,9 +43,8 @@ class EdenAIBackend(Backend):
     name = backends.EDENAI
     label = "Eden AI"
 
-    def submit(self, request: Submission) -> JobInfo:
-        providers = request.providers or list(self.client.settings.providers)
-        if not providers:
+    def check(self, request: Submission) -> None:
+        if not (request.providers or self.client.settings.providers):
             raise UsageError("Eden AI runs a job on vendors you pick", hint=PROVIDERS_HINT)
         others = sorted(set(request.params) - PARAMS)
         if others:
@@ -53,9 +52,14 @@ class EdenAIBackend(Backend):
             raise self.unsupported(
                 f"take {flags}", "its vendors take --language and --provider only"
             )
+
+    def submit(self, request: Submission) -> JobInfo:
+        providers = request.providers or list(self.client.settings.providers)
         fields = {"providers": ",".join(providers)}
         if request.params.get("language"):
             fields["language"] = str(request.params["language"])
+        if request.webhook is not None:
+            fields["webhook_receiver"] = request.webhook
         source = str(request.source)
         if is_http_url(source):
             body = self.client._call("POST", JOBS_PATH, json={**fields, "file_url": source})

@@ -11,6 +11,7 @@ embedded server), which becomes the job's failure here.
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,17 +40,37 @@ class OctoAIBackend(Backend):
     def must_download(self, url: str) -> bool:
         return True  # the audio goes inline
 
-    def submit(self, request: Submission) -> JobInfo:
-        if request.providers:
-            raise self.unsupported(
-                "pick vendors (--provider)", "--provider is for a profile with backend = edenai"
+    def check_upload_size(self, path: str | os.PathLike[str], size: int) -> None:
+        from whispercli.client import human_bytes
+
+        if size > MAX_AUDIO_BYTES:
+            raise UsageError(
+                f"{Path(path).name} is {human_bytes(size)}: OctoAI sends the audio base64 inside "
+                f"one request, and this client sends at most {human_bytes(MAX_AUDIO_BYTES)}",
+                hint="cut or re-encode it (e.g. ffmpeg -i IN -ac 1 -b:a 32k OUT.mp3), or use a "
+                "profile with another backend",
             )
+
+    def check(self, request: Submission) -> None:
+        super().check(request)
+        if request.webhook is not None:
+            raise self.unsupported(
+                "call a webhook", "wait for the job instead: `whispercli wait JOB`"
+            )
+
+    def submit(self, request: Submission) -> JobInfo:
         source = str(request.source)
         if is_http_url(source):
             raise self.unsupported(
                 "transcribe a URL", "OctoAI takes the audio inline: download the file first"
             )
-        audio = _read_capped(Path(source))
+        file = Path(source)
+        try:
+            size = file.stat().st_size
+        except OSError as exc:
+            raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
+        self.check_upload_size(file, size)
+        audio = file.read_bytes()
         if request.on_upload_progress is not None:
             request.on_upload_progress(0, len(audio))
         body = self.client._call(
@@ -111,21 +132,6 @@ def result_of(body: Any) -> Result:
     if not result.text and isinstance(body, dict) and isinstance(body.get("transcription"), str):
         result.text = body["transcription"]
     return result
-
-
-def _read_capped(file: Path) -> bytes:
-    try:
-        size = file.stat().st_size
-    except OSError as exc:
-        raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
-    if size > MAX_AUDIO_BYTES:
-        raise UsageError(
-            f"{file.name} is {size / 2**20:.1f} MiB: OctoAI sends the audio base64 inside one "
-            f"request, and this client sends at most {MAX_AUDIO_BYTES // 2**20} MiB",
-            hint="cut or re-encode it (e.g. ffmpeg -i IN -ac 1 -b:a 32k OUT.mp3), or use a "
-            "profile with another backend",
-        )
-    return file.read_bytes()
 
 
 BACKEND = OctoAIBackend

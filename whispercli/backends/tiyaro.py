@@ -60,6 +60,20 @@ class TiyaroBackend(Backend):
             return False
         return "version" in self._known_health()
 
+    def check_upload_size(self, path: str | os.PathLike[str], size: int) -> None:
+        """Refuse a file larger than the server's ``maxUploadBytes`` (when its health says).
+        A server without /v1/health (Tiyaro) is not asked again."""
+        from whispercli.client import human_bytes
+
+        limit = self._known_health().get("maxUploadBytes")
+        if isinstance(limit, int) and not isinstance(limit, bool) and size > limit > 0:
+            raise WhisperCliError(
+                f"{Path(path).name} is {human_bytes(size)}, more than the server's upload "
+                f"limit of {human_bytes(limit)}",
+                hint="split or compress it (e.g. `ffmpeg -i IN -ac 1 -b:a 32k OUT.mp3`), or "
+                "raise the limit (`whispercli server run --max-upload-mb N`)",
+            )
+
     def upload(self, path: str | os.PathLike[str], on_progress: ProgressCallback | None) -> str:
         """Steps 1 and 2: the file streams from disk with a known Content-Length, so memory
         stays flat whatever its size; a retried PUT re-opens the file and sends it again."""
@@ -68,6 +82,7 @@ class TiyaroBackend(Backend):
             size = file.stat().st_size
         except OSError as exc:
             raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
+        self.check_upload_size(file, size)
         extension = file.suffix.lstrip(".").lower() or "mp3"
         body = self.client._call(
             "POST",
@@ -103,23 +118,22 @@ class TiyaroBackend(Backend):
     def submit(self, request: Submission) -> JobInfo:
         """Step 3; an ``Idempotency-Key`` is always sent, so a retried POST never creates a
         second job on a server that honours it."""
-        if request.providers:
-            raise self.unsupported(
-                "pick vendors (--provider)", "--provider is for a profile with backend = edenai"
-            )
         source = str(request.source)
         if is_http_url(source):
             upload_url = source
         else:
             upload_url = self.upload(source, request.on_upload_progress)
-        body = self.client._call(
+        body: dict[str, Any] = {"input": request.params, "URL": upload_url}
+        if request.webhook is not None:
+            body["webhook"] = request.webhook
+        answer = self.client._call(
             "POST",
             protocol.SUBMIT_PATH.format(model=quote(request.model, safe="")),
             params={"serviceTier": request.tier},
-            json={"input": request.params, "URL": upload_url},
+            json=body,
             headers={protocol.IDEMPOTENCY_HEADER: request.idempotency_key or uuid.uuid4().hex},
         )
-        return self._parse(body)
+        return self._parse(answer)
 
     def poll(self, job: Job, wait: float | None = None, until_done: bool = False) -> JobInfo:
         if not job.poll_url:

@@ -15,7 +15,8 @@ from whispercli.cli import config_cmd, jobs_cmd, models_cmd, submit, transcribe,
 from whispercli.cli import server as server_cmd
 from whispercli.cli.context import globals_of
 from whispercli.cli.helpfmt import use_plain_help
-from whispercli.errors import EXIT_CODE_HELP, ExitCode, WhisperCliError
+from whispercli.cli.output import exit_interrupted
+from whispercli.errors import EXIT_CODE_HELP, ExitCode, Interrupted, WhisperCliError
 
 app = typer.Typer(
     name="whispercli",
@@ -70,13 +71,28 @@ def _global_options(
 ) -> None:
     g = globals_of(ctx)
     g.url, g.api_key, g.profile, g.debug = url, api_key, profile, debug
+    _log_to_stderr(debug)
+
+
+class _Stderr(logging.Handler):
+    """Log lines on stderr as ``whispercli: ...`` (``debug: `` before debug lines)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "debug: " if record.levelno < logging.INFO else ""
+        print(f"whispercli: {level}{record.getMessage()}", file=sys.stderr, flush=True)
+
+
+def _log_to_stderr(debug: bool) -> None:
+    """The HTTP core's warnings (each retry) always; with --debug, every line of our loggers
+    (ours only: urllib3 would log signed URLs unredacted). Idempotent: main() may run again."""
+    for name in ("whispercli", "whispercli.http"):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h, _Stderr)]:
+            logger.removeHandler(handler)
+    logger = logging.getLogger("whispercli" if debug else "whispercli.http")
     if debug:
-        # Our loggers only: urllib3 would log signed URLs unredacted.
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("whispercli: debug: %(message)s"))
-        logger = logging.getLogger("whispercli")
         logger.setLevel(logging.DEBUG)
-        logger.addHandler(handler)
+    logger.addHandler(_Stderr(logging.DEBUG if debug else logging.WARNING))
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -105,14 +121,12 @@ def main() -> None:
         if exc.hint:
             print(f"whispercli: hint: {exc.hint}", file=sys.stderr)
         sys.exit(int(exc.exit_code))
-    except KeyboardInterrupt:
-        print("whispercli: interrupted", file=sys.stderr)
-        sys.exit(int(ExitCode.INTERRUPTED))
+    except Interrupted as exc:  # Ctrl-C in a command that has jobs to name
+        exit_interrupted(exc.job_ids)
+    except (KeyboardInterrupt, typer.Abort):  # Abort: older typer's (click's) Ctrl-C
+        exit_interrupted()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("whispercli: interrupted", file=sys.stderr)
-        sys.exit(int(ExitCode.INTERRUPTED))
     except click_error as exc:  # usage errors: Click's usage line and message, exit 2
         exc.show()  # type: ignore[attr-defined]
         code = getattr(exc, "exit_code", ExitCode.ERROR)
@@ -123,4 +137,6 @@ def main() -> None:
         print(f"whispercli: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
         print("whispercli: hint: run again with --debug for a traceback", file=sys.stderr)
         sys.exit(int(ExitCode.ERROR))
+    if result == ExitCode.INTERRUPTED:  # recent typer's Ctrl-C: a silent Exit(130), returned
+        exit_interrupted()
     sys.exit(result if isinstance(result, int) else 0)

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from whispercli.cli.context import get_client, get_store
-from whispercli.cli.output import note
+from whispercli.cli.output import error, note
 from whispercli.errors import (
     JobFailedError,
     NotFoundError,
     UsageError,
     WaitTimeoutError,
+    WhisperCliError,
+    seconds_text,
 )
 from whispercli.protocol import is_http_url
 
@@ -30,8 +32,9 @@ if TYPE_CHECKING:
     from whispercli.state import SavedJob
 
 LONG_POLL_QUIET = 30.0
-LONG_POLL_DISPLAY = 5.0
-"""With a progress display, shorter long-polls so the server's percent moves on screen."""
+LONG_POLL_DISPLAY = 2.0
+"""With a progress display, short long-polls so the server's percent moves on screen (the
+engine reports it about every second)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -96,13 +99,16 @@ def submit_source(
     tracker: Tracker | None = None,
     quiet: bool = False,
     providers: list[str] | None = None,
+    webhook: str | None = None,
 ) -> Submitted:
     """Upload (a file) and submit, or reuse the saved job for the same bytes and options
-    (``providers``, Eden AI's vendors, count among the options)."""
+    (``providers``, Eden AI's vendors, count among the options; never with a ``webhook``: a
+    reused job would not call it)."""
     from whispercli.state import SavedJob
 
     check_state_dir()
     client = get_client(ctx)
+    client.check_options(params, providers, webhook)
     store = get_store(ctx)
     backend = client.settings.backend
     chosen = list(providers or client.settings.providers)
@@ -112,8 +118,9 @@ def submit_source(
         digest = size = None
         if file is not None:
             size = file.stat().st_size
+            client.check_upload_size(file, size)  # before hashing: a 5 GB file takes half a minute
             digest = sha256_file(file)
-        if digest is not None and not force:
+        if digest is not None and not force and webhook is None:
             previous = store.find_reusable(digest, model, options, client.url, tier, backend)
             if previous is not None:
                 job = client.job(previous.id, previous.poll_url)
@@ -137,6 +144,7 @@ def submit_source(
             tier=tier,
             on_upload_progress=tracker.upload if tracker else None,
             providers=providers,
+            webhook=webhook,
             **params,
         )
     saved = SavedJob(
@@ -166,9 +174,10 @@ def wait_for(
     timeout: float | None,
     tracker: Tracker | None = None,
     display: bool = False,
-    timeout_label: str | None = None,
+    timeout_given: float | None = None,
 ) -> Result:
-    """Wait for a job, recording its final status in the jobs file."""
+    """Wait for a job, recording its final status in the jobs file. ``timeout_given`` is the
+    --timeout a timeout message names when ``timeout`` is what is left of it."""
     store = get_store(ctx)
     try:
         result = job.wait(
@@ -185,23 +194,23 @@ def wait_for(
     except WaitTimeoutError as exc:
         if job.info is not None:
             store.update(job.id, status=job.info.status, poll_url=job.poll_url)
-            if timeout_label:
-                unit = " s" if timeout_label.replace(".", "", 1).isdigit() else ""
-                exc.message = f"job {job.id} is still {job.info.status} after {timeout_label}{unit}"
+            if timeout_given is not None:
+                waited = seconds_text(timeout_given)
+                exc.message = f"job {job.id} is still {job.info.status} after {waited}"
         exc.hint = f"the job keeps running; resume with: whispercli wait {job.id}"
         raise
     store.update(job.id, status="success", error=None, poll_url=job.poll_url)
     return result
 
 
-def interrupted(job_ids: list[str]) -> typer.Exit:
-    """After Ctrl-C: the jobs keep running; say how to resume, exit 130."""
-    from whispercli.errors import ExitCode
-
-    if job_ids:
-        note(
-            f"interrupted; the job keeps running. Resume with: whispercli wait {' '.join(job_ids)}"
-        )
-    else:
-        note("interrupted")
-    return typer.Exit(int(ExitCode.INTERRUPTED))
+def report_failures(failures: list[tuple[str, str | None, WhisperCliError]]) -> None:
+    """Several jobs' failures, as (label, job id, error): an error line each, one resume
+    command for the jobs still running (timed out), exit with the first failure's code."""
+    if not failures:
+        return
+    for label, _, failure in failures:
+        error(f"{label}: {failure.message}")
+    running = [job_id for _, job_id, f in failures if job_id and isinstance(f, WaitTimeoutError)]
+    if running:
+        note(f"hint: the jobs keep running; resume with: whispercli wait {' '.join(running)}")
+    raise typer.Exit(int(failures[0][2].exit_code))

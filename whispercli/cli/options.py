@@ -39,6 +39,15 @@ def choice(*decls: str, choices: tuple[str, ...], help: str, **kwargs: Any) -> A
 
 FORMAT_CHOICES = (*formats.FORMATS, formats.ALL)
 
+
+Webhook = Annotated[
+    str | None,
+    typer.Option(
+        "--webhook",
+        metavar="URL",
+        help="POST the job to URL when it ends (signed: `whispercli server webhook-secret`).",
+    ),
+]
 Model = Annotated[
     str | None,
     typer.Option(
@@ -92,7 +101,7 @@ Speed = Annotated[
     choice(
         "--speed",
         choices=SPEEDS,
-        help="Decoding profile on the embedded server.",
+        help="Decoding speed on the embedded server.",
         rich_help_panel=_W,
     ),
 ]

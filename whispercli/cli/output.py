@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
-from whispercli.protocol import JobInfo
+from whispercli.errors import ExitCode
+from whispercli.protocol import JobInfo, Result
 
 
 def stderr_is_tty() -> bool:
@@ -31,8 +33,22 @@ def note(message: str, *, quiet: bool = False) -> None:
         print(f"whispercli: {message}", file=sys.stderr, flush=True)
 
 
+def warn(source: str, result: Result | None) -> None:
+    """The result's warnings on stderr (never suppressed: they say the transcript may be wrong)."""
+    for warning in result.warnings if result is not None else ():
+        print(f"whispercli: warning: {source}: {warning}", file=sys.stderr, flush=True)
+
+
 def error(message: str) -> None:
     print(f"whispercli: error: {message}", file=sys.stderr, flush=True)
+
+
+def exit_interrupted(job_ids: Sequence[str] = ()) -> NoReturn:
+    """After Ctrl-C, at whatever moment: say so (and how to resume the jobs left running, which
+    keep running), exit 130."""
+    resume = f"; the job keeps running. Resume with: whispercli wait {' '.join(job_ids)}"
+    note("interrupted" + (resume if job_ids else ""))
+    sys.exit(int(ExitCode.INTERRUPTED))
 
 
 def info_dict(info: JobInfo, *, with_result: bool = False) -> dict[str, Any]:

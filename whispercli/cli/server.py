@@ -18,8 +18,17 @@ from typing import Annotated, Any
 import typer
 
 from whispercli import launcher, paths
-from whispercli.errors import AuthError, UnreachableError, UsageError, WhisperCliError
+from whispercli.errors import (
+    AuthError,
+    UnreachableError,
+    UsageError,
+    WhisperCliError,
+    seconds_text,
+)
 from whispercli.protocol import SPEEDS
+from whispercli.server.settings import MIB, ServerSettings
+
+DEFAULTS = ServerSettings  # the one place the server's defaults live (class attributes)
 
 app = typer.Typer(
     help="Run and manage the embedded local transcription server.", no_args_is_help=True
@@ -27,6 +36,15 @@ app = typer.Typer(
 
 HostOpt = Annotated[
     str, typer.Option(help="Interface to bind. Anything but loopback exposes the server.")
+]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="PostgreSQL DSN (postgresql://USER@HOST/DB): jobs and uploads live there and the "
+        "server runs no engine (workers do). Default: the embedded SQLite.",
+        envvar="WHISPERCLI_DATABASE_URL",
+        show_default=False,
+    ),
 ]
 PortOpt = Annotated[
     int | None,
@@ -129,7 +147,7 @@ def _server_class() -> type:
 
 @app.command()
 def run(
-    host: HostOpt = paths.DEFAULT_HOST,
+    host: HostOpt = DEFAULTS.host,
     port: PortOpt = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Database, uploads and results (default: the data dir).")
@@ -137,10 +155,10 @@ def run(
     idle_timeout: Annotated[
         float,
         typer.Option(help="Exit after this many idle seconds with no work (0: never).", min=0),
-    ] = 0.0,
+    ] = DEFAULTS.idle_timeout,
     max_upload_mb: Annotated[
         float, typer.Option(help="Largest upload accepted, in MiB.", min=0.001)
-    ] = 4096.0,
+    ] = DEFAULTS.max_upload_bytes / MIB,
     models_dir: Annotated[
         Path | None,
         typer.Option(
@@ -149,28 +167,39 @@ def run(
     ] = None,
     max_queue: Annotated[
         int, typer.Option(help="Queued jobs before submit gets 429.", min=1)
-    ] = 100,
+    ] = DEFAULTS.max_queue,
     upload_url_ttl: Annotated[
         float, typer.Option(help="Seconds an upload URL stays valid.", min=1)
-    ] = 3600.0,
+    ] = DEFAULTS.upload_url_ttl,
     retention_hours: Annotated[
         float,
         typer.Option(help="Hours before finished jobs and their files are deleted.", min=0.001),
-    ] = 24.0,
+    ] = DEFAULTS.retention / 3600,
     cpu_threads: Annotated[
         int,
         typer.Option(
             help="Engine threads in all, as single-thread model replicas (0: one per CPU).", min=0
         ),
-    ] = 0,
+    ] = DEFAULTS.cpu_threads,
     speed: Annotated[
         str,
         typer.Option(
-            help="Decoding profile: accurate (sequential beam 5), default, or fast. "
+            help="Decoding speed: accurate (sequential beam 5), default, or fast. "
             "A job's `speed` input wins."
         ),
-    ] = "default",
+    ] = DEFAULTS.speed,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    webhook_allow_private: Annotated[
+        bool,
+        typer.Option(
+            help="Let webhooks and Eden file_url reach private and loopback addresses "
+            "(loopback is allowed anyway when the server binds loopback)."
+        ),
+    ] = DEFAULTS.webhook_allow_private,
+    webhook_first_retry: Annotated[
+        float, typer.Option(hidden=True, min=0.01, help="Seconds before a webhook's first retry.")
+    ] = DEFAULTS.webhook_first_retry,
+    database: DatabaseOpt = None,
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
     port = _port(port)
@@ -179,7 +208,8 @@ def run(
     import uvicorn
 
     from whispercli.server.app import create_app
-    from whispercli.server.settings import InsecureKeyFileError, ServerSettings
+    from whispercli.server.settings import InsecureKeyFileError
+    from whispercli.server.webhooks.signing import WebhookSecretError
 
     if speed not in SPEEDS:
         raise UsageError(f"unknown --speed {speed!r}; use {', '.join(SPEEDS)}")
@@ -191,7 +221,7 @@ def run(
     settings = ServerSettings(
         host=host,
         port=port,
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_upload_bytes=int(max_upload_mb * MIB),
         idle_timeout=idle_timeout,
         models_dir=models_dir,
         max_queue=max_queue,
@@ -199,26 +229,46 @@ def run(
         retention=retention_hours * 3600,
         cpu_threads=cpu_threads,
         speed=speed,
+        webhook_allow_private=webhook_allow_private,
+        webhook_first_retry=webhook_first_retry,
     )
     if data_dir is not None:
         settings.data_dir = data_dir
+    settings.database_url = database or None
     if not settings.is_loopback:
         log.warning(
             "binding %s: anyone who can reach this address and port can try the API key, "
             "and traffic (key, audio, transcripts) is plain HTTP; prefer 127.0.0.1",
             host,
         )
+    from whispercli.server.store import StoreUnavailable
+
     try:
         application = create_app(settings)
-    except InsecureKeyFileError as exc:
+    except (InsecureKeyFileError, WebhookSecretError) as exc:
         raise WhisperCliError(str(exc)) from None
+    except StoreUnavailable as exc:
+        raise UnreachableError(
+            f"{exc} ({settings.database_shown})", hint="is PostgreSQL running? check --database"
+        ) from None
     sock = _bind(host, port)
     url = _url(host, port)
     pid_path = _write_pid_file(port, url)
-    log.info("whispercli server on %s (data in %s)", url, settings.data_dir)
+    bound = sock.getsockname()
+    log.info(
+        "whispercli server listening on %s port %d, reachable as %s (data in %s)",
+        bound[0],
+        bound[1],
+        url,
+        settings.data_dir,
+    )
     _Server = _server_class()
-    config = uvicorn.Config(
-        application, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5
+    config = uvicorn.Config(  # log_config=None: uvicorn's lines take our one format
+        application,
+        log_config=None,
+        log_level=log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=5,
     )
     try:
         _Server(config).run(sockets=[sock])
@@ -230,12 +280,81 @@ def run(
 
 
 @app.command()
+def worker(
+    database: Annotated[
+        str,
+        typer.Option(
+            help="PostgreSQL DSN (postgresql://USER@HOST/DB).", envvar="WHISPERCLI_DATABASE_URL"
+        ),
+    ],
+    queues: Annotated[
+        str, typer.Option(help="Queues to serve, comma-separated: cpu (cpuflex), gpu (gpuflex).")
+    ] = "cpu",
+    cpu_threads: Annotated[
+        int, typer.Option(help="Engine threads in all (0: one per CPU).", min=0)
+    ] = DEFAULTS.cpu_threads,
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of CTranslate2 models, one per name.", envvar="WHISPERCLI_MODELS_DIR"
+        ),
+    ] = None,
+    speed: Annotated[str, typer.Option(help="Decoding profile.")] = DEFAULTS.speed,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run jobs from PostgreSQL on this machine's engine, one at a time, until SIGTERM."""
+    import logging
+
+    from whispercli.server.queue import run_worker
+    from whispercli.server.store import StoreUnavailable
+
+    if speed not in SPEEDS:
+        raise UsageError(f"unknown --speed {speed!r}; use {', '.join(SPEEDS)}")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = ServerSettings(
+        database_url=database, cpu_threads=cpu_threads, models_dir=models_dir, speed=speed
+    )
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    try:
+        run_worker(settings, names)
+    except StoreUnavailable as exc:
+        raise UnreachableError(
+            f"{exc} ({settings.database_shown})", hint="is PostgreSQL running? check --database"
+        ) from None
+
+
+@app.command()
+def migrate(
+    database: Annotated[
+        str,
+        typer.Option(
+            help="PostgreSQL DSN (postgresql://USER@HOST/DB).", envvar="WHISPERCLI_DATABASE_URL"
+        ),
+    ],
+) -> None:
+    """Create or update the PostgreSQL schema (idempotent; `server run` also does it)."""
+    from whispercli.server.postgres_store import migrate as apply_schema
+    from whispercli.server.settings import redact_dsn
+    from whispercli.server.store import StoreUnavailable
+
+    try:
+        apply_schema(database)
+    except StoreUnavailable as exc:
+        raise UnreachableError(
+            f"{exc} ({redact_dsn(database)})", hint="is PostgreSQL running? check --database"
+        ) from None
+    typer.echo(f"schema up to date in {redact_dsn(database)}", err=True)
+
+
+@app.command()
 def start(
     port: PortOpt = None,
     idle_timeout: Annotated[
         float,
         typer.Option(help="Exit after this many idle seconds with no work (0: never).", min=0),
-    ] = 0.0,
+    ] = DEFAULTS.idle_timeout,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for it to answer.")] = 30.0,
 ) -> None:
     """Start the server in the background (log in the state dir) and wait until it answers."""
@@ -276,7 +395,7 @@ def stop(
             return
         time.sleep(0.1)
     raise WhisperCliError(
-        f"the server (pid {pid}) did not exit within {timeout:.0f} s",
+        f"the server (pid {pid}) did not exit within {seconds_text(timeout)}",
         hint=f"kill it with `kill -9 {pid}`",
     )
 
@@ -331,3 +450,14 @@ def status(
         f"models: {', '.join(body.get('models', [])) or 'none'}\n"
         f"queue: {queue.get('pending', 0)} pending, {queue.get('processing', 0)} processing"
     )
+
+
+@app.command("webhook-secret")
+def webhook_secret() -> None:
+    """Print the secret webhook receivers verify signatures with (created on first use)."""
+    from whispercli.server.webhooks.signing import WebhookSecretError, load_secret
+
+    try:
+        typer.echo(load_secret())
+    except WebhookSecretError as exc:
+        raise WhisperCliError(str(exc)) from None

@@ -47,6 +47,7 @@ def submit(
     vad_filter: o.VadFilter = None,
     speed: o.Speed = None,
     provider: o.Providers = None,
+    webhook: o.Webhook = None,
     force: o.Force = False,
     json_out: o.Json = False,
     quiet: o.Quiet = False,
@@ -78,6 +79,7 @@ def submit(
             tracker=display.track(Path(source).name),
             quiet=quiet,
             providers=o.providers_of(provider),
+            webhook=webhook,
         )
     if json_out:
         emit_json({"id": done.job.id, "status": done.saved.status, "reused": done.reused})

@@ -21,10 +21,10 @@ import typer
 from whispercli import formats
 from whispercli.cli import options as o
 from whispercli.cli.context import get_client, parse_duration
-from whispercli.cli.jobflow import check_state_dir, interrupted, submit_source, wait_for
-from whispercli.cli.output import data, emit_json, error, note, stderr_is_tty
+from whispercli.cli.jobflow import check_state_dir, report_failures, submit_source, wait_for
+from whispercli.cli.output import data, emit_json, note, stderr_is_tty, warn
 from whispercli.cli.progress import Display, Tracker
-from whispercli.errors import UsageError, WhisperCliError
+from whispercli.errors import Interrupted, UsageError, WhisperCliError
 from whispercli.protocol import is_http_url
 
 if TYPE_CHECKING:
@@ -163,6 +163,7 @@ def transcribe(
     vad_filter: o.VadFilter = None,
     speed: o.Speed = None,
     provider: o.Providers = None,
+    webhook: o.Webhook = None,
     timeout: Annotated[
         str | None,
         typer.Option(
@@ -234,6 +235,7 @@ def transcribe(
             tracker=tracker,
             quiet=quiet or display_on,
             providers=o.providers_of(provider),
+            webhook=webhook,
         )
         item.job_id = done.job.id
         item.result = wait_for(
@@ -242,7 +244,6 @@ def transcribe(
             timeout=seconds,
             tracker=tracker,
             display=display_on,
-            timeout_label=timeout,
         )
         if out is not None:
             formats.write(item.result, item.stem, out, chosen)
@@ -262,7 +263,7 @@ def transcribe(
                 else:
                     _run_parallel(items, trackers, run, min(parallel, len(items)))
         except KeyboardInterrupt:
-            raise interrupted([i.job_id for i in items if i.job_id and not i.result]) from None
+            raise Interrupted([i.job_id for i in items if i.job_id and not i.result]) from None
     _report(items, chosen[0], output_dir, json_out)
 
 
@@ -299,7 +300,6 @@ def _run_parallel(
 
 
 def _report(items: list[Item], fmt: str, output_dir: Path | None, json_out: bool) -> None:
-    failures = [i for i in items if i.failure is not None]
     if json_out:
         emit_json(
             [
@@ -320,10 +320,6 @@ def _report(items: list[Item], fmt: str, output_dir: Path | None, json_out: bool
             if len(items) > 1:  # as head(1) names several files
                 data(("\n" if n else "") + f"==> {item.source} <==")
             data(formats.render(item.result, fmt))
-    for item in failures:
-        assert item.failure is not None
-        error(f"{item.source}: {item.failure.message}")
-    if failures:
-        first = failures[0].failure
-        assert first is not None
-        raise typer.Exit(int(first.exit_code))
+    for item in items:
+        warn(item.source, item.result)
+    report_failures([(i.source, i.job_id, i.failure) for i in items if i.failure is not None])

@@ -15,10 +15,10 @@ import typer
 from whispercli import formats
 from whispercli.cli import options as o
 from whispercli.cli.context import complete_job_ref, get_store, parse_duration, resolve_job
-from whispercli.cli.jobflow import interrupted, wait_for
-from whispercli.cli.output import data, emit_json, error, info_dict, note, stderr_is_tty
+from whispercli.cli.jobflow import report_failures, wait_for
+from whispercli.cli.output import data, emit_json, info_dict, stderr_is_tty, warn
 from whispercli.cli.progress import Display
-from whispercli.errors import JobFailedError, WaitTimeoutError, WhisperCliError
+from whispercli.errors import Interrupted, JobFailedError, WhisperCliError
 
 if TYPE_CHECKING:
     from whispercli.client import Job
@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 JobRef = Annotated[
     str,
     typer.Argument(
-        help="Job id, unique prefix of one, or 'last'.", autocompletion=complete_job_ref
+        metavar="JOB",
+        help="Job id, unique prefix of one, or 'last'.",
+        autocompletion=complete_job_ref,
     ),
 ]
 Format = Annotated[str, typer.Option("-f", "--format", help="txt, srt, vtt, tsv or json (stdout).")]
@@ -122,7 +124,7 @@ def wait(
                         timeout=remaining,
                         tracker=tracker,
                         display=display_on,
-                        timeout_label=timeout,
+                        timeout_given=seconds,
                     )
                     if provider is not None:
                         from whispercli.backends.edenai import pick_provider
@@ -134,13 +136,15 @@ def wait(
     except KeyboardInterrupt:  # one resume command: the jobs not finished, or not looked up yet
         ran = {o.job.id for o in outcomes if o.result or isinstance(o.failure, JobFailedError)}
         left = [j.id for j, _ in jobs if j.id not in ran] + refs[len(jobs) :]
-        raise interrupted(left) from None
+        raise Interrupted(left) from None
     if json_out:
         emit_json([o.to_dict() for o in outcomes])
     else:
         for outcome in outcomes:
             if outcome.result is not None:
                 data(formats.render(outcome.result, fmt))
+    for outcome in outcomes:
+        warn(outcome.label, outcome.result)
     _report([o for o in outcomes if o.failure is not None])
 
 
@@ -172,18 +176,7 @@ def _label(job: Job, saved: SavedJob | None) -> str:
 
 
 def _report(failed: list[_Outcome]) -> None:
-    """One failure: its error and hint as any command's. Several: an error line each, one
-    resume command for those still running, the first failure's exit code."""
-    if not failed:
-        return
-    first = failed[0].failure
-    assert first is not None
-    if len(failed) == 1:
-        raise first
-    for outcome in failed:
-        assert outcome.failure is not None
-        error(f"{outcome.label}: {outcome.failure.message}")
-    running = [o.job.id for o in failed if isinstance(o.failure, WaitTimeoutError)]
-    if running:
-        note(f"hint: the jobs keep running; resume with: whispercli wait {' '.join(running)}")
-    raise typer.Exit(int(first.exit_code))
+    """One failure: its error and hint as any command's. Several: see ``report_failures``."""
+    if len(failed) == 1 and failed[0].failure is not None:
+        raise failed[0].failure
+    report_failures([(o.label, o.job.id, o.failure) for o in failed if o.failure is not None])

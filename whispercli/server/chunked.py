@@ -4,27 +4,30 @@ Why not faster-whisper's ``BatchedInferencePipeline`` alone: it decodes every ch
 in one CTranslate2 call on one model replica, and on a small CPU the decoder's matrices are too
 small for several threads to share: on this project's 2-core machine, beam search ran about
 twice as fast on one thread as on two (bench/RESULTS.md). So the engine loads the model as
-several single-thread replicas (``num_workers``), and this module gives each replica its own
-contiguous group of chunks, decoded as a batch by its own pipeline, all at once.
+several single-thread replicas (``num_workers``), and this module hands the chunks out in small
+batches to whichever replica is free, each batch decoded by its own pipeline; the results are
+yielded in time order as soon as they are ready, so that progress moves every batch or two.
 
 Chunks are cut where Silero VAD hears a pause, each at most one Whisper window (30 s) long
 including the pauses inside it. Two ways to cut:
 
-- *filled* (the default profile): each chunk takes speech up to the 30 s limit, as
+- *filled* (the default speed): each chunk takes speech up to the 30 s limit, as
   faster-whisper's batched pipeline does; Whisper sees the same long context it was trained on.
-- *balanced* (the fast profile): the same number of chunks, of about equal length, so that the
+- *balanced* (the fast speed): the same number of chunks, of about equal length, so that the
   replicas finish together; meant to go with a shorter encoder input (``encoder_padding``).
 
 ``encoder_padding``: Whisper's encoder is trained on 30 s windows and faster-whisper pads every
 chunk to one. CTranslate2 also accepts shorter inputs: encoding only the chunk plus this many
 seconds of padding costs a fraction of a full window for short chunks. The bench set loses no
-accuracy with 3 s of padding, but real recordings are untested, so only the fast profile uses it.
+accuracy with 3 s of padding, but real recordings are untested, so only the fast speed uses it.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Generator, Sequence
+import time
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +42,11 @@ WINDOW_SECONDS = 30.0
 FRAMES_PER_SECOND = 100  # Whisper's mel frames
 # The VAD settings of faster-whisper's batched pipeline: pauses of 160 ms are cut points.
 _VAD = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
+TICK_SECONDS = 1.0
+"""While a batch decodes, progress is reported this often (see ChunkedDecoder.transcribe)."""
+ProgressCallback = Callable[[float], None]
+PRIOR_SECONDS_PER_SECOND = 0.25
+"""The decoding speed assumed until a batch has been timed (the tiny model on one loaded core)."""
 PARALLEL_VAD_SECONDS = 60.0
 """Audio of at least this many seconds per replica has its VAD run in parallel pieces."""
 
@@ -127,32 +135,26 @@ def balanced_chunks(spans: Sequence[Chunk]) -> list[Chunk]:
     return chunks
 
 
-def _cost(chunk: Chunk) -> float:
-    """Relative work of one chunk: a fixed part (encoder, set-up) plus its length."""
-    return 0.6 + chunk.seconds / WINDOW_SECONDS
+def batch_sizes(count: int, replicas: int, size: int) -> list[int]:
+    """How many of ``count`` chunks each successive batch decodes (they sum to ``count``).
 
-
-def split_groups(chunks: Sequence[Chunk], groups: int) -> list[list[Chunk]]:
-    """Cut ``chunks`` into at most ``groups`` contiguous runs of about equal work.
-
-    Contiguous, so that each replica's text follows on and the results come back in order.
-    Greedy against an even share of the work; a run never starts empty.
+    Batches go to whichever replica is free next, and their results come back in time order,
+    so progress moves each time the oldest batch still decoding is done. The first batch of
+    each replica is shorter than the next one's (1, 2, ... of ``size`` when two replicas
+    decode batches of 2): the replicas then finish at staggered times, and the first
+    segments arrive after one chunk's work.
     """
-    if groups <= 1 or len(chunks) <= 1:
-        return [list(chunks)] if chunks else []
-    groups = min(groups, len(chunks))
-    share = sum(_cost(c) for c in chunks) / groups
-    runs: list[list[Chunk]] = [[]]
-    done = 0.0
-    for index, chunk in enumerate(chunks):
-        left_after = len(chunks) - index
-        must_open = len(runs) + left_after <= groups  # one chunk per remaining run
-        overshoot = done + _cost(chunk) / 2 > share * len(runs)
-        if runs[-1] and len(runs) < groups and (must_open or overshoot):
-            runs.append([])
-        runs[-1].append(chunk)
-        done += _cost(chunk)
-    return runs
+    replicas = max(1, replicas)
+    size = max(1, min(size, math.ceil(count / replicas)))  # few chunks: every replica works
+    sizes = [max(1, size * (r + 1) // replicas) for r in range(replicas)]
+    out: list[int] = []
+    left = count
+    for batch in itertools.chain(sizes, itertools.repeat(size)):
+        if left <= 0:
+            return out
+        out.append(min(batch, left))
+        left -= out[-1]
+    return out
 
 
 class _ShortEncoderPipeline(BatchedInferencePipeline):
@@ -183,9 +185,11 @@ class ChunkedDecoder:
         self.model = model
         self.replicas = max(1, replicas)
         self._pool = ThreadPoolExecutor(self.replicas, thread_name_prefix="whisper-replica")
+        self.seconds_per_second = PRIOR_SECONDS_PER_SECOND
+        """Wall seconds a replica spends per second of speech, learned from past batches."""
 
     def _pipeline(self, encoder_padding: float | None) -> BatchedInferencePipeline:
-        # One pipeline per group: BatchedInferencePipeline keeps per-call state.
+        # One pipeline per batch: BatchedInferencePipeline keeps per-call state.
         if encoder_padding is None:
             return BatchedInferencePipeline(self.model)
         return _ShortEncoderPipeline(self.model, encoder_padding)
@@ -196,24 +200,28 @@ class ChunkedDecoder:
         *,
         balanced: bool = False,
         encoder_padding: float | None = None,
-        batch_size: int = 4,
+        batch_size: int = 2,
+        on_progress: ProgressCallback | None = None,
         **kwargs: Any,
     ) -> tuple[Generator[Segment, None, None], str]:
         """Return the segments (lazily, in time order) and the language.
 
-        ``kwargs`` go to ``BatchedInferencePipeline.transcribe`` for every group. The work is
-        done in rounds of ``replicas * batch_size`` chunks, so progress arrives per group.
+        ``kwargs`` go to ``BatchedInferencePipeline.transcribe`` for every batch; batches hold
+        at most ``batch_size`` chunks (see :func:`batch_sizes`). While the consumer waits for
+        the next batch, ``on_progress`` is called about every ``TICK_SECONDS`` (on the
+        consumer's thread, so it may raise to stop) with the share of the speech decoded.
         """
         spans = speech_spans(audio, self._pool, self.replicas)
         chunks = balanced_chunks(spans) if balanced else fill_chunks(spans)
         language = kwargs.pop("language", None)
         if language is None:
-            # Detect once for the whole file, so that every group decodes the same language.
+            # Detect once for the whole file, so that every batch decodes the same language.
             language = (
                 self.model.detect_language(audio)[0] if self.model.model.is_multilingual else "en"
             )
         options = {**kwargs, "language": language, "batch_size": batch_size}
-        return self._segments(audio, chunks, options, encoder_padding), language
+        segments = self._segments(audio, chunks, options, encoder_padding, on_progress)
+        return segments, language
 
     def _segments(
         self,
@@ -221,35 +229,76 @@ class ChunkedDecoder:
         chunks: list[Chunk],
         options: dict[str, Any],
         encoder_padding: float | None,
+        on_progress: ProgressCallback | None,
     ) -> Generator[Segment, None, None]:
-        step = self.replicas * int(options["batch_size"])
-        for first in range(0, len(chunks), step):
-            groups = split_groups(chunks[first : first + step], self.replicas)
-            futures = [
-                self._pool.submit(self._decode_group, audio, group, options, encoder_padding)
-                for group in groups
-            ]
-            try:
-                for future in futures:
-                    yield from future.result()
-            finally:
-                _settle(futures)  # a consumer that stops early leaves no decoding behind
+        batches: list[list[Chunk]] = []
+        for size in batch_sizes(len(chunks), self.replicas, int(options["batch_size"])):
+            first = sum(len(b) for b in batches)
+            batches.append(chunks[first : first + size])
+        started: dict[int, float] = {}
 
-    def _decode_group(
+        def decode(index: int) -> list[Segment]:
+            started[index] = time.monotonic()
+            segments = self._decode_batch(audio, batches[index], options, encoder_padding)
+            self._learn(batches[index], time.monotonic() - started[index])
+            return segments
+
+        futures = [self._pool.submit(decode, index) for index in range(len(batches))]
+        try:
+            for future in futures:
+                while on_progress is not None and not _wait(future, TICK_SECONDS):
+                    on_progress(self._decoded_share(batches, futures, started))
+                yield from future.result()
+        finally:
+            _settle(futures)  # a consumer that stops early leaves no decoding behind
+
+    def _learn(self, batch: list[Chunk], seconds: float) -> None:
+        rate = seconds / max(sum(c.seconds for c in batch), 1.0)
+        self.seconds_per_second = (self.seconds_per_second + rate) / 2
+
+    def _decoded_share(
+        self,
+        batches: list[list[Chunk]],
+        futures: list[Future[list[Segment]]],
+        started: dict[int, float],
+    ) -> float:
+        """The share of the speech decoded: finished batches, plus the part of each running
+        batch its elapsed time suggests (at this decoder's measured speed, at most 90 %)."""
+        now, done, total = time.monotonic(), 0.0, 0.0
+        for index, (batch, future) in enumerate(zip(batches, futures, strict=True)):
+            seconds = sum(c.seconds for c in batch)
+            total += seconds
+            if future.done():
+                done += seconds
+            elif index in started:
+                expected = self.seconds_per_second * seconds
+                done += seconds * min(0.9, (now - started[index]) / expected)
+        return done / total if total else 0.0
+
+    def _decode_batch(
         self,
         audio: np.ndarray,
-        group: list[Chunk],
+        batch: list[Chunk],
         options: dict[str, Any],
         encoder_padding: float | None,
     ) -> list[Segment]:
-        clips = [{"start": c.start / SAMPLE_RATE, "end": c.end / SAMPLE_RATE} for c in group]
+        clips = [{"start": c.start / SAMPLE_RATE, "end": c.end / SAMPLE_RATE} for c in batch]
         segments, _ = self._pipeline(encoder_padding).transcribe(
             audio, clip_timestamps=clips, **options
         )
         return list(segments)
 
 
+def _wait(future: Future[list[Segment]], seconds: float) -> bool:
+    """True once ``future`` is done; False after ``seconds`` if it is not."""
+    try:
+        future.exception(timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
 def _settle(futures: list[Future[list[Segment]]]) -> None:
-    for future in futures:
-        if not future.cancel():
-            future.exception()  # wait for it; its result or error no longer matters
+    running = [future for future in futures if not future.cancel()]  # cancel all queued first
+    for future in running:
+        future.exception()  # wait for it; its result or error no longer matters

@@ -1,32 +1,32 @@
 """The transcription engine: faster-whisper (CTranslate2, CPU, int8) behind one method.
 
-Only the worker process imports this module. :meth:`Engine.transcribe` hands each job's
+Only the worker process imports this module (after whispercli.server.models, which keeps the
+Hugging Face hub offline). :meth:`Engine.transcribe` hands each job's
 Whisper parameters to :func:`whispercli.decoding.plan`, which maps them onto faster-whisper and
 picks the path (Whisper's sequential algorithm, or VAD chunks decoded in parallel by
-:mod:`whispercli.server.chunked`) from the decoding profile; bench/engine.py measures them.
+:mod:`whispercli.server.chunked`) from the decoding speed; bench/engine.py measures them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from typing import Any
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import av
 import numpy as np
 from faster_whisper import WhisperModel, decode_audio
 
 from whispercli import decoding
-from whispercli.server.chunked import ChunkedDecoder
+from whispercli.server import quality
+from whispercli.server.chunked import SAMPLE_RATE, ChunkedDecoder
 from whispercli.server.resegment import split_segment
 
-SAMPLE_RATE = 16000
 MAX_REPLICAS = 4
-SegmentCallback = Callable[[dict[str, Any], float], None]
-"""Called with each finished segment and the progress (0..1); may raise to stop early."""
+SegmentCallback = Callable[[dict[str, Any] | None, float], None]
+"""Called with each finished segment and the progress (0..1), or with None and the progress
+alone while a long batch decodes (about every second); may raise to stop early."""
 
 
 class AudioError(ValueError):
@@ -105,6 +105,27 @@ def _segment_dict(seg: Any) -> dict[str, Any]:
     return out
 
 
+class _Progress:
+    """A job's progress: it never goes back, whichever estimate moved it last."""
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def advance(self, value: float) -> bool:
+        """Move to ``value`` (capped at 1) if it is further; True if it moved by 0.5 % or more."""
+        value = min(1.0, value)
+        if value < self.value + 0.005:
+            return False
+        self.value = value
+        return True
+
+
+def gate_on(params: dict[str, Any]) -> bool:
+    """The no-speech gate (quality.gate): on unless turned off, by itself or with the VAD."""
+    explicit = params.get("no_speech_gate")
+    return bool(explicit) if explicit is not None else params.get("vad_filter") is not False
+
+
 def replica_layout(cpu_threads: int) -> tuple[int, int]:
     """(replicas, threads per replica) for ``cpu_threads`` engine threads (0: one per CPU).
 
@@ -120,11 +141,11 @@ class Engine:
     """One loaded model; kept loaded across jobs by the worker."""
 
     def __init__(
-        self, model_path: str, *, cpu_threads: int = 0, profile: str = decoding.DEFAULT_PROFILE
+        self, model_path: str, *, cpu_threads: int = 0, speed: str = decoding.DEFAULT_SPEED
     ) -> None:
-        """``profile`` is the server's decoding profile; a job's ``speed`` param overrides it."""
+        """``speed`` is the server's decoding speed; a job's ``speed`` param overrides it."""
         self.model_path = model_path
-        self.profile = profile
+        self.speed = speed
         replicas, threads = replica_layout(cpu_threads)
         self.model = WhisperModel(
             model_path,
@@ -141,13 +162,20 @@ class Engine:
         """Transcribe ``path``; return the protocol's ``result`` object."""
         audio = load_audio(path)
         duration = audio.size / SAMPLE_RATE
-        plan = decoding.plan(self.profile, params, duration)
+        plan = decoding.plan(self.speed, params, duration)
         segments: Generator[Any, None, None]
+        progress = _Progress()
         if plan.chunked:
+
+            def tick(share: float) -> None:
+                if progress.advance(share):
+                    on_segment(None, progress.value)
+
             segments, language = self.chunked.transcribe(
                 audio,
                 balanced=plan.balanced,
                 encoder_padding=plan.encoder_padding,
+                on_progress=tick,
                 **plan.kwargs,
             )
         else:
@@ -156,20 +184,32 @@ class Engine:
         # The chunked path decodes whole VAD chunks with word timings (see decoding.plan):
         # cut them into sentence-sized segments, keeping word timings only if asked for.
         keep_words = bool(params.get("word_timestamps"))
+
+        def pieces() -> Iterator[dict[str, Any]]:
+            for seg in segments:
+                progress.advance(float(seg.end) / duration if duration else 1.0)
+                yield from (
+                    split_segment(_segment_dict(seg)) if plan.chunked else [_segment_dict(seg)]
+                )
+
         collected: list[dict[str, Any]] = []
         with closing(segments):  # on cancel (on_segment raises), stop decoding at once
-            for seg in segments:
-                progress = min(1.0, float(seg.end) / duration) if duration else 1.0
-                pieces = split_segment(_segment_dict(seg)) if plan.chunked else [_segment_dict(seg)]
-                for item in pieces:
-                    item["id"] = len(collected)
-                    if plan.chunked and not keep_words:
-                        item.pop("words", None)
-                    collected.append(item)
-                    on_segment(item, progress)
+            for item in quality.gate(pieces()) if gate_on(params) else pieces():
+                item["id"] = len(collected)
+                if plan.chunked and not keep_words:
+                    item.pop("words", None)
+                collected.append(item)
+                on_segment(item, progress.value)
+        multilingual = bool(self.model.model.is_multilingual)
+        schedule = decoding.temperatures(params)
+        first = schedule[0] if isinstance(schedule, tuple) else schedule or 0.0
+        notes = quality.warnings(
+            collected, duration, multilingual=multilingual, first_temperature=first
+        )
         return {
             "text": "".join(s["text"] for s in collected),
             "segments": collected,
             "language": language,
             "duration": round(duration, 3),
+            "warnings": notes,
         }

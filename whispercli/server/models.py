@@ -21,6 +21,10 @@ _HUB_REPOS = ("Systran/faster-whisper-{name}", "guillaumekln/faster-whisper-{nam
 _HUB_ALIASES = {"large": "large-v3"}
 _HUB_PREFIXES = ("Systran/faster-whisper-", "guillaumekln/faster-whisper-")
 
+# The one place the hub is kept offline, for the hub client here and faster-whisper in the
+# engine (the worker imports this module before the engine): read when the hub is imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -38,7 +42,6 @@ def _packaged_model() -> Path | None:
 
 
 def _hub_model(name: str) -> Path | None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
@@ -52,7 +55,6 @@ def _hub_model(name: str) -> Path | None:
 
 
 def _hub_names() -> list[str]:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from huggingface_hub import scan_cache_dir
 

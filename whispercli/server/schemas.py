@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from whispercli.protocol import Status
+
+if TYPE_CHECKING:
+    from whispercli.server.store import Job
+
+
+def iso_time(ts: float | None) -> str | None:
+    """A store timestamp as the protocol writes it (UTC, milliseconds, ``Z``)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ErrorDetail(BaseModel):
@@ -36,6 +49,10 @@ class SubmitRequest(BaseModel):
         "An unknown or ill-typed parameter is a 400 naming it.",
     )
     URL: str = Field(description="The upload URL returned by step 1, after the PUT of step 2.")
+    webhook: str | None = Field(
+        default=None,
+        description="Extension: POST the job body here (signed, Standard Webhooks) once it ends.",
+    )
 
 
 class GetUrl(BaseModel):
@@ -48,6 +65,11 @@ class ResultBody(BaseModel):
     segments: list[dict[str, Any]]
     language: str | None = None
     duration: float | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the transcript may be wrong: low confidence (e.g. speech in another "
+        "language on an English-only model), repeats, no speech (extension).",
+    )
 
 
 class JobBody(BaseModel):
@@ -64,6 +86,27 @@ class JobBody(BaseModel):
     )
     result: ResultBody | None = Field(default=None, description="On success.")
     error: str | None = Field(default=None, description="On failure: what went wrong.")
+
+    @classmethod
+    def from_job(cls, job: Job, poll_url: str, result: dict[str, Any] | None = None) -> JobBody:
+        """The one job body (submit, poll, list, cancel); unset fields stay out of it."""
+        fields: dict[str, Any] = {
+            "id": job.id,
+            "status": job.status,
+            "model": job.model,
+            "acceptedAt": iso_time(job.accepted_at),
+            "startedAt": iso_time(job.started_at),
+            "completedAt": iso_time(job.completed_at),
+            "urls": {"GET": poll_url},
+            "progress": round(job.progress, 4),
+        }
+        if job.status == Status.PROCESSING:
+            fields["segments"] = job.segments
+        if job.error is not None:
+            fields["error"] = job.error
+        if result is not None:
+            fields["result"] = result
+        return cls.model_validate(fields)
 
 
 class SubmitResponse(BaseModel):

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from whispercli import paths
 from whispercli.fsutil import is_private, read_or_create_secret
+from whispercli.server.webhooks import guard, schedule, signing
 
+MIB = 1024**2
 GIB = 1024**3
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+DATABASE_ENV = "WHISPERCLI_DATABASE_URL"
+FAKE_ENGINE_ENV = "WHISPERCLI_FAKE_ENGINE_SECONDS"
 
 
 class InsecureKeyFileError(RuntimeError):
@@ -44,17 +49,43 @@ class ServerSettings:
     cpu_threads: int = 0
     """CTranslate2 threads for the engine in all (0: one per CPU); see engine.replica_layout."""
     speed: str = "default"
-    """The decoding profile (whispercli.decoding.PROFILES); a job's ``speed`` param wins."""
+    """The decoding speed (whispercli.decoding.SPEEDS); a job's ``speed`` param wins."""
     max_attempts: int = 3
     """Times a job is started before a crash (of the worker or the server) fails it."""
+    webhook_secret_file: Path = field(default_factory=signing.secret_file)
+    webhook_allow_private: bool = False
+    """Let webhooks and Eden ``file_url`` reach private and loopback addresses."""
+    webhook_first_retry: float = schedule.FIRST_DELAY
+    """Seconds before the first retry of a failed delivery (tests make it short)."""
+    fake_engine_seconds: float | None = field(
+        default_factory=lambda: (
+            float(os.environ[FAKE_ENGINE_ENV]) if os.environ.get(FAKE_ENGINE_ENV) else None
+        )
+    )
+    """Tests and benchmarks: a fake engine that spends this long per job (fake_engine.py)."""
+    database_url: str | None = field(default_factory=lambda: os.environ.get(DATABASE_ENV) or None)
+    """PostgreSQL DSN (``postgresql://USER@HOST/DB``): jobs, uploads and change notification
+    live there and the server runs no engine of its own; None: the embedded SQLite default."""
 
     @property
     def effective_poll_url_ttl(self) -> float:
         return max(self.poll_url_ttl, 2 * self.retention)
 
     @property
+    def database_shown(self) -> str | None:
+        """The DSN without its password, for logs and messages."""
+        return redact_dsn(self.database_url) if self.database_url else None
+
+    @property
     def is_loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS
+
+    @property
+    def webhook_policy(self) -> guard.Policy:
+        """Loopback receivers are allowed when the server itself is bound to loopback."""
+        return guard.Policy(
+            allow_private=self.webhook_allow_private, allow_loopback=self.is_loopback
+        )
 
     def load_api_key(self) -> str:
         """Read the API key, creating it (0600) on first run; refuse a key others can read."""
@@ -65,3 +96,10 @@ class ServerSettings:
                 f"run `chmod 600 {self.api_key_file}` and start the server again"
             )
         return key
+
+
+def redact_dsn(dsn: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (also a
+    ``password=`` keyword)."""
+    shown = re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", dsn)
+    return re.sub(r"(password\s*=\s*)\S+", r"\1***", shown)

@@ -1,13 +1,12 @@
-"""The engine's process and the thread that supervises it.
+"""The engine's child process and the typed messages on its pipes.
 
-The worker is a separate process (multiprocessing, spawn) that loads a model once and keeps it
-loaded; a crash while decoding kills that process, never the server. The server's
-:class:`Supervisor` thread claims the next queued job, hands it to the worker over a pipe,
-records progress and the outcome in the store, and restarts the worker when it dies.
+The child (multiprocessing, spawn) loads a model once and keeps it loaded; a crash while
+decoding kills that process, never the server. :class:`EngineProcess` owns it on the parent's
+side: start, restart with a back-off, send a job, receive messages, cancel, kill.
 
-Messages worker -> server: ``("loaded", model_path, seconds)``, ``("segment", job_id, progress,
-segment)``, ``("success", job_id, result)``, ``("failed", job_id, error)``,
-``("cancelled", job_id)``. Server -> worker: ``(job_id, model_path, audio_path, params)``.
+Parent -> child (``conn``): :class:`Transcribe`, :class:`Stop`; (``cancels``): :class:`Cancel`.
+Child -> parent: :class:`Loaded`, :class:`Progress`, then one outcome per job:
+:class:`Succeeded`, :class:`Failed` or :class:`Cancelled`.
 """
 
 from __future__ import annotations
@@ -20,24 +19,84 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from whispercli.protocol import Status
-from whispercli.server import models
-from whispercli.server.settings import ServerSettings
-from whispercli.server.store import Job, Store
-
 log = logging.getLogger("whispercli.server")
 
-CANCEL_GRACE_SECONDS = 5.0
-"""A cancelled job's worker gets this long to stop at a segment boundary before it is killed."""
-SWEEP_INTERVAL_SECONDS = 60.0
-"""At most this long between retention sweeps (shorter when the retention itself is short)."""
 MAX_RESTART_DELAY = 30.0
-PROGRESS_WRITE_INTERVAL = 0.3
+QUICK_DEATH_SECONDS = 5.0
+"""A child that dies this soon after its start counts towards the restart back-off."""
 
 
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the child builds its engine (one per process, shared by every job)."""
+
+    cpu_threads: int = 0
+    speed: str = "default"
+    preload: str | None = None
+    """A model folder to load at start, before the first job asks for it."""
+    fake_seconds: float | None = None
+    """Run :class:`~whispercli.server.fake_engine.FakeEngine` (that many seconds a job)."""
+
+
+# -- messages -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Transcribe:
+    job_id: str
+    model_path: str
+    audio_path: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Exit between jobs."""
+
+
+@dataclass(frozen=True)
+class Cancel:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Loaded:
+    model_path: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: str
+    progress: float
+    segment: dict[str, Any] | None
+    """None: progress alone (engine.SegmentCallback)."""
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    job_id: str
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Failed:
+    job_id: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    job_id: str
+
+
+Outcome = Succeeded | Failed | Cancelled
+FromWorker = Loaded | Progress | Outcome
+
+
+# -- the child ----------------------------------------------------------------------------------
 class _Cancelled(Exception):
     pass
 
@@ -50,147 +109,177 @@ def _exit_with_parent(parent_pid: int) -> None:
         time.sleep(0.5)
 
 
-def worker_main(
-    conn: Connection,
-    cancels: Connection,
-    cpu_threads: int,
-    profile: str,
-    preload: str | None,
-    parent_pid: int,
-) -> None:
-    """Entry point of the worker process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the worker stops
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+def _thread_lock_for_tqdm() -> None:
+    """faster-whisper's tqdm makes a multiprocessing lock on first use: a child killed
+    mid-job (a cancel, a crash) leaks its semaphore and the server's resource tracker warns at
+    shutdown. Nothing here shares tqdm across processes, so a thread lock does."""
+    with contextlib.suppress(ImportError):
+        from tqdm import tqdm
+
+        tqdm.set_lock(threading.RLock())
+
+
+def _engine_factory(config: EngineConfig) -> tuple[Callable[[str], Any], type[Exception]]:
+    """How to build the engine for a model folder, and the error a bad upload raises."""
+    fake_seconds = config.fake_seconds
+    if fake_seconds is not None:
+        from whispercli.server.fake_engine import FakeEngine
+
+        return (lambda path: FakeEngine(path, seconds=fake_seconds)), ValueError
     from whispercli.server.engine import AudioError, Engine
 
-    engine: Engine | None = None
+    def make(path: str) -> Engine:
+        return Engine(path, cpu_threads=config.cpu_threads, speed=config.speed)
 
-    def load(model_path: str) -> Engine:
+    return make, AudioError
+
+
+def worker_main(conn: Connection, cancels: Connection, config: EngineConfig) -> None:
+    """Entry point of the child process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the worker stops
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    _thread_lock_for_tqdm()
+    make_engine, audio_error = _engine_factory(config)
+    engine: Any = None
+
+    def load(model_path: str) -> Any:
         nonlocal engine
         if engine is None or engine.model_path != model_path:
             engine = None  # free the previous model before loading the next
             started = time.perf_counter()
-            engine = Engine(model_path, cpu_threads=cpu_threads, profile=profile)
-            conn.send(("loaded", model_path, time.perf_counter() - started))
+            engine = make_engine(model_path)
+            conn.send(Loaded(model_path, time.perf_counter() - started))
         return engine
 
-    if preload:
-        load(preload)
+    if config.preload:
+        load(config.preload)
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
             return
-        if message is None:  # asked to stop: return so the process exits cleanly
+        if not isinstance(message, Transcribe):  # Stop: return so the process exits cleanly
             return
-        job_id, model_path, audio_path, params = message
+        job_id = message.job_id
 
-        def on_segment(segment: dict[str, Any], progress: float, job_id: str = job_id) -> None:
-            while cancels.poll():  # cancel requests arrive as job ids on their own pipe
-                if cancels.recv() == job_id:
+        def on_segment(
+            segment: dict[str, Any] | None, progress: float, job_id: str = job_id
+        ) -> None:
+            while cancels.poll():
+                if cancels.recv() == Cancel(job_id):
                     raise _Cancelled
-            conn.send(("segment", job_id, progress, segment))
+            conn.send(Progress(job_id, progress, segment))
 
+        outcome: Outcome
         try:
-            result = load(model_path).transcribe(audio_path, params, on_segment)
+            result = load(message.model_path).transcribe(
+                message.audio_path, message.params, on_segment
+            )
         except _Cancelled:
-            conn.send(("cancelled", job_id))
-        except AudioError as exc:
-            conn.send(("failed", job_id, str(exc)))
+            outcome = Cancelled(job_id)
+        except audio_error as exc:
+            outcome = Failed(job_id, str(exc))
         except Exception as exc:
-            conn.send(("failed", job_id, f"transcription failed: {type(exc).__name__}: {exc}"))
+            outcome = Failed(job_id, f"transcription failed: {type(exc).__name__}: {exc}")
         else:
-            conn.send(("success", job_id, result))
+            outcome = Succeeded(job_id, result)
+        conn.send(outcome)
 
 
+# -- the parent's side --------------------------------------------------------------------------
 class WorkerDied(Exception):
     pass
 
 
-class Supervisor:
-    """Runs queued jobs one at a time on the worker process; owns that process."""
+class EngineProcess:
+    """The child process seen from the parent; used by one thread at a time."""
 
-    def __init__(
-        self, store: Store, settings: ServerSettings, notify: Callable[[str], None]
-    ) -> None:
-        self.store = store
-        self.settings = settings
-        self.notify = notify
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
         self._ctx = multiprocessing.get_context("spawn")
         self._proc: Any = None
         self._conn: Connection | None = None
         self._cancels: Connection | None = None
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
-        self._last_sweep = 0.0
+        self._started = 0.0
         self._quick_deaths = 0
-        self._worker_started = 0.0
-        self.busy = False
-        self.model_load_seconds: dict[str, float] = {}
-
-    # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        self._wake.set()
-        self._thread.join(timeout)
-        self._stop_worker()
-
-    def wake(self) -> None:
-        """A job was queued: claim it now rather than at the next tick."""
-        self._wake.set()
+        self._killed = False
 
     @property
-    def worker_pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None and self._proc.is_alive() else None
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
 
-    def _start_worker(self) -> None:
-        packaged = models.resolve("tiny", None)
+    def describe_exit(self) -> str:
+        code = self._proc.exitcode if self._proc is not None else None
+        return f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
+
+    def ensure_running(self, stopping: threading.Event) -> None:
+        """Start the child unless it runs; back off when children keep dying right after
+        their start (e.g. a model that cannot load)."""
+        if self.alive:
+            return
+        if self._proc is not None:
+            quick = not self._killed and time.monotonic() - self._started < QUICK_DEATH_SECONDS
+            self._quick_deaths = self._quick_deaths + 1 if quick else 0
+            self.stop(idle=False)
+            if self._quick_deaths:
+                delay = min(MAX_RESTART_DELAY, 2.0**self._quick_deaths)
+                log.warning("worker keeps exiting; restarting it in %.0f s", delay)
+                if stopping.wait(delay):
+                    return
         parent, child = self._ctx.Pipe()
         cancel_reader, cancel_writer = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(
             target=worker_main,
-            args=(
-                child,
-                cancel_reader,
-                self.settings.cpu_threads,
-                self.settings.speed,
-                str(packaged.path) if packaged else None,
-                os.getpid(),
-            ),
+            args=(child, cancel_reader, self.config),
             name="whispercli-worker",
             daemon=True,
         )
         self._proc.start()
         child.close()
         cancel_reader.close()
-        self._conn = parent
-        self._cancels = cancel_writer
+        self._conn, self._cancels = parent, cancel_writer
+        self._started, self._killed = time.monotonic(), False
         log.info("worker process %s started", self._proc.pid)
 
-    def _restart_worker(self) -> None:
-        """Start a worker; back off when they keep dying right after start (e.g. a bad model)."""
-        if self._proc is not None:
-            quick = time.monotonic() - self._worker_started < 5
-            self._quick_deaths = self._quick_deaths + 1 if quick else 0
-            self._stop_worker()
-            if self._quick_deaths:
-                delay = min(MAX_RESTART_DELAY, 2.0**self._quick_deaths)
-                log.warning("worker keeps exiting; restarting it in %.0f s", delay)
-                if self._stopping.wait(delay):
-                    return
-        self._worker_started = time.monotonic()
-        self._start_worker()
+    def send(self, message: Transcribe) -> None:
+        if self._conn is None:
+            raise WorkerDied("no worker process")
+        self._conn.send(message)
 
-    def _stop_worker(self) -> None:
-        """Ask the worker to exit (it does between jobs), then terminate it, then kill it."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.is_alive() and self._conn is not None and not self.busy:
+    def cancel(self, job_id: str) -> None:
+        if self._cancels is not None:
             with contextlib.suppress(OSError):
-                self._conn.send(None)
+                self._cancels.send(Cancel(job_id))
+
+    def receive(self, timeout: float) -> FromWorker | None:
+        """The next message, or None after ``timeout``; WorkerDied when the child is gone."""
+        if self._conn is None:
+            raise WorkerDied("no worker process")
+        try:
+            if not self._conn.poll(timeout):
+                if not self.alive:
+                    raise WorkerDied("worker exited")
+                return None
+            message: FromWorker = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise WorkerDied(str(exc) or type(exc).__name__) from exc
+        return message
+
+    def kill(self) -> None:
+        """SIGKILL the child now (a cancel that did not stop in time); the next
+        ``ensure_running`` starts a fresh one without counting this as a crash."""
+        self._killed = True
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+
+    def stop(self, *, idle: bool) -> None:
+        """Ask an ``idle`` child to exit, then terminate it, then kill it."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.is_alive() and self._conn is not None and idle:
+            with contextlib.suppress(OSError):
+                self._conn.send(Stop())
             proc.join(3)
         for conn in (self._conn, self._cancels):
             if conn is not None:
@@ -204,127 +293,3 @@ class Supervisor:
         if proc.is_alive():
             proc.kill()
             proc.join(5)
-
-    # -- the loop -----------------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._tick()
-            except Exception:
-                log.exception("supervisor error; retrying in a second")
-                self._stopping.wait(1.0)
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        if now - self._last_sweep > min(SWEEP_INTERVAL_SECONDS, self.settings.retention / 4):
-            self._last_sweep = now
-            removed = self.store.sweep(self.settings.retention)
-            if removed:
-                log.info("retention sweep removed %d old jobs/uploads", removed)
-        if self._proc is None or not self._proc.is_alive():
-            self._restart_worker()
-        self._wake.clear()
-        job = self.store.claim_next()
-        if job is None:
-            self._drain_idle_messages()
-            self._wake.wait(0.5)
-            return
-        self.notify(job.id)
-        self.busy = True
-        try:
-            self._run_job(job)
-        finally:
-            self.busy = False
-            self.notify(job.id)
-
-    def _drain_idle_messages(self) -> None:
-        while self._conn is not None and self._conn.poll(0):
-            try:
-                kind, *rest = self._conn.recv()
-            except (EOFError, OSError):
-                return
-            if kind == "loaded":
-                self._record_load(*rest)
-
-    def _record_load(self, path: str, seconds: float) -> None:
-        self.model_load_seconds[path] = seconds
-        log.info("model %s loaded in %.2f s", path, seconds)
-
-    def _run_job(self, job: Job) -> None:
-        model = models.resolve(job.model, self.settings.models_dir)
-        if model is None:
-            self.store.finish(
-                job.id, Status.FAILED, error=f"model '{job.model}' is no longer installed"
-            )
-            return
-        assert self._conn is not None
-        audio = self.store.upload_path(job.upload_id)
-        try:
-            self._conn.send((job.id, str(model.path), str(audio), job.params))
-            self._follow(job)
-        except (WorkerDied, EOFError, OSError, BrokenPipeError) as exc:
-            if self._stopping.is_set():
-                return  # shutting down: _follow already put the job back
-            proc = self._proc
-            if proc is not None:
-                proc.join(1)
-                if proc.is_alive():  # the pipe broke but the process lives: make it a crash
-                    proc.kill()
-                    proc.join(5)
-            code = proc.exitcode if proc is not None else None
-            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit {code}"
-            reason = f"the transcription worker crashed ({how})"
-            status = self.store.requeue_or_fail(job.id, reason, self.settings.max_attempts)
-            log.warning("job %s: %s (%s); now %s", job.id, reason, type(exc).__name__, status)
-            # the next tick restarts the worker (with a back-off if it keeps dying)
-
-    def _follow(self, job: Job) -> None:
-        """Relay the worker's messages for ``job`` into the store until it ends."""
-        assert self._conn is not None
-        began = time.monotonic()
-        segments: list[dict[str, Any]] = []
-        progress = 0.0
-        last_write = 0.0
-        cancel_sent_at: float | None = None
-        while True:
-            if self._stopping.is_set():
-                self.store.release(job.id)
-                raise WorkerDied("server stopping")
-            if not self._conn.poll(0.2):
-                if not self._proc.is_alive():
-                    raise WorkerDied("worker exited")
-                if cancel_sent_at is None:
-                    current = self.store.get_job(job.id)
-                    if current is None or current.cancel_requested:
-                        assert self._cancels is not None
-                        self._cancels.send(job.id)
-                        cancel_sent_at = time.monotonic()
-                elif time.monotonic() - cancel_sent_at > CANCEL_GRACE_SECONDS:
-                    self._stop_worker()
-                    self.store.finish(job.id, Status.CANCELLED)
-                    return
-                continue
-            kind, *rest = self._conn.recv()
-            if kind == "loaded":
-                self._record_load(*rest)
-                continue
-            if rest[0] != job.id:
-                continue
-            if kind == "segment":
-                progress = float(rest[1])
-                segments.append(rest[2])
-                now = time.monotonic()
-                if now - last_write >= PROGRESS_WRITE_INTERVAL:
-                    self.store.set_progress(job.id, progress, segments)
-                    last_write = now
-                continue
-            if cancel_sent_at is not None:  # finished before it saw the cancel: still cancelled
-                self.store.finish(job.id, Status.CANCELLED)
-            elif kind == "success":
-                self.store.finish(job.id, Status.SUCCESS, result=rest[1])
-            elif kind == "failed":
-                self.store.finish(job.id, Status.FAILED, error=rest[1])
-            elif kind == "cancelled":
-                self.store.finish(job.id, Status.CANCELLED)
-            log.info("job %s %s in %.2f s", job.id, kind, time.monotonic() - began)
-            return

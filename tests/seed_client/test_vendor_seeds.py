@@ -1,0 +1,94 @@
+"""The Eden AI and OctoAI seed samples against the embedded server (see the two seed files)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from local_server import SAMPLE_MP3, SAMPLE_TXT, ServerHandle
+from standardwebhooks import Webhook
+from webhook_receiver import receiver
+from wer import wer
+
+HERE = Path(__file__).parent
+EDEN_SEED = HERE / "edenai_seed.py"
+OCTO_SEED = HERE / "octoai_seed.py"
+
+
+def _secret(server: ServerHandle) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "whispercli", "server", "webhook-secret"],
+        env={**os.environ, **server.env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_eden_seed_polls_the_transcript_and_its_receiver_gets_it(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    shutil.copy(
+        SAMPLE_MP3, tmp_path / "audio.wav"
+    )  # the seed opens "audio.wav" (decoded by content)
+    with receiver() as rx:
+        env = {
+            **os.environ,
+            "EDENAI_BASE_URL": server.url + "/v2",
+            "EDENAI_API_KEY": server.api_key,
+            "EDENAI_WEBHOOK": rx.url,
+        }
+        proc = subprocess.run(
+            [sys.executable, str(EDEN_SEED)],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        print(proc.stdout)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        first, *_ = proc.stdout.splitlines()
+        launched = ast.literal_eval(first)
+        assert set(launched) == {"public_id"}
+        transcript = proc.stdout.split("-- transcript --\n", 1)[1]
+        assert wer(SAMPLE_TXT.read_text(), transcript) <= 0.10, transcript
+        assert rx.wait(1, 30), "the webhook_receiver got nothing"
+    [hook] = rx.received
+    body = Webhook(_secret(server)).verify(hook.body, hook.headers)
+    assert body["public_id"] == launched["public_id"] and body["status"] == "finished"
+    assert body["results"]["whisper"]["text"] == transcript.strip()
+    assert body["results"]["whisper"]["diarization"]["entries"][0]["speaker"] == 1
+
+
+def _run_octo(server: ServerHandle, audio: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OCTOAI_BASE_URL": server.url, "OCTOAI_TOKEN": server.api_key}
+    return subprocess.run(
+        [sys.executable, str(OCTO_SEED), str(audio)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_octoai_seed_runs_with_the_real_sdk(server: ServerHandle) -> None:
+    proc = _run_octo(server, SAMPLE_MP3)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "AssertionError" not in proc.stderr
+
+
+def test_octoai_seed_raises_when_the_job_fails(server: ServerHandle, tmp_path: Path) -> None:
+    not_audio = tmp_path / "notes.mp3"
+    not_audio.write_text(json.dumps({"this": "is not audio"}) * 50)
+    proc = _run_octo(server, not_audio)  # must end (raise), not poll for ever
+    assert proc.returncode != 0
+    assert "OctoAIClientError" in proc.stderr, proc.stderr[-2000:]
+    assert "the job failed" in proc.stderr

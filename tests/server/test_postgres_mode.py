@@ -1,0 +1,115 @@
+"""`server migrate` and `server run --database`: the API server on PostgreSQL, with no engine
+of its own (jobs wait for workers), long-polls woken by writes from elsewhere, and a 503 with
+Retry-After while the database is down."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import requests
+from local_server import REPO, ServerFactory
+from pg_cluster import PostgresCluster
+from server_helpers import TIMEOUT, poll, submit, upload
+
+from whispercli.server.postgres_store import PostgresStore, migrate
+
+
+def _migrate_cli(dsn: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "whispercli", "server", "migrate", "--database", dsn],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+
+
+def test_migrate_is_idempotent(postgres: PostgresCluster) -> None:
+    dsn = postgres.new_database()
+    for _ in range(2):
+        done = _migrate_cli(dsn)
+        assert done.returncode == 0, done.stderr
+        assert "schema up to date" in done.stderr
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM whispercli_jobs").fetchone()
+    assert row == (0,)
+
+
+def test_migrate_against_no_database_is_a_clean_error(tmp_path: Path) -> None:
+    done = _migrate_cli("postgresql://nobody:hunter2@127.0.0.1:1/nothing")
+    assert done.returncode == 6  # ExitCode.UNREACHABLE
+    assert "database is unavailable" in done.stderr
+    assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_api_server_on_postgres(postgres: PostgresCluster, server_factory: ServerFactory) -> None:
+    dsn = postgres.new_database(migrate)
+    server = server_factory.start("--database", dsn)
+    job = submit(server, upload(server))
+    assert job["status"] == "pending"
+    assert not list((server.data_dir / "uploads").glob("*"))  # the bytes are in the database
+    with psycopg.connect(dsn) as conn:
+        manifest = conn.execute("SELECT size FROM whispercli_blobs").fetchall()
+    assert manifest == [((REPO / "samples" / "sample.mp3").stat().st_size,)]
+    time.sleep(1.0)
+    assert poll(server, job)["status"] == "pending"  # no engine here: it waits for a worker
+
+    elsewhere = PostgresStore(dsn)  # a worker on another machine
+    try:
+        changed_at: list[float] = []
+
+        def cancel_later() -> None:
+            time.sleep(0.5)
+            changed_at.append(time.monotonic())
+            elsewhere.cancel(job["id"])
+
+        thread = threading.Thread(target=cancel_later)
+        thread.start()
+        body = poll(server, job, wait=10)
+        answered = time.monotonic()
+        thread.join()
+    finally:
+        elsewhere.close()
+    assert body["status"] == "cancelled"
+    assert answered - changed_at[0] < 0.5, f"the long-poll took {answered - changed_at[0]:.2f} s"
+    assert "spawn_main" not in " ".join(_children_cmdlines(server.proc.pid))
+
+
+def _children_cmdlines(pid: int) -> list[str]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            out.append(Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace"))
+    return out
+
+
+def test_database_down_is_503_with_retry_after(server_factory: ServerFactory) -> None:
+    cluster = PostgresCluster(durable=True)  # its own: this test stops PostgreSQL
+    cluster.start()
+    try:
+        dsn = cluster.dsn().replace("postgres@", "postgres:pg-secret-pw@")
+        server = server_factory.start("--database", dsn)
+        cluster.stop("fast")
+        resp = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=TIMEOUT)
+        assert resp.status_code == 503
+        assert int(resp.headers["Retry-After"]) > 0
+        assert resp.json()["error"]["code"] == "unavailable"
+        cluster.start()
+        deadline = time.monotonic() + 20
+        while True:
+            resp = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=TIMEOUT)
+            if resp.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert resp.status_code == 200
+        server.stop()
+        log = server.log()
+        assert "pg-secret-pw" not in log and "Traceback" not in log
+        assert "postgres:***@" in log
+    finally:
+        cluster.remove()

@@ -1,0 +1,79 @@
+"""What the PostgreSQL store adds to the contract: races between servers, migration, outages."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from pg_cluster import PostgresCluster
+
+from whispercli.server.postgres_store import PostgresStore, migrate
+from whispercli.server.store import StoreUnavailable
+
+
+def test_migrate_twice_and_from_racing_processes(postgres: PostgresCluster) -> None:
+    dsn = postgres.new_database()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            migrate(dsn)
+        except BaseException as exc:  # collected for the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    migrate(dsn)
+    assert errors == []
+
+
+def test_two_servers_racing_on_one_key_create_one_job(postgres: PostgresCluster) -> None:
+    dsn = postgres.new_database(migrate)
+    servers = [PostgresStore(dsn), PostgresStore(dsn)]
+    try:
+        upload_id = servers[0].create_upload("mp3")
+        servers[0].mark_uploaded(upload_id, 1)
+        results: list[tuple[str, bool]] = []
+        barrier = threading.Barrier(8)
+
+        def submit(store: PostgresStore) -> None:
+            barrier.wait()
+            job, created = store.create_job("tiny", {}, upload_id, "the-key")
+            results.append((job.id, created))
+
+        threads = [threading.Thread(target=submit, args=(servers[i % 2],)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert len({job_id for job_id, _ in results}) == 1
+        assert sum(created for _, created in results) == 1
+        assert len(servers[1].list_jobs(None, 10)) == 1
+    finally:
+        for store in servers:
+            store.close()
+
+
+def test_a_database_outage_is_store_unavailable_without_the_password() -> None:
+    cluster = PostgresCluster(durable=True)  # its own: this test stops PostgreSQL
+    cluster.start()
+    try:
+        dsn = cluster.dsn().replace("postgres@", "postgres:s3cret-pw@")
+        migrate(dsn)
+        store = PostgresStore(dsn)
+        try:
+            upload_id = store.create_upload(None)
+            cluster.stop()
+            with pytest.raises(StoreUnavailable) as caught:
+                store.get_upload(upload_id)
+            assert "s3cret-pw" not in str(caught.value)
+            cluster.start()
+            upload = store.get_upload(upload_id)  # the pool reconnects by itself
+            assert upload is not None and upload.id == upload_id
+        finally:
+            store.close()
+    finally:
+        cluster.remove()

@@ -1,0 +1,253 @@
+"""The PostgreSQL mode end to end: `server run --database` (no engine) and `server worker`
+processes (the real model) that take jobs from the queue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from local_server import REPO, SAMPLE_TXT, ServerFactory
+from pg_cluster import PostgresCluster
+from server_helpers import poll, submit, upload, wait_done
+
+from whispercli.server.postgres_store import migrate
+from whispercli.server.queue import POLL_SECONDS, STALLED_AFTER_SECONDS
+from whispercli.server.settings import FAKE_ENGINE_ENV
+
+
+class Workers:
+    def __init__(self, root: Path, dsn: str) -> None:
+        self.root, self.dsn = root, dsn
+        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(self, fake_seconds: float | None = None) -> subprocess.Popen[bytes]:
+        """A worker with the real model, or the fake engine taking ``fake_seconds`` a job."""
+        n = len(self.procs)
+        data = self.root / f"worker-{n}"
+        data.mkdir(parents=True)
+        log = self.root / f"worker-{n}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "whispercli", "server", "worker", "--database", self.dsn],
+                env={
+                    **os.environ,
+                    "WHISPERCLI_DATA_DIR": str(data),
+                    "HF_HUB_OFFLINE": "1",
+                    FAKE_ENGINE_ENV: "" if fake_seconds is None else str(fake_seconds),
+                },
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        self.procs.append((proc, log))
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(log.read_text(errors="replace") for _, log in self.procs)
+
+    def stop_all(self) -> list[int | None]:
+        codes = []
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+            codes.append(proc.returncode)
+        return codes
+
+
+@pytest.fixture
+def workers(postgres: PostgresCluster, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(tmp_path / "workers", postgres.new_database(migrate))
+    yield pool
+    pool.stop_all()
+
+
+def test_a_job_runs_on_a_worker(server_factory: ServerFactory, workers: Workers) -> None:
+    server = server_factory.start("--database", workers.dsn)
+    job = submit(server, upload(server))
+    time.sleep(0.5)
+    assert poll(server, job)["status"] == "pending"  # no worker yet
+    workers.start()
+    body = wait_done(server, job, timeout=90)
+    assert body["status"] == "success", (body, workers.logs())
+    expected = SAMPLE_TXT.read_text().split()[:4]
+    assert [w.strip(",.") for w in body["result"]["text"].split()[:4]] == [
+        w.strip(",.") for w in expected
+    ]
+    second = submit(server, upload(server))
+    assert wait_done(server, second, timeout=60)["status"] == "success"
+    assert "attempt 1" in workers.logs()
+    assert workers.stop_all() == [0]
+    assert "Traceback" not in workers.logs() and "leaked semaphore" not in workers.logs()
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from server_helpers import make_long_clip
+
+    return make_long_clip(tmp_path_factory.mktemp("audio"), 3)
+
+
+def _processing(server: object, job: dict[str, object]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = poll(server, job)  # type: ignore[arg-type]
+        if body["status"] == "processing" and body.get("progress", 0) > 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the job never made progress")
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(c)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for c in (task / "children").read_text().split()
+    ]
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+                return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_sigkilled_worker_job_finishes_on_the_other(
+    server_factory: ServerFactory, workers: Workers, long_clip: Path
+) -> None:
+    import psycopg
+
+    server = server_factory.start("--database", workers.dsn)
+    workers.start(), workers.start()
+    job = submit(server, upload(server, long_clip), {"speed": "accurate"})
+    _processing(server, job)
+    running = next(
+        proc for proc, log in workers.procs if job["id"] in log.read_text(errors="replace")
+    )
+    engine_children = _children(running.pid)
+    killed_at = time.monotonic()
+    running.kill()
+    running.wait(10)
+    assert all(_gone(pid, 3) for pid in engine_children), "the engine outlived its worker"
+    other_log = next(log for proc, log in workers.procs if proc is not running)
+    retaken = f"job {job['id']}: attempt 2"
+    while retaken not in other_log.read_text(errors="replace"):
+        assert time.monotonic() - killed_at < 30, "no other worker took the job over"
+        time.sleep(0.1)
+    repick = time.monotonic() - killed_at
+    # a dead worker is noticed after its heartbeat is STALLED_AFTER_SECONDS old, by the
+    # reaper (every second), and its task picked up within POLL_SECONDS: 5 + 1 + 1, + 5 slack
+    assert repick < STALLED_AFTER_SECONDS + 1 + POLL_SECONDS + 5, f"re-picked after {repick:.1f} s"
+    body = wait_done(server, job, timeout=120)
+    assert body["status"] == "success", (body, workers.logs())
+    assert body["result"]["duration"] > 150
+    took = time.monotonic() - killed_at
+    with psycopg.connect(workers.dsn) as conn:
+        row = conn.execute("SELECT attempts FROM whispercli_jobs WHERE id = %s", (job["id"],))
+        assert row.fetchone() == (2,)
+    assert took < 60, f"finished {took:.1f} s after the kill"
+    print(f"re-picked {repick:.1f} s and finished {took:.1f} s after the SIGKILL")
+
+
+@pytest.mark.slow
+def test_cancel_of_a_job_on_a_worker(
+    server_factory: ServerFactory, workers: Workers, long_clip: Path
+) -> None:
+    import requests
+
+    server = server_factory.start("--database", workers.dsn)
+    workers.start()
+    running = submit(server, upload(server, long_clip), {"speed": "accurate"})
+    queued = submit(server, upload(server, long_clip), {"speed": "accurate"})
+    _processing(server, running)
+    for job in (queued, running):
+        started = time.monotonic()
+        resp = requests.post(
+            f"{server.url}/v1/async/jobs/{job['id']}/cancel", headers=server.headers, timeout=10
+        )
+        assert resp.status_code == 200
+        assert wait_done(server, job, timeout=10)["status"] == "cancelled"
+        assert time.monotonic() - started < 1.5
+    assert wait_done(server, submit(server, upload(server)), timeout=60)["status"] == "success"
+    assert f"job {queued['id']}: attempt" not in workers.logs()  # the queued one never ran
+
+
+def _attempts(dsn: str, job_id: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT attempts FROM whispercli_jobs WHERE id = %s", (job_id,))
+        found = row.fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+def test_a_poison_job_fails_after_3_attempts(
+    server_factory: ServerFactory, workers: Workers
+) -> None:
+    server = server_factory.start("--database", workers.dsn)
+    workers.start(fake_seconds=0.5)
+    poison = submit(server, upload(server, b"CRASH and burn"))
+    body = wait_done(server, poison, timeout=60)
+    assert body["status"] == "failed", body
+    assert "gave up after 3 attempts" in body["error"]
+    assert _attempts(workers.dsn, poison["id"]) == 3
+    healthy = submit(server, upload(server))  # the worker still serves
+    assert wait_done(server, healthy, timeout=30)["status"] == "success"
+
+
+@pytest.mark.slow
+def test_a_healthy_job_longer_than_3_heartbeat_timeouts_runs_once(
+    server_factory: ServerFactory, workers: Workers
+) -> None:
+    server = server_factory.start("--database", workers.dsn)
+    workers.start(fake_seconds=3 * STALLED_AFTER_SECONDS + 1)
+    workers.start(fake_seconds=3 * STALLED_AFTER_SECONDS + 1)
+    job = submit(server, upload(server))
+    body = wait_done(server, job, timeout=60)
+    assert body["status"] == "success"
+    assert _attempts(workers.dsn, job["id"]) == 1
+    assert workers.logs().count(f"job {job['id']}: attempt") == 1
+
+
+@pytest.mark.slow
+def test_a_stopped_worker_wakes_as_a_zombie_whose_writes_change_nothing(
+    server_factory: ServerFactory, workers: Workers
+) -> None:
+    server = server_factory.start("--database", workers.dsn)
+    first = workers.start(fake_seconds=12)
+    job = submit(server, upload(server))
+    _processing(server, job)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        workers.start(fake_seconds=2)  # takes the job over once the heartbeat is stale
+        body = wait_done(server, job, timeout=60)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert body["status"] == "success" and _attempts(workers.dsn, job["id"]) == 2
+    result = body["result"]
+    deadline = time.monotonic() + 20  # the zombie's engine finishes its 12 s and reports
+    while "taken away: dropped" not in workers.logs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "taken away: dropped" in workers.logs()
+    again = poll(server, job)
+    assert again["status"] == "success" and again["result"] == result
+    assert _attempts(workers.dsn, job["id"]) == 2

@@ -1,0 +1,164 @@
+"""Webhooks from a real server: signed, once per job, retried, durable across a SIGKILL, and
+refused addresses answered 400 before any connect (in-process app, connect tripwire on)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from fastapi.testclient import TestClient
+from local_server import SAMPLE_MP3, ServerFactory, ServerHandle, find_free_port, start_server
+from server_helpers import SUBMIT, TIMEOUT, upload, wait_done
+from standardwebhooks import Webhook
+from webhook_receiver import receiver
+
+from whispercli.server.settings import ServerSettings
+
+FAST_RETRY = ("--webhook-first-retry", "0.2")
+
+
+def _secret(server: ServerHandle) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "whispercli", "server", "webhook-secret"],
+        env={**os.environ, **server.env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def _submit(server: ServerHandle, hook: str) -> dict[str, Any]:
+    resp = requests.post(
+        server.url + SUBMIT.format(model="tiny"),
+        json={"input": {}, "URL": upload(server), "webhook": hook},
+        headers=server.headers,
+        timeout=TIMEOUT,
+    )
+    assert resp.status_code == 202, resp.text
+    job: dict[str, Any] = resp.json()["response"]
+    return job
+
+
+def test_one_signed_delivery_per_job(server_factory: ServerFactory) -> None:
+    server = server_factory.start(*FAST_RETRY)
+    secret = _secret(server)
+    with receiver() as rx:
+        jobs = [_submit(server, rx.url), _submit(server, rx.url + "?tag=2")]
+        ended = [wait_done(server, job) for job in jobs]
+        assert rx.wait(2, 30)
+        assert not rx.wait(3, 3), "more than one delivery per job"
+    by_id = {}
+    for got in rx.received:
+        body = Webhook(secret).verify(got.body, got.headers)
+        by_id[body["id"]] = (body, got)
+    assert set(by_id) == {job["id"] for job in jobs}
+    for done in ended:
+        body, _ = by_id[done["id"]]
+        assert body["status"] == done["status"] == "success"
+        assert body["result"]["text"] == done["result"]["text"]
+    assert by_id[jobs[1]["id"]][1].path == "/hook?tag=2"
+    ids = {got.headers["webhook-id"] for got in rx.received}
+    assert len(ids) == 2 and all(i.startswith("msg_") for i in ids)
+
+
+def test_failed_jobs_are_delivered_too(server_factory: ServerFactory) -> None:
+    server = server_factory.start(*FAST_RETRY)
+    with receiver() as rx:
+        resp = requests.post(
+            server.url + SUBMIT.format(model="tiny"),
+            json={"URL": upload(server, b"this is not audio" * 100), "webhook": rx.url},
+            headers=server.headers,
+            timeout=TIMEOUT,
+        )
+        assert resp.status_code == 202, resp.text
+        failed = wait_done(server, resp.json()["response"])
+        assert rx.wait(1, 30)
+    body = Webhook(_secret(server)).verify(rx.received[0].body, rx.received[0].headers)
+    assert body["id"] == failed["id"] and body["status"] == "failed" and body["error"]
+
+
+def test_receiver_down_three_times_then_up_gets_it_once(server_factory: ServerFactory) -> None:
+    server = server_factory.start(*FAST_RETRY)
+    with receiver([503, 500, 502]) as rx:
+        job = _submit(server, rx.url)
+        done = wait_done(server, job)
+        assert done["status"] == "success"  # the job's status never waited for the receiver
+        assert rx.wait(4, 30)
+        assert not rx.wait(5, 3), "delivered again after a 2xx"
+    assert len({got.headers["webhook-id"] for got in rx.received}) == 1
+    assert len({got.body for got in rx.received}) == 1
+    Webhook(_secret(server)).verify(rx.received[-1].body, rx.received[-1].headers)
+
+
+def test_delivery_survives_a_sigkill(tmp_path: Path) -> None:
+    port = find_free_port()  # nothing listens there until the server is dead
+    first = start_server(tmp_path / "a", args=list(FAST_RETRY))
+    try:
+        job = _submit(first, f"http://127.0.0.1:{port}/hook")
+        assert wait_done(first, job)["status"] == "success"
+        first.stop(kill=True)
+        with receiver(port=port) as rx:
+            second = start_server(tmp_path / "b", args=list(FAST_RETRY), dirs_from=first)
+            try:
+                assert rx.wait(1, 30), "the delivery was lost with the server"
+                assert not rx.wait(2, 3)
+                body = Webhook(_secret(second)).verify(rx.received[0].body, rx.received[0].headers)
+                assert body["id"] == job["id"] and body["status"] == "success"
+            finally:
+                second.stop()
+    finally:
+        first.stop()
+
+
+# -- refused addresses: a 400 at submit, before any connect --------------------------------------
+@pytest.fixture
+def app_client(tmp_path: Path, no_connect: list[object], names: Any) -> TestClient:
+    names({"lan.test": ["192.168.7.7"]})
+    settings = ServerSettings(
+        data_dir=tmp_path / "data", api_key_file=tmp_path / "config" / "api-key"
+    )
+    from whispercli.server.app import create_app
+
+    client = TestClient(create_app(settings))  # no lifespan: no runner, no engine
+    client.headers["Authorization"] = "Bearer " + settings.load_api_key()
+    return client
+
+
+REFUSED = ("http://10.0.0.1/hook", "http://169.254.169.254/", "http://lan.test/x", "ftp://h/")
+
+
+def _tiyaro_upload(client: TestClient) -> str:
+    put_url = client.post("/v1/input/upload-url").json()["uploadUrl"]["PUT"]
+    assert client.put(put_url, content=SAMPLE_MP3.read_bytes()).status_code == 200
+    return str(put_url)
+
+
+@pytest.mark.parametrize("hook", REFUSED)
+def test_refused_webhooks_are_400_before_any_connect(
+    app_client: TestClient, no_connect: list[object], hook: str
+) -> None:
+    url = _tiyaro_upload(app_client)
+    resp = app_client.post(SUBMIT.format(model="tiny"), json={"URL": url, "webhook": hook})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "invalid_webhook"
+    eden = app_client.post(
+        "/v2/audio/speech_to_text_async",
+        data={"providers": "whisper", "webhook_receiver": hook},
+        files={"file": ("a.mp3", SAMPLE_MP3.read_bytes())},
+    )
+    assert eden.status_code == 400, eden.text
+    assert list(eden.json()["error"]["message"]) == ["webhook_receiver"]
+    fetched = app_client.post(
+        "/v2/audio/speech_to_text_async/", json={"providers": "whisper", "file_url": hook}
+    )
+    assert fetched.status_code == 400, fetched.text
+    assert list(fetched.json()["error"]["message"]) == ["file_url"]
+    assert app_client.get("/v1/async/jobs").json()["jobs"] == []
+    assert no_connect == []

@@ -1,0 +1,120 @@
+"""Dependencies of the routes, all read from ``app.state`` (set once by ``create_app``)."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from whispercli.protocol import JOB_PATH, UPLOAD_PUT_PATH, UPLOAD_URL_PATH
+from whispercli.server.errors import ERRORS, ServiceError
+from whispercli.server.schemas import ErrorBody
+from whispercli.server.service import JobService
+from whispercli.server.settings import ServerSettings
+from whispercli.server.signing import SignatureError, Signer
+from whispercli.server.store import Job
+
+ID_PATTERN = r"^[0-9a-f]{32}$"
+_UPLOAD_PATH_RE = re.compile(r"^/v1/input/uploads/([0-9a-f]{32})$")
+
+
+class Links:
+    """The signed URLs of the Tiyaro protocol: upload URLs (PUT) and poll URLs (GET)."""
+
+    def __init__(self, signer: Signer, settings: ServerSettings) -> None:
+        self.signer = signer
+        self.settings = settings
+
+    @staticmethod
+    def base_url(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    def upload_url(self, request: Request, upload_id: str) -> str:
+        path = UPLOAD_PUT_PATH.format(upload_id=upload_id)
+        return self.base_url(request) + self.signer.sign("PUT", path, self.settings.upload_url_ttl)
+
+    def poll_url(self, request: Request, job: Job) -> str:
+        return self.poll_url_at(self.base_url(request), job)
+
+    def poll_url_at(self, base_url: str, job: Job) -> str:
+        """The poll URL on ``base_url`` (a webhook body has no request to take it from)."""
+        path = JOB_PATH.format(job_id=job.id)
+        ttl = self.settings.effective_poll_url_ttl
+        return base_url + self.signer.sign("GET", path, ttl, now=job.accepted_at)
+
+    def verify(self, method: str, path: str, expires: str | None, sig: str | None) -> None:
+        try:
+            self.signer.verify(method, path, expires, sig)
+        except SignatureError as exc:
+            raise ServiceError("bad_signature", str(exc)) from None
+
+    def upload_id(self, url: str, request: Request) -> str:
+        """The upload id of one of our upload URLs (expired or not): ``bad_signature`` for one
+        of ours that was altered (refused as its PUT would be), else ``foreign_url``."""
+        parts = urlsplit(url)
+        match = _UPLOAD_PATH_RE.match(parts.path)
+        query = parse_qs(parts.query)
+        try:
+            if match is None:
+                raise SignatureError("not an upload URL")
+            self.signer.verify(
+                "PUT",
+                parts.path,
+                query.get("expires", [None])[0],
+                query.get("sig", [None])[0],
+                check_expiry=False,
+            )
+        except SignatureError as exc:
+            if match is not None and parts.netloc == request.url.netloc:
+                raise ServiceError("bad_signature", f"upload URL: {exc}") from None
+            raise ServiceError(
+                "foreign_url",
+                "the local server only transcribes files uploaded to it: get a URL from "
+                f"POST {UPLOAD_URL_PATH}, PUT the file there, then submit that URL",
+            ) from None
+        assert match is not None
+        return match.group(1)
+
+
+def _service(request: Request) -> JobService:
+    service: JobService = request.app.state.service
+    return service
+
+
+def _links(request: Request) -> Links:
+    links: Links = request.app.state.links
+    return links
+
+
+Service = Annotated[JobService, Depends(_service)]
+UrlSigner = Annotated[Links, Depends(_links)]
+
+_bearer = HTTPBearer(auto_error=False, description="The key in the server's api-key file.")
+
+
+def require_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    given = credentials.credentials if credentials else ""
+    expected: str = request.app.state.api_key
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ServiceError(
+            "unauthorized",
+            "missing or wrong API key: send 'Authorization: Bearer <key>' with the key "
+            "from the server's api-key file",
+            {"WWW-Authenticate": "Bearer"},
+        )
+
+
+AUTH = [Depends(require_key)]
+
+
+def errors_doc(*codes: str, auth: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error codes a route may answer (401 when it needs the key)."""
+    statuses = {ERRORS[c] for c in codes} | ({401} if auth else set())
+    return {status: {"model": ErrorBody} for status in sorted(statuses)}

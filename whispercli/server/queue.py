@@ -1,0 +1,149 @@
+"""Dispatch in the PostgreSQL mode: Procrastinate carries ``transcribe(job_id)`` tasks.
+
+Our jobs table stays the truth a poll shows; the queue only says which worker runs what.
+- The API server enqueues a task per new job on the tier's queue (:class:`QueueDispatcher`).
+- A worker (:func:`run_worker`, ``whispercli server worker``) takes one task at a time, calls
+  ``Store.claim(job_id)`` (one more attempt, which fences out any older one) and runs the job on
+  its engine child with :class:`~whispercli.server.runner.JobExecutor`. A job the engine
+  crashed on is queued again by the store and the task raises :class:`Requeued`, so
+  Procrastinate retries it (the store fails it after ``max_attempts``).
+- Every worker runs the documented periodic task that retries the tasks of workers whose
+  heartbeat stopped; ``claim`` then takes the job over.
+- Cancel needs no abort: the executor reads the job's cancel flag every 0.2 s, and a queued
+  job that was cancelled is not claimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import procrastinate
+from procrastinate import JobContext, PsycopgConnector, RetryStrategy
+
+from whispercli.server.settings import ServerSettings
+from whispercli.server.store import Job, Store
+
+log = logging.getLogger("whispercli.server")
+
+TASK = "whispercli.transcribe"
+MAINTENANCE_QUEUE = "whispercli-maintenance"
+HEARTBEAT_SECONDS = 1.0
+STALLED_AFTER_SECONDS = 5.0
+"""A worker whose heartbeat is this old is dead: its job goes to another worker."""
+POLL_SECONDS = 1.0
+"""Workers also look for tasks this often (retries of stalled tasks send no NOTIFY)."""
+
+
+class Requeued(Exception):
+    """The job went back to the queue (its engine crashed): let Procrastinate retry it."""
+
+
+def procrastinate_schema() -> str:
+    from procrastinate.schema import SchemaManager
+
+    return SchemaManager.get_schema()
+
+
+def make_app(dsn: str) -> procrastinate.App:
+    app = procrastinate.App(connector=PsycopgConnector(conninfo=dsn))
+
+    @app.task(
+        name=TASK,
+        pass_context=True,
+        retry=RetryStrategy(max_attempts=10, retry_exceptions={Requeued}),
+    )
+    def transcribe(context: JobContext, job_id: str) -> None:
+        worker: QueueWorker = context.additional_context["whispercli"]
+        worker.run(job_id)
+
+    @app.periodic(cron="*/1 * * * * *")
+    @app.task(queue=MAINTENANCE_QUEUE, queueing_lock="retry-stalled", pass_context=True)
+    async def retry_stalled(context: JobContext, timestamp: int) -> None:
+        manager = context.app.job_manager
+        for stalled in await manager.get_stalled_jobs(
+            seconds_since_heartbeat=STALLED_AFTER_SECONDS
+        ):
+            log.warning("task %s of a dead worker: retrying it", stalled.id)
+            await manager.retry_job(stalled)
+
+    return app
+
+
+class QueueDispatcher:
+    """The API server's side: enqueue each new job on its queue."""
+
+    def __init__(self, dsn: str) -> None:
+        self.app = make_app(dsn)
+        self._open: Any = None
+
+    async def start(self) -> None:
+        self._open = self.app.open_async()
+        await self._open.__aenter__()
+
+    async def close(self) -> None:
+        if self._open is not None:
+            await self._open.__aexit__(None, None, None)
+            self._open = None
+
+    async def __call__(self, job: Job, queue: str) -> None:
+        await self.app.configure_task(TASK, queue=queue).defer_async(job_id=job.id)
+
+
+class QueueWorker:
+    """Runs the jobs the queue hands this worker, one at a time, on one engine child."""
+
+    def __init__(self, settings: ServerSettings, store: Store, executor: Any) -> None:
+        self.settings = settings
+        self.store = store
+        self.executor = executor
+
+    def run(self, job_id: str) -> None:
+        self.executor.ensure_engine()
+        job = self.store.claim(job_id, self.settings.max_attempts)
+        if job is None:
+            return  # finished, cancelled, deleted or out of attempts
+        log.info("job %s: attempt %d on %s", job.id, job.attempts, socket.gethostname())
+        self.executor.run(job)
+        after = self.store.get_job(job_id)
+        if after is not None and after.status == "pending":  # crashed, or this worker stops
+            raise Requeued(job_id)
+
+
+def run_worker(settings: ServerSettings, queues: Iterable[str]) -> None:
+    """``whispercli server worker``: serve ``queues`` until SIGINT/SIGTERM."""
+    from whispercli.server.backends import open_backend
+    from whispercli.server.runner import JobExecutor
+
+    backend = open_backend(settings)  # migrates, like the API server
+    stopping = threading.Event()
+    executor = JobExecutor(settings, backend.store, backend.blobs, lambda _id: None, stopping)
+    worker = QueueWorker(settings, backend.store, executor)
+    app = make_app(settings.database_url or "")
+    names = [*queues, MAINTENANCE_QUEUE]
+    log.info("worker on %s serving queues %s", socket.gethostname(), ", ".join(queues))
+
+    async def main() -> None:
+        async with app.open_async():
+            await app.run_worker_async(
+                queues=names,
+                concurrency=1,
+                name=f"{socket.gethostname()}-{id(worker):x}",
+                additional_context={"whispercli": worker},
+                update_heartbeat_interval=HEARTBEAT_SECONDS,
+                stalled_worker_timeout=STALLED_AFTER_SECONDS,
+                fetch_job_polling_interval=POLL_SECONDS,
+                shutdown_graceful_timeout=5,
+            )
+
+    try:
+        executor.ensure_engine()
+        asyncio.run(main())
+    finally:
+        stopping.set()
+        executor.close()
+        backend.close()

@@ -1,0 +1,5 @@
+"""The other vendors' HTTP shapes, as pure functions: requests in, our job's data out, and
+our job's data back into their bodies. No HTTP framework, no store: the routers call these."""
+
+DEFAULT_MODEL = "tiny"
+"""The model of a request that names none (Eden's ``whisper``, every OctoAI predict)."""
