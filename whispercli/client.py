@@ -29,6 +29,7 @@ import requests
 
 from whispercli import backends, protocol
 from whispercli.backends.base import Submission
+from whispercli.backends.streams import ProgressCallback
 from whispercli.config import Settings, resolve
 from whispercli.errors import (
     AuthError,
@@ -44,8 +45,6 @@ from whispercli.protocol import JobInfo, Result
 if TYPE_CHECKING:
     from whispercli.backends.tiyaro import TiyaroBackend
 
-ProgressCallback = Callable[[int, int], None]
-"""``on_progress(bytes_sent, total_bytes)`` during an upload."""
 JobCallback = Callable[[JobInfo], None]
 """``on_progress(info)`` after every poll while waiting."""
 

@@ -8,17 +8,15 @@ into its protocol's requests through the client's one HTTP core, and its answers
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from whispercli.backends.streams import ProgressCallback
 from whispercli.errors import UsageError
 
 if TYPE_CHECKING:
     from whispercli.client import Client, Job
     from whispercli.protocol import JobInfo
-
-ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 ProgressCallback = Callable[[int, int], None]
+"""``on_progress(bytes_sent, total_bytes)`` during an upload."""
 CHUNK = 256 * 1024
 
 

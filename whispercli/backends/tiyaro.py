@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from whispercli import backends, protocol
-from whispercli.backends.base import Backend, ProgressCallback, Submission
-from whispercli.backends.streams import CountingReader
+from whispercli.backends.base import Backend, Submission
+from whispercli.backends.streams import CountingReader, ProgressCallback
 from whispercli.errors import AuthError, NotFoundError, UnreachableError, WhisperCliError
 from whispercli.protocol import JobInfo, is_http_url
 
