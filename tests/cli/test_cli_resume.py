@@ -30,6 +30,8 @@ def cli(server: Any, tmp_path: Path) -> Cli:
     return Cli(tmp_path / "cli", server)
 
 
+# The tones below stand in for long speech: they pass --no-vad-filter, or the VAD would find no
+# speech in them and the jobs would end at once.
 def make_tone(path: Path, seconds: float) -> Path:
     """A sine tone: with ``--speed accurate`` a long one keeps the worker busy for a while."""
     subprocess.run(
@@ -185,7 +187,14 @@ def test_jobs_list_on_a_terminal_and_jobs_show_of_a_deleted_job(cli: Cli, tmp_pa
     assert "sig=" in url
     by_url = submit(cli, url)
     assert cli.run("wait", named, by_url).code == 0
-    queued = submit(cli, "--force", "--speed", "accurate", str(make_tone(tmp_path / "t.wav", 60)))
+    queued = submit(
+        cli,
+        "--force",
+        "--speed",
+        "accurate",
+        "--no-vad-filter",
+        str(make_tone(tmp_path / "t.wav", 60)),
+    )
     try:
         code, shown = in_a_terminal(cli, "jobs", "list")
         assert code == 0, shown
@@ -211,7 +220,7 @@ def test_jobs_cancel_of_running_and_finished_jobs(cli: Cli, tmp_path: Path) -> N
     done_id = submit(cli, "--force", str(SAMPLE_MP3))
     assert cli.run("wait", done_id).code == 0
     long_audio = make_tone(tmp_path / "long.wav", 90)
-    running = submit(cli, "--force", "--speed", "accurate", str(long_audio))
+    running = submit(cli, "--force", "--speed", "accurate", "--no-vad-filter", str(long_audio))
     deadline = time.monotonic() + 30
     while cli.run("status", "-q", running).out.strip() != "processing":
         assert time.monotonic() < deadline
@@ -230,7 +239,10 @@ def test_jobs_cancel_of_running_and_finished_jobs(cli: Cli, tmp_path: Path) -> N
 
 def test_wait_several_timeout_or_ctrl_c_prints_one_resume_command(cli: Cli, tmp_path: Path) -> None:
     long_audio = make_tone(tmp_path / "long.wav", 90)
-    ids = [submit(cli, "--force", "--speed", "accurate", str(long_audio)) for _ in range(2)]
+    ids = [
+        submit(cli, "--force", "--speed", "accurate", "--no-vad-filter", str(long_audio))
+        for _ in range(2)
+    ]
     try:
         done = cli.run("wait", "--timeout", "1s", *ids)
         assert done.code == 7, done.err
@@ -261,7 +273,9 @@ def test_transcribe_of_several_files_timing_out_prints_one_resume_command(
     cli: Cli, tmp_path: Path
 ) -> None:
     tones = [make_tone(tmp_path / f"long{n}.wav", 90 + n) for n in range(2)]
-    done = cli.run("transcribe", "--speed", "accurate", "--timeout", "0.5", *map(str, tones))
+    done = cli.run(
+        "transcribe", "--speed", "accurate", "--no-vad-filter", "--timeout", "0.5", *map(str, tones)
+    )
     by_file = {job["file"]: job["id"] for job in saved_jobs(cli)}
     ids = [by_file[str(tone.resolve())] for tone in tones]  # in input order
     try:

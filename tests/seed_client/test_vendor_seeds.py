@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from local_server import SAMPLE_MP3, SAMPLE_TXT, ServerHandle
 from standardwebhooks import Webhook
 from webhook_receiver import receiver
@@ -68,8 +69,41 @@ def test_eden_seed_polls_the_transcript_and_its_receiver_gets_it(
     assert body["results"]["whisper"]["diarization"]["entries"][0]["speaker"] == 1
 
 
-def _run_octo(server: ServerHandle, audio: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OCTOAI_BASE_URL": server.url, "OCTOAI_TOKEN": server.api_key}
+OCTOAI_SDK = "octoai-sdk==0.4.0"
+"""The last octoai-sdk with ``Audio.audio_b64`` (the seed's API). Its pins are stale (pillow<10
+has no wheel for new Pythons), so it is installed without them; what it imports (httpx,
+pydantic, numpy, pillow, pyyaml) comes with the ``test`` extra."""
+
+
+@pytest.fixture(scope="module")
+def octoai_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A folder holding the SDK (pip --no-deps --target), for the seed's PYTHONPATH."""
+    target = tmp_path_factory.mktemp("octoai-sdk")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            OCTOAI_SDK,
+        ],
+        check=True,
+        timeout=300,
+    )
+    return str(target)
+
+
+def _run_octo(server: ServerHandle, audio: Path, sdk: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "OCTOAI_BASE_URL": server.url,
+        "OCTOAI_TOKEN": server.api_key,
+        "PYTHONPATH": os.pathsep.join(filter(None, [sdk, os.environ.get("PYTHONPATH")])),
+    }
     return subprocess.run(
         [sys.executable, str(OCTO_SEED), str(audio)],
         env=env,
@@ -79,16 +113,18 @@ def _run_octo(server: ServerHandle, audio: Path) -> subprocess.CompletedProcess[
     )
 
 
-def test_octoai_seed_runs_with_the_real_sdk(server: ServerHandle) -> None:
-    proc = _run_octo(server, SAMPLE_MP3)
+def test_octoai_seed_runs_with_the_real_sdk(server: ServerHandle, octoai_path: str) -> None:
+    proc = _run_octo(server, SAMPLE_MP3, octoai_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "AssertionError" not in proc.stderr
 
 
-def test_octoai_seed_raises_when_the_job_fails(server: ServerHandle, tmp_path: Path) -> None:
+def test_octoai_seed_raises_when_the_job_fails(
+    server: ServerHandle, tmp_path: Path, octoai_path: str
+) -> None:
     not_audio = tmp_path / "notes.mp3"
     not_audio.write_text(json.dumps({"this": "is not audio"}) * 50)
-    proc = _run_octo(server, not_audio)  # must end (raise), not poll for ever
+    proc = _run_octo(server, not_audio, octoai_path)  # must end (raise), not poll for ever
     assert proc.returncode != 0
     assert "OctoAIClientError" in proc.stderr, proc.stderr[-2000:]
     assert "the job failed" in proc.stderr

@@ -251,3 +251,58 @@ def test_a_stopped_worker_wakes_as_a_zombie_whose_writes_change_nothing(
     again = poll(server, job)
     assert again["status"] == "success" and again["result"] == result
     assert _attempts(workers.dsn, job["id"]) == 2
+
+
+def test_any_api_server_answers_any_poll(server_factory: ServerFactory, workers: Workers) -> None:
+    """Two API servers on one database (sharing the key files, as machines behind one name
+    would): a job submitted to one is long-polled on the other and finishes there."""
+    first = server_factory.start("--database", workers.dsn)
+    second = server_factory.start("--database", workers.dsn, dirs_from=first)
+    workers.start(fake_seconds=1.5)
+    job = submit(first, upload(first))
+    on_second = {**job, "urls": {"GET": job["urls"]["GET"].replace(first.url, second.url)}}
+    deadline = time.monotonic() + 30
+    body = poll(second, on_second, wait=10)
+    while body["status"] != "success" and time.monotonic() < deadline:
+        body = poll(second, on_second, wait=10)
+    assert body["status"] == "success"
+    assert body["result"]["text"].startswith(" The fake engine")
+
+
+@pytest.mark.slow
+def test_postgres_restart_mid_job_loses_nothing(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    import requests
+
+    cluster = PostgresCluster(durable=True)  # its own: this test restarts PostgreSQL
+    cluster.start()
+    pool = Workers(tmp_path / "workers", cluster.dsn())
+    try:
+        server = server_factory.start("--database", pool.dsn)
+        pool.start(fake_seconds=6)
+        job = submit(server, upload(server))
+        _processing(server, job)
+        cluster.stop("fast")
+        down = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=10)
+        assert down.status_code == 503 and "Retry-After" in down.headers
+        time.sleep(2)
+        cluster.start()
+        deadline = time.monotonic() + 60
+        body: dict[str, object] = {"status": "?"}
+        while time.monotonic() < deadline:
+            resp = requests.get(job["urls"]["GET"], headers=server.headers, timeout=10)
+            if resp.status_code == 200:
+                body = resp.json()
+                if body["status"] in ("success", "failed", "cancelled"):
+                    break
+            time.sleep(0.3)
+        assert body["status"] == "success", (body, pool.logs())
+        # the interrupted attempt was taken over once the database was back, and only once
+        assert _attempts(pool.dsn, job["id"]) == 2
+        again = submit(server, upload(server))
+        assert wait_done(server, again, timeout=60)["status"] == "success"
+        assert "Traceback" not in server.log()
+    finally:
+        pool.stop_all()
+        cluster.remove()

@@ -174,6 +174,7 @@ class PostgresStore:
             max_size=max_connections,
             kwargs={"autocommit": True, "row_factory": dict_row},
             timeout=5,
+            check=ConnectionPool.check_connection,  # no dead connection after a restart
             open=False,
         )
         with connection_errors():

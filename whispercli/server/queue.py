@@ -16,9 +16,12 @@ Our jobs table stays the truth a poll shows; the queue only says which worker ru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,7 +29,7 @@ import procrastinate
 from procrastinate import JobContext, PsycopgConnector, RetryStrategy
 
 from whispercli.server.settings import ServerSettings
-from whispercli.server.store import Job, Store
+from whispercli.server.store import Job, Store, StoreUnavailable
 
 log = logging.getLogger("whispercli.server")
 
@@ -35,8 +38,14 @@ MAINTENANCE_QUEUE = "whispercli-maintenance"
 HEARTBEAT_SECONDS = 1.0
 STALLED_AFTER_SECONDS = 5.0
 """A worker whose heartbeat is this old is dead: its job goes to another worker."""
+MAX_RECONNECT_DELAY = 10.0
 POLL_SECONDS = 1.0
 """Workers also look for tasks this often (retries of stalled tasks send no NOTIFY)."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Requeued(Exception):
@@ -55,7 +64,9 @@ def make_app(dsn: str) -> procrastinate.App:
     @app.task(
         name=TASK,
         pass_context=True,
-        retry=RetryStrategy(max_attempts=10, retry_exceptions={Requeued}),
+        # Requeued: the engine crashed (the store counts attempts and fails it after
+        # max_attempts); StoreUnavailable: the database went away mid-job.
+        retry=RetryStrategy(max_attempts=10, retry_exceptions={Requeued, StoreUnavailable}),
     )
     def transcribe(context: JobContext, job_id: str) -> None:
         worker: QueueWorker = context.additional_context["whispercli"]
@@ -127,18 +138,55 @@ def run_worker(settings: ServerSettings, queues: Iterable[str]) -> None:
     names = [*queues, MAINTENANCE_QUEUE]
     log.info("worker on %s serving queues %s", socket.gethostname(), ", ".join(queues))
 
-    async def main() -> None:
+    async def serve(stop: asyncio.Event) -> None:
+        """One Procrastinate worker until ``stop`` (True) or until it loses the database."""
         async with app.open_async():
-            await app.run_worker_async(
-                queues=names,
-                concurrency=1,
-                name=f"{socket.gethostname()}-{id(worker):x}",
-                additional_context={"whispercli": worker},
-                update_heartbeat_interval=HEARTBEAT_SECONDS,
-                stalled_worker_timeout=STALLED_AFTER_SECONDS,
-                fetch_job_polling_interval=POLL_SECONDS,
-                shutdown_graceful_timeout=5,
+            work = asyncio.create_task(
+                app.run_worker_async(
+                    queues=names,
+                    concurrency=1,
+                    name=f"{socket.gethostname()}-{id(worker):x}",
+                    additional_context={"whispercli": worker},
+                    update_heartbeat_interval=HEARTBEAT_SECONDS,
+                    stalled_worker_timeout=STALLED_AFTER_SECONDS,
+                    fetch_job_polling_interval=POLL_SECONDS,
+                    shutdown_graceful_timeout=5,
+                    install_signal_handlers=False,
+                )
             )
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if not work.done():
+                work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work  # a crash of the worker itself propagates
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            stopping.set()  # a running job is put back in the queue for another worker
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal)
+        delay = 0.5
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await serve(stop)
+            except Exception as exc:
+                log.warning("the worker lost the database (%s)", _first_line(exc))
+            if time.monotonic() - started > 30:
+                delay = 0.5  # it had been up a while: reconnect quickly again
+            if stop.is_set():
+                return
+            log.info("reconnecting to the database in %.1f s", delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(MAX_RECONNECT_DELAY, delay * 2)
 
     try:
         executor.ensure_engine()

@@ -20,7 +20,7 @@ from whispercli.protocol import Status
 from whispercli.server import models
 from whispercli.server.blobs import BlobStore
 from whispercli.server.settings import ServerSettings
-from whispercli.server.store import Job, Store
+from whispercli.server.store import Job, Store, StoreUnavailable
 from whispercli.server.worker import (
     Cancelled,
     EngineConfig,
@@ -131,6 +131,11 @@ class JobExecutor:
         except FileNotFoundError:
             error = "the upload of this job is gone (deleted or expired)"
             self.store.finish(job.id, job.attempts, Status.FAILED, error=error)
+        except StoreUnavailable:
+            # The database went away mid-job: stop decoding (nothing could be recorded); the
+            # job stays processing and is taken over (one more attempt) once it is back.
+            self.engine.kill()
+            raise
         except (WorkerDied, OSError) as exc:
             if self.stopping.is_set():
                 self.store.release(job.id, job.attempts)
