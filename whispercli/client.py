@@ -1,4 +1,5 @@
-"""The Python client: the Tiyaro async protocol as an OctoAI-style future.
+"""The Python client: async transcription jobs as an OctoAI-style future, over a backend
+(``whispercli.backends``: the Tiyaro protocol by default, Eden AI, OctoAI).
 
     from whispercli import Client
 
@@ -7,7 +8,8 @@
     result = job.wait(timeout=600)             # long-polls when the server offers it
     print(result.text)
 
-``Client(url=..., api_key=...)`` talks to any Tiyaro-compatible endpoint; without arguments it
+``Client(url=..., api_key=...)`` talks to any Tiyaro-compatible endpoint (a profile's
+``backend`` picks another protocol); without arguments it
 uses the same settings as the CLI (flags > environment > config file > the local server).
 Every failure is a ``whispercli.errors.WhisperCliError`` subclass with a readable message.
 """
@@ -15,34 +17,34 @@ Every failure is a ``whispercli.errors.WhisperCliError`` subclass with a readabl
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import parse_qs, quote, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 
-from whispercli import protocol
+from whispercli import backends, protocol
+from whispercli.backends.base import Submission
+from whispercli.backends.streams import ProgressCallback
 from whispercli.config import Settings, resolve
 from whispercli.errors import (
     AuthError,
     JobFailedError,
-    NotFoundError,
     UnreachableError,
     WaitTimeoutError,
     WhisperCliError,
     seconds_text,
 )
 from whispercli.http import HttpCore, redact_url
-from whispercli.protocol import JobInfo, Result, is_http_url
+from whispercli.protocol import JobInfo, Result
 
-ProgressCallback = Callable[[int, int], None]
-"""``on_progress(bytes_sent, total_bytes)`` during an upload."""
+if TYPE_CHECKING:
+    from whispercli.backends.tiyaro import TiyaroBackend
+
 JobCallback = Callable[[JobInfo], None]
 """``on_progress(info)`` after every poll while waiting."""
 
@@ -50,7 +52,6 @@ POLL_START = 1.0
 POLL_FACTOR = 1.5
 POLL_CAP = 15.0
 LONG_POLL_SECONDS = 30
-CHUNK = 256 * 1024
 DOWNLOAD_CHUNK = 64 * 1024
 """Downloads report progress every 64 KiB (a read returns only when the chunk is full)."""
 AUTO_START_TIMEOUT = 60.0
@@ -58,36 +59,6 @@ OUTAGE_GRACE = 60.0
 """How long ``Job.wait`` keeps trying while a server that answered before is unreachable."""
 
 log = logging.getLogger("whispercli.client")
-
-
-class _CountingReader:
-    """A file wrapper that reports bytes read; ``len()`` gives requests a Content-Length so the
-    body streams in chunks instead of being read into memory."""
-
-    def __init__(self, fh: IO[bytes], total: int, on_progress: ProgressCallback | None) -> None:
-        self._fh = fh
-        self._total = total
-        self._sent = 0
-        self._on_progress = on_progress
-
-    def __len__(self) -> int:
-        return self._total
-
-    def read(self, size: int = -1) -> bytes:
-        # At least CHUNK per call: urllib3 asks for 16 KiB blocks, and 256 KiB reads halve the
-        # client's CPU per byte and make a 1 GiB upload ~10 % faster (bench/upload.py).
-        chunk = self._fh.read(max(size, CHUNK))
-        self._sent += len(chunk)
-        if self._on_progress is not None and chunk:
-            self._on_progress(self._sent, self._total)
-        return chunk
-
-    def __iter__(self) -> Iterator[bytes]:
-        while chunk := self.read(CHUNK):
-            yield chunk
-
-    def close(self) -> None:
-        self._fh.close()
 
 
 def human_bytes(size: int) -> str:
@@ -130,7 +101,7 @@ class Client:
             local_hint=self.settings.auto_start,
             **kwargs,
         )
-        self._health: dict[str, Any] | None = None
+        self.backend = backends.create(self.settings.backend, self)
         self._started = False
         self._start_lock = threading.Lock()
 
@@ -174,87 +145,33 @@ class Client:
             self._started = True
             ensure_local_server(self.url, AUTO_START_TIMEOUT)
 
-    # -- endpoints ------------------------------------------------------------------------
+    # -- endpoints (each through the backend) ---------------------------------------------
 
     def health(self) -> dict[str, Any]:
         """``GET /v1/health`` (a local-server extension): version, models, queue, longPoll."""
-        body = self._call("GET", protocol.HEALTH_PATH)
-        self._health = body if isinstance(body, dict) else {}
-        return self._health
+        return self._tiyaro("report its health or models").health()
 
     def supports_long_poll(self) -> bool:
-        """Whether ``?wait=N`` works; a server without /v1/health (Tiyaro) does not."""
-        if self._health is None:
-            try:
-                self.health()
-            except (AuthError, UnreachableError):
-                raise
-            except WhisperCliError:  # e.g. 404: a server without the extension (Tiyaro)
-                self._health = {}
-        return bool(self._health and self._health.get("longPoll"))
+        """Whether the backend can hold a poll until the status changes."""
+        return self.backend.long_poll()
+
+    def _tiyaro(self, verb: str) -> TiyaroBackend:
+        from whispercli.backends.tiyaro import TiyaroBackend
+
+        if not isinstance(self.backend, TiyaroBackend):
+            raise self.backend.unsupported(verb, "the embedded server and Tiyaro do")
+        return self.backend
 
     def check_upload_size(self, path: str | os.PathLike[str], size: int) -> None:
-        """Refuse a file larger than the server's ``maxUploadBytes`` (when its health says),
-        before it is hashed or sent. A server without /v1/health (Tiyaro) is not asked again."""
-        try:
-            health = self._health if self._health is not None else self.health()
-        except (AuthError, UnreachableError):
-            raise
-        except WhisperCliError:
-            health = self._health = {}
-        limit = health.get("maxUploadBytes")
-        if isinstance(limit, int) and not isinstance(limit, bool) and size > limit > 0:
-            raise WhisperCliError(
-                f"{Path(path).name} is {human_bytes(size)}, more than the server's upload "
-                f"limit of {human_bytes(limit)}",
-                hint="split or compress it (e.g. `ffmpeg -i IN -ac 1 -b:a 32k OUT.mp3`), or "
-                "raise the limit (`whispercli server run --max-upload-mb N`)",
-            )
+        """Refuse a file larger than the endpoint takes (when it says), before it is hashed
+        or sent."""
+        self.backend.check_upload_size(path, size)
 
     def upload(
         self, path: str | os.PathLike[str], on_progress: ProgressCallback | None = None
     ) -> str:
-        """Upload a local file (steps 1 and 2) and return its upload URL.
-
-        The file streams from disk with a known Content-Length, so memory stays flat whatever
-        its size; a retried PUT re-opens the file and sends it again from the start.
-        """
-        file = Path(path)
-        try:
-            size = file.stat().st_size
-        except OSError as exc:
-            raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
-        self.check_upload_size(file, size)
-        extension = file.suffix.lstrip(".").lower() or "mp3"
-        body = self._call(
-            "POST",
-            protocol.UPLOAD_URL_PATH,
-            params={"extension": extension},
-            json={},
-            idempotent=True,  # an unused upload slot is harmless
-        )
-        try:
-            put_url = body["uploadUrl"]["PUT"]
-        except (TypeError, KeyError):
-            raise WhisperCliError(
-                f"the server at {self.url} gave no upload URL (no uploadUrl.PUT in its answer)"
-            ) from None
-
-        def open_body() -> _CountingReader:
-            if on_progress is not None:
-                on_progress(0, size)
-            return _CountingReader(file.open("rb"), size, on_progress)
-
-        self.http.request(
-            "PUT",
-            put_url,
-            body=open_body,
-            headers={"Content-Type": "application/octet-stream"},
-            auth=False,
-            idempotent=True,
-            read_timeout=max(60.0, size / 1_000_000),
-        )
-        return str(put_url)
+        """Upload a local file (Tiyaro's steps 1 and 2) and return its upload URL."""
+        return self.backend.upload(path, on_progress)
 
     def submit(
         self,
@@ -264,6 +181,7 @@ class Client:
         idempotency_key: str | None = None,
         *,
         on_upload_progress: ProgressCallback | None = None,
+        providers: list[str] | None = None,
         webhook: str | None = None,
         **whisper_params: Any,
     ) -> Job:
@@ -271,43 +189,43 @@ class Client:
 
         ``whisper_params`` are the Whisper input parameters (``language``, ``task``,
         ``beam_size``, ...; see ``protocol.WHISPER_PARAMS``); ``None`` values are dropped.
-        An ``Idempotency-Key`` is always sent (random unless given), so a retried POST never
-        creates a second job on a server that honours it. ``webhook``: a URL the server POSTs
-        the job to when it ends (an extension of the embedded server).
+        ``providers`` picks Eden AI's vendors (the profile's ``providers`` when not given).
+        ``webhook``: a URL the server POSTs the job to when it ends (an extension of the
+        embedded server; Eden AI's ``webhook_receiver``). The Tiyaro backend always sends an
+        ``Idempotency-Key`` (random unless given), so a retried POST never creates a second
+        job on a server that honours it.
         """
-        source = str(path_or_upload_url)
-        if is_http_url(source):
-            upload_url = source
-        else:
-            upload_url = self.upload(source, on_progress=on_upload_progress)
-        params = {k: v for k, v in whisper_params.items() if v is not None}
-        request: dict[str, Any] = {"input": params, "URL": upload_url}
-        if webhook is not None:
-            request["webhook"] = webhook
-        body = self._call(
-            "POST",
-            protocol.SUBMIT_PATH.format(model=quote(model, safe="")),
-            params={"serviceTier": tier},
-            json=request,
-            headers={protocol.IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex},
+        request = Submission(
+            source=path_or_upload_url,
+            model=model,
+            tier=tier,
+            params={k: v for k, v in whisper_params.items() if v is not None},
+            providers=list(providers or []),
+            idempotency_key=idempotency_key,
+            on_upload_progress=on_upload_progress,
+            webhook=webhook,
         )
-        info = _parse(body, self.url)
+        self.backend.check(request)
+        info = self.backend.submit(request)
         return Job(self, info.id, info.poll_url, info)
+
+    def check_options(
+        self,
+        params: dict[str, Any],
+        providers: list[str] | None = None,
+        webhook: str | None = None,
+    ) -> None:
+        """Refuse, before any request, options the backend's protocol cannot carry (a
+        ``UsageError``, exit 2): what ``submit`` checks first, for a caller that uploads or
+        hashes before submitting."""
+        request = Submission("", "", "", params, list(providers or []), webhook=webhook)
+        self.backend.check(request)
 
     def must_download(self, url: str) -> bool:
         """True for a URL this endpoint cannot take as input, so the client downloads it and
-        uploads the bytes: the embedded server (it answers /v1/health with its version)
-        transcribes only its own upload URLs. Another endpoint is given the URL as it is."""
-        if urlsplit(url).netloc == urlsplit(self.url).netloc:
-            return False
-        if self._health is None:
-            try:
-                self.health()
-            except (AuthError, UnreachableError):
-                raise
-            except WhisperCliError:  # no health extension: not the embedded server
-                self._health = {}
-        return bool(self._health and "version" in self._health)
+        uploads the bytes (the embedded server takes only its own upload URLs; OctoAI takes
+        the audio inline)."""
+        return self.backend.must_download(url)
 
     def download(self, url: str, folder: Path, on_progress: ProgressCallback | None = None) -> Path:
         """Stream ``url`` into a file in ``folder`` (named after the URL's path) and return it.
@@ -343,35 +261,24 @@ class Client:
     def job(self, job_id: str, poll_url: str | None = None) -> Job:
         """A ``Job`` handle for an existing job (the poll URL is looked up when not given)."""
         if poll_url is None:
-            poll_url = self.get_info(job_id).poll_url
+            poll_url = self.backend.poll_url(job_id) or self.get_info(job_id).poll_url
         return Job(self, job_id, poll_url)
 
     def get_info(self, job_id: str) -> JobInfo:
-        """Find a job by id in the server's job list (a local-server extension)."""
-        for info in self.jobs(limit=1000):
-            if info.id == job_id:
-                return info
-        raise NotFoundError(f"no job {job_id!r} on the server at {self.url}")
+        """A job by id (on Tiyaro, from the server's job list: a local-server extension)."""
+        return self.backend.find(job_id)
 
     def jobs(self, status: str | None = None, limit: int | None = None) -> list[JobInfo]:
-        """The server's jobs, newest first (``GET /v1/async/jobs``, a local-server extension)."""
-        params: dict[str, Any] = {}
-        if status:
-            params["status"] = status
-        if limit:
-            params["limit"] = limit
-        body = self._call("GET", protocol.JOBS_PATH, params=params)
-        items = body.get("jobs", []) if isinstance(body, dict) else body
-        return [_parse(item, self.url) for item in items or [] if isinstance(item, dict)]
+        """The server's jobs, newest first."""
+        return self.backend.jobs(status, limit)
 
     def cancel(self, job_id: str) -> JobInfo:
         """Cancel a queued or running job (409 from the server if it already finished)."""
-        body = self._call("POST", protocol.JOB_CANCEL_PATH.format(job_id=quote(job_id)), json={})
-        return _parse(body, self.url)
+        return self.backend.cancel(job_id)
 
     def delete(self, job_id: str) -> None:
         """Delete a job and its data on the server."""
-        self._call("DELETE", protocol.JOB_PATH.format(job_id=quote(job_id)))
+        self.backend.delete(job_id)
 
 
 class Job:
@@ -392,28 +299,7 @@ class Job:
     def refresh(self, wait: float | None = None, *, until_done: bool = False) -> JobInfo:
         """Poll once; with ``wait`` the server may hold the answer until the status changes
         (or, with ``until_done``, until the job finishes)."""
-        if not self.poll_url:
-            self.poll_url = self.client.get_info(self.id).poll_url
-            if not self.poll_url:
-                raise WhisperCliError(f"the server gave no poll URL for job {self.id}")
-        params: dict[str, Any] | None = None
-        if wait:
-            params = {protocol.WAIT_PARAM: math.ceil(wait)}  # 29.99 s left: ask for 30
-            if until_done:
-                params[protocol.UNTIL_PARAM] = "done"
-        timeout = (wait or 0) + self.client.http.read_timeout
-        try:
-            body = self.client._call("GET", self.poll_url, params=params, read_timeout=timeout)
-        except AuthError as exc:
-            if exc.status != 403 or not _expired(self.poll_url):
-                raise  # a key refused, or a signature altered: exit 5
-            # The signed poll URL expired: the job list hands out a fresh one.
-            fresh = self.client.get_info(self.id).poll_url
-            if not fresh or fresh == self.poll_url:
-                raise
-            self.poll_url = fresh
-            body = self.client._call("GET", self.poll_url, params=params, read_timeout=timeout)
-        self.info = _parse(body, self.client.url)
+        self.info = self.client.backend.poll(self, wait, until_done)
         return self.info
 
     def status(self) -> str:
@@ -452,7 +338,7 @@ class Job:
         away mid-wait (a restart) is retried for up to ``OUTAGE_GRACE`` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        use_long_poll = self.client.settings.auto_start or self.client.supports_long_poll()
+        use_long_poll = self.client.supports_long_poll()
         until_done = on_progress is None
         cap = min(long_poll, protocol.MAX_LONG_POLL_SECONDS)
         delay = POLL_START
@@ -501,23 +387,8 @@ class Job:
             previous = info.status
 
 
-def _expired(url: str) -> bool:
-    """Whether a signed URL's own ``expires`` time has passed (True when it has none)."""
-    try:
-        return float(parse_qs(urlsplit(url).query)["expires"][0]) <= time.time()
-    except (KeyError, IndexError, ValueError):
-        return True
-
-
 def _pause(delay: float, remaining: float | None) -> float:
     return delay if remaining is None else max(0.0, min(delay, remaining))
-
-
-def _parse(body: Any, url: str) -> JobInfo:
-    try:
-        return JobInfo.from_body(body)
-    except protocol.ProtocolError as exc:
-        raise WhisperCliError(f"unexpected answer from the server at {url}: {exc}") from None
 
 
 def _result_of(info: JobInfo) -> Result:

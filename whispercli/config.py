@@ -6,9 +6,11 @@ Resolution order, first match wins, for each of the URL and the key separately:
 2. environment (``WHISPERCLI_URL``, ``WHISPERCLI_API_KEY``, ``WHISPERCLI_PROFILE``, and the
    profile's own key variable, e.g. ``TIYARO_API_KEY`` for ``tiyaro``);
 3. the TOML config file (``paths.config_file()``): a default ``profile`` and ``[profiles.NAME]``
-   tables with ``url``, ``api_key``, ``api_key_env``, ``model``, ``tier``;
+   tables with ``url``, ``api_key``, ``api_key_env``, ``model``, ``tier``, ``backend``
+   (``tiyaro``, ``edenai`` or ``octoai``) and ``providers`` (Eden AI's vendors, comma-separated);
 4. the built-in profiles: ``local`` (the embedded server at the local default URL, key from
-   ``paths.api_key_file()``) and ``tiyaro`` (https://api.tiyaro.ai, key from ``TIYARO_API_KEY``).
+   ``paths.api_key_file()``), ``tiyaro`` (https://api.tiyaro.ai, key from ``TIYARO_API_KEY``)
+   and ``edenai`` (https://api.edenai.run/v2, key from ``EDENAI_API_KEY``).
 
 Every value in the file must be a string (``load_file`` names the file, key and type of one
 that is not); ``config set``/``unset`` read the file unchecked so they can repair it.
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from whispercli import paths
+from whispercli import backends, paths
 from whispercli.errors import UsageError, WhisperCliError
 from whispercli.fsutil import atomic_write_text
 from whispercli.protocol import is_http_url
@@ -32,10 +34,12 @@ from whispercli.protocol import is_http_url
 LOCAL_PROFILE = "local"
 TIYARO_PROFILE = "tiyaro"
 TIYARO_URL = "https://api.tiyaro.ai"
+EDENAI_PROFILE = "edenai"
+EDENAI_URL = "https://api.edenai.run/v2"
 LOCAL_PORT_ENV = "WHISPERCLI_LOCAL_PORT"
 """Overrides the local default port (tests and machines where 8642 is taken)."""
 
-PROFILE_KEYS = ("url", "api_key", "api_key_env", "model", "tier")
+PROFILE_KEYS = ("url", "api_key", "api_key_env", "model", "tier", "backend", "providers")
 """Keys a ``[profiles.NAME]`` table may hold (``config set`` also takes ``profile``)."""
 
 
@@ -53,6 +57,11 @@ def _builtin_profiles() -> dict[str, dict[str, Any]]:
     return {
         LOCAL_PROFILE: {},
         TIYARO_PROFILE: {"url": TIYARO_URL, "api_key_env": "TIYARO_API_KEY", "tier": "gpuflex"},
+        EDENAI_PROFILE: {
+            "url": EDENAI_URL,
+            "api_key_env": "EDENAI_API_KEY",
+            "backend": backends.EDENAI,
+        },
     }
 
 
@@ -72,6 +81,10 @@ class Settings:
     """True only when the URL is the built-in local default: the CLI may start the server."""
     model: str | None = None
     tier: str | None = None
+    backend: str = backends.DEFAULT
+    """The protocol spoken at ``url`` (``whispercli.backends.BACKENDS``)."""
+    providers: tuple[str, ...] = ()
+    """Eden AI: the vendors a job runs on when ``--provider`` is not given."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolve_api_key(self) -> str | None:
@@ -96,6 +109,8 @@ class Settings:
             "auto_start": self.auto_start,
             "model": self.model,
             "tier": self.tier,
+            "backend": self.backend,
+            "providers": ",".join(self.providers) or None,
             "config_file": str(paths.config_file()),
         }
 
@@ -159,6 +174,12 @@ def load_file(path: Path | None = None) -> dict[str, Any]:
                         f"`whispercli config set {sub} VALUE --profile {name}` or "
                         f"`whispercli config unset {sub} --profile {name}`",
                     )
+                    if sub == "backend" and item not in backends.BACKENDS:
+                        raise _invalid(
+                            path,
+                            f"profiles.{name}.backend is {item!r}",
+                            f"a backend is one of {', '.join(backends.BACKENDS)}",
+                        )
         else:
             where = " (it belongs in a [profiles.NAME] table)" if key in PROFILE_KEYS else ""
             raise _invalid(
@@ -278,7 +299,14 @@ def resolve(
         auto_start=auto_start,
         model=table.get("model"),
         tier=table.get("tier"),
+        backend=table.get("backend") or backends.DEFAULT,
+        providers=split_providers(table.get("providers") or ""),
     )
+
+
+def split_providers(text: str) -> tuple[str, ...]:
+    """``"amazon, deepgram"`` -> ``("amazon", "deepgram")`` (empty names dropped)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _default_profile(data: dict[str, Any]) -> str:
@@ -303,6 +331,10 @@ def set_value(key: str, value: str, profile: str | None = None) -> Path:
     elif key in PROFILE_KEYS:
         if key == "url":
             value = check_url(value, "config set")
+        if key == "backend" and value not in backends.BACKENDS:
+            raise UsageError(
+                f"unknown backend {value!r}", hint="choose from " + ", ".join(backends.BACKENDS)
+            )
         tables = data.setdefault("profiles", {})
         name = profile or _default_profile(data)
         if not isinstance(tables, dict) or not isinstance(tables.setdefault(name, {}), dict):

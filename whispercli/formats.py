@@ -7,6 +7,10 @@ first and last word; srt uses ``HH:MM:SS,mmm``; vtt starts with ``WEBVTT`` and u
 ``MM:SS.mmm`` (hours when needed); tsv has the header ``start<TAB>end<TAB>text`` and integer
 milliseconds; json is the result object. Output files are named after the input's stem:
 ``talk.mp3`` -> ``talk.srt``.
+
+Segments may carry a ``speaker`` (Eden AI's diarization): when more than one speaker is heard,
+txt/srt/vtt lines start with ``[SPEAKER n]`` and tsv gains a ``speaker`` column (json always
+keeps the field).
 """
 
 from __future__ import annotations
@@ -36,9 +40,25 @@ def _clean(segment: Segment) -> str:
     return segment.text.strip().replace("-->", "->")
 
 
+def speakers(result: Result) -> list[str]:
+    """The distinct speakers of the segments, in order of first word."""
+    seen: dict[str, None] = {}
+    for seg in result.segments:
+        if seg.extra.get("speaker") is not None:
+            seen.setdefault(str(seg.extra["speaker"]), None)
+    return list(seen)
+
+
+def _label(seg: Segment, several: bool) -> str:
+    """``[SPEAKER n] `` before a segment's text when several speakers talk."""
+    speaker = seg.extra.get("speaker")
+    return f"[SPEAKER {speaker}] " if several and speaker is not None else ""
+
+
 def to_txt(result: Result) -> str:
+    several = len(speakers(result)) > 1
     return (
-        "".join(f"{s.text.strip()}\n" for s in result.segments)
+        "".join(f"{_label(s, several)}{s.text.strip()}\n" for s in result.segments)
         if result.segments
         else (result.text.strip() + "\n")
     )
@@ -46,7 +66,9 @@ def to_txt(result: Result) -> str:
 
 def _cues(result: Result) -> Iterator[tuple[float, float, str]]:
     """(start, end, text) of each subtitle cue, as whisper's ``SubtitlesWriter`` makes them
-    with its default options: from the word timings when the segments have them."""
+    with its default options: from the word timings when the segments have them (a speaker
+    label, when several talk, starts the cue)."""
+    several = len(speakers(result)) > 1
     if result.segments and "words" in result.segments[0].extra:
         for seg in result.segments:
             words = seg.extra.get("words") or []
@@ -59,10 +81,10 @@ def _cues(result: Result) -> Iterator[tuple[float, float, str]]:
                     line_len, word = len(word), ("\n" + word if line_len else word)
                 text += word
             if words:
-                yield float(words[0]["start"]), float(words[-1]["end"]), text
+                yield float(words[0]["start"]), float(words[-1]["end"]), _label(seg, several) + text
     else:
         for seg in result.segments:
-            yield seg.start, seg.end, _clean(seg)
+            yield seg.start, seg.end, _label(seg, several) + _clean(seg)
 
 
 def to_srt(result: Result) -> str:
@@ -81,10 +103,12 @@ def to_vtt(result: Result) -> str:
 
 
 def to_tsv(result: Result) -> str:
-    lines = ["start\tend\ttext"]
+    several = len(speakers(result)) > 1
+    lines = ["start\tend\tspeaker\ttext" if several else "start\tend\ttext"]
     for seg in result.segments:
         text = seg.text.strip().replace("\t", " ")
-        lines.append(f"{round(1000 * seg.start)}\t{round(1000 * seg.end)}\t{text}")
+        who = f"{seg.extra.get('speaker', '')}\t" if several else ""
+        lines.append(f"{round(1000 * seg.start)}\t{round(1000 * seg.end)}\t{who}{text}")
     return "\n".join(lines) + "\n"
 
 

@@ -379,6 +379,8 @@ def _server_message(resp: requests.Response) -> str:
         err = body.get("error")
         if isinstance(err, dict) and isinstance(err.get("message"), str):
             return err["message"]
+        if isinstance(err, dict) and isinstance(err.get("message"), dict):  # Eden AI's 400
+            return "; ".join(f"{k}: {_joined(v)}" for k, v in err["message"].items())
         if isinstance(err, str):
             return err
         detail = body.get("detail")
@@ -386,9 +388,14 @@ def _server_message(resp: requests.Response) -> str:
             return detail
         if isinstance(detail, list) and detail and isinstance(detail[0], dict):
             return str(detail[0].get("msg", detail[0]))
-        if isinstance(body.get("message"), str):
-            return body["message"]
+        for key in ("message", "details"):  # "details": Eden AI's 404
+            if isinstance(body.get(key), str):
+                return str(body[key])
     return resp.reason or f"HTTP {resp.status_code}"
+
+
+def _joined(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def _never_connected(exc: BaseException) -> bool:

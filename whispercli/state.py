@@ -1,8 +1,9 @@
 """The saved-jobs file (``paths.jobs_file()``): what resuming a job needs, across processes.
 
-The file is JSON ``{"version": 2, "last": id, "jobs": [entry, ...]}`` (oldest first; ``last``
+The file is JSON ``{"version": 3, "last": id, "jobs": [entry, ...]}`` (oldest first; ``last``
 is the job the last command submitted or reused, what ``last`` refers to). Each entry keeps what
-resuming it needs: its endpoint, poll URL and the config profile it was submitted with. Every
+resuming it needs: its endpoint, the backend (protocol) spoken there, poll URL and the config
+profile it was submitted with. Every
 change is a read-modify-write under a file lock with an atomic replace, so concurrent CLI
 processes never lose an entry and a reader never sees half a file. A file that cannot be read
 is moved aside (``jobs.json.corrupt-<timestamp>``) with a warning: the CLI keeps working.
@@ -24,11 +25,11 @@ from typing import Any
 
 from filelock import FileLock
 
-from whispercli import paths
+from whispercli import backends, paths
 from whispercli.errors import NotFoundError, UsageError, WhisperCliError
 from whispercli.fsutil import atomic_write_text
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LOCK_TIMEOUT = 30.0
 LAST = "last"
 
@@ -41,6 +42,8 @@ def now_iso() -> str:
 class SavedJob:
     id: str
     endpoint: str
+    backend: str = backends.DEFAULT
+    """The protocol the job was submitted with (``whispercli.backends.BACKENDS``)."""
     poll_url: str | None = None
     profile: str | None = None
     """The config profile the job was submitted with (its key resumes it)."""
@@ -89,6 +92,7 @@ def migrate(data: Any) -> dict[str, Any]:
     Version 0 (before the schema had a version) was a bare list of entries using ``url`` for
     the poll URL and ``path`` for the file. Version 1 had no ``last`` (it was the newest entry
     by creation time, the later one on a tie) and no ``profile`` per entry (unknown: None).
+    Version 2 had no ``backend`` per entry: every job then was a Tiyaro-protocol job.
     """
     if isinstance(data, list):
         entries = []
@@ -113,6 +117,9 @@ def migrate(data: Any) -> dict[str, Any]:
             entries, lambda e: e.get("created") if isinstance(e.get("created"), str) else ""
         )
         data = {"version": 2, "last": newest.get("id") if newest else None, "jobs": entries}
+    if data["version"] < 3:
+        jobs = [dict(e, backend=backends.TIYARO) for e in data["jobs"] if isinstance(e, dict)]
+        data = {**data, "version": 3, "jobs": jobs}
     if not isinstance(data.get("last"), str):
         data["last"] = None
     return data
@@ -311,9 +318,16 @@ class JobStore:
         )
 
     def find_reusable(
-        self, sha256: str, model: str, options: dict[str, Any], endpoint: str, tier: str
+        self,
+        sha256: str,
+        model: str,
+        options: dict[str, Any],
+        endpoint: str,
+        tier: str,
+        backend: str = backends.DEFAULT,
     ) -> SavedJob | None:
-        """The newest job for the same bytes, model, options and endpoint that did not fail."""
+        """The newest job for the same bytes, model, options, endpoint and backend that did
+        not fail."""
         for job in reversed(self.all()):
             if (
                 job.sha256 == sha256
@@ -321,6 +335,7 @@ class JobStore:
                 and job.tier == tier
                 and job.options == options
                 and job.endpoint == endpoint
+                and job.backend == backend
                 and job.status not in ("failed", "cancelled")
             ):
                 return job

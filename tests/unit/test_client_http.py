@@ -335,3 +335,30 @@ def test_an_expired_poll_url_is_replaced_from_the_job_list(stub: Stub) -> None:
     job = _client(stub).job("j1", "/v1/async/jobs/j1?sig=old")
     assert job.status() == "processing"
     assert job.poll_url == "/v1/async/jobs/j1b?sig=new"
+
+
+def _eden_client(stub: Stub) -> Client:
+    from dataclasses import replace
+
+    from whispercli.config import resolve
+
+    settings = replace(
+        resolve(url=stub.url, api_key="k"), backend="edenai", providers=("amazon", "deepgram")
+    )
+    return Client(settings=settings)
+
+
+def test_eden_multipart_launch_streams_once_and_is_not_retried(stub: Stub, tmp_path: Path) -> None:
+    audio = tmp_path / "talk.mp3"
+    audio.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    path = "/audio/speech_to_text_async/"
+    stub.on("POST", path, (503, {"Retry-After": "0"}, {"error": {"message": "busy"}}))
+    seen: list[tuple[int, int]] = []
+    with pytest.raises(WhisperCliError) as info:
+        _eden_client(stub).submit(audio, on_upload_progress=lambda s, t: seen.append((s, t)))
+    assert info.value.status == 503 and "busy" in info.value.message
+    [call] = stub.calls("POST", path)  # a multipart POST has no idempotency key: sent once
+    headers = {k.lower(): v for k, v in call["headers"].items()}
+    assert headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert 2**20 < call["length"] < 2**20 + 1024  # the file and a small envelope, streamed
+    assert seen[0] == (0, 2**20) and seen[-1] == (2**20, 2**20)

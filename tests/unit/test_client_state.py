@@ -115,7 +115,7 @@ def test_last_is_listed_first_when_times_tie(tmp_path: Path) -> None:
     assert store.resolve("last").id == "a1"
 
 
-def test_version_1_file_migrates_to_2(tmp_path: Path) -> None:
+def test_version_1_file_migrates_to_the_current_schema(tmp_path: Path) -> None:
     v1 = {
         "version": 1,
         "jobs": [
@@ -125,7 +125,7 @@ def test_version_1_file_migrates_to_2(tmp_path: Path) -> None:
         ],
     }
     migrated = migrate(json.loads(json.dumps(v1)))
-    assert migrated["version"] == SCHEMA_VERSION == 2
+    assert migrated["version"] == SCHEMA_VERSION == 3
     assert migrated["last"] == "x2"  # the newest, the later one on a tie (as listed)
     path = tmp_path / "jobs.json"
     path.write_text(json.dumps(v1))
@@ -134,7 +134,7 @@ def test_version_1_file_migrates_to_2(tmp_path: Path) -> None:
     assert [j.profile for j in store.all()] == [None, None, None]
     store.update("x0", status="success")
     written = json.loads(path.read_text())
-    assert written["version"] == 2 and written["last"] == "x2"
+    assert written["version"] == 3 and written["last"] == "x2"
     assert [e["id"] for e in written["jobs"]] == ["x1", "x2", "x0"]
 
 
@@ -143,3 +143,24 @@ def test_a_submitted_upload_url_is_saved_without_its_signature(tmp_path: Path) -
     store.add(_job("u1", file="http://h:1/v1/uploads/abc?expires=9&sig=deadbeef"))
     assert "sig=" not in (tmp_path / "jobs.json").read_text()
     assert store.resolve("u1").file == "http://h:1/v1/uploads/abc"
+
+
+def test_version_2_file_migrates_to_3_with_every_job_on_tiyaro(tmp_path: Path) -> None:
+    v2 = {
+        "version": 2,
+        "last": "t2",
+        "jobs": [
+            {"id": "t1", "endpoint": "http://h:1", "poll_url": "http://h:1/p1", "profile": "a"},
+            {"id": "t2", "endpoint": "https://api.tiyaro.ai", "profile": "tiyaro"},
+        ],
+    }
+    path = tmp_path / "jobs.json"
+    path.write_text(json.dumps(v2))
+    store = JobStore(path)
+    assert [(j.id, j.backend) for j in store.all()] == [("t1", "tiyaro"), ("t2", "tiyaro")]
+    assert store.resolve("last").id == "t2" and store.resolve("t1").poll_url == "http://h:1/p1"
+    store.add(SavedJob(id="e3", endpoint="http://eden:1", backend="edenai"))
+    written = json.loads(path.read_text())
+    assert written["version"] == 3 and written["last"] == "e3"
+    assert [j["backend"] for j in written["jobs"]] == ["tiyaro", "tiyaro", "edenai"]
+    assert JobStore(path).resolve("e3").backend == "edenai"  # read back as written

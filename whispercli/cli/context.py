@@ -24,7 +24,9 @@ class Globals:
     profile: str | None = None
     debug: bool = False
     _client: Client | None = field(default=None, repr=False)
-    _job_clients: dict[tuple[str, str | None], Client] = field(default_factory=dict, repr=False)
+    _job_clients: dict[tuple[str, str | None, str], Client] = field(
+        default_factory=dict, repr=False
+    )
     _store: JobStore | None = field(default=None, repr=False)
 
 
@@ -74,18 +76,26 @@ def client_for(ctx: typer.Context, saved: SavedJob) -> Client:
     """The client for a saved job: its own endpoint, with the key of the profile it was
     submitted with (or of the environment), as ``gh run watch`` resumes a run. Only an
     explicit, different ``--url`` is a conflict."""
+    from whispercli import backends
+
     client = get_client(ctx)
     endpoint = saved.endpoint.rstrip("/")
-    if not endpoint or endpoint == client.url:
+    if saved.backend not in backends.BACKENDS:
+        raise UsageError(
+            f"job {saved.id} was submitted with the backend {saved.backend!r}, unknown here",
+            hint="backends: " + ", ".join(backends.BACKENDS) + "; a newer whispercli may know it",
+        )
+    same_backend = saved.backend == client.settings.backend
+    if (not endpoint or endpoint == client.url) and same_backend:
         return client
-    if client.settings.url_source == "--url":
+    if endpoint and endpoint != client.url and client.settings.url_source == "--url":
         raise UsageError(
             f"job {saved.id} was submitted to {endpoint}, not {client.url}",
             hint=f"drop --url to resume it at {endpoint}",
         )
     g = globals_of(ctx)
     profile = g.profile or saved.profile or client.settings.profile
-    key = (endpoint, profile)
+    key = (endpoint or client.url, profile, saved.backend)
     if key not in g._job_clients:
         from dataclasses import replace
 
@@ -98,10 +108,12 @@ def client_for(ctx: typer.Context, saved: SavedJob) -> Client:
                 hint=f"recreate it (`whispercli config set url {endpoint} --profile {profile}`)"
                 " or give --profile",
             )
+        url = endpoint or client.url
         settings = replace(
-            config.resolve(url=endpoint, api_key=g.api_key, profile=profile),
+            config.resolve(url=url, api_key=g.api_key, profile=profile),
             url_source=f"job {saved.id}'s saved endpoint",
-            auto_start=endpoint == config.local_default_url(),
+            auto_start=url == config.local_default_url(),
+            backend=saved.backend,
         )
         g._job_clients[key] = Client(settings=settings)
     return g._job_clients[key]

@@ -98,15 +98,21 @@ def submit_source(
     force: bool,
     tracker: Tracker | None = None,
     quiet: bool = False,
+    providers: list[str] | None = None,
     webhook: str | None = None,
 ) -> Submitted:
     """Upload (a file) and submit, or reuse the saved job for the same bytes and options
-    (never with a ``webhook``: a reused job would not call it)."""
+    (``providers``, Eden AI's vendors, count among the options; never with a ``webhook``: a
+    reused job would not call it)."""
     from whispercli.state import SavedJob
 
     check_state_dir()
     client = get_client(ctx)
+    client.check_options(params, providers, webhook)
     store = get_store(ctx)
+    backend = client.settings.backend
+    chosen = list(providers or client.settings.providers)
+    options = {**params, "providers": chosen} if chosen else params
     with contextlib.ExitStack() as stack:
         file = _local_file(client, source, stack, tracker)
         digest = size = None
@@ -115,7 +121,7 @@ def submit_source(
             client.check_upload_size(file, size)  # before hashing: a 5 GB file takes half a minute
             digest = sha256_file(file)
         if digest is not None and not force and webhook is None:
-            previous = store.find_reusable(digest, model, params, client.url, tier)
+            previous = store.find_reusable(digest, model, options, client.url, tier, backend)
             if previous is not None:
                 job = client.job(previous.id, previous.poll_url)
                 try:
@@ -137,17 +143,19 @@ def submit_source(
             model=model,
             tier=tier,
             on_upload_progress=tracker.upload if tracker else None,
+            providers=providers,
             webhook=webhook,
             **params,
         )
     saved = SavedJob(
         id=job.id,
         endpoint=client.url,
+        backend=backend,
         poll_url=job.poll_url,
         profile=client.settings.profile,
         model=model,
         tier=tier,
-        options=params,
+        options=options,
         file=source if file is None or is_http_url(source) else str(file.resolve()),
         size=size,
         sha256=digest,

@@ -105,6 +105,15 @@ Speed = Annotated[
         rich_help_panel=_W,
     ),
 ]
+Providers = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--provider",
+        metavar="NAME[,NAME]",
+        help="Eden AI: the vendors to run (repeatable; the profile's providers by default). "
+        "Text output takes the first.",
+    ),
+]
 Force = Annotated[
     bool,
     typer.Option("--force", help="Submit again even if the same file and options already ran."),
@@ -141,6 +150,13 @@ def whisper_params(
         "speed": speed,
     }
     return {k: v for k, v in params.items() if v is not None}
+
+
+def providers_of(given: list[str] | None) -> list[str]:
+    """``--provider a,b --provider c`` -> ``["a", "b", "c"]``."""
+    from whispercli.config import split_providers
+
+    return [name for item in given or [] for name in split_providers(item)]
 
 
 def model_and_tier(

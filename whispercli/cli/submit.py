@@ -46,6 +46,7 @@ def submit(
     word_timestamps: o.WordTimestamps = None,
     vad_filter: o.VadFilter = None,
     speed: o.Speed = None,
+    provider: o.Providers = None,
     webhook: o.Webhook = None,
     force: o.Force = False,
     json_out: o.Json = False,
@@ -77,6 +78,7 @@ def submit(
             force=force,
             tracker=display.track(Path(source).name),
             quiet=quiet,
+            providers=o.providers_of(provider),
             webhook=webhook,
         )
     if json_out:

@@ -163,6 +163,7 @@ def transcribe(
     word_timestamps: o.WordTimestamps = None,
     vad_filter: o.VadFilter = None,
     speed: o.Speed = None,
+    provider: o.Providers = None,
     webhook: o.Webhook = None,
     timeout: Annotated[
         str | None,
@@ -236,6 +237,7 @@ def transcribe(
             force=force,
             tracker=tracker,
             quiet=quiet or display_on,
+            providers=o.providers_of(provider),
             webhook=webhook,
         )
         item.job_id = done.job.id

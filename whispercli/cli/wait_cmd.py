@@ -88,6 +88,14 @@ def wait(
         typer.Option("--timeout", help="Give up after this long (90, 90s, 30m, 1h); exit 7."),
     ] = None,
     fmt: Format = "txt",
+    provider: Annotated[
+        str | None,
+        typer.Option(
+            "--provider",
+            metavar="NAME",
+            help="Eden AI: this vendor's transcript (default: the first that succeeded).",
+        ),
+    ] = None,
     json_out: o.Json = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -118,6 +126,10 @@ def wait(
                         display=display_on,
                         timeout_given=seconds,
                     )
+                    if provider is not None:
+                        from whispercli.backends.edenai import pick_provider
+
+                        outcome.result = pick_provider(outcome.result, provider)
                 except WhisperCliError as exc:
                     outcome.failure = exc
                     tracker.message(job.info.status if job.info else "failed", done=True)

@@ -1,0 +1,30 @@
+"""Client backends: one module per async protocol the CLI and ``Client`` can drive.
+
+``tiyaro`` (the default, and the embedded server's own protocol), ``edenai`` (Eden AI v2
+async speech-to-text) and ``octoai`` (OctoAI async inference). A profile's ``backend`` picks
+one; ``create`` imports only the module asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from whispercli.backends.base import Backend
+    from whispercli.client import Client
+
+TIYARO = "tiyaro"
+EDENAI = "edenai"
+OCTOAI = "octoai"
+BACKENDS = (TIYARO, EDENAI, OCTOAI)
+DEFAULT = TIYARO
+
+
+def create(name: str, client: Client) -> Backend:
+    """The backend ``name`` for ``client`` (a name outside ``BACKENDS`` is a ``ValueError``)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
+    module = importlib.import_module(f"whispercli.backends.{name}")
+    backend: Backend = module.BACKEND(client)
+    return backend

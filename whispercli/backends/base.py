@@ -1,0 +1,109 @@
+"""What every backend implements, and the one way a backend says a verb is not in its protocol.
+
+A backend turns the verbs of ``Client``/``Job`` (upload, submit, poll, list, cancel, delete)
+into its protocol's requests through the client's one HTTP core, and its answers into
+``JobInfo``/``Result``. ``Job.wait`` stays generic: it only calls ``poll``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from whispercli.backends.streams import ProgressCallback
+from whispercli.errors import UsageError
+
+if TYPE_CHECKING:
+    from whispercli.client import Client, Job
+    from whispercli.protocol import JobInfo
+
+
+@dataclass
+class Submission:
+    """One submit: a local file or a URL, and the options for it."""
+
+    source: str | os.PathLike[str]
+    model: str
+    tier: str
+    params: dict[str, Any] = field(default_factory=dict)
+    """Whisper input parameters (``None`` values already dropped)."""
+    providers: list[str] = field(default_factory=list)
+    """Eden AI's vendors (empty: the profile's ``providers``)."""
+    idempotency_key: str | None = None
+    on_upload_progress: ProgressCallback | None = None
+    webhook: str | None = None
+    """A URL the server POSTs the job to when it ends."""
+
+
+class Backend:
+    """The verbs a protocol may offer; each one a protocol lacks raises ``unsupported``."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    """How messages name the protocol (``Eden AI``)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def unsupported(self, verb: str, hint: str) -> UsageError:
+        """The error for a verb this protocol cannot do (exit 2)."""
+        return UsageError(
+            f"{self.label} cannot {verb} (profile {self.client.settings.profile!r} uses the "
+            f"{self.name} backend)",
+            hint=hint,
+        )
+
+    def check(self, request: Submission) -> None:
+        """Refuse, before any request, options this protocol has no field for (the default:
+        Eden AI's ``providers``)."""
+        if request.providers:
+            raise self.unsupported(
+                "pick vendors (--provider)", "--provider is for a profile with backend = edenai"
+            )
+
+    def check_upload_size(self, path: str | os.PathLike[str], size: int) -> None:
+        """Refuse a file larger than this endpoint takes, before it is hashed or sent."""
+
+    def upload(self, path: str | os.PathLike[str], on_progress: ProgressCallback | None) -> str:
+        raise self.unsupported(
+            "take an upload on its own", "give the file to `whispercli submit` or `transcribe`"
+        )
+
+    def submit(self, request: Submission) -> JobInfo:
+        raise NotImplementedError
+
+    def poll(self, job: Job, wait: float | None = None, until_done: bool = False) -> JobInfo:
+        """One status request for ``job`` (which may get a fresh ``poll_url``)."""
+        raise NotImplementedError
+
+    def poll_url(self, job_id: str) -> str | None:
+        """The poll URL of a job known only by id (None: the backend finds it otherwise)."""
+        return None
+
+    def find(self, job_id: str) -> JobInfo:
+        """A job known only by its id."""
+        raise self.unsupported(
+            "look up a job by id alone", "only jobs submitted from here (saved) resume"
+        )
+
+    def jobs(self, status: str | None = None, limit: int | None = None) -> list[JobInfo]:
+        raise self.unsupported("list its jobs", "`whispercli jobs list` shows the saved jobs")
+
+    def cancel(self, job_id: str) -> JobInfo:
+        raise self.unsupported(
+            "cancel a job", "it runs to its end; `whispercli jobs rm JOB` forgets it here"
+        )
+
+    def delete(self, job_id: str) -> None:
+        raise self.unsupported(
+            "delete a job", "`whispercli jobs rm JOB` (without --purge) forgets it here"
+        )
+
+    def long_poll(self) -> bool:
+        """Whether ``poll(wait=...)`` can hold the answer until the status changes."""
+        return False
+
+    def must_download(self, url: str) -> bool:
+        """True for a URL the CLI must download and send as a file."""
+        return False
