@@ -31,7 +31,7 @@ from whispercli.server.store import (
     Upload,
     new_id,
 )
-from whispercli.server.webhooks.outbox import LEASE_SECONDS, Delivery
+from whispercli.server.webhooks.outbox import LEASE_SECONDS, Delivery, delivery_from_row
 
 CHANNEL = "whispercli_jobs"
 _QUEUED = sorted(QUEUED_STATUSES)
@@ -335,20 +335,7 @@ class PostgresStore:
                 " WHERE d.job_id = due.job_id RETURNING d.*, due.ended_at",
                 (now, now, _FINISHED, limit, now + LEASE_SECONDS),
             ).fetchall()
-        return [
-            Delivery(
-                job_id=r["job_id"],
-                message_id=r["message_id"],
-                url=r["url"],
-                kind=r["kind"],
-                base_url=r["base_url"],
-                ended_at=r["ended_at"],
-                attempts=r["attempts"],
-                body=bytes(r["body"]) if r["body"] is not None else None,
-                extra=r["extra"],
-            )
-            for r in rows
-        ]
+        return [delivery_from_row(r, r["extra"]) for r in rows]
 
     def record_attempt(
         self, job_id: str, body: bytes, *, delivered: bool, next_at: float | None, error: str | None

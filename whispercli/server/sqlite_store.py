@@ -19,7 +19,7 @@ from typing import Any
 from whispercli.fsutil import atomic_write_text
 from whispercli.protocol import QUEUED_STATUSES, TERMINAL_STATUSES, Status
 from whispercli.server.store import TAKEN_OVER_REASON, Job, Swept, Upload, new_id
-from whispercli.server.webhooks.outbox import LEASE_SECONDS, Delivery
+from whispercli.server.webhooks.outbox import LEASE_SECONDS, Delivery, delivery_from_row
 
 _QUEUED = tuple(sorted(QUEUED_STATUSES))
 _FINISHED = tuple(sorted(TERMINAL_STATUSES))
@@ -287,20 +287,7 @@ class SqliteStore:
                 "UPDATE deliveries SET next_at = ? WHERE job_id = ?",
                 [(now + LEASE_SECONDS, r["job_id"]) for r in rows],
             )
-        return [
-            Delivery(
-                job_id=r["job_id"],
-                message_id=r["message_id"],
-                url=r["url"],
-                kind=r["kind"],
-                base_url=r["base_url"],
-                ended_at=r["ended_at"],
-                attempts=r["attempts"],
-                body=r["body"],
-                extra=json.loads(r["extra"]),
-            )
-            for r in rows
-        ]
+        return [delivery_from_row(r, json.loads(r["extra"])) for r in rows]
 
     def record_attempt(
         self, job_id: str, body: bytes, *, delivered: bool, next_at: float | None, error: str | None
