@@ -21,11 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
 from whispercli.server.blobs import BlobTooLarge, StorageFull
-from whispercli.server.postgres_store import connection_errors
+from whispercli.server.postgres_store import connection_errors, open_pool
 
 CHUNK_BYTES = 4 * 1024 * 1024
 
@@ -40,17 +38,7 @@ class PostgresBlobStore:
     ) -> None:
         """``scratch_dir`` holds the engine's temporary copies (default: the system's)."""
         self.scratch_dir = scratch_dir
-        self.pool = ConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=max_connections,
-            kwargs={"autocommit": True, "row_factory": dict_row},
-            timeout=5,
-            check=ConnectionPool.check_connection,  # no dead connection after a restart
-            open=False,
-        )
-        with connection_errors():
-            self.pool.open(wait=True, timeout=10)
+        self.pool = open_pool(dsn, max_connections)
 
     def close(self) -> None:
         self.pool.close()

@@ -140,6 +140,23 @@ def connection_errors() -> Iterator[None]:
         raise StoreUnavailable(f"the database is unavailable: {first}") from None
 
 
+def open_pool(dsn: str, max_connections: int) -> ConnectionPool:
+    """An open pool of autocommit connections giving dict rows (StoreUnavailable if the
+    database cannot be reached)."""
+    pool = ConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=max_connections,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        timeout=5,
+        check=ConnectionPool.check_connection,  # no dead connection after a restart
+        open=False,
+    )
+    with connection_errors():
+        pool.open(wait=True, timeout=10)
+    return pool
+
+
 def _job(row: dict[str, Any]) -> Job:
     return Job(
         id=row["id"],
@@ -168,17 +185,7 @@ _JOB_COLUMNS = (
 
 class PostgresStore:
     def __init__(self, dsn: str, *, max_connections: int = 8) -> None:
-        self.pool = ConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=max_connections,
-            kwargs={"autocommit": True, "row_factory": dict_row},
-            timeout=5,
-            check=ConnectionPool.check_connection,  # no dead connection after a restart
-            open=False,
-        )
-        with connection_errors():
-            self.pool.open(wait=True, timeout=10)
+        self.pool = open_pool(dsn, max_connections)
 
     def close(self) -> None:
         self.pool.close()
