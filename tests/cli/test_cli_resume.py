@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line
+from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line, make_tone
 from local_server import serve_http
 from wer import wer
 
@@ -30,18 +30,8 @@ def cli(server: Any, tmp_path: Path) -> Cli:
     return Cli(tmp_path / "cli", server)
 
 
-# The tones below stand in for long speech: they pass --no-vad-filter, or the VAD would find no
-# speech in them and the jobs would end at once.
-def make_tone(path: Path, seconds: float) -> Path:
-    """A sine tone: with ``--speed accurate`` a long one keeps the worker busy for a while."""
-    subprocess.run(
-        ["sox", "-n", "-r", "16000", "-c", "1", str(path), "synth", str(seconds), "sine", "330"],
-        check=True,
-        capture_output=True,
-    )
-    return path
-
-
+# The tones (make_tone) in the tests below stand in for long speech: they pass --no-vad-filter,
+# or the VAD would find no speech in them and the jobs would end at once.
 def junk(tmp_path: Path) -> Path:
     bad = tmp_path / "notes.mp3"
     bad.write_bytes(os.urandom(4000))
