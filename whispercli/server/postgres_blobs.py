@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 
 from whispercli.server.blobs import BlobTooLarge, StorageFull
-from whispercli.server.postgres_store import connection_errors, open_pool
+from whispercli.server.postgres_store import Pooled, open_pool
 
 CHUNK_BYTES = 4 * 1024 * 1024
 
@@ -32,21 +32,13 @@ class BlobCorrupt(OSError):
     """The bytes read back do not match the manifest's sha256 or size."""
 
 
-class PostgresBlobStore:
+class PostgresBlobStore(Pooled):
     def __init__(
         self, dsn: str, *, scratch_dir: Path | None = None, max_connections: int = 4
     ) -> None:
         """``scratch_dir`` holds the engine's temporary copies (default: the system's)."""
         self.scratch_dir = scratch_dir
         self.pool = open_pool(dsn, max_connections)
-
-    def close(self) -> None:
-        self.pool.close()
-
-    @contextlib.contextmanager
-    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
-        with connection_errors(), self.pool.connection() as conn:
-            yield conn
 
     def _put_chunk(self, blob_id: str, version: str, seq: int, data: bytes) -> None:
         try:

@@ -157,6 +157,21 @@ def open_pool(dsn: str, max_connections: int) -> ConnectionPool:
     return pool
 
 
+class Pooled:
+    """Holds a pool from :func:`open_pool`: ``close`` closes it, ``_conn`` lends a connection
+    (connection trouble as StoreUnavailable)."""
+
+    pool: ConnectionPool
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextlib.contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        with connection_errors(), self.pool.connection() as conn:
+            yield conn
+
+
 def _job(row: dict[str, Any]) -> Job:
     return Job(
         id=row["id"],
@@ -183,17 +198,9 @@ _JOB_COLUMNS = (
 )
 
 
-class PostgresStore:
+class PostgresStore(Pooled):
     def __init__(self, dsn: str, *, max_connections: int = 8) -> None:
         self.pool = open_pool(dsn, max_connections)
-
-    def close(self) -> None:
-        self.pool.close()
-
-    @contextlib.contextmanager
-    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
-        with connection_errors(), self.pool.connection() as conn:
-            yield conn
 
     def _one(self, sql: str, args: tuple[Any, ...] | dict[str, Any] = ()) -> dict[str, Any] | None:
         with self._conn() as conn:
