@@ -31,7 +31,12 @@ from whispercli.server.store import (
     Upload,
     new_id,
 )
-from whispercli.server.webhooks.outbox import LEASE_SECONDS, Delivery, delivery_from_row
+from whispercli.server.webhooks.outbox import (
+    LEASE_SECONDS,
+    Delivery,
+    delivery_from_row,
+    delivery_state,
+)
 
 CHANNEL = "whispercli_jobs"
 _QUEUED = sorted(QUEUED_STATUSES)
@@ -354,7 +359,7 @@ class PostgresStore(Pooled):
     def record_attempt(
         self, job_id: str, body: bytes, *, delivered: bool, next_at: float | None, error: str | None
     ) -> None:
-        state = "delivered" if delivered else "waiting" if next_at is not None else "abandoned"
+        state = delivery_state(delivered, next_at)
         with self._conn() as conn:
             conn.execute(
                 "UPDATE whispercli_deliveries SET attempts = attempts + 1,"

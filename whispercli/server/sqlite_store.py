@@ -19,7 +19,12 @@ from typing import Any
 from whispercli.fsutil import atomic_write_text
 from whispercli.protocol import QUEUED_STATUSES, TERMINAL_STATUSES, Status
 from whispercli.server.store import TAKEN_OVER_REASON, Job, Swept, Upload, new_id
-from whispercli.server.webhooks.outbox import LEASE_SECONDS, Delivery, delivery_from_row
+from whispercli.server.webhooks.outbox import (
+    LEASE_SECONDS,
+    Delivery,
+    delivery_from_row,
+    delivery_state,
+)
 
 _QUEUED = tuple(sorted(QUEUED_STATUSES))
 _FINISHED = tuple(sorted(TERMINAL_STATUSES))
@@ -292,7 +297,7 @@ class SqliteStore:
     def record_attempt(
         self, job_id: str, body: bytes, *, delivered: bool, next_at: float | None, error: str | None
     ) -> None:
-        state = "delivered" if delivered else "waiting" if next_at is not None else "abandoned"
+        state = delivery_state(delivered, next_at)
         with self._tx() as db:
             db.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, body = COALESCE(body, ?),"

@@ -69,6 +69,12 @@ def delivery_from_row(row: Mapping[str, Any], extra: dict[str, Any]) -> Delivery
     )
 
 
+def delivery_state(delivered: bool, next_at: float | None) -> str:
+    """A delivery row's state after an attempt: ``delivered``, ``waiting`` for the retry at
+    ``next_at``, or ``abandoned`` (no retry left)."""
+    return "delivered" if delivered else "waiting" if next_at is not None else "abandoned"
+
+
 class Outbox(Protocol):
     """The store's side of webhook delivery."""
 
