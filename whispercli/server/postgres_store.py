@@ -29,6 +29,7 @@ from whispercli.server.store import (
     StoreUnavailable,
     Swept,
     Upload,
+    gave_up,
     new_id,
 )
 from whispercli.server.webhooks.outbox import (
@@ -395,9 +396,7 @@ class PostgresStore(Pooled):
                     " progress = 0, segments = NULL WHERE id = %s",
                     (
                         Status.CANCELLED.value if cancelled else Status.FAILED.value,
-                        None
-                        if cancelled
-                        else f"{TAKEN_OVER_REASON}; gave up after {row['attempts']} attempts",
+                        None if cancelled else gave_up(TAKEN_OVER_REASON, row["attempts"]),
                         job_id,
                     ),
                 )

@@ -18,7 +18,7 @@ from typing import Any
 
 from whispercli.fsutil import atomic_write_text
 from whispercli.protocol import QUEUED_STATUSES, TERMINAL_STATUSES, Status
-from whispercli.server.store import TAKEN_OVER_REASON, Job, Swept, Upload, new_id
+from whispercli.server.store import TAKEN_OVER_REASON, Job, Swept, Upload, gave_up, new_id
 from whispercli.server.webhooks.outbox import (
     LEASE_SECONDS,
     Delivery,
@@ -75,10 +75,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_at);
 """
-
-
-def _gave_up(attempts: int) -> str:
-    return f"{TAKEN_OVER_REASON}; gave up after {attempts} attempts"
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -333,7 +329,7 @@ class SqliteStore:
                     " segments = NULL WHERE id = ?",
                     (
                         Status.CANCELLED.value if cancelled else Status.FAILED.value,
-                        None if cancelled else _gave_up(row["attempts"]),
+                        None if cancelled else gave_up(TAKEN_OVER_REASON, row["attempts"]),
                         time.time(),
                         job_id,
                     ),
@@ -406,7 +402,7 @@ class SqliteStore:
                 status, error = Status.CANCELLED.value, None
             elif found["attempts"] >= max_attempts:
                 status = Status.FAILED.value
-                error = f"{reason}; gave up after {found['attempts']} attempts"
+                error = gave_up(reason, found["attempts"])
             else:
                 status, error = Status.PENDING.value, None
             done = time.time() if status != Status.PENDING.value else None
