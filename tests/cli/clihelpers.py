@@ -100,6 +100,19 @@ class Cli:
         )
 
 
+def make_tone(path: Path, seconds: float = 0.5) -> Path:
+    """A 330 Hz sine tone (folders made as needed). Decoded with ``--speed accurate
+    --no-vad-filter`` (sequential, every window) a 90 s tone keeps the worker busy for seconds;
+    with VAD (the default) it finishes at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-c", "1", str(path), "synth", str(seconds), "sine", "330"],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
 def assert_one_error_line(err: str) -> None:
     """Failures print one 'error:' line (plus an optional 'hint:' line), never a traceback."""
     assert "Traceback" not in err

@@ -9,23 +9,13 @@ from typing import Any
 
 import pytest
 import requests
-from clihelpers import SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line
+from clihelpers import SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line, make_tone
 from wer import wer
 
 
 @pytest.fixture
 def cli(server: Any, tmp_path: Path) -> Cli:
     return Cli(tmp_path / "cli", server)
-
-
-def tone(path: Path, seconds: float = 0.5) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["sox", "-n", "-r", "16000", "-c", "1", str(path), "synth", str(seconds), "sine", "330"],
-        check=True,
-        capture_output=True,
-    )
-    return path
 
 
 def sample(path: Path) -> Path:
@@ -50,7 +40,7 @@ def server_jobs(server: Any) -> int:
 def test_same_stem_in_subfolders_mirrors_the_tree(cli: Cli, tmp_path: Path) -> None:
     coll = tmp_path / "coll"
     sample(coll / "a" / "x.mp3")
-    tone(coll / "b" / "x.wav")
+    make_tone(coll / "b" / "x.wav")
     sample(coll / "x.flac")
     out = tmp_path / "out"
     done = cli.run("transcribe", str(coll), "-o", str(out), "-f", "txt")
@@ -66,8 +56,8 @@ def test_two_inputs_that_would_share_an_output_are_refused_before_upload(
     cli: Cli, server: Any, tmp_path: Path
 ) -> None:
     sample(tmp_path / "in" / "x.mp3")
-    tone(tmp_path / "in" / "x.wav")
-    tone(tmp_path / "other" / "x.wav")
+    make_tone(tmp_path / "in" / "x.wav")
+    make_tone(tmp_path / "other" / "x.wav")
     before = server_jobs(server)
     for args in (
         [str(tmp_path / "in")],
@@ -82,7 +72,7 @@ def test_two_inputs_that_would_share_an_output_are_refused_before_upload(
 
 
 def test_several_transcripts_on_stdout_are_separated_and_named(cli: Cli, tmp_path: Path) -> None:
-    first, second = sample(tmp_path / "one.mp3"), tone(tmp_path / "two.wav")
+    first, second = sample(tmp_path / "one.mp3"), make_tone(tmp_path / "two.wav")
     done = cli.run("transcribe", str(first), str(second))
     assert done.code == 0, done.err
     head, rest = done.out.split(f"==> {second} <==\n")
@@ -95,7 +85,7 @@ def test_several_inputs_in_a_timed_format_need_o(
     cli: Cli, server: Any, tmp_path: Path, fmt: str
 ) -> None:
     before = server_jobs(server)
-    done = cli.run("transcribe", "-f", fmt, str(SAMPLE_MP3), str(tone(tmp_path / "t.wav")))
+    done = cli.run("transcribe", "-f", fmt, str(SAMPLE_MP3), str(make_tone(tmp_path / "t.wav")))
     assert done.code == 2, done.err
     assert_one_error_line(done.err)
     assert "-o" in done.err and fmt in done.err

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line
+from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line, make_tone
 from wer import wer
 
 from whispercli.client import Client
@@ -26,17 +26,6 @@ from whispercli.errors import WhisperCliError
 def cli(server: Any, tmp_path: Path) -> Cli:
     """whispercli talking to this module's real server, with fresh client-side dirs."""
     return Cli(tmp_path / "cli", server)
-
-
-def make_tone(path: Path, seconds: float) -> Path:
-    """A sine tone. Decoded with ``--speed accurate --no-vad-filter`` (sequential, every window)
-    a 90 s tone keeps the worker busy for seconds; with VAD (the default) it finishes at once."""
-    subprocess.run(
-        ["sox", "-n", "-r", "16000", "-c", "1", str(path), "synth", str(seconds), "sine", "330"],
-        check=True,
-        capture_output=True,
-    )
-    return path
 
 
 def saved_jobs(cli: Cli) -> list[dict]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from clihelpers import SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line
+from local_server import serve_http
 from wer import wer
 
 
@@ -43,14 +43,8 @@ class _Files(http.server.BaseHTTPRequestHandler):
 def files() -> Iterator[str]:
     """A loopback HTTP server with /audio/a.mp3 (the sample); records each request."""
     _Files.seen = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve_http(_Files) as url:
+        yield url
 
 
 def test_remote_url_is_downloaded_and_uploaded(cli: Cli, server: Any, files: str) -> None:

@@ -12,14 +12,14 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line
+from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line, make_tone
+from local_server import serve_http
 from wer import wer
 
 from whispercli.client import Client
@@ -30,18 +30,8 @@ def cli(server: Any, tmp_path: Path) -> Cli:
     return Cli(tmp_path / "cli", server)
 
 
-# The tones below stand in for long speech: they pass --no-vad-filter, or the VAD would find no
-# speech in them and the jobs would end at once.
-def make_tone(path: Path, seconds: float) -> Path:
-    """A sine tone: with ``--speed accurate`` a long one keeps the worker busy for a while."""
-    subprocess.run(
-        ["sox", "-n", "-r", "16000", "-c", "1", str(path), "synth", str(seconds), "sine", "330"],
-        check=True,
-        capture_output=True,
-    )
-    return path
-
-
+# The tones (make_tone) in the tests below stand in for long speech: they pass --no-vad-filter,
+# or the VAD would find no speech in them and the jobs would end at once.
 def junk(tmp_path: Path) -> Path:
     bad = tmp_path / "notes.mp3"
     bad.write_bytes(os.urandom(4000))
@@ -319,14 +309,8 @@ def not_whispercli(port: int) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), Quiet)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serve_http(Quiet, port) as url:
+        yield url
 
 
 def test_server_status_honours_url_and_says_what_is_not_ours(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from local_server import SAMPLE_MP3, SAMPLE_TXT, ServerHandle
+from server_helpers import webhook_secret
 from standardwebhooks import Webhook
 from webhook_receiver import receiver
 from wer import wer
@@ -19,18 +20,6 @@ from wer import wer
 HERE = Path(__file__).parent
 EDEN_SEED = HERE / "edenai_seed.py"
 OCTO_SEED = HERE / "octoai_seed.py"
-
-
-def _secret(server: ServerHandle) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "whispercli", "server", "webhook-secret"],
-        env={**os.environ, **server.env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def test_eden_seed_polls_the_transcript_and_its_receiver_gets_it(
@@ -63,7 +52,7 @@ def test_eden_seed_polls_the_transcript_and_its_receiver_gets_it(
         assert wer(SAMPLE_TXT.read_text(), transcript) <= 0.10, transcript
         assert rx.wait(1, 30), "the webhook_receiver got nothing"
     [hook] = rx.received
-    body = Webhook(_secret(server)).verify(hook.body, hook.headers)
+    body = Webhook(webhook_secret(server)).verify(hook.body, hook.headers)
     assert body["public_id"] == launched["public_id"] and body["status"] == "finished"
     assert body["results"]["whisper"]["text"] == transcript.strip()
     assert body["results"]["whisper"]["diarization"]["entries"][0]["speaker"] == 1

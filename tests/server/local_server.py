@@ -5,12 +5,15 @@ that need more control import it directly (``from local_server import start_serv
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,21 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE_MP3 = REPO / "samples" / "sample.mp3"
 SAMPLE_TXT = REPO / "samples" / "sample.txt"
 START_TIMEOUT = 60.0
+
+
+@contextlib.contextmanager
+def serve_http(handler: type[http.server.BaseHTTPRequestHandler], port: int = 0) -> Iterator[str]:
+    """A threading HTTP server answering with ``handler`` on loopback ``port`` (0: a free
+    one), in a thread; yields its base URL and stops it on exit."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
 
 
 def find_free_port() -> int:

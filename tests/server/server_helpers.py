@@ -4,7 +4,9 @@ speech made on the fly with espeak-ng."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,19 @@ Engineers tested the solar panels on the roof and found they work well in cloudy
 """
 READINGS = (("en", 175), ("en-us", 150), ("en+f3", 190), ("en-gb-x-rp", 160), ("en+m3", 140))
 """(espeak-ng voice, words per minute): each reading of LONG_TEXT is about a minute."""
+
+
+def webhook_secret(server: ServerHandle) -> str:
+    """The server's webhook signing secret, as ``whispercli server webhook-secret`` prints it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "whispercli", "server", "webhook-secret"],
+        env={**os.environ, **server.env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout.strip()
 
 
 def make_long_clip(folder: Path, readings: int) -> Path:

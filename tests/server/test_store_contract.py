@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,6 +81,15 @@ def new_job(store: Store, key: str | None = None, upload_id: str | None = None) 
     job, created = store.create_job("tiny", {"language": "en"}, upload_id or uploaded(store), key)
     assert created
     return job.id
+
+
+def in_threads(target: Callable[[], None], count: int) -> None:
+    """Run ``target`` in ``count`` threads at once and wait for them all."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
 
 
 # -- uploads --------------------------------------------------------------------------------------
@@ -154,11 +163,7 @@ def test_concurrent_claims_take_each_job_once(store: Store) -> None:
             with lock:
                 taken.append(job.id)
 
-    threads = [threading.Thread(target=claim_all) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    in_threads(claim_all, 4)
     assert sorted(taken) == sorted(ids)
 
 
@@ -376,11 +381,7 @@ def test_racing_deliverers_claim_each_delivery_once(store: Store) -> None:
             with lock:
                 taken.extend(d.job_id for d in got)
 
-    threads = [threading.Thread(target=claim) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    in_threads(claim, 4)
     assert sorted(taken) == sorted(ids)
 
 

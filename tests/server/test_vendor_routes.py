@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 import requests
-from local_server import SAMPLE_MP3, SAMPLE_TXT, ServerHandle
+from local_server import SAMPLE_MP3, SAMPLE_TXT, ServerHandle, serve_http
 from webhook_receiver import receiver
 from wer import wer
 
@@ -44,15 +43,8 @@ def file_server() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with serve_http(Handler) as url:
+        yield url
 
 
 def _eden_done(server: ServerHandle, public_id: str, path_end: str = "") -> dict[str, Any]:

@@ -3,9 +3,6 @@ refused addresses answered 400 before any connect (in-process app, connect tripw
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,25 +10,13 @@ import pytest
 import requests
 from fastapi.testclient import TestClient
 from local_server import SAMPLE_MP3, ServerFactory, ServerHandle, find_free_port, start_server
-from server_helpers import SUBMIT, TIMEOUT, upload, wait_done
+from server_helpers import SUBMIT, TIMEOUT, upload, wait_done, webhook_secret
 from standardwebhooks import Webhook
 from webhook_receiver import receiver
 
 from whispercli.server.settings import ServerSettings
 
 FAST_RETRY = ("--webhook-first-retry", "0.2")
-
-
-def _secret(server: ServerHandle) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "whispercli", "server", "webhook-secret"],
-        env={**os.environ, **server.env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 def _submit(server: ServerHandle, hook: str) -> dict[str, Any]:
@@ -48,7 +33,7 @@ def _submit(server: ServerHandle, hook: str) -> dict[str, Any]:
 
 def test_one_signed_delivery_per_job(server_factory: ServerFactory) -> None:
     server = server_factory.start(*FAST_RETRY)
-    secret = _secret(server)
+    secret = webhook_secret(server)
     with receiver() as rx:
         jobs = [_submit(server, rx.url), _submit(server, rx.url + "?tag=2")]
         ended = [wait_done(server, job) for job in jobs]
@@ -80,7 +65,7 @@ def test_failed_jobs_are_delivered_too(server_factory: ServerFactory) -> None:
         assert resp.status_code == 202, resp.text
         failed = wait_done(server, resp.json()["response"])
         assert rx.wait(1, 30)
-    body = Webhook(_secret(server)).verify(rx.received[0].body, rx.received[0].headers)
+    body = Webhook(webhook_secret(server)).verify(rx.received[0].body, rx.received[0].headers)
     assert body["id"] == failed["id"] and body["status"] == "failed" and body["error"]
 
 
@@ -94,7 +79,7 @@ def test_receiver_down_three_times_then_up_gets_it_once(server_factory: ServerFa
         assert not rx.wait(5, 3), "delivered again after a 2xx"
     assert len({got.headers["webhook-id"] for got in rx.received}) == 1
     assert len({got.body for got in rx.received}) == 1
-    Webhook(_secret(server)).verify(rx.received[-1].body, rx.received[-1].headers)
+    Webhook(webhook_secret(server)).verify(rx.received[-1].body, rx.received[-1].headers)
 
 
 def test_delivery_survives_a_sigkill(tmp_path: Path) -> None:
@@ -109,7 +94,9 @@ def test_delivery_survives_a_sigkill(tmp_path: Path) -> None:
             try:
                 assert rx.wait(1, 30), "the delivery was lost with the server"
                 assert not rx.wait(2, 3)
-                body = Webhook(_secret(second)).verify(rx.received[0].body, rx.received[0].headers)
+                body = Webhook(webhook_secret(second)).verify(
+                    rx.received[0].body, rx.received[0].headers
+                )
                 assert body["id"] == job["id"] and body["status"] == "success"
             finally:
                 second.stop()

@@ -21,11 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
 from whispercli.server.blobs import BlobTooLarge, StorageFull
-from whispercli.server.postgres_store import connection_errors
+from whispercli.server.postgres_store import Pooled, open_pool
 
 CHUNK_BYTES = 4 * 1024 * 1024
 
@@ -34,31 +32,13 @@ class BlobCorrupt(OSError):
     """The bytes read back do not match the manifest's sha256 or size."""
 
 
-class PostgresBlobStore:
+class PostgresBlobStore(Pooled):
     def __init__(
         self, dsn: str, *, scratch_dir: Path | None = None, max_connections: int = 4
     ) -> None:
         """``scratch_dir`` holds the engine's temporary copies (default: the system's)."""
         self.scratch_dir = scratch_dir
-        self.pool = ConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=max_connections,
-            kwargs={"autocommit": True, "row_factory": dict_row},
-            timeout=5,
-            check=ConnectionPool.check_connection,  # no dead connection after a restart
-            open=False,
-        )
-        with connection_errors():
-            self.pool.open(wait=True, timeout=10)
-
-    def close(self) -> None:
-        self.pool.close()
-
-    @contextlib.contextmanager
-    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
-        with connection_errors(), self.pool.connection() as conn:
-            yield conn
+        self.pool = open_pool(dsn, max_connections)
 
     def _put_chunk(self, blob_id: str, version: str, seq: int, data: bytes) -> None:
         try:

@@ -29,9 +29,15 @@ from whispercli.server.store import (
     StoreUnavailable,
     Swept,
     Upload,
+    gave_up,
     new_id,
 )
-from whispercli.server.webhooks.outbox import LEASE_SECONDS, Delivery
+from whispercli.server.webhooks.outbox import (
+    LEASE_SECONDS,
+    Delivery,
+    delivery_from_row,
+    delivery_state,
+)
 
 CHANNEL = "whispercli_jobs"
 _QUEUED = sorted(QUEUED_STATUSES)
@@ -140,6 +146,38 @@ def connection_errors() -> Iterator[None]:
         raise StoreUnavailable(f"the database is unavailable: {first}") from None
 
 
+def open_pool(dsn: str, max_connections: int) -> ConnectionPool:
+    """An open pool of autocommit connections giving dict rows (StoreUnavailable if the
+    database cannot be reached)."""
+    pool = ConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=max_connections,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        timeout=5,
+        check=ConnectionPool.check_connection,  # no dead connection after a restart
+        open=False,
+    )
+    with connection_errors():
+        pool.open(wait=True, timeout=10)
+    return pool
+
+
+class Pooled:
+    """Holds a pool from :func:`open_pool`: ``close`` closes it, ``_conn`` lends a connection
+    (connection trouble as StoreUnavailable)."""
+
+    pool: ConnectionPool
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextlib.contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        with connection_errors(), self.pool.connection() as conn:
+            yield conn
+
+
 def _job(row: dict[str, Any]) -> Job:
     return Job(
         id=row["id"],
@@ -166,27 +204,9 @@ _JOB_COLUMNS = (
 )
 
 
-class PostgresStore:
+class PostgresStore(Pooled):
     def __init__(self, dsn: str, *, max_connections: int = 8) -> None:
-        self.pool = ConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=max_connections,
-            kwargs={"autocommit": True, "row_factory": dict_row},
-            timeout=5,
-            check=ConnectionPool.check_connection,  # no dead connection after a restart
-            open=False,
-        )
-        with connection_errors():
-            self.pool.open(wait=True, timeout=10)
-
-    def close(self) -> None:
-        self.pool.close()
-
-    @contextlib.contextmanager
-    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
-        with connection_errors(), self.pool.connection() as conn:
-            yield conn
+        self.pool = open_pool(dsn, max_connections)
 
     def _one(self, sql: str, args: tuple[Any, ...] | dict[str, Any] = ()) -> dict[str, Any] | None:
         with self._conn() as conn:
@@ -335,25 +355,12 @@ class PostgresStore:
                 " WHERE d.job_id = due.job_id RETURNING d.*, due.ended_at",
                 (now, now, _FINISHED, limit, now + LEASE_SECONDS),
             ).fetchall()
-        return [
-            Delivery(
-                job_id=r["job_id"],
-                message_id=r["message_id"],
-                url=r["url"],
-                kind=r["kind"],
-                base_url=r["base_url"],
-                ended_at=r["ended_at"],
-                attempts=r["attempts"],
-                body=bytes(r["body"]) if r["body"] is not None else None,
-                extra=r["extra"],
-            )
-            for r in rows
-        ]
+        return [delivery_from_row(r, r["extra"]) for r in rows]
 
     def record_attempt(
         self, job_id: str, body: bytes, *, delivered: bool, next_at: float | None, error: str | None
     ) -> None:
-        state = "delivered" if delivered else "waiting" if next_at is not None else "abandoned"
+        state = delivery_state(delivered, next_at)
         with self._conn() as conn:
             conn.execute(
                 "UPDATE whispercli_deliveries SET attempts = attempts + 1,"
@@ -389,9 +396,7 @@ class PostgresStore:
                     " progress = 0, segments = NULL WHERE id = %s",
                     (
                         Status.CANCELLED.value if cancelled else Status.FAILED.value,
-                        None
-                        if cancelled
-                        else f"{TAKEN_OVER_REASON}; gave up after {row['attempts']} attempts",
+                        None if cancelled else gave_up(TAKEN_OVER_REASON, row["attempts"]),
                         job_id,
                     ),
                 )

@@ -18,8 +18,13 @@ from typing import Any
 
 from whispercli.fsutil import atomic_write_text
 from whispercli.protocol import QUEUED_STATUSES, TERMINAL_STATUSES, Status
-from whispercli.server.store import TAKEN_OVER_REASON, Job, Swept, Upload, new_id
-from whispercli.server.webhooks.outbox import LEASE_SECONDS, Delivery
+from whispercli.server.store import TAKEN_OVER_REASON, Job, Swept, Upload, gave_up, new_id
+from whispercli.server.webhooks.outbox import (
+    LEASE_SECONDS,
+    Delivery,
+    delivery_from_row,
+    delivery_state,
+)
 
 _QUEUED = tuple(sorted(QUEUED_STATUSES))
 _FINISHED = tuple(sorted(TERMINAL_STATUSES))
@@ -70,10 +75,6 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_at);
 """
-
-
-def _gave_up(attempts: int) -> str:
-    return f"{TAKEN_OVER_REASON}; gave up after {attempts} attempts"
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -287,25 +288,12 @@ class SqliteStore:
                 "UPDATE deliveries SET next_at = ? WHERE job_id = ?",
                 [(now + LEASE_SECONDS, r["job_id"]) for r in rows],
             )
-        return [
-            Delivery(
-                job_id=r["job_id"],
-                message_id=r["message_id"],
-                url=r["url"],
-                kind=r["kind"],
-                base_url=r["base_url"],
-                ended_at=r["ended_at"],
-                attempts=r["attempts"],
-                body=r["body"],
-                extra=json.loads(r["extra"]),
-            )
-            for r in rows
-        ]
+        return [delivery_from_row(r, json.loads(r["extra"])) for r in rows]
 
     def record_attempt(
         self, job_id: str, body: bytes, *, delivered: bool, next_at: float | None, error: str | None
     ) -> None:
-        state = "delivered" if delivered else "waiting" if next_at is not None else "abandoned"
+        state = delivery_state(delivered, next_at)
         with self._tx() as db:
             db.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, body = COALESCE(body, ?),"
@@ -341,7 +329,7 @@ class SqliteStore:
                     " segments = NULL WHERE id = ?",
                     (
                         Status.CANCELLED.value if cancelled else Status.FAILED.value,
-                        None if cancelled else _gave_up(row["attempts"]),
+                        None if cancelled else gave_up(TAKEN_OVER_REASON, row["attempts"]),
                         time.time(),
                         job_id,
                     ),
@@ -414,7 +402,7 @@ class SqliteStore:
                 status, error = Status.CANCELLED.value, None
             elif found["attempts"] >= max_attempts:
                 status = Status.FAILED.value
-                error = f"{reason}; gave up after {found['attempts']} attempts"
+                error = gave_up(reason, found["attempts"])
             else:
                 status, error = Status.PENDING.value, None
             done = time.time() if status != Status.PENDING.value else None

@@ -64,6 +64,11 @@ TAKEN_OVER_REASON = "the worker running this job stopped"
 """The error of a job whose workers kept dying until ``claim`` ran out of attempts."""
 
 
+def gave_up(reason: str, attempts: int) -> str:
+    """The error of a job failed for ``reason`` once it used up its ``attempts``."""
+    return f"{reason}; gave up after {attempts} attempts"
+
+
 class StoreUnavailable(Exception):
     """The database cannot be reached right now; the request may be retried later."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -51,6 +51,28 @@ class Delivery:
     body: bytes | None = None
     """The body sent, kept from the first attempt on."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def delivery_from_row(row: Mapping[str, Any], extra: dict[str, Any]) -> Delivery:
+    """A store's delivery row, with its job's ``ended_at``, as a :class:`Delivery`; ``extra``
+    is the row's JSON already decoded (each store's dialect stores it its own way)."""
+    return Delivery(
+        job_id=row["job_id"],
+        message_id=row["message_id"],
+        url=row["url"],
+        kind=row["kind"],
+        base_url=row["base_url"],
+        ended_at=row["ended_at"],
+        attempts=row["attempts"],
+        body=bytes(row["body"]) if row["body"] is not None else None,
+        extra=extra,
+    )
+
+
+def delivery_state(delivered: bool, next_at: float | None) -> str:
+    """A delivery row's state after an attempt: ``delivered``, ``waiting`` for the retry at
+    ``next_at``, or ``abandoned`` (no retry left)."""
+    return "delivered" if delivered else "waiting" if next_at is not None else "abandoned"
 
 
 class Outbox(Protocol):
