@@ -142,5 +142,7 @@ def test_ctrl_c_at_any_moment_says_interrupted(tmp_path: Path, delay: float) -> 
         proc.kill()
         proc.wait()
     said = [line for line in err.splitlines() if not line.startswith("import time:")]
-    assert proc.returncode == ExitCode.INTERRUPTED, err
+    # 130, or death by SIGINT (CPython re-raises SIGINT at exit when a KeyboardInterrupt landed
+    # at an import/run boundary): a shell reports both as $? = 130.
+    assert proc.returncode in (ExitCode.INTERRUPTED, -signal.SIGINT), err
     assert said == ["whispercli: interrupted"] and out == "", err
