@@ -85,7 +85,9 @@ def create_app(
         runner.wake()
 
     dispatcher = backend.dispatcher
-    service = JobService(settings, store, blobs, notifier, dispatcher or wake_runner)
+    service = JobService(
+        settings, store, blobs, notifier, dispatcher or wake_runner, fleet=backend.fleet
+    )
     links = Links(signer, settings)
     deliverer = Deliverer(
         store,
