@@ -31,7 +31,7 @@ class Workers:
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def start(
-        self, fake_seconds: float | None = None, queues: str = "cpu"
+        self, fake_seconds: float | None = None, queues: str = "cpu", *extra: str
     ) -> subprocess.Popen[bytes]:
         """A worker with the real model, or the fake engine taking ``fake_seconds`` a job."""
         n = len(self.procs)
@@ -40,7 +40,7 @@ class Workers:
         log = self.root / f"worker-{n}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [*WORKER_RUN, "--database", self.dsn, "--queues", queues],
+                [*WORKER_RUN, "--database", self.dsn, "--queues", queues, *extra],
                 env={
                     **os.environ,
                     "WHISPERCLI_DATA_DIR": str(data),
@@ -259,6 +259,36 @@ def test_health_lists_live_workers_and_a_job_without_one_says_why(
     proc.send_signal(signal.SIGTERM)
     proc.wait(20)
     _until(lambda: [w["queues"] for w in _health(server)["workers"]] == [["cpu", "gpu"]])
+
+
+def _rows(dsn: str, sql: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(sql).fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+def test_one_worker_sweeps_expired_jobs_uploads_and_chunks(
+    server_factory: ServerFactory, workers: Workers
+) -> None:
+    server = server_factory.start("--database", workers.dsn)  # its own sweep is off here
+    for _ in range(2):
+        workers.start(0.1, "cpu", "--retention-hours", "0.001")  # 3.6 s
+    job = submit(server, upload(server))
+    assert wait_done(server, job, timeout=30)["status"] == "success"
+    spare = upload(server)  # an upload no job used expires too
+    assert _rows(workers.dsn, "SELECT count(*) FROM whispercli_blob_chunks") >= 2
+    ended = time.monotonic()
+    _until(lambda: _rows(workers.dsn, "SELECT count(*) FROM whispercli_jobs") == 0, 40)
+    assert time.monotonic() - ended >= 3.6 - 1  # not before the retention period
+    for table in ("whispercli_uploads", "whispercli_blobs", "whispercli_blob_chunks"):
+        _until(lambda t=table: _rows(workers.dsn, f"SELECT count(*) FROM {t}") == 0, 20)
+    resp = requests.get(job["urls"]["GET"], headers=server.headers, timeout=10)
+    assert resp.status_code == 404
+    assert requests.put(spare, data=b"late", timeout=10).status_code in (403, 404, 410)
+    assert workers.logs().count("retention sweep removed") >= 1
 
 
 def test_a_poison_job_fails_after_3_attempts(

@@ -201,7 +201,11 @@ def run(
     ] = DEFAULTS.upload_url_ttl,
     retention_hours: Annotated[
         float,
-        typer.Option(help="Hours before finished jobs and their files are deleted.", min=0.001),
+        typer.Option(
+            help="Hours before finished jobs and their files are deleted "
+            "(with --database: `worker run --retention-hours` instead).",
+            min=0.001,
+        ),
     ] = DEFAULTS.retention / 3600,
     cpu_threads: Annotated[
         int,

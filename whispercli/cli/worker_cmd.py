@@ -46,6 +46,14 @@ def run(
         ),
     ] = None,
     speed: Annotated[str, typer.Option(help="Decoding profile.")] = DEFAULTS.speed,
+    retention_hours: Annotated[
+        float,
+        typer.Option(
+            help="Hours before finished jobs and their files are deleted (one worker of the "
+            "fleet sweeps every 10 s; give all workers the same value).",
+            min=0.001,
+        ),
+    ] = DEFAULTS.retention / 3600,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     device: DeviceOpt = "auto",
     compute_type: ComputeTypeOpt = "auto",
@@ -73,6 +81,7 @@ def run(
         cpu_threads=cpu_threads,
         models_dir=models_dir,
         speed=speed,
+        retention=retention_hours * 3600,
         device_plan=_device_plan(device, compute_type, logging.getLogger("whispercli.server")),
         max_loaded_models=max_loaded_models,
     )

@@ -62,6 +62,14 @@ class Fleet:
     def leave(self, worker_id: str) -> None:
         self._execute("DELETE FROM whispercli_workers WHERE id = %s", (worker_id,))
 
+    def prune(self, older_than: float) -> int:
+        """Delete the rows of workers dead for ``older_than`` seconds; how many went."""
+        with connection_errors(), self.pool.connection() as conn:
+            cursor = conn.execute(
+                f"DELETE FROM whispercli_workers WHERE heartbeat < {_NOW} - %s", (older_than,)
+            )
+            return cursor.rowcount
+
     # -- what the API servers read ---------------------------------------------------------
     def live(self) -> list[WorkerInfo]:
         rows = self._execute(

@@ -29,6 +29,7 @@ import procrastinate
 from procrastinate import JobContext, PsycopgConnector, RetryStrategy
 
 from whispercli.server.fleet import Fleet, Heartbeat
+from whispercli.server.retention import sweep_once
 from whispercli.server.settings import ServerSettings
 from whispercli.server.store import Job, Store, StoreUnavailable
 
@@ -40,6 +41,9 @@ HEARTBEAT_SECONDS = 1.0
 STALLED_AFTER_SECONDS = 5.0
 """A worker whose heartbeat is this old is dead: its job goes to another worker."""
 MAX_RECONNECT_DELAY = 10.0
+RETENTION_EVERY_SECONDS = 10
+"""One worker of the fleet deletes expired jobs, results and uploads this often (a periodic
+task: Procrastinate defers each tick once, whoever else runs it)."""
 POLL_SECONDS = 1.0
 """Workers also look for tasks this often (retries of stalled tasks send no NOTIFY)."""
 
@@ -83,6 +87,12 @@ def make_app(dsn: str) -> procrastinate.App:
             log.warning("task %s of a dead worker: retrying it", stalled.id)
             await manager.retry_job(stalled)
 
+    @app.periodic(cron=f"* * * * * */{RETENTION_EVERY_SECONDS}")  # seconds come last
+    @app.task(queue=MAINTENANCE_QUEUE, queueing_lock="retention", pass_context=True)
+    def retention_sweep(context: JobContext, timestamp: int) -> None:
+        worker: QueueWorker = context.additional_context["whispercli"]
+        worker.sweep()
+
     return app
 
 
@@ -107,7 +117,8 @@ class QueueDispatcher:
 
 
 class QueueWorker:
-    """Runs the jobs the queue hands this worker, one at a time, on one engine child."""
+    """Runs the jobs the queue hands this worker, one at a time, on one engine child, and
+    the fleet's retention sweep when the queue hands it that."""
 
     def __init__(
         self, settings: ServerSettings, store: Store, executor: Any, heartbeat: Heartbeat
@@ -131,6 +142,12 @@ class QueueWorker:
         after = self.store.get_job(job_id)
         if after is not None and after.status == "pending":  # crashed, or this worker stops
             raise Requeued(job_id)
+
+    def sweep(self) -> None:
+        removed = sweep_once(self.store, self.executor.blobs, self.settings.retention)
+        removed += self.heartbeat.fleet.prune(self.settings.retention)
+        if removed:
+            log.info("retention sweep removed %d old jobs/uploads/worker rows", removed)
 
 
 def run_worker(settings: ServerSettings, queues: list[str]) -> None:
