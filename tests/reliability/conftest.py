@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from figures import FIGURES, dump
-from harness import Sandbox, Server, reap
+from harness import Sandbox, Server, Worker, reap
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -25,8 +25,26 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def live_server(sandbox: Sandbox) -> Iterator[Server]:
-    """A real server on a free port with the sandbox's data dir (stopped in teardown)."""
-    server = Server(sandbox).start()
+def backend(request: pytest.FixtureRequest) -> str:
+    """sqlite (the default), or postgres for tests marked with ``harness.BOTH_BACKENDS``."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def live_server(sandbox: Sandbox, backend: str, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A real server on a free port with the sandbox's data dir (stopped in teardown); on the
+    postgres backend an API server on a fresh database of the session's cluster plus one
+    worker."""
+    if backend == "sqlite":
+        server = Server(sandbox).start()
+        yield server
+        server.stop()
+        return
+    from whispercli.server.postgres_store import migrate
+
+    dsn = request.getfixturevalue("postgres").new_database(migrate)
+    server = Server(sandbox, database=dsn).start()
+    server.worker = Worker(sandbox, dsn).start()
     yield server
+    server.worker.stop()
     server.stop()

@@ -18,11 +18,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "sample.mp3"
 SAMPLE_TEXT = (REPO / "samples" / "sample.txt").read_text(encoding="utf-8")
+
+BOTH_BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+"""Run a test on the embedded server (SQLite, its own engine) and on the PostgreSQL mode (an
+API server with ``--database`` and one ``worker run``): the ``live_server`` fixture reads it."""
 
 
 def free_port() -> int:
@@ -95,13 +100,22 @@ class Sandbox:
 class Server:
     """``whispercli server run`` in its own session, on the sandbox's port and data dir."""
 
-    def __init__(self, sandbox: Sandbox, *args: str, data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        *args: str,
+        data_dir: Path | None = None,
+        database: str | None = None,
+    ) -> None:
         self.sandbox = sandbox
-        self.args = args
+        self.args = (*args, "--database", database) if database else args
+        self.database = database
         self.data_dir = data_dir or sandbox.data_dir
         self.log = sandbox.root / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.worker: Worker | None = None
+        """With a database: the one ``worker run`` that runs the jobs."""
 
     def command(self) -> list[str]:
         return [
@@ -111,6 +125,12 @@ class Server:
         ]  # fmt: skip
 
     def start(self, *, wait: bool = True, timeout: float = 60.0) -> Server:
+        self._spawn()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def _spawn(self) -> None:
         with self.log.open("ab") as log:
             log.write(f"--- start {self.starts} ---\n".encode())
             self.proc = subprocess.Popen(
@@ -122,9 +142,6 @@ class Server:
                 start_new_session=True,
             )
         self.starts += 1
-        if wait:
-            self.wait_ready(timeout)
-        return self
 
     @property
     def pid(self) -> int:
@@ -183,6 +200,21 @@ class Server:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
         return self.proc.returncode
+
+
+class Worker(Server):
+    """``whispercli worker run --database`` in its own session, with the sandbox's env."""
+
+    def __init__(self, sandbox: Sandbox, database: str) -> None:
+        super().__init__(sandbox, database=database)
+        self.log = sandbox.root / "worker.log"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "whispercli", "worker", "run", *self.args]
+
+    def start(self, *, wait: bool = True, timeout: float = 60.0) -> Worker:
+        self._spawn()
+        return self
 
 
 def run_cli(

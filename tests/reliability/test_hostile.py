@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from figures import bump, record
-from harness import SAMPLE, Sandbox, Server, run_cli
+from harness import BOTH_BACKENDS, SAMPLE, Sandbox, Server, run_cli
 from hostile_audio import hostile_files, silence_mp3
 
 pytestmark = pytest.mark.reliability
@@ -187,6 +187,7 @@ def test_path_like_and_unicode_file_names(
 # -- job ids that are SQL or path fragments ------------------------------------------------------
 
 
+@BOTH_BACKENDS
 def test_hostile_job_ids_over_http(live_server: Server, sandbox: Sandbox, tmp_path: Path) -> None:
     before = _snapshot(tmp_path.parent)
     passwd = Path("/etc/passwd").read_bytes()
@@ -266,6 +267,7 @@ def test_non_ascii_signature_is_403_not_500(live_server: Server, sandbox: Sandbo
 # -- schemathesis --------------------------------------------------------------------------------
 
 
+@BOTH_BACKENDS
 def test_schemathesis_over_openapi(live_server: Server, sandbox: Sandbox, tmp_path: Path) -> None:
     """Bounded property-based run over every documented operation, with the Bearer key:
     no 5xx, and no operation that ignores auth. The upload PUT is left to the tests above:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from figures import bump, record
-from harness import SAMPLE, Sandbox, Server, free_port, run_cli
+from harness import BOTH_BACKENDS, SAMPLE, Sandbox, Server, free_port, run_cli
 
 pytestmark = pytest.mark.reliability
 
@@ -47,6 +47,7 @@ def _operations(sandbox: Sandbox) -> list[tuple[str, str, dict[str, Any]]]:
     return ops
 
 
+@BOTH_BACKENDS
 def test_every_endpoint_needs_the_key(live_server: Server, sandbox: Sandbox) -> None:
     key = sandbox.key()
     headers_for = _bad_auth(key)

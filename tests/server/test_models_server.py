@@ -115,7 +115,7 @@ def test_what_a_model_can_do_keys_on_the_model_resolved(
     [
         ["server", "run", "--device", "cuda", "--port", str(find_free_port())],
         # A PostgreSQL-mode worker chooses its device before it connects to the database.
-        ["server", "worker", "--device", "cuda", "--database", "postgresql://u@127.0.0.1:1/db"],
+        ["worker", "run", "--device", "cuda", "--database", "postgresql://u@127.0.0.1:1/db"],
     ],
     ids=["run", "worker"],
 )

@@ -1,4 +1,4 @@
-"""The PostgreSQL mode end to end: `server run --database` (no engine) and `server worker`
+"""The PostgreSQL mode end to end: `server run --database` (no engine) and `worker run`
 processes (the real model) that take jobs from the queue."""
 
 from __future__ import annotations
@@ -8,17 +8,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from local_server import REPO, SAMPLE_TXT, ServerFactory
+import requests
+from local_server import REPO, SAMPLE_TXT, ServerFactory, ServerHandle
 from pg_cluster import PostgresCluster
-from server_helpers import poll, submit, upload, wait_done
+from server_helpers import SUBMIT, poll, submit, upload, wait_done
 
 from whispercli.server.postgres_store import migrate
 from whispercli.server.queue import POLL_SECONDS, STALLED_AFTER_SECONDS
 from whispercli.server.settings import FAKE_ENGINE_ENV
+
+WORKER_RUN = [sys.executable, "-m", "whispercli", "worker", "run"]
 
 
 class Workers:
@@ -26,7 +30,9 @@ class Workers:
         self.root, self.dsn = root, dsn
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def start(self, fake_seconds: float | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, fake_seconds: float | None = None, queues: str = "cpu", *extra: str
+    ) -> subprocess.Popen[bytes]:
         """A worker with the real model, or the fake engine taking ``fake_seconds`` a job."""
         n = len(self.procs)
         data = self.root / f"worker-{n}"
@@ -34,7 +40,7 @@ class Workers:
         log = self.root / f"worker-{n}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "whispercli", "server", "worker", "--database", self.dsn],
+                [*WORKER_RUN, "--database", self.dsn, "--queues", queues, *extra],
                 env={
                     **os.environ,
                     "WHISPERCLI_DATA_DIR": str(data),
@@ -198,6 +204,91 @@ def _attempts(dsn: str, job_id: str) -> int:
         found = row.fetchone()
     assert found is not None
     return int(found[0])
+
+
+def _health(server: ServerHandle) -> dict[str, Any]:
+    resp = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=10)
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def _until(check: Callable[[], Any], timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_health_lists_live_workers_and_a_job_without_one_says_why(
+    server_factory: ServerFactory, workers: Workers
+) -> None:
+    server = server_factory.start("--database", workers.dsn)
+    assert _health(server)["workers"] == []
+    proc = workers.start(fake_seconds=3)
+    resp = requests.post(
+        server.url + SUBMIT.format(model="tiny").replace("cpuflex", "gpuflex"),
+        json={"input": {}, "URL": upload(server)},
+        headers=server.headers,
+        timeout=10,
+    )
+    assert resp.status_code == 202, resp.text
+    gpu_job = resp.json()["response"]
+    cpu_job = submit(server, upload(server))
+    _until(lambda: poll(server, cpu_job)["status"] == "processing")
+    health = _until(lambda: (h := _health(server))["workers"] and h)
+    [worker] = health["workers"]
+    assert worker["queues"] == ["cpu"] and worker["device"] == "cpu"
+    assert worker["id"] == f"{worker['host']}-{proc.pid}"
+    assert worker["currentJob"] == cpu_job["id"]
+    assert 0 <= worker["heartbeatAge"] < STALLED_AFTER_SECONDS
+    assert health["queues"]["gpu"] == {"pending": 1, "processing": 0}
+    assert health["queues"]["cpu"] == {"pending": 0, "processing": 1}
+    waiting = poll(server, gpu_job)
+    assert waiting["status"] == "pending"
+    assert "no live worker serves the 'gpu' queue" in waiting["waiting"]
+    assert "waiting" not in poll(server, cpu_job)
+    assert wait_done(server, cpu_job, timeout=30)["status"] == "success"
+    time.sleep(2 * POLL_SECONDS)
+    assert poll(server, gpu_job)["status"] == "pending"  # never taken by the cpu worker
+    workers.start(fake_seconds=0.2, queues="cpu,gpu")
+    assert wait_done(server, gpu_job, timeout=30)["status"] == "success"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(20)
+    _until(lambda: [w["queues"] for w in _health(server)["workers"]] == [["cpu", "gpu"]])
+
+
+def _rows(dsn: str, sql: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(sql).fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+def test_one_worker_sweeps_expired_jobs_uploads_and_chunks(
+    server_factory: ServerFactory, workers: Workers
+) -> None:
+    server = server_factory.start("--database", workers.dsn)  # its own sweep is off here
+    for _ in range(2):
+        workers.start(0.1, "cpu", "--retention-hours", "0.001")  # 3.6 s
+    job = submit(server, upload(server))
+    assert wait_done(server, job, timeout=30)["status"] == "success"
+    spare = upload(server)  # an upload no job used expires too
+    assert _rows(workers.dsn, "SELECT count(*) FROM whispercli_blob_chunks") >= 2
+    ended = time.monotonic()
+    _until(lambda: _rows(workers.dsn, "SELECT count(*) FROM whispercli_jobs") == 0, 40)
+    assert time.monotonic() - ended >= 3.6 - 1  # not before the retention period
+    for table in ("whispercli_uploads", "whispercli_blobs", "whispercli_blob_chunks"):
+        _until(lambda t=table: _rows(workers.dsn, f"SELECT count(*) FROM {t}") == 0, 20)
+    resp = requests.get(job["urls"]["GET"], headers=server.headers, timeout=10)
+    assert resp.status_code == 404
+    assert requests.put(spare, data=b"late", timeout=10).status_code in (403, 404, 410)
+    assert workers.logs().count("retention sweep removed") >= 1
 
 
 def test_a_poison_job_fails_after_3_attempts(

@@ -11,7 +11,16 @@ from typing import Annotated
 import typer
 
 from whispercli import __version__
-from whispercli.cli import config_cmd, doctor, jobs_cmd, models_cmd, submit, transcribe, wait_cmd
+from whispercli.cli import (
+    config_cmd,
+    doctor,
+    jobs_cmd,
+    models_cmd,
+    submit,
+    transcribe,
+    wait_cmd,
+    worker_cmd,
+)
 from whispercli.cli import server as server_cmd
 from whispercli.cli.context import globals_of
 from whispercli.cli.helpfmt import use_plain_help
@@ -34,6 +43,7 @@ app.command("wait")(wait_cmd.wait)
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(jobs_cmd.app, name="jobs")
 app.add_typer(server_cmd.app, name="server")
+app.add_typer(worker_cmd.app, name="worker")
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor.doctor)
 use_plain_help(app)

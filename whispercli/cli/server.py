@@ -201,7 +201,11 @@ def run(
     ] = DEFAULTS.upload_url_ttl,
     retention_hours: Annotated[
         float,
-        typer.Option(help="Hours before finished jobs and their files are deleted.", min=0.001),
+        typer.Option(
+            help="Hours before finished jobs and their files are deleted "
+            "(with --database: `worker run --retention-hours` instead).",
+            min=0.001,
+        ),
     ] = DEFAULTS.retention / 3600,
     cpu_threads: Annotated[
         int,
@@ -310,60 +314,6 @@ def run(
         record = _read_pid_file(port)
         if record is not None and record["pid"] == os.getpid():
             pid_path.unlink(missing_ok=True)
-
-
-@app.command()
-def worker(
-    database: Annotated[
-        str,
-        typer.Option(
-            help="PostgreSQL DSN (postgresql://USER@HOST/DB).", envvar="WHISPERCLI_DATABASE_URL"
-        ),
-    ],
-    queues: Annotated[
-        str, typer.Option(help="Queues to serve, comma-separated: cpu (cpuflex), gpu (gpuflex).")
-    ] = "cpu",
-    cpu_threads: Annotated[
-        int, typer.Option(help="Engine threads in all (0: one per CPU).", min=0)
-    ] = DEFAULTS.cpu_threads,
-    models_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Folder of CTranslate2 models, one per name.", envvar="WHISPERCLI_MODELS_DIR"
-        ),
-    ] = None,
-    speed: Annotated[str, typer.Option(help="Decoding profile.")] = DEFAULTS.speed,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
-    device: DeviceOpt = "auto",
-    compute_type: ComputeTypeOpt = "auto",
-    max_loaded_models: MaxLoadedOpt = DEFAULTS.max_loaded_models,
-) -> None:
-    """Run jobs from PostgreSQL on this machine's engine, one at a time, until SIGTERM."""
-    import logging
-
-    from whispercli.server.queue import run_worker
-    from whispercli.server.store import StoreUnavailable
-
-    if speed not in SPEEDS:
-        raise UsageError(f"unknown --speed {speed!r}; use {', '.join(SPEEDS)}")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = ServerSettings(
-        database_url=database,
-        cpu_threads=cpu_threads,
-        models_dir=models_dir,
-        speed=speed,
-        device_plan=_device_plan(device, compute_type, logging.getLogger("whispercli.server")),
-        max_loaded_models=max_loaded_models,
-    )
-    names = [q.strip() for q in queues.split(",") if q.strip()]
-    try:
-        run_worker(settings, names)
-    except StoreUnavailable as exc:
-        raise UnreachableError(
-            f"{exc} ({settings.database_shown})", hint="is PostgreSQL running? check --database"
-        ) from None
 
 
 @app.command()

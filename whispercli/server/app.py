@@ -85,7 +85,9 @@ def create_app(
         runner.wake()
 
     dispatcher = backend.dispatcher
-    service = JobService(settings, store, blobs, notifier, dispatcher or wake_runner)
+    service = JobService(
+        settings, store, blobs, notifier, dispatcher or wake_runner, fleet=backend.fleet
+    )
     links = Links(signer, settings)
     deliverer = Deliverer(
         store,
@@ -102,7 +104,11 @@ def create_app(
             await dispatcher.start()
         runner.start()
         deliverer.start()
-        tasks = [asyncio.create_task(retention.sweep_forever(store, blobs, settings.retention))]
+        tasks = []
+        if not backend.shared:  # with shared storage, one worker of the fleet sweeps (queue.py)
+            tasks.append(
+                asyncio.create_task(retention.sweep_forever(store, blobs, settings.retention))
+            )
         if settings.idle_timeout > 0:
             tasks.append(asyncio.create_task(_exit_when_idle(app, service, runner)))
         try:

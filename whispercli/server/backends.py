@@ -14,6 +14,7 @@ from whispercli.server.sqlite_store import SqliteStore
 from whispercli.server.store import Store
 
 if TYPE_CHECKING:
+    from whispercli.server.fleet import Fleet
     from whispercli.server.queue import QueueDispatcher
 
 log = logging.getLogger("whispercli.server")
@@ -30,6 +31,8 @@ class Backend:
     closers: list[object] = field(default_factory=list)
     dispatcher: QueueDispatcher | None = None
     """Enqueues new jobs for the workers (with shared storage)."""
+    fleet: Fleet | None = None
+    """The live workers and the queues (with shared storage)."""
 
     def close(self) -> None:
         for part in (self.store, *self.closers):
@@ -55,9 +58,10 @@ def open_backend(settings: ServerSettings) -> Backend:
     scratch = settings.data_dir / "scratch"
     scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
     blobs = PostgresBlobStore(dsn, scratch_dir=scratch)
-    from whispercli.server.queue import QueueDispatcher
+    from whispercli.server.fleet import Fleet
+    from whispercli.server.queue import STALLED_AFTER_SECONDS, TASK, QueueDispatcher
 
     log.info("jobs and uploads in PostgreSQL at %s", settings.database_shown)
-    return Backend(
-        PostgresStore(dsn), blobs, PostgresNotifier(dsn), True, [blobs], QueueDispatcher(dsn)
-    )
+    store = PostgresStore(dsn)
+    fleet = Fleet(store.pool, STALLED_AFTER_SECONDS, TASK)
+    return Backend(store, blobs, PostgresNotifier(dsn), True, [blobs], QueueDispatcher(dsn), fleet)

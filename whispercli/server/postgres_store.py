@@ -103,6 +103,18 @@ CREATE TABLE IF NOT EXISTS whispercli_deliveries (
     last_error text
 );
 CREATE INDEX IF NOT EXISTS whispercli_deliveries_due ON whispercli_deliveries (state, next_at);
+-- the workers /v1/health lists (server/fleet.py)
+CREATE TABLE IF NOT EXISTS whispercli_workers (
+    id text PRIMARY KEY,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    queues text[] NOT NULL,
+    device text NOT NULL,
+    models text[] NOT NULL,
+    current_job text,
+    started_at double precision NOT NULL,
+    heartbeat double precision NOT NULL
+);
 -- audio is compressed already: store the chunks out of line without trying to compress them
 ALTER TABLE whispercli_blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 CREATE OR REPLACE FUNCTION whispercli_notify_job() RETURNS trigger AS $$

@@ -2,7 +2,7 @@
 
 Our jobs table stays the truth a poll shows; the queue only says which worker runs what.
 - The API server enqueues a task per new job on the tier's queue (:class:`QueueDispatcher`).
-- A worker (:func:`run_worker`, ``whispercli server worker``) takes one task at a time, calls
+- A worker (:func:`run_worker`, ``whispercli worker run``) takes one task at a time, calls
   ``Store.claim(job_id)`` (one more attempt, which fences out any older one) and runs the job on
   its engine child with :class:`~whispercli.server.runner.JobExecutor`. A job the engine
   crashed on is queued again by the store and the task raises :class:`Requeued`, so
@@ -18,16 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import procrastinate
 from procrastinate import JobContext, PsycopgConnector, RetryStrategy
 
+from whispercli.server.fleet import Fleet, Heartbeat
+from whispercli.server.retention import sweep_once
 from whispercli.server.settings import ServerSettings
 from whispercli.server.store import Job, Store, StoreUnavailable
 
@@ -39,6 +41,9 @@ HEARTBEAT_SECONDS = 1.0
 STALLED_AFTER_SECONDS = 5.0
 """A worker whose heartbeat is this old is dead: its job goes to another worker."""
 MAX_RECONNECT_DELAY = 10.0
+RETENTION_EVERY_SECONDS = 10
+"""One worker of the fleet deletes expired jobs, results and uploads this often (a periodic
+task: Procrastinate defers each tick once, whoever else runs it)."""
 POLL_SECONDS = 1.0
 """Workers also look for tasks this often (retries of stalled tasks send no NOTIFY)."""
 
@@ -82,6 +87,12 @@ def make_app(dsn: str) -> procrastinate.App:
             log.warning("task %s of a dead worker: retrying it", stalled.id)
             await manager.retry_job(stalled)
 
+    @app.periodic(cron=f"* * * * * */{RETENTION_EVERY_SECONDS}")  # seconds come last
+    @app.task(queue=MAINTENANCE_QUEUE, queueing_lock="retention", pass_context=True)
+    def retention_sweep(context: JobContext, timestamp: int) -> None:
+        worker: QueueWorker = context.additional_context["whispercli"]
+        worker.sweep()
+
     return app
 
 
@@ -106,12 +117,16 @@ class QueueDispatcher:
 
 
 class QueueWorker:
-    """Runs the jobs the queue hands this worker, one at a time, on one engine child."""
+    """Runs the jobs the queue hands this worker, one at a time, on one engine child, and
+    the fleet's retention sweep when the queue hands it that."""
 
-    def __init__(self, settings: ServerSettings, store: Store, executor: Any) -> None:
+    def __init__(
+        self, settings: ServerSettings, store: Store, executor: Any, heartbeat: Heartbeat
+    ) -> None:
         self.settings = settings
         self.store = store
         self.executor = executor
+        self.heartbeat = heartbeat
 
     def run(self, job_id: str) -> None:
         self.executor.ensure_engine()
@@ -119,21 +134,42 @@ class QueueWorker:
         if job is None:
             return  # finished, cancelled, deleted or out of attempts
         log.info("job %s: attempt %d on %s", job.id, job.attempts, socket.gethostname())
-        self.executor.run(job)
+        self.heartbeat.set_job(job.id)
+        try:
+            self.executor.run(job)
+        finally:
+            self.heartbeat.set_job(None)
         after = self.store.get_job(job_id)
         if after is not None and after.status == "pending":  # crashed, or this worker stops
             raise Requeued(job_id)
 
+    def sweep(self) -> None:
+        removed = sweep_once(self.store, self.executor.blobs, self.settings.retention)
+        removed += self.heartbeat.fleet.prune(self.settings.retention)
+        if removed:
+            log.info("retention sweep removed %d old jobs/uploads/worker rows", removed)
 
-def run_worker(settings: ServerSettings, queues: Iterable[str]) -> None:
-    """``whispercli server worker``: serve ``queues`` until SIGINT/SIGTERM."""
+
+def run_worker(settings: ServerSettings, queues: list[str]) -> None:
+    """``whispercli worker run``: serve ``queues`` until SIGINT/SIGTERM."""
+    from whispercli.server import models
     from whispercli.server.backends import open_backend
+    from whispercli.server.postgres_store import PostgresStore
     from whispercli.server.runner import JobExecutor
 
     backend = open_backend(settings)  # migrates, like the API server
+    assert isinstance(backend.store, PostgresStore)
     stopping = threading.Event()
     executor = JobExecutor(settings, backend.store, backend.blobs, lambda _id: None, stopping)
-    worker = QueueWorker(settings, backend.store, executor)
+    heartbeat = Heartbeat(
+        Fleet(backend.store.pool, STALLED_AFTER_SECONDS, TASK),
+        f"{socket.gethostname()}-{os.getpid()}",
+        queues,
+        settings.device_plan.device,
+        models.installed(settings.models_dir),
+        HEARTBEAT_SECONDS,
+    )
+    worker = QueueWorker(settings, backend.store, executor, heartbeat)
     app = make_app(settings.database_url or "")
     names = [*queues, MAINTENANCE_QUEUE]
     log.info("worker on %s serving queues %s", socket.gethostname(), ", ".join(queues))
@@ -145,7 +181,7 @@ def run_worker(settings: ServerSettings, queues: Iterable[str]) -> None:
                 app.run_worker_async(
                     queues=names,
                     concurrency=1,
-                    name=f"{socket.gethostname()}-{id(worker):x}",
+                    name=heartbeat.worker_id,
                     additional_context={"whispercli": worker},
                     update_heartbeat_interval=HEARTBEAT_SECONDS,
                     stalled_worker_timeout=STALLED_AFTER_SECONDS,
@@ -190,8 +226,10 @@ def run_worker(settings: ServerSettings, queues: Iterable[str]) -> None:
 
     try:
         executor.ensure_engine()
+        heartbeat.start()
         asyncio.run(main())
     finally:
         stopping.set()
+        heartbeat.stop()
         executor.close()
         backend.close()

@@ -86,9 +86,20 @@ class JobBody(BaseModel):
     )
     result: ResultBody | None = Field(default=None, description="On success.")
     error: str | None = Field(default=None, description="On failure: what went wrong.")
+    waiting: str | None = Field(
+        default=None,
+        description="While pending on a server with workers (PostgreSQL mode): why the job has "
+        "not started, e.g. no live worker serves its queue (extension).",
+    )
 
     @classmethod
-    def from_job(cls, job: Job, poll_url: str, result: dict[str, Any] | None = None) -> JobBody:
+    def from_job(
+        cls,
+        job: Job,
+        poll_url: str,
+        result: dict[str, Any] | None = None,
+        waiting: str | None = None,
+    ) -> JobBody:
         """The one job body (submit, poll, list, cancel); unset fields stay out of it."""
         fields: dict[str, Any] = {
             "id": job.id,
@@ -106,6 +117,8 @@ class JobBody(BaseModel):
             fields["error"] = job.error
         if result is not None:
             fields["result"] = result
+        if waiting is not None:
+            fields["waiting"] = waiting
         return cls.model_validate(fields)
 
 
@@ -122,6 +135,16 @@ class QueueDepth(BaseModel):
     processing: int
 
 
+class WorkerBody(BaseModel):
+    id: str
+    host: str
+    queues: list[str]
+    device: str
+    models: list[str]
+    currentJob: str | None = Field(description="The job it runs, or null when idle.")
+    heartbeatAge: float = Field(description="Seconds since its last heartbeat.")
+
+
 class HealthResponse(BaseModel):
     status: str
     version: str
@@ -131,3 +154,9 @@ class HealthResponse(BaseModel):
     queue: QueueDepth
     maxUploadBytes: int
     longPoll: bool
+    workers: list[WorkerBody] | None = Field(
+        default=None, description="PostgreSQL mode: the live workers (extension)."
+    )
+    queues: dict[str, QueueDepth] | None = Field(
+        default=None, description="PostgreSQL mode: depth per queue, cpu and gpu (extension)."
+    )

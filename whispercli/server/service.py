@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from whispercli.protocol import (
     MAX_LONG_POLL_SECONDS,
@@ -35,6 +35,9 @@ from whispercli.server.settings import ServerSettings
 from whispercli.server.store import Job, Store
 from whispercli.server.webhooks import guard, sender
 from whispercli.server.webhooks.signing import new_message_id
+
+if TYPE_CHECKING:
+    from whispercli.server.fleet import Fleet, WorkerInfo
 
 TIER_QUEUES = {"cpuflex": "cpu", "gpuflex": "gpu"}
 """The protocol's ``serviceTier`` -> the queue whose workers run the job."""
@@ -72,14 +75,17 @@ class JobService:
         blobs: BlobStore,
         notifier: Notifier,
         dispatch: Callable[[Job, str], Awaitable[None]],
+        *,
+        fleet: Fleet | None = None,
     ) -> None:
         """``dispatch(job, queue)`` is awaited for each new job: the local runner wakes up;
-        a queue-fed deployment enqueues it on ``queue``."""
+        a queue-fed deployment enqueues it on ``queue``, and ``fleet`` knows its workers."""
         self.settings = settings
         self.store = store
         self.blobs = blobs
         self.notifier = notifier
         self.dispatch = dispatch
+        self.fleet = fleet
 
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -244,6 +250,18 @@ class JobService:
             pending=sum(counts.get(s, 0) for s in QUEUED_STATUSES),
             processing=counts.get(Status.PROCESSING, 0),
         )
+
+    async def workers(self) -> tuple[Sequence[WorkerInfo], dict[str, dict[str, int]]] | None:
+        """The live workers and each queue's depth; None in the embedded mode."""
+        if self.fleet is None:
+            return None
+        return await self._call(self.fleet.live), await self._call(self.fleet.queue_depths)
+
+    async def waiting(self, job: Job) -> str | None:
+        """Why a pending job has not started yet (PostgreSQL mode), else None."""
+        if self.fleet is None or job.status != Status.PENDING:
+            return None
+        return await self._call(self.fleet.waiting, job.id)
 
     # -- webhooks, fetched files and a protocol's metadata ---------------------------------------
     async def check_webhook(self, url: str) -> None:

@@ -12,6 +12,9 @@ from whispercli.protocol import HEALTH_PATH
 from whispercli.server import models
 from whispercli.server.api.deps import AUTH, JobRunner, Service, errors_doc
 from whispercli.server.schemas import HealthResponse
+from whispercli.server.service import TIER_QUEUES
+
+QUEUES = sorted(set(TIER_QUEUES.values()))
 
 router = APIRouter()
 
@@ -19,13 +22,14 @@ router = APIRouter()
 @router.get(
     HEALTH_PATH,
     response_model=HealthResponse,
+    response_model_exclude_unset=True,
     dependencies=AUTH,
     responses=errors_doc(),
-    summary="Server version, installed models and queue depth",
+    summary="Server version, installed models, queue depth (and live workers: PostgreSQL)",
 )
 async def health(service: Service, runner: JobRunner) -> dict[str, Any]:
     depth = await service.queue_depth()
-    return {
+    body: dict[str, Any] = {
         "status": "ok",
         "version": __version__,
         "models": service.installed_models(),
@@ -35,3 +39,20 @@ async def health(service: Service, runner: JobRunner) -> dict[str, Any]:
         "maxUploadBytes": service.settings.max_upload_bytes,
         "longPoll": True,
     }
+    fleet = await service.workers()
+    if fleet is not None:
+        workers, queues = fleet
+        body["workers"] = [
+            {
+                "id": w.id,
+                "host": w.host,
+                "queues": w.queues,
+                "device": w.device,
+                "models": w.models,
+                "currentJob": w.current_job,
+                "heartbeatAge": w.heartbeat_age,
+            }
+            for w in workers
+        ]
+        body["queues"] = {q: queues.get(q, {"pending": 0, "processing": 0}) for q in QUEUES}
+    return body

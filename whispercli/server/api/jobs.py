@@ -28,7 +28,8 @@ async def job_body(
     request: Request, service: JobService, links: UrlSigner, job: Job, *, with_result: bool = True
 ) -> JobBody:
     result = await service.result(job) if with_result else None
-    return JobBody.from_job(job, links.poll_url(request, job), result)
+    waiting = await service.waiting(job) if with_result else None  # not for each of a list
+    return JobBody.from_job(job, links.poll_url(request, job), result, waiting)
 
 
 @router.post(
