@@ -96,7 +96,7 @@ def test_help_shows_choices_and_plain_metavars(tmp_path: Path) -> None:
     assert "Usage: whispercli status [OPTIONS] [JOB]\n" in cli.run("status", "--help").out
     commands = _all_commands()
     assert ["jobs", "prune"] in commands and ["models", "list"] in commands
-    for command in commands:
+    for command in [[], *commands]:  # the root group too (its global options)
         done = cli.run(*command, "--help")
         assert done.code == 0, (command, done.err)
         # No type tags (<str>, <list[str]>, <int range>) and no doubled brackets or dots.

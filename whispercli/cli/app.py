@@ -60,16 +60,24 @@ def _global_options(
     ctx: typer.Context,
     url: Annotated[
         str | None,
-        typer.Option("--url", help="Server base URL [env WHISPERCLI_URL; default: local server]."),
+        typer.Option(
+            "--url",
+            metavar="URL",
+            help="Server base URL [env WHISPERCLI_URL; default: local server].",
+        ),
     ] = None,
     api_key: Annotated[
         str | None,
-        typer.Option("--api-key", help="API key [env WHISPERCLI_API_KEY; prefer the env var]."),
+        typer.Option(
+            "--api-key", metavar="KEY", help="API key [env WHISPERCLI_API_KEY; prefer the env var]."
+        ),
     ] = None,
     profile: Annotated[
         str | None,
         typer.Option(
-            "--profile", help="Config profile: local, tiyaro, or your own [env WHISPERCLI_PROFILE]."
+            "--profile",
+            metavar="NAME",
+            help="Config profile: local, tiyaro, or your own [env WHISPERCLI_PROFILE].",
         ),
     ] = None,
     debug: Annotated[
