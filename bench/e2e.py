@@ -11,9 +11,9 @@ read in a row (bench/data/clips/set.wav, about 12 minutes: a meeting or a podcas
   WHISPERCLI_LOCAL_PORT set to a free port, so the CLI takes its auto-start path (spawn the
   server detached, wait for it, load the model); the auto-started server is stopped afterwards
   with `whispercli server stop`;
-* **in-process**: whispercli.server.engine.Engine — what the server's worker runs — loaded once
-  in this process, ``Engine.transcribe(path, {}, ...)`` (the params the CLI sends by default, so
-  the same decoding as the server's default);
+* **in-process**: whispercli.server.engine.whisper.Engine — what the server's engine process runs —
+  loaded once in this process, ``Engine.transcribe(path, {}, ...)`` (the params the CLI sends
+  by default, so the same decoding as the server's default);
 * **in-process cold**: a fresh Python process that imports the engine, loads the model and
   transcribes (what a one-shot script pays; the fair reference for **cold**).
 
@@ -48,8 +48,9 @@ TARGET_WARM = 1.05
 
 INPROCESS_COLD = """
 import sys, time
-from whispercli.server import models
-from whispercli.server.engine import Engine
+from whispercli.server.jobs import models
+from whispercli.server.engine.whisper import Engine
+models.keep_hub_offline()
 engine = Engine(str(models.resolve("tiny", None).path))
 result = engine.transcribe(sys.argv[1], {}, lambda segment, progress: None)
 assert result["text"].strip(), "empty transcript"
@@ -130,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     audio = bk.clip(args.clip)
     seconds = bk.clip_seconds(args.clip)
 
-    from whispercli.server import models
-    from whispercli.server.engine import Engine
+    from whispercli.server.engine.whisper import Engine
+    from whispercli.server.jobs import models
 
     model = models.resolve("tiny", None)
     if model is None:

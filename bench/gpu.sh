@@ -5,7 +5,7 @@
 #                                    # clip name (default long, the 157 s file)
 #
 # Needs an NVIDIA GPU and `pip install 'whispercli[local,gpu]'`; exits 1 with the reason where
-# CUDA cannot work (whispercli.server.device). Rows: faster-whisper's WhisperModel.transcribe
+# CUDA cannot work (whispercli.server.engine.device). Rows: faster-whisper's WhisperModel.transcribe
 # (beam 5, sequential), its BatchedInferencePipeline at batch 8/16/32, and whispercli's Engine
 # with the CUDA plan (one model, the batched pipeline) for each decoding profile and batch size.
 # Each row keeps the fastest of 3 runs after one warm-up. Not run in CI (no GPU there).
@@ -19,7 +19,7 @@ import benchkit
 from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
 from whispercli import modelhub
 from whispercli.server import device
-from whispercli.server.engine import Engine
+from whispercli.server.engine.whisper import Engine
 
 name, clip = sys.argv[1], sys.argv[2]
 info = modelhub.resolve(name, None)

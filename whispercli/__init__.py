@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from whispercli.version import __version__
+
 __all__ = ["Client", "Job", "__version__"]
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     # Lazy so that ``import whispercli`` (and ``whispercli --help``) stays cheap.
     if name in ("Client", "Job"):
-        from whispercli import client
+        import whispercli.client as client
 
         return getattr(client, name)
     raise AttributeError(name)

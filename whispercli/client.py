@@ -27,7 +27,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from whispercli import backends, protocol
+import whispercli.backends as backends
+import whispercli.protocol as protocol
 from whispercli.backends.base import Submission
 from whispercli.backends.streams import ProgressCallback
 from whispercli.config import Settings, resolve
@@ -59,16 +60,6 @@ OUTAGE_GRACE = 60.0
 """How long ``Job.wait`` keeps trying while a server that answered before is unreachable."""
 
 log = logging.getLogger("whispercli.client")
-
-
-def human_bytes(size: int) -> str:
-    """``4294967296`` -> ``"4 GiB"``, ``1536`` -> ``"1.5 KiB"`` (binary units, as limits are)."""
-    value, unit = float(size), "bytes"
-    for name in ("KiB", "MiB", "GiB", "TiB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024, name
-    return f"{value:.3g} {unit}" if unit != "bytes" else f"{size} bytes"
 
 
 class Client:
@@ -111,8 +102,9 @@ class Client:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _call(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
-        """One JSON request; starts the local server once if it is not running."""
+    def call(self, method: str, path_or_url: str, **kwargs: Any) -> Any:
+        """One JSON request through the HTTP core (a backend's way to the endpoint: see
+        ``backends.base.Transport``); starts the local server once if it is not running."""
         self._require_key()
         try:
             return self.http.json(method, path_or_url, **kwargs)

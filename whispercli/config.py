@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from whispercli import backends, paths
+import whispercli.backends as backends
+import whispercli.paths as paths
 from whispercli.errors import UsageError, WhisperCliError
 from whispercli.fsutil import atomic_write_text
 from whispercli.protocol import is_http_url

@@ -37,7 +37,6 @@ from requests.exceptions import ChunkedEncodingError
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
-from whispercli import __version__
 from whispercli.errors import (
     AuthError,
     NotFoundError,
@@ -46,6 +45,7 @@ from whispercli.errors import (
     seconds_text,
 )
 from whispercli.protocol import is_http_url
+from whispercli.version import __version__
 
 log = logging.getLogger("whispercli.http")
 

@@ -9,16 +9,18 @@ the log file, so it never holds the caller's terminal or a CI job's pipes.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from filelock import FileLock, Timeout
 
-from whispercli import paths
+import whispercli.paths as paths
 from whispercli.errors import UnreachableError, seconds_text
 from whispercli.protocol import HEALTH_PATH
 
@@ -38,9 +40,26 @@ def answers(url: str, timeout: float = 2.0) -> bool:
     return True
 
 
-def pid_file(port: int) -> Path:
-    """Where ``server run`` records its pid and URL (one file per port)."""
-    return paths.state_dir() / f"server-{port}.pid"
+def read_pid_file(port: int) -> dict[str, Any] | None:
+    """What ``server run`` recorded for ``port`` (pid, url), or None."""
+    try:
+        data = json.loads(paths.server_pid_file(port).read_text("utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
+
+
+def is_our_server(pid: int) -> bool:
+    """True when ``pid`` is alive and is a whispercli server (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True  # no /proc (macOS): trust the pid file
+    return b"whispercli" in cmdline and b"server" in cmdline
 
 
 def spawn_server(args: list[str], log_file: Path) -> subprocess.Popen[bytes]:

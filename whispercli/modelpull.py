@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from whispercli import modelhub
+import whispercli.modelhub as modelhub
 from whispercli.errors import AuthError, NotFoundError, UnreachableError, WhisperCliError
 
 

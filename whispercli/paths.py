@@ -48,3 +48,8 @@ def jobs_file() -> Path:
 
 def server_log_file() -> Path:
     return state_dir() / "server.log"
+
+
+def server_pid_file(port: int) -> Path:
+    """Where ``server run`` records its pid and URL (one file per port)."""
+    return state_dir() / f"server-{port}.pid"

@@ -1,4 +1,4 @@
-"""The wire protocol: the only module the client side and the server side share.
+"""The wire protocol: the payload shapes the client side and the server side share.
 
 It names the Tiyaro async API's paths, statuses and Whisper input parameters, plus the
 local server's optional extensions, and parses job bodies liberally (a client must accept

@@ -25,7 +25,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from whispercli import backends, paths
+import whispercli.backends as backends
+import whispercli.paths as paths
 from whispercli.errors import NotFoundError, UsageError, WhisperCliError
 from whispercli.fsutil import atomic_write_text
 

@@ -1,4 +1,4 @@
-"""whispercli.decoding: profiles and the plan the engine follows."""
+"""whispercli.server.engine.plans: profiles and the plan the engine follows."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from whispercli import decoding
 from whispercli.protocol import SPEEDS
+from whispercli.server.engine import plans as decoding
 
 
 def test_every_protocol_speed_is_a_profile() -> None:
@@ -165,7 +165,7 @@ def test_seed_params_at_whisper_defaults_still_allow_batching() -> None:
 
 def test_module_imports_nothing_heavy() -> None:
     code = (
-        "import sys, whispercli.decoding; "
+        "import sys, whispercli.server.engine.plans; "
         "print(sorted(m for m in ('numpy', 'faster_whisper', 'ctranslate2') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

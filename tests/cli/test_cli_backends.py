@@ -18,7 +18,7 @@ from whispercli.state import SavedJob
 @pytest.fixture(autouse=True)
 def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     """Neither fake long-polls: poll every 50 ms instead of from 1 s."""
-    from whispercli import client
+    import whispercli.client as client
 
     monkeypatch.setattr(client, "POLL_START", 0.05)
 

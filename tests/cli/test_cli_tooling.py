@@ -54,7 +54,7 @@ def test_help_lists_exit_codes_and_commands(tmp_path: Path) -> None:
 
 
 def test_version(tmp_path: Path) -> None:
-    from whispercli import __version__
+    from whispercli.version import __version__
 
     done = Cli(tmp_path / "cli").run("--version")
     assert done.code == 0 and done.out.strip() == f"whispercli {__version__}"

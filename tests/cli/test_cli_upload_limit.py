@@ -9,7 +9,7 @@ from clihelpers import Cli
 from local_server import ServerFactory
 
 from whispercli.cli import jobflow
-from whispercli.client import human_bytes
+from whispercli.units import human_bytes
 
 
 def test_human_bytes_says_gib_not_bytes() -> None:

@@ -40,7 +40,7 @@ def live_server(sandbox: Sandbox, backend: str, request: pytest.FixtureRequest) 
         yield server
         server.stop()
         return
-    from whispercli.server.postgres_store import migrate
+    from whispercli.server.scale.queue import migrate
 
     dsn = request.getfixturevalue("postgres").new_database(migrate)
     server = Server(sandbox, database=dsn).start()

@@ -24,9 +24,10 @@ from fuzzkit import fuzz_settings, json_values
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from whispercli import config, state
+import whispercli.config as config
+import whispercli.state as state
 from whispercli.errors import WhisperCliError
-from whispercli.server.signing import SignatureError, Signer
+from whispercli.server.api.signed_urls import SignatureError, Signer
 
 pytestmark = pytest.mark.reliability
 

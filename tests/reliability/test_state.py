@@ -19,7 +19,8 @@ import pytest
 from figures import record
 from harness import Sandbox, run_cli
 
-from whispercli import fsutil, state
+import whispercli.fsutil as fsutil
+import whispercli.state as state
 
 pytestmark = pytest.mark.reliability
 
@@ -92,7 +93,7 @@ def test_failed_rename_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest.M
 
 WRITER = """
 import sys
-from whispercli import state
+import whispercli.state as state
 store = state.JobStore()
 start = int(sys.argv[1])
 for i in range(start, start + 400):

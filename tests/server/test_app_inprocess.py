@@ -13,10 +13,10 @@ from local_server import SAMPLE_MP3
 
 from whispercli.protocol import JOB_FIELDS, Status
 from whispercli.server.app import create_app
-from whispercli.server.errors import ERRORS, ServiceError
+from whispercli.server.jobs.errors import ERRORS, ServiceError
 from whispercli.server.settings import ServerSettings
-from whispercli.server.sqlite_store import SqliteStore
-from whispercli.server.store import Store
+from whispercli.server.storage.sqlite import SqliteStore
+from whispercli.server.storage.store import Store
 
 RESULT = {"text": " fixed text", "segments": [], "language": "en", "duration": 1.0}
 SUBMIT = "/v1/async/ent/tiyarofs/1/openai/whisper-tiny"
@@ -125,16 +125,16 @@ def test_health_reports_the_runners_models_and_device(client: TestClient) -> Non
 def test_the_tier_picks_the_queue_a_new_job_is_dispatched_to(tmp_path: Path) -> None:
     import asyncio
 
-    from whispercli.server.blobs import DiskBlobStore
-    from whispercli.server.notify import LocalNotifier
-    from whispercli.server.service import JobService
-    from whispercli.server.store import Job
+    from whispercli.server.jobs.service import JobService
+    from whispercli.server.storage.disk_blobs import DiskBlobStore
+    from whispercli.server.storage.local_notify import LocalNotifier
+    from whispercli.server.storage.store import JobRecord
 
     settings = ServerSettings(data_dir=tmp_path / "data", api_key_file=tmp_path / "api-key")
     store = SqliteStore(settings.data_dir)
     dispatched: list[tuple[str, str]] = []
 
-    async def dispatch(job: Job, queue: str) -> None:
+    async def dispatch(job: JobRecord, queue: str) -> None:
         dispatched.append((job.id, queue))
 
     service = JobService(

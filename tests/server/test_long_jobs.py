@@ -103,7 +103,7 @@ def test_worker_killed_mid_job_is_retried_and_server_stays_up(
     body = wait_done(server, job)
     assert body["status"] == "success", body
     assert worker_pid(server) != old_worker
-    assert "worker crashed" in server.log()
+    assert "engine crashed" in server.log()
 
 
 def test_cancel_pending_and_processing(server: ServerHandle, long_clip: Path) -> None:

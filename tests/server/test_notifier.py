@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import pytest
 from pg_cluster import PostgresCluster
 
-from whispercli.server.notify import LocalNotifier, Notifier
+from whispercli.server.storage.local_notify import LocalNotifier
+from whispercli.server.storage.notify import Notifier
 
 NOTIFIERS = ["local_notifier", "postgres_notifier"]
 
@@ -39,8 +40,9 @@ def local_notifier() -> Setup:
 
 @pytest.fixture
 def postgres_notifier(postgres: PostgresCluster) -> Iterator[Setup]:
-    from whispercli.server.postgres_notify import PostgresNotifier
-    from whispercli.server.postgres_store import PostgresStore, migrate
+    from whispercli.server.scale.queue import migrate
+    from whispercli.server.storage.postgres.notify import PostgresNotifier
+    from whispercli.server.storage.postgres.store import PostgresStore
 
     dsn = postgres.new_database(migrate)
     other_machine = PostgresStore(dsn)
@@ -95,8 +97,9 @@ def test_a_change_elsewhere_wakes_its_subscriber_promptly(setup: Setup) -> None:
 
 
 def test_postgres_listener_reconnects_after_a_restart() -> None:
-    from whispercli.server.postgres_notify import PostgresNotifier
-    from whispercli.server.postgres_store import PostgresStore, migrate
+    from whispercli.server.scale.queue import migrate
+    from whispercli.server.storage.postgres.notify import PostgresNotifier
+    from whispercli.server.storage.postgres.store import PostgresStore
 
     cluster = PostgresCluster(durable=True)  # its own: this test restarts PostgreSQL
     cluster.start()

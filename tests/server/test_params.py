@@ -10,13 +10,13 @@ import pytest
 from server_helpers import SEED_INPUT
 
 from whispercli.protocol import WHISPER_PARAMS
-from whispercli.server.params import ParamError, check_model_can, validate_input
+from whispercli.server.jobs.params import ParamError, check_model_can, validate_input
 
 
 def test_seed_input_maps_onto_every_faster_whisper_argument() -> None:
     from faster_whisper import WhisperModel
 
-    from whispercli.decoding import whisper_kwargs as transcribe_kwargs
+    from whispercli.server.engine.plans import whisper_kwargs as transcribe_kwargs
 
     kwargs = transcribe_kwargs(validate_input(SEED_INPUT))
     assert kwargs == {
@@ -47,14 +47,14 @@ def test_seed_input_maps_onto_every_faster_whisper_argument() -> None:
     ],
 )
 def test_temperature_schedule(params: dict[str, object], expected: object) -> None:
-    from whispercli.decoding import temperatures
+    from whispercli.server.engine.plans import temperatures
 
     got = temperatures(validate_input(params))
     assert got == (pytest.approx(expected) if expected is not None else None)
 
 
 def test_every_protocol_param_is_handled() -> None:
-    from whispercli.decoding import whisper_kwargs as transcribe_kwargs
+    from whispercli.server.engine.plans import whisper_kwargs as transcribe_kwargs
 
     sample = {
         "language": "en", "task": "translate", "temperature": 0.2,
@@ -121,7 +121,7 @@ def test_english_only_models() -> None:
 
 def test_validation_does_not_import_the_engine() -> None:
     code = (
-        "import sys; import whispercli.server.params, whispercli.server.models; "
+        "import sys; import whispercli.server.jobs.params, whispercli.server.jobs.models; "
         "print(sorted(m for m in ('faster_whisper', 'ctranslate2', 'numpy', 'av') "
         "if m in sys.modules))"
     )
@@ -132,7 +132,7 @@ def test_validation_does_not_import_the_engine() -> None:
 def test_model_lookup(tmp_path: object) -> None:
     from pathlib import Path
 
-    from whispercli.server import models
+    from whispercli.server.jobs import models
 
     root = Path(str(tmp_path))
     (root / "small.en").mkdir()

@@ -16,7 +16,8 @@ from local_server import REPO, ServerFactory
 from pg_cluster import PostgresCluster
 from server_helpers import TIMEOUT, poll, submit, upload
 
-from whispercli.server.postgres_store import PostgresStore, migrate
+from whispercli.server.scale.queue import migrate
+from whispercli.server.storage.postgres.store import PostgresStore
 
 
 def _migrate_cli(dsn: str) -> subprocess.CompletedProcess[str]:

@@ -7,8 +7,9 @@ import threading
 import pytest
 from pg_cluster import PostgresCluster
 
-from whispercli.server.postgres_store import PostgresStore, migrate
-from whispercli.server.store import StoreUnavailable
+from whispercli.server.scale.queue import migrate
+from whispercli.server.storage.postgres.store import PostgresStore
+from whispercli.server.storage.store import StoreUnavailable
 
 
 def test_migrate_twice_and_from_racing_processes(postgres: PostgresCluster) -> None:

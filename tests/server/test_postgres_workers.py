@@ -18,8 +18,7 @@ from local_server import REPO, SAMPLE_TXT, ServerFactory, ServerHandle
 from pg_cluster import PostgresCluster
 from server_helpers import SUBMIT, poll, submit, upload, wait_done
 
-from whispercli.server.postgres_store import migrate
-from whispercli.server.queue import POLL_SECONDS, STALLED_AFTER_SECONDS
+from whispercli.server.scale.queue import POLL_SECONDS, STALLED_AFTER_SECONDS, migrate
 from whispercli.server.settings import FAKE_ENGINE_ENV
 
 WORKER_RUN = [sys.executable, "-m", "whispercli", "worker", "run"]

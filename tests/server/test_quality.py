@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from whispercli.server import quality
+from whispercli.server.engine import quality
 
 
 def seg(start: float, text: str = " Hello there.", **signals: float) -> dict[str, Any]:

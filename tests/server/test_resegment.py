@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from whispercli.server.resegment import MAX_SECONDS, split_segment
+from whispercli.segments import MAX_SECONDS, split_segment
 
 
 def _words(*items: tuple[str, float, float]) -> list[dict[str, Any]]:

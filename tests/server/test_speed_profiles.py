@@ -9,8 +9,8 @@ from local_server import ServerHandle
 from server_helpers import LONG_TEXT, make_long_clip, submit, upload, wait_done
 from wer import wer
 
-from whispercli import decoding
 from whispercli.protocol import SPEEDS
+from whispercli.server.engine import plans as decoding
 
 
 def test_every_protocol_speed_is_a_profile() -> None:

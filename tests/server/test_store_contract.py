@@ -19,9 +19,10 @@ import pytest
 from pg_cluster import PostgresCluster
 
 from whispercli.protocol import Status
-from whispercli.server.blobs import BlobStore, BlobTooLarge, DiskBlobStore
-from whispercli.server.sqlite_store import SqliteStore
-from whispercli.server.store import Store, Swept
+from whispercli.server.storage.blobs import BlobStore, BlobTooLarge
+from whispercli.server.storage.disk_blobs import DiskBlobStore
+from whispercli.server.storage.sqlite import SqliteStore
+from whispercli.server.storage.store import Store, Swept
 
 STORES = ["sqlite_store", "postgres_store"]
 BLOB_STORES = ["disk_blobs", "postgres_blobs"]
@@ -37,7 +38,8 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def postgres_store(postgres: PostgresCluster) -> Iterator[Store]:
-    from whispercli.server.postgres_store import PostgresStore, migrate
+    from whispercli.server.scale.queue import migrate
+    from whispercli.server.storage.postgres.store import PostgresStore
 
     store = PostgresStore(postgres.new_database(migrate))
     yield store
@@ -51,8 +53,8 @@ def disk_blobs(tmp_path: Path) -> BlobStore:
 
 @pytest.fixture
 def postgres_blobs(postgres: PostgresCluster, tmp_path: Path) -> Iterator[BlobStore]:
-    from whispercli.server.postgres_blobs import PostgresBlobStore
-    from whispercli.server.postgres_store import migrate
+    from whispercli.server.scale.queue import migrate
+    from whispercli.server.storage.postgres.blobs import PostgresBlobStore
 
     blobs = PostgresBlobStore(postgres.new_database(migrate), scratch_dir=tmp_path)
     yield blobs

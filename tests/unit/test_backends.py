@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from whispercli import backends, formats
+import whispercli.backends as backends
+import whispercli.formats as formats
 from whispercli.backends.edenai import pick_provider, segments_of, vendor_result
 from whispercli.backends.octoai import result_of
 from whispercli.errors import UsageError

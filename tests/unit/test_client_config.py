@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from whispercli import config, paths
+import whispercli.config as config
+import whispercli.paths as paths
 from whispercli.errors import UsageError, WhisperCliError
 
 

@@ -9,7 +9,7 @@ import pytest
 import srt
 import webvtt
 
-from whispercli import formats
+import whispercli.formats as formats
 from whispercli.protocol import Result, Segment
 
 RESULT = Result(

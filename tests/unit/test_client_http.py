@@ -21,8 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from whispercli import client as client_mod
-from whispercli import launcher
+import whispercli.client as client_mod
+import whispercli.launcher as launcher
 from whispercli.client import Client, Job
 from whispercli.errors import (
     AuthError,

@@ -1,4 +1,4 @@
-"""Device choice and per-device plans (whispercli.server.device), with fake CUDA probes."""
+"""Device choice and per-device plans (whispercli.server.engine.device), with fake CUDA probes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from whispercli.server import device
-from whispercli.server.device import DeviceError, choose
+from whispercli.server.engine import device
+from whispercli.server.engine.device import DeviceError, choose
 
 
 def fake(count: int, failure: str | None = None) -> dict[str, object]:
@@ -112,16 +112,14 @@ def test_pip_cuda_lib_folders_go_first_on_the_loader_path(
 def test_server_run_puts_the_cuda_libs_on_the_engine_childs_loader_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import logging
-
-    from whispercli.cli.server import _device_plan
+    from whispercli.server.hosting import choose_device
 
     lib = tmp_path / "nvidia" / "cublas" / "lib"
     lib.mkdir(parents=True)
     monkeypatch.setattr(device, "nvidia_lib_dirs", lambda: [str(lib)])
     monkeypatch.setattr(device, "choose", lambda *a: device.cuda_plan("auto", "fake GPU"))
     monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/cuda/lib64")
-    plan = _device_plan("auto", "auto", logging.getLogger("test"))
+    plan = choose_device("auto", "auto")
     assert (plan.device, plan.compute_type, plan.batch_size) == ("cuda", "float16", 16)
     child = subprocess.run(  # a process started now inherits it, as the engine child does
         [sys.executable, "-c", "import os; print(os.environ['LD_LIBRARY_PATH'])"],

@@ -1,10 +1,10 @@
-"""The worker's LRU of loaded models (whispercli.server.modelcache)."""
+"""The worker's LRU of loaded models (whispercli.server.engine.modelcache)."""
 
 from __future__ import annotations
 
 import pytest
 
-from whispercli.server.modelcache import ModelCache
+from whispercli.server.engine.modelcache import ModelCache
 
 
 class Loads:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from whispercli import modelhub
+import whispercli.modelhub as modelhub
 from whispercli.modelhub import MULTILINGUAL_VOCABULARY, resolve
 
 _shipped = modelhub.shipped_model()

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from whispercli.server.errors import ERRORS
+from whispercli.server.jobs.errors import ERRORS
 from whispercli.server.vendors import DEFAULT_MODEL, edenai, octoai
 
 RESULT = {

@@ -11,9 +11,10 @@ from typing import Any
 from standardwebhooks import Webhook
 from webhook_receiver import receiver
 
+from whispercli.server.storage.deliveries import Delivery
 from whispercli.server.webhooks import guard, schedule
-from whispercli.server.webhooks.outbox import Deliverer, Delivery
-from whispercli.server.webhooks.signing import WebhookSigner, new_secret
+from whispercli.server.webhooks.outbox import Deliverer
+from whispercli.server.webhooks.signatures import WebhookSigner, new_secret
 
 
 class MemoryOutbox:

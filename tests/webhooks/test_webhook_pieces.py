@@ -21,7 +21,8 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 from webhook_receiver import receiver
 
-from whispercli.server.webhooks import guard, schedule, sender, signing
+from whispercli.server.webhooks import guard, schedule, sender
+from whispercli.server.webhooks import signatures as signing
 
 Names = Callable[[dict[str, list[str]]], None]
 LOOPBACK = guard.Policy(allow_loopback=True)

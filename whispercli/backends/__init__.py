@@ -11,8 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from whispercli.backends.base import Backend
-    from whispercli.client import Client
+    from whispercli.backends.base import Backend, Transport
 
 TIYARO = "tiyaro"
 EDENAI = "edenai"
@@ -21,10 +20,11 @@ BACKENDS = (TIYARO, EDENAI, OCTOAI)
 DEFAULT = TIYARO
 
 
-def create(name: str, client: Client) -> Backend:
-    """The backend ``name`` for ``client`` (a name outside ``BACKENDS`` is a ``ValueError``)."""
+def create(name: str, transport: Transport) -> Backend:
+    """The backend ``name`` over ``transport`` (the client); a name outside ``BACKENDS`` is a
+    ``ValueError``."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
     module = importlib.import_module(f"whispercli.backends.{name}")
-    backend: Backend = module.BACKEND(client)
+    backend: Backend = module.BACKEND(transport)
     return backend

@@ -9,14 +9,33 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from whispercli.backends.streams import ProgressCallback
 from whispercli.errors import UsageError
 
 if TYPE_CHECKING:
-    from whispercli.client import Client, Job
+    from whispercli.client import Job
+    from whispercli.config import Settings
+    from whispercli.http import HttpCore
     from whispercli.protocol import JobInfo
+
+
+class Transport(Protocol):
+    """What a backend uses of the client: its endpoint and settings, and the one HTTP core.
+
+    ``whispercli.client.Client`` is the implementation; ``call`` is one JSON request (timeouts,
+    safe retries, errors mapped to ``WhisperCliError``; the local server auto-started once),
+    ``http`` the core itself for requests that are not JSON (an upload's PUT, a stream).
+    """
+
+    settings: Settings
+    http: HttpCore
+
+    @property
+    def url(self) -> str: ...
+
+    def call(self, method: str, path_or_url: str, **kwargs: Any) -> Any: ...
 
 
 @dataclass
@@ -43,13 +62,13 @@ class Backend:
     label: ClassVar[str]
     """How messages name the protocol (``Eden AI``)."""
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
 
     def unsupported(self, verb: str, hint: str) -> UsageError:
         """The error for a verb this protocol cannot do (exit 2)."""
         return UsageError(
-            f"{self.label} cannot {verb} (profile {self.client.settings.profile!r} uses the "
+            f"{self.label} cannot {verb} (profile {self.transport.settings.profile!r} uses the "
             f"{self.name} backend)",
             hint=hint,
         )

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from whispercli import backends
+import whispercli.backends as backends
 from whispercli.backends.base import Backend, Submission
 from whispercli.backends.streams import CountingReader, MultipartBody
 from whispercli.errors import NotFoundError, UsageError, WhisperCliError
 from whispercli.protocol import JobInfo, Result, Segment, is_http_url
-from whispercli.server.resegment import split_segment  # pure: no server framework
+from whispercli.segments import split_segment  # pure: no server framework
 
 if TYPE_CHECKING:
     from whispercli.client import Job
@@ -44,7 +44,7 @@ class EdenAIBackend(Backend):
     label = "Eden AI"
 
     def check(self, request: Submission) -> None:
-        if not (request.providers or self.client.settings.providers):
+        if not (request.providers or self.transport.settings.providers):
             raise UsageError("Eden AI runs a job on vendors you pick", hint=PROVIDERS_HINT)
         others = sorted(set(request.params) - PARAMS)
         if others:
@@ -54,7 +54,7 @@ class EdenAIBackend(Backend):
             )
 
     def submit(self, request: Submission) -> JobInfo:
-        providers = request.providers or list(self.client.settings.providers)
+        providers = request.providers or list(self.transport.settings.providers)
         fields = {"providers": ",".join(providers)}
         if request.params.get("language"):
             fields["language"] = str(request.params["language"])
@@ -62,12 +62,12 @@ class EdenAIBackend(Backend):
             fields["webhook_receiver"] = request.webhook
         source = str(request.source)
         if is_http_url(source):
-            body = self.client._call("POST", JOBS_PATH, json={**fields, "file_url": source})
+            body = self.transport.call("POST", JOBS_PATH, json={**fields, "file_url": source})
         else:
             body = self._launch_file(Path(source), fields, request)
         public_id = body.get("public_id") if isinstance(body, dict) else None
         if not isinstance(public_id, str) or not public_id:
-            raise WhisperCliError(f"Eden AI at {self.client.url} gave no public_id for the job")
+            raise WhisperCliError(f"Eden AI at {self.transport.url} gave no public_id for the job")
         return JobInfo(
             id=public_id,
             status="accepted",
@@ -89,7 +89,7 @@ class EdenAIBackend(Backend):
             reader = CountingReader(file.open("rb"), size, progress)
             return MultipartBody(fields, "file", file.name, reader, boundary)
 
-        return self.client._call(
+        return self.transport.call(
             "POST",
             JOBS_PATH,
             body=open_body,
@@ -98,18 +98,18 @@ class EdenAIBackend(Backend):
         )
 
     def poll_url(self, job_id: str) -> str:
-        return self.client.http.url(JOB_PATH.format(public_id=quote(job_id, safe="")))
+        return self.transport.http.url(JOB_PATH.format(public_id=quote(job_id, safe="")))
 
     def poll(self, job: Job, wait: float | None = None, until_done: bool = False) -> JobInfo:
         job.poll_url = job.poll_url or self.poll_url(job.id)
-        return self.parse_job(self.client._call("GET", job.poll_url), job.poll_url)
+        return self.parse_job(self.transport.call("GET", job.poll_url), job.poll_url)
 
     def find(self, job_id: str) -> JobInfo:
         url = self.poll_url(job_id)
-        return self.parse_job(self.client._call("GET", url), url)
+        return self.parse_job(self.transport.call("GET", url), url)
 
     def jobs(self, status: str | None = None, limit: int | None = None) -> list[JobInfo]:
-        body = self.client._call("GET", JOBS_PATH)
+        body = self.transport.call("GET", JOBS_PATH)
         rows = body.get("jobs") if isinstance(body, dict) else None
         infos = [
             JobInfo(
@@ -141,12 +141,12 @@ class EdenAIBackend(Backend):
                 f"job {job_id} is still {info.status}: Eden AI deletes only finished jobs",
                 hint=f"wait for it first: whispercli wait {job_id}",
             )
-        self.client._call("DELETE", JOBS_PATH)
+        self.transport.call("DELETE", JOBS_PATH)
 
     def parse_job(self, body: Any, poll_url: str | None = None) -> JobInfo:
         if not isinstance(body, dict) or not isinstance(body.get("public_id"), str):
             raise WhisperCliError(
-                f"unexpected answer from Eden AI at {self.client.url}: no public_id"
+                f"unexpected answer from Eden AI at {self.transport.url}: no public_id"
             )
         raw = str(body.get("status", ""))
         status = STATUS.get(raw, raw)

@@ -15,10 +15,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from whispercli import backends
+import whispercli.backends as backends
 from whispercli.backends.base import Backend, Submission
 from whispercli.errors import NotFoundError, UsageError, WhisperCliError
 from whispercli.protocol import JobInfo, Result, is_http_url
+from whispercli.units import human_bytes
 
 if TYPE_CHECKING:
     from whispercli.client import Job
@@ -41,8 +42,6 @@ class OctoAIBackend(Backend):
         return True  # the audio goes inline
 
     def check_upload_size(self, path: str | os.PathLike[str], size: int) -> None:
-        from whispercli.client import human_bytes
-
         if size > MAX_AUDIO_BYTES:
             raise UsageError(
                 f"{Path(path).name} is {human_bytes(size)}: OctoAI sends the audio base64 inside "
@@ -73,7 +72,7 @@ class OctoAIBackend(Backend):
         audio = file.read_bytes()
         if request.on_upload_progress is not None:
             request.on_upload_progress(0, len(audio))
-        body = self.client._call(
+        body = self.transport.call(
             "POST",
             PREDICT_PATH,
             json={"audio": base64.b64encode(audio).decode("ascii"), **request.params},
@@ -86,7 +85,7 @@ class OctoAIBackend(Backend):
         poll_url = body.get("poll_url") if isinstance(body, dict) else None
         if not isinstance(response_id, str) or not isinstance(poll_url, str):
             raise WhisperCliError(
-                f"OctoAI at {self.client.url} answered no response_id and poll_url"
+                f"OctoAI at {self.transport.url} answered no response_id and poll_url"
             )
         return JobInfo(id=response_id, status="pending", poll_url=poll_url)
 
@@ -96,7 +95,7 @@ class OctoAIBackend(Backend):
                 "look up a job by id alone", "only jobs submitted from here (saved) resume"
             )
         try:
-            body = self.client._call("GET", job.poll_url)
+            body = self.transport.call("GET", job.poll_url)
         except NotFoundError:
             raise
         except WhisperCliError as exc:
@@ -105,7 +104,7 @@ class OctoAIBackend(Backend):
                 raise
             return JobInfo(id=job.id, status=status, poll_url=job.poll_url, error=exc.message)
         if not isinstance(body, dict):
-            raise WhisperCliError(f"unexpected poll answer from OctoAI at {self.client.url}")
+            raise WhisperCliError(f"unexpected poll answer from OctoAI at {self.transport.url}")
         raw = str(body.get("status", ""))
         info = JobInfo(
             id=job.id,
@@ -119,7 +118,7 @@ class OctoAIBackend(Backend):
                 raise WhisperCliError(
                     f"OctoAI says job {job.id} completed but gives no response_url"
                 )
-            info.result = result_of(self.client._call("GET", response_url))
+            info.result = result_of(self.transport.call("GET", response_url))
         return info
 
 

@@ -11,27 +11,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from whispercli import backends, protocol
+import whispercli.backends as backends
+import whispercli.protocol as protocol
 from whispercli.backends.base import Backend, Submission
 from whispercli.backends.streams import CountingReader, ProgressCallback
 from whispercli.errors import AuthError, NotFoundError, UnreachableError, WhisperCliError
 from whispercli.protocol import JobInfo, is_http_url
+from whispercli.units import human_bytes
 
 if TYPE_CHECKING:
-    from whispercli.client import Client, Job
+    from whispercli.backends.base import Transport
+    from whispercli.client import Job
 
 
 class TiyaroBackend(Backend):
     name = backends.TIYARO
     label = "Tiyaro"
 
-    def __init__(self, client: Client) -> None:
-        super().__init__(client)
+    def __init__(self, transport: Transport) -> None:
+        super().__init__(transport)
         self._health: dict[str, Any] | None = None
 
     def health(self) -> dict[str, Any]:
         """``GET /v1/health`` (a local-server extension): version, models, queue, longPoll."""
-        body = self.client._call("GET", protocol.HEALTH_PATH)
+        body = self.transport.call("GET", protocol.HEALTH_PATH)
         self._health = body if isinstance(body, dict) else {}
         return self._health
 
@@ -51,20 +54,18 @@ class TiyaroBackend(Backend):
         return bool(self._known_health().get("longPoll"))
 
     def long_poll(self) -> bool:
-        return self.client.settings.auto_start or self.supports_long_poll()
+        return self.transport.settings.auto_start or self.supports_long_poll()
 
     def must_download(self, url: str) -> bool:
         """The embedded server (it answers /v1/health with its version) transcribes only its
         own upload URLs; another endpoint is given the URL as it is."""
-        if urlsplit(url).netloc == urlsplit(self.client.url).netloc:
+        if urlsplit(url).netloc == urlsplit(self.transport.url).netloc:
             return False
         return "version" in self._known_health()
 
     def check_upload_size(self, path: str | os.PathLike[str], size: int) -> None:
         """Refuse a file larger than the server's ``maxUploadBytes`` (when its health says).
         A server without /v1/health (Tiyaro) is not asked again."""
-        from whispercli.client import human_bytes
-
         limit = self._known_health().get("maxUploadBytes")
         if isinstance(limit, int) and not isinstance(limit, bool) and size > limit > 0:
             raise WhisperCliError(
@@ -84,7 +85,7 @@ class TiyaroBackend(Backend):
             raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
         self.check_upload_size(file, size)
         extension = file.suffix.lstrip(".").lower() or "mp3"
-        body = self.client._call(
+        body = self.transport.call(
             "POST",
             protocol.UPLOAD_URL_PATH,
             params={"extension": extension},
@@ -95,7 +96,7 @@ class TiyaroBackend(Backend):
             put_url = body["uploadUrl"]["PUT"]
         except (TypeError, KeyError):
             raise WhisperCliError(
-                f"the server at {self.client.url} gave no upload URL (no uploadUrl.PUT in its "
+                f"the server at {self.transport.url} gave no upload URL (no uploadUrl.PUT in its "
                 "answer)"
             ) from None
 
@@ -104,7 +105,7 @@ class TiyaroBackend(Backend):
                 on_progress(0, size)
             return CountingReader(file.open("rb"), size, on_progress)
 
-        self.client.http.request(
+        self.transport.http.request(
             "PUT",
             put_url,
             body=open_body,
@@ -126,7 +127,7 @@ class TiyaroBackend(Backend):
         body: dict[str, Any] = {"input": request.params, "URL": upload_url}
         if request.webhook is not None:
             body["webhook"] = request.webhook
-        answer = self.client._call(
+        answer = self.transport.call(
             "POST",
             protocol.SUBMIT_PATH.format(model=quote(request.model, safe="")),
             params={"serviceTier": request.tier},
@@ -145,9 +146,9 @@ class TiyaroBackend(Backend):
             params = {protocol.WAIT_PARAM: math.ceil(wait)}  # 29.99 s left: ask for 30
             if until_done:
                 params[protocol.UNTIL_PARAM] = "done"
-        timeout = (wait or 0) + self.client.http.read_timeout
+        timeout = (wait or 0) + self.transport.http.read_timeout
         try:
-            body = self.client._call("GET", job.poll_url, params=params, read_timeout=timeout)
+            body = self.transport.call("GET", job.poll_url, params=params, read_timeout=timeout)
         except AuthError as exc:
             if exc.status != 403 or not _expired(job.poll_url):
                 raise  # a key refused, or a signature altered: exit 5
@@ -156,7 +157,7 @@ class TiyaroBackend(Backend):
             if not fresh or fresh == job.poll_url:
                 raise
             job.poll_url = fresh
-            body = self.client._call("GET", job.poll_url, params=params, read_timeout=timeout)
+            body = self.transport.call("GET", job.poll_url, params=params, read_timeout=timeout)
         return self._parse(body)
 
     def find(self, job_id: str) -> JobInfo:
@@ -164,7 +165,7 @@ class TiyaroBackend(Backend):
         for info in self.jobs(limit=1000):
             if info.id == job_id:
                 return info
-        raise NotFoundError(f"no job {job_id!r} on the server at {self.client.url}")
+        raise NotFoundError(f"no job {job_id!r} on the server at {self.transport.url}")
 
     def jobs(self, status: str | None = None, limit: int | None = None) -> list[JobInfo]:
         """``GET /v1/async/jobs`` (a local-server extension), newest first."""
@@ -173,24 +174,24 @@ class TiyaroBackend(Backend):
             params["status"] = status
         if limit:
             params["limit"] = limit
-        body = self.client._call("GET", protocol.JOBS_PATH, params=params)
+        body = self.transport.call("GET", protocol.JOBS_PATH, params=params)
         items = body.get("jobs", []) if isinstance(body, dict) else body
         return [self._parse(item) for item in items or [] if isinstance(item, dict)]
 
     def cancel(self, job_id: str) -> JobInfo:
         """409 from the server if the job already finished."""
         path = protocol.JOB_CANCEL_PATH.format(job_id=quote(job_id))
-        return self._parse(self.client._call("POST", path, json={}))
+        return self._parse(self.transport.call("POST", path, json={}))
 
     def delete(self, job_id: str) -> None:
-        self.client._call("DELETE", protocol.JOB_PATH.format(job_id=quote(job_id)))
+        self.transport.call("DELETE", protocol.JOB_PATH.format(job_id=quote(job_id)))
 
     def _parse(self, body: Any) -> JobInfo:
         try:
             return JobInfo.from_body(body)
         except protocol.ProtocolError as exc:
             raise WhisperCliError(
-                f"unexpected answer from the server at {self.client.url}: {exc}"
+                f"unexpected answer from the server at {self.transport.url}: {exc}"
             ) from None
 
 

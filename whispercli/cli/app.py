@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from whispercli import __version__
 from whispercli.cli import (
     config_cmd,
     doctor,
@@ -26,6 +25,7 @@ from whispercli.cli.context import globals_of
 from whispercli.cli.helpfmt import use_plain_help
 from whispercli.cli.output import exit_interrupted
 from whispercli.errors import EXIT_CODE_HELP, ExitCode, Interrupted, WhisperCliError
+from whispercli.version import __version__
 
 app = typer.Typer(
     name="whispercli",

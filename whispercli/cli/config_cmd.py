@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from whispercli import config, paths
+import whispercli.config as config
+import whispercli.paths as paths
 from whispercli.cli import options as o
 from whispercli.cli.context import globals_of
 from whispercli.cli.output import data, emit_json, note

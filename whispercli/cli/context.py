@@ -76,7 +76,7 @@ def client_for(ctx: typer.Context, saved: SavedJob) -> Client:
     """The client for a saved job: its own endpoint, with the key of the profile it was
     submitted with (or of the environment), as ``gh run watch`` resumes a run. Only an
     explicit, different ``--url`` is a conflict."""
-    from whispercli import backends
+    import whispercli.backends as backends
 
     client = get_client(ctx)
     endpoint = saved.endpoint.rstrip("/")
@@ -99,7 +99,7 @@ def client_for(ctx: typer.Context, saved: SavedJob) -> Client:
     if key not in g._job_clients:
         from dataclasses import replace
 
-        from whispercli import config
+        import whispercli.config as config
         from whispercli.client import Client
 
         if profile not in config.profiles():

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from whispercli import paths
+import whispercli.paths as paths
 from whispercli.cli.context import get_client
 from whispercli.cli.output import data, emit_json
 
@@ -79,7 +79,7 @@ def _audio(local: bool) -> Check:
 
 
 def _models(models_dir: Path | None, local: bool) -> Check:
-    from whispercli import modelhub
+    import whispercli.modelhub as modelhub
     from whispercli.errors import WhisperCliError
 
     try:
@@ -113,7 +113,7 @@ def _hub() -> Check:
 
 def _cuda() -> Check:
     from whispercli.modelhub import shipped_model
-    from whispercli.server import device
+    from whispercli.server.engine import device
 
     count = device.cuda_device_count()
     if count == 0:

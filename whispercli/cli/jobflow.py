@@ -48,7 +48,7 @@ def sha256_file(path: Path) -> str:
 def check_state_dir() -> None:
     """The jobs file must be writable before anything is uploaded: a job whose id cannot be
     saved could not be waited for later."""
-    from whispercli import paths
+    import whispercli.paths as paths
     from whispercli.state import unusable_dir
 
     folder = paths.state_dir()

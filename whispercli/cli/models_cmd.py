@@ -116,7 +116,7 @@ def list_models(
             raise UsageError("--available lists names to pull here; drop --server")
         _list_server_models(client, json_out)
         return
-    from whispercli import modelhub
+    import whispercli.modelhub as modelhub
 
     rows: list[dict[str, Any]] = [
         {**m.to_dict(), "installed": True} for m in modelhub.installed(models_dir)
@@ -158,7 +158,8 @@ def pull(
     json_out: o.Json = False,
 ) -> None:
     """Download a model into the Hugging Face cache (resumable); prints its folder."""
-    from whispercli import modelhub, modelpull
+    import whispercli.modelhub as modelhub
+    import whispercli.modelpull as modelpull
 
     info = modelpull.pull(name, revision=revision, progress=sys.stderr.isatty() and not quiet)
     note(f"{name}: {info.repo} in {info.path} ({_size(info.size_bytes)})", quiet=quiet)
@@ -176,7 +177,7 @@ def rm(
     models_dir: ModelsDir = None,
 ) -> None:
     """Delete a downloaded model from the Hugging Face cache (all its revisions)."""
-    from whispercli import modelpull
+    import whispercli.modelpull as modelpull
 
     folder = modelpull.remove(name, models_dir)
     note(f"removed {name} ({folder})")
@@ -186,7 +187,7 @@ def ensure_local_model(client: Any, model: str, *, no_download: bool, quiet: boo
     """``transcribe -m NAME`` on the local default: pull NAME first when it is missing."""
     if not client.settings.auto_start:
         return
-    from whispercli import modelpull
+    import whispercli.modelpull as modelpull
 
     env_dir = os.environ.get("WHISPERCLI_MODELS_DIR")
     modelpull.ensure_installed(

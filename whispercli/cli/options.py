@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from whispercli import formats
+import whispercli.formats as formats
 from whispercli.protocol import DEFAULT_TIER, SPEEDS, TASKS, TIERS
 
 _W = "Whisper options"

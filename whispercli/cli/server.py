@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from whispercli import launcher, paths
+import whispercli.launcher as launcher
+import whispercli.paths as paths
 from whispercli.errors import (
     AuthError,
     UnreachableError,
@@ -76,101 +76,6 @@ def _port(port: int | None) -> int:
     from whispercli.config import local_default_url
 
     return urlsplit(local_default_url()).port or paths.DEFAULT_PORT
-
-
-def _url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind the listening socket up front: a taken port is a clean error, not a traceback."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted sockets inherit this; without it a keep-alive client waits ~40 ms per response
-    # (Nagle + delayed ACK): uvicorn sets it only on sockets it binds itself.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise WhisperCliError(
-            f"cannot listen on {host}:{port}: {exc.strerror}",
-            hint="is another server running? try `whispercli server status` or pick --port",
-        ) from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _write_pid_file(port: int, url: str) -> Path:
-    from whispercli.fsutil import atomic_write_text
-
-    path = launcher.pid_file(port)
-    atomic_write_text(path, json.dumps({"pid": os.getpid(), "url": url, "port": port}))
-    return path
-
-
-def _read_pid_file(port: int) -> dict[str, Any] | None:
-    try:
-        data = json.loads(launcher.pid_file(port).read_text("utf-8"))
-    except (FileNotFoundError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
-
-
-def _is_our_server(pid: int) -> bool:
-    """True when ``pid`` is alive and is a whispercli server (not a recycled pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True  # no /proc (macOS): trust the pid file
-    return b"whispercli" in cmdline and b"server" in cmdline
-
-
-def _server_class() -> type:
-    import contextlib
-    from collections.abc import Iterator
-
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which kills the
-        process before our cleanup runs; a clean exit (code 0) is what a service manager and
-        ``server stop`` expect, so drop the captured signals once shutdown is complete."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            with super().capture_signals():
-                yield
-                captured = getattr(self, "_captured_signals", None)
-                if isinstance(captured, list):
-                    captured.clear()
-
-    return Server
-
-
-def _device_plan(device: str, compute_type: str, log: Any) -> Any:
-    """Choose the engine's device now (a ``cuda`` that cannot work fails the start)."""
-    from whispercli.modelhub import shipped_model
-    from whispercli.server import device as devices
-
-    try:
-        probe_model = shipped_model()
-        plan = devices.choose(device, compute_type, str(probe_model) if probe_model else None)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    except devices.DeviceError as exc:
-        raise WhisperCliError(str(exc)) from None
-    if plan.device == "cuda":  # the engine child starts after this: the loader reads it then
-        os.environ.update(devices.loader_path_env(os.environ, devices.nvidia_lib_dirs()))
-    log.info("device: %s %s (%s)", plan.device, plan.compute_type, plan.reason)
-    return plan
 
 
 @app.command()
@@ -237,22 +142,17 @@ def run(
     database: DatabaseOpt = None,
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
-    port = _port(port)
     import logging
 
-    import uvicorn
+    from whispercli.server import hosting
 
-    from whispercli.server.app import create_app
-    from whispercli.server.settings import InsecureKeyFileError
-    from whispercli.server.webhooks.signing import WebhookSecretError
-
+    port = _port(port)
     if speed not in SPEEDS:
         raise UsageError(f"unknown --speed {speed!r}; use {', '.join(SPEEDS)}")
     level = log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise UsageError(f"unknown --log-level {log_level!r}; use debug, info, warning or error")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log = logging.getLogger("whispercli.server")
     settings = ServerSettings(
         host=host,
         port=port,
@@ -264,7 +164,7 @@ def run(
         retention=retention_hours * 3600,
         cpu_threads=cpu_threads,
         speed=speed,
-        device_plan=_device_plan(device, compute_type, log),
+        device_plan=hosting.choose_device(device, compute_type),
         max_loaded_models=max_loaded_models,
         webhook_allow_private=webhook_allow_private,
         webhook_first_retry=webhook_first_retry,
@@ -272,48 +172,7 @@ def run(
     if data_dir is not None:
         settings.data_dir = data_dir
     settings.database_url = database or None
-    if not settings.is_loopback:
-        log.warning(
-            "binding %s: anyone who can reach this address and port can try the API key, "
-            "and traffic (key, audio, transcripts) is plain HTTP; prefer 127.0.0.1",
-            host,
-        )
-    from whispercli.server.store import StoreUnavailable
-
-    try:
-        application = create_app(settings)
-    except (InsecureKeyFileError, WebhookSecretError) as exc:
-        raise WhisperCliError(str(exc)) from None
-    except StoreUnavailable as exc:
-        raise UnreachableError(
-            f"{exc} ({settings.database_shown})", hint="is PostgreSQL running? check --database"
-        ) from None
-    sock = _bind(host, port)
-    url = _url(host, port)
-    pid_path = _write_pid_file(port, url)
-    bound = sock.getsockname()
-    log.info(
-        "whispercli server listening on %s port %d, reachable as %s (data in %s)",
-        bound[0],
-        bound[1],
-        url,
-        settings.data_dir,
-    )
-    _Server = _server_class()
-    config = uvicorn.Config(  # log_config=None: uvicorn's lines take our one format
-        application,
-        log_config=None,
-        log_level=log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
-    try:
-        _Server(config).run(sockets=[sock])
-    finally:
-        sock.close()
-        record = _read_pid_file(port)
-        if record is not None and record["pid"] == os.getpid():
-            pid_path.unlink(missing_ok=True)
+    hosting.serve(settings, log_level)
 
 
 @app.command()
@@ -326,9 +185,9 @@ def migrate(
     ],
 ) -> None:
     """Create or update the PostgreSQL schema (idempotent; `server run` also does it)."""
-    from whispercli.server.postgres_store import migrate as apply_schema
+    from whispercli.server.scale.queue import migrate as apply_schema
     from whispercli.server.settings import redact_dsn
-    from whispercli.server.store import StoreUnavailable
+    from whispercli.server.storage.store import StoreUnavailable
 
     try:
         apply_schema(database)
@@ -350,7 +209,7 @@ def start(
 ) -> None:
     """Start the server in the background (log in the state dir) and wait until it answers."""
     port = _port(port)
-    url = _url(paths.DEFAULT_HOST, port)
+    url = f"http://{paths.DEFAULT_HOST}:{port}"
     if launcher.answers(url):
         typer.echo(f"a server already answers at {url}", err=True)
         typer.echo(url)
@@ -371,17 +230,17 @@ def stop(
 ) -> None:
     """Stop the server recorded for PORT gracefully (SIGTERM, then wait)."""
     port = _port(port)
-    record = _read_pid_file(port)
-    if record is None or not _is_our_server(record["pid"]):
-        launcher.pid_file(port).unlink(missing_ok=True)
+    record = launcher.read_pid_file(port)
+    if record is None or not launcher.is_our_server(record["pid"]):
+        paths.server_pid_file(port).unlink(missing_ok=True)
         typer.echo(f"no whispercli server is running on port {port}", err=True)
         return
     pid = record["pid"]
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _is_our_server(pid):
-            launcher.pid_file(port).unlink(missing_ok=True)
+        if not launcher.is_our_server(pid):
+            paths.server_pid_file(port).unlink(missing_ok=True)
             typer.echo(f"server stopped (pid {pid})", err=True)
             return
         time.sleep(0.1)
@@ -404,13 +263,13 @@ def status(
 
     g = globals_of(ctx)
     port = _port(port)
-    record = None if g.url or g.profile else _read_pid_file(port)
+    record = None if g.url or g.profile else launcher.read_pid_file(port)
     if g.url or g.profile:
         url = g.url
     elif record and isinstance(record.get("url"), str):
         url = record["url"]
     else:
-        url = _url(paths.DEFAULT_HOST, port)
+        url = f"http://{paths.DEFAULT_HOST}:{port}"
     client = Client(url=url, api_key=g.api_key, profile=g.profile, auto_start=False)
     url = client.url
     try:
@@ -446,7 +305,7 @@ def status(
 @app.command("webhook-secret")
 def webhook_secret() -> None:
     """Print the secret webhook receivers verify signatures with (created on first use)."""
-    from whispercli.server.webhooks.signing import WebhookSecretError, load_secret
+    from whispercli.server.webhooks.signatures import WebhookSecretError, load_secret
 
     try:
         typer.echo(load_secret())

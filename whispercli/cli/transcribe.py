@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from whispercli import formats
+import whispercli.formats as formats
 from whispercli.cli import options as o
 from whispercli.cli.context import get_client, parse_duration
 from whispercli.cli.jobflow import check_state_dir, report_failures, submit_source, wait_for
@@ -183,19 +183,7 @@ def transcribe(
     no_download: NoDownload = False,
 ) -> None:
     """Transcribe audio: upload, submit, wait, then print the transcript or write files."""
-    chosen = formats.expand(fmt or ([formats.ALL] if output_dir else ["txt"]))
-    if output_dir is None and len(chosen) > 1:
-        raise UsageError("several formats need -o DIR to write them to")
-    if skip_existing and output_dir is None:
-        raise UsageError("--skip-existing needs -o DIR")
-    if sources.count("-") > 1:
-        raise UsageError("- (stdin) can be given once")
-    if json_out and fmt and output_dir is None:
-        raise UsageError(
-            "--json and -f both choose what goes to stdout",
-            hint="drop -f (--json prints every result), or add -o DIR: -f then picks the "
-            "files written and --json prints the summary",
-        )
+    chosen = _chosen_formats(sources, fmt, output_dir, skip_existing, json_out)
     params = o.whisper_params(
         language,
         task,
@@ -268,6 +256,30 @@ def transcribe(
         except KeyboardInterrupt:
             raise Interrupted([i.job_id for i in items if i.job_id and not i.result]) from None
     _report(items, chosen[0], output_dir, json_out)
+
+
+def _chosen_formats(
+    sources: list[str],
+    fmt: list[str] | None,
+    output_dir: Path | None,
+    skip_existing: bool,
+    json_out: bool,
+) -> list[str]:
+    """The formats to write (all with -o, else txt), after the checks of what goes where."""
+    chosen = formats.expand(fmt or ([formats.ALL] if output_dir else ["txt"]))
+    if output_dir is None and len(chosen) > 1:
+        raise UsageError("several formats need -o DIR to write them to")
+    if skip_existing and output_dir is None:
+        raise UsageError("--skip-existing needs -o DIR")
+    if sources.count("-") > 1:
+        raise UsageError("- (stdin) can be given once")
+    if json_out and fmt and output_dir is None:
+        raise UsageError(
+            "--json and -f both choose what goes to stdout",
+            hint="drop -f (--json prints every result), or add -o DIR: -f then picks the "
+            "files written and --json prints the summary",
+        )
+    return chosen
 
 
 def _run_parallel(

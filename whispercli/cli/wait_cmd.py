@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from whispercli import formats
+import whispercli.formats as formats
 from whispercli.cli import options as o
 from whispercli.cli.context import complete_job_ref, get_store, parse_duration, resolve_job
 from whispercli.cli.jobflow import report_failures, wait_for

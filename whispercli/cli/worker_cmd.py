@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from whispercli.cli.server import ComputeTypeOpt, DeviceOpt, MaxLoadedOpt, _device_plan
+from whispercli.cli.server import ComputeTypeOpt, DeviceOpt, MaxLoadedOpt
 from whispercli.errors import UnreachableError, UsageError
 from whispercli.protocol import SPEEDS
 from whispercli.server.settings import ServerSettings
@@ -62,9 +62,10 @@ def run(
     """Run jobs from PostgreSQL on this machine's engine, one at a time, until SIGTERM."""
     import logging
 
-    from whispercli.server.queue import run_worker
-    from whispercli.server.service import TIER_QUEUES
-    from whispercli.server.store import StoreUnavailable
+    from whispercli.server import hosting
+    from whispercli.server.jobs.service import TIER_QUEUES
+    from whispercli.server.scale.worker import run_worker
+    from whispercli.server.storage.store import StoreUnavailable
 
     if speed not in SPEEDS:
         raise UsageError(f"unknown --speed {speed!r}; use {', '.join(SPEEDS)}")
@@ -82,7 +83,7 @@ def run(
         models_dir=models_dir,
         speed=speed,
         retention=retention_hours * 3600,
-        device_plan=_device_plan(device, compute_type, logging.getLogger("whispercli.server")),
+        device_plan=hosting.choose_device(device, compute_type),
         max_loaded_models=max_loaded_models,
     )
     try:

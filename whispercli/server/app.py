@@ -1,20 +1,12 @@
-"""The HTTP app: the routers of :mod:`whispercli.server.api` over one job service.
+"""The composition root: ``create_app(settings)`` wires the server's parts into one ASGI app.
 
-``create_app(settings)`` wires the backend the settings choose (:mod:`.backends`: the embedded
-default -- SQLite, disk, in-process notification, a :class:`LocalRunner` -- or PostgreSQL,
-with no engine in this process), and every part can be passed in instead (tests run the app
-in-process with their own store or runner). ``whispercli server run`` serves it with uvicorn.
-
-The map::
-
-    api/{uploads,jobs,health}  routers: HTTP shapes <-> service calls     (api/__init__.py)
-    service.JobService         every rule about uploads and jobs          (errors.ERRORS)
-    store.Store                jobs, uploads metadata, results, retention (sqlite_store,
-                                                                          postgres_store)
-    blobs.BlobStore            upload bytes                  (DiskBlobStore, postgres_blobs)
-    notify.Notifier            wakes long-polls             (LocalNotifier, postgres_notify)
-    runner.Runner              runs jobs: JobExecutor -> worker.EngineProcess (child)
-    retention                  the periodic sweep, its own task
+The embedded default is SQLite, disk blobs, in-process notification and a
+:class:`~whispercli.server.jobs.runner.LocalRunner` (engine child in this machine); with
+``--database`` it is PostgreSQL storage, a Procrastinate dispatcher and no engine here (queue
+workers run the jobs: :mod:`whispercli.server.scale`). Every part can be passed in instead
+(tests run the app in-process with their own store or runner). ``whispercli server run``
+serves it (:mod:`whispercli.server.hosting`). The map of the whole package is
+docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -25,30 +17,46 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
-from whispercli import __version__
 from whispercli.fsutil import is_private, read_or_create_secret
 from whispercli.protocol import ACTIVE_STATUSES
-from whispercli.server import api, retention
+from whispercli.server import api
 from whispercli.server.api import errors
 from whispercli.server.api.deps import Links
-from whispercli.server.backends import Backend, open_backend
-from whispercli.server.blobs import BlobStore, DiskBlobStore
-from whispercli.server.deliveries import body_builder
-from whispercli.server.notify import LocalNotifier, Notifier
-from whispercli.server.runner import LocalRunner, NoRunner, Runner
-from whispercli.server.service import JobService
+from whispercli.server.api.signed_urls import Signer
+from whispercli.server.api.webhook_bodies import body_builder
+from whispercli.server.jobs import models, retention
+from whispercli.server.jobs.runner import LocalRunner, NoRunner, Runner
+from whispercli.server.jobs.service import JobService
 from whispercli.server.settings import InsecureKeyFileError, ServerSettings
-from whispercli.server.signing import Signer
-from whispercli.server.store import Job, Store
+from whispercli.server.storage.blobs import BlobStore
+from whispercli.server.storage.notify import Notifier
+from whispercli.server.storage.open import Storage, local_storage, open_storage
+from whispercli.server.storage.store import JobRecord, Store
 from whispercli.server.webhooks.outbox import Deliverer
-from whispercli.server.webhooks.signing import WebhookSigner, load_secret
+from whispercli.server.webhooks.signatures import WebhookSigner, load_secret
+from whispercli.version import __version__
 
 log = logging.getLogger("whispercli.server")
+
+Dispatch = Callable[[JobRecord, str], Awaitable[None]]
+
+
+@dataclass
+class _Parts:
+    """What the lifespan starts and stops, besides the storage."""
+
+    storage: Storage
+    runner: Runner
+    service: JobService
+    deliverer: Deliverer
+    dispatcher: Any = None
+    """The scale-out mode's QueueDispatcher (None: the local runner takes new jobs)."""
 
 
 def create_app(
@@ -60,35 +68,72 @@ def create_app(
     runner: Runner | None = None,
 ) -> FastAPI:
     """Build the app; the API key and URL secret are read (or created) here. The parts not
-    given are the embedded default's, in ``settings.data_dir``."""
+    given are the ones ``settings`` choose (the embedded default's in ``settings.data_dir``)."""
+    models.keep_hub_offline()
     api_key = settings.load_api_key()
     secret_file = settings.data_dir / "url-secret"
     signer = Signer(read_or_create_secret(secret_file))
     if not is_private(secret_file):
         raise InsecureKeyFileError(f"{secret_file} is readable by other users; chmod 600 it")
-    if store is None:
-        backend = open_backend(settings)
+    if store is not None:
+        storage = local_storage(settings, store, blobs, notifier)
     else:
-        backend = Backend(
-            store,
-            blobs if blobs is not None else DiskBlobStore(settings.data_dir / "uploads"),
-            notifier if notifier is not None else LocalNotifier(),
-        )
-    store, blobs, notifier = backend.store, backend.blobs, backend.notifier
+        storage = _open_storage(settings)
+    links = Links(signer, settings)
+    parts = _assemble(settings, storage, runner, links)
+    app = FastAPI(
+        title="whispercli local server",
+        version=__version__,
+        description="The Tiyaro async speech-to-text API, served locally by faster-whisper.",
+        lifespan=_lifespan(settings, parts),
+    )
+    app.state.api_key = api_key
+    app.state.service = parts.service
+    app.state.runner = parts.runner
+    app.state.links = links
+    app.state.last_request = time.monotonic()
+    errors.install(app)
+    for router in api.ROUTERS:
+        app.include_router(router)
+    app.middleware("http")(_log_and_touch)
+    return app
+
+
+def _open_storage(settings: ServerSettings) -> Storage:
+    if settings.database_url:
+        from whispercli.server.scale.queue import migrate  # psycopg, procrastinate: only here
+
+        migrate(settings.database_url)
+    return open_storage(settings)
+
+
+def _assemble(
+    settings: ServerSettings, storage: Storage, runner: Runner | None, links: Links
+) -> _Parts:
+    """The runner, the job service (with its dispatch) and the webhook deliverer."""
+    store, blobs, notifier = storage.store, storage.blobs, storage.notifier
     if runner is None:
         # With shared storage the jobs run on workers elsewhere, not in this process.
         runner = (
-            NoRunner() if backend.shared else LocalRunner(settings, store, blobs, notifier.notify)
+            NoRunner() if storage.shared else LocalRunner(settings, store, blobs, notifier.notify)
         )
+    local_runner = runner
 
-    async def wake_runner(_job: Job, _queue: str) -> None:
-        runner.wake()
+    async def wake_runner(_job: JobRecord, _queue: str) -> None:
+        local_runner.wake()
 
-    dispatcher = backend.dispatcher
-    service = JobService(
-        settings, store, blobs, notifier, dispatcher or wake_runner, fleet=backend.fleet
-    )
-    links = Links(signer, settings)
+    dispatch: Dispatch = wake_runner
+    dispatcher, fleet = None, None
+    if storage.shared:
+        from whispercli.server.scale.fleet import Fleet
+        from whispercli.server.scale.queue import STALLED_AFTER_SECONDS, TASK, QueueDispatcher
+        from whispercli.server.storage.postgres.store import PostgresStore
+
+        assert settings.database_url is not None and isinstance(store, PostgresStore)
+        dispatcher = QueueDispatcher(settings.database_url)
+        dispatch = dispatcher
+        fleet = Fleet(store.pool, STALLED_AFTER_SECONDS, TASK)
+    service = JobService(settings, store, blobs, notifier, dispatch, fleet=fleet)
     deliverer = Deliverer(
         store,
         WebhookSigner(load_secret(settings.webhook_secret_file)),
@@ -96,65 +141,58 @@ def create_app(
         body_builder(store, links),
         first_delay=settings.webhook_first_retry,
     )
+    return _Parts(storage, runner, service, deliverer, dispatcher)
+
+
+def _lifespan(
+    settings: ServerSettings, parts: _Parts
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    storage, runner = parts.storage, parts.runner
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await notifier.start()
-        if dispatcher is not None:
-            await dispatcher.start()
+        await storage.notifier.start()
+        if parts.dispatcher is not None:
+            await parts.dispatcher.start()
         runner.start()
-        deliverer.start()
+        parts.deliverer.start()
         tasks = []
-        if not backend.shared:  # with shared storage, one worker of the fleet sweeps (queue.py)
-            tasks.append(
-                asyncio.create_task(retention.sweep_forever(store, blobs, settings.retention))
-            )
+        if not storage.shared:  # with shared storage, one worker of the fleet sweeps
+            sweep = retention.sweep_forever(storage.store, storage.blobs, settings.retention)
+            tasks.append(asyncio.create_task(sweep))
         if settings.idle_timeout > 0:
-            tasks.append(asyncio.create_task(_exit_when_idle(app, service, runner)))
+            tasks.append(asyncio.create_task(_exit_when_idle(app, parts.service, runner)))
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.to_thread(runner.stop)
-            await asyncio.to_thread(deliverer.stop)
-            if dispatcher is not None:
-                await dispatcher.close()
-            await notifier.close()
-            backend.close()
+            await asyncio.to_thread(parts.deliverer.stop)
+            if parts.dispatcher is not None:
+                await parts.dispatcher.close()
+            await storage.notifier.close()
+            storage.close()
 
-    app = FastAPI(
-        title="whispercli local server",
-        version=__version__,
-        description="The Tiyaro async speech-to-text API, served locally by faster-whisper.",
-        lifespan=lifespan,
+    return lifespan
+
+
+async def _log_and_touch(request: Request, call_next: Any) -> Response:
+    """Log each request (the path only: query strings carry URL signatures) and note the
+    time for the idle exit."""
+    state = request.app.state
+    state.last_request = time.monotonic()
+    started = time.perf_counter()
+    response: Response = await call_next(request)
+    state.last_request = time.monotonic()
+    log.info(
+        "%s %s %d %.1f ms",
+        request.method,
+        request.url.path,
+        response.status_code,
+        (time.perf_counter() - started) * 1000,
     )
-    app.state.api_key = api_key
-    app.state.service = service
-    app.state.runner = runner
-    app.state.links = links
-    app.state.last_request = time.monotonic()
-    errors.install(app)
-    for router in api.ROUTERS:
-        app.include_router(router)
-
-    @app.middleware("http")
-    async def _log_and_touch(request: Request, call_next: Any) -> Response:
-        # Logs the path only: query strings carry URL signatures.
-        app.state.last_request = time.monotonic()
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        app.state.last_request = time.monotonic()
-        log.info(
-            "%s %s %d %.1f ms",
-            request.method,
-            request.url.path,
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
-        return response
-
-    return app
+    return response
 
 
 async def _exit_when_idle(app: FastAPI, service: JobService, runner: Runner) -> None:

@@ -7,11 +7,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from whispercli import paths
+import whispercli.paths as paths
 from whispercli.fsutil import is_private, read_or_create_secret
-from whispercli.server.device import DevicePlan, cpu_plan
-from whispercli.server.modelcache import DEFAULT_MAX_LOADED
-from whispercli.server.webhooks import guard, schedule, signing
+from whispercli.server.engine.device import DevicePlan, cpu_plan
+from whispercli.server.engine.modelcache import DEFAULT_MAX_LOADED
+from whispercli.server.webhooks import guard, schedule
+from whispercli.server.webhooks import signatures as signing
 
 MIB = 1024**2
 GIB = 1024**3
@@ -51,13 +52,13 @@ class ServerSettings:
     cpu_threads: int = 0
     """CTranslate2 threads for the engine in all (0: one per CPU); see engine.replica_layout."""
     speed: str = "default"
-    """The decoding speed (whispercli.decoding.SPEEDS); a job's ``speed`` param wins."""
+    """The decoding speed (whispercli.server.engine.plans.SPEEDS); a job's ``speed`` param wins."""
     max_attempts: int = 3
     """Times a job is started before a crash (of the worker or the server) fails it."""
     device_plan: DevicePlan = field(default_factory=lambda: cpu_plan("int8", "default"))
-    """Where and how the engine decodes (``server run`` chooses it: whispercli.server.device)."""
+    """Where and how the engine decodes (``server run`` chooses it: ``engine.device``)."""
     max_loaded_models: int = DEFAULT_MAX_LOADED
-    """Models the worker keeps loaded (least recently used unloaded first)."""
+    """Models the engine process keeps loaded (least recently used unloaded first)."""
     webhook_secret_file: Path = field(default_factory=signing.secret_file)
     webhook_allow_private: bool = False
     """Let webhooks and Eden ``file_url`` reach private and loopback addresses."""

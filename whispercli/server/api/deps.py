@@ -11,13 +11,13 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from whispercli.protocol import JOB_PATH, UPLOAD_PUT_PATH, UPLOAD_URL_PATH
-from whispercli.server.errors import ERRORS, ServiceError
-from whispercli.server.runner import Runner
-from whispercli.server.schemas import ErrorBody
-from whispercli.server.service import JobService
+from whispercli.server.api.schemas import ErrorBody
+from whispercli.server.api.signed_urls import SignatureError, Signer
+from whispercli.server.jobs.errors import ERRORS, ServiceError
+from whispercli.server.jobs.runner import Runner
+from whispercli.server.jobs.service import JobService
 from whispercli.server.settings import ServerSettings
-from whispercli.server.signing import SignatureError, Signer
-from whispercli.server.store import Job
+from whispercli.server.storage.store import JobRecord
 
 ID_PATTERN = r"^[0-9a-f]{32}$"
 _UPLOAD_PATH_RE = re.compile(r"^/v1/input/uploads/([0-9a-f]{32})$")
@@ -38,10 +38,10 @@ class Links:
         path = UPLOAD_PUT_PATH.format(upload_id=upload_id)
         return self.base_url(request) + self.signer.sign("PUT", path, self.settings.upload_url_ttl)
 
-    def poll_url(self, request: Request, job: Job) -> str:
+    def poll_url(self, request: Request, job: JobRecord) -> str:
         return self.poll_url_at(self.base_url(request), job)
 
-    def poll_url_at(self, base_url: str, job: Job) -> str:
+    def poll_url_at(self, base_url: str, job: JobRecord) -> str:
         """The poll URL on ``base_url`` (a webhook body has no request to take it from)."""
         path = JOB_PATH.format(job_id=job.id)
         ttl = self.settings.effective_poll_url_ttl

@@ -22,11 +22,11 @@ from starlette.requests import ClientDisconnect
 
 from whispercli.protocol import Status
 from whispercli.server.api.deps import AUTH, Service, UrlSigner
-from whispercli.server.deliveries import eden_job_body
-from whispercli.server.errors import ServiceError
-from whispercli.server.schemas import ErrorBody, iso_time
-from whispercli.server.service import JobService
-from whispercli.server.store import Job
+from whispercli.server.api.schemas import ErrorBody, iso_time
+from whispercli.server.api.webhook_bodies import eden_job_body
+from whispercli.server.jobs.errors import ServiceError
+from whispercli.server.jobs.service import JobService
+from whispercli.server.storage.store import JobRecord
 from whispercli.server.vendors import edenai
 from whispercli.server.vendors.multipart import FormError, FormReader, boundary_of
 
@@ -191,7 +191,7 @@ async def _fetch(service: JobService, url: str) -> str:
         raise _from_service(exc, "file_url") from None
 
 
-async def _body(service: JobService, job: Job) -> dict[str, Any]:
+async def _body(service: JobService, job: JobRecord) -> dict[str, Any]:
     return eden_job_body(job, await service.result(job), await service.get_meta(job.id))
 
 

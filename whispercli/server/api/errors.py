@@ -1,5 +1,5 @@
 """Every failure answers ``{"error": {"code", "message"}}`` with the status of the one table
-(:data:`whispercli.server.errors.ERRORS`), never a traceback."""
+(:data:`whispercli.server.jobs.errors.ERRORS`), never a traceback."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from whispercli.server.errors import ERRORS, ServiceError
-from whispercli.server.store import StoreUnavailable
+from whispercli.server.jobs.errors import ERRORS, ServiceError
+from whispercli.server.storage.store import StoreUnavailable
 
 log = logging.getLogger("whispercli.server")
 

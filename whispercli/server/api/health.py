@@ -7,12 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from whispercli import __version__
 from whispercli.protocol import HEALTH_PATH
-from whispercli.server import models
 from whispercli.server.api.deps import AUTH, JobRunner, Service, errors_doc
-from whispercli.server.schemas import HealthResponse
-from whispercli.server.service import TIER_QUEUES
+from whispercli.server.api.schemas import HealthResponse
+from whispercli.server.jobs import models
+from whispercli.server.jobs.service import TIER_QUEUES
+from whispercli.version import __version__
 
 QUEUES = sorted(set(TIER_QUEUES.values()))
 
@@ -35,7 +35,7 @@ async def health(service: Service, runner: JobRunner) -> dict[str, Any]:
         "models": service.installed_models(),
         "loadedModels": models.loaded_names(runner.loaded_paths, service.settings.models_dir),
         "device": runner.device,
-        "queue": {"pending": depth.pending, "processing": depth.processing},
+        "queue": depth,
         "maxUploadBytes": service.settings.max_upload_bytes,
         "longPoll": True,
     }

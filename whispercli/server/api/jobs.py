@@ -16,16 +16,21 @@ from whispercli.protocol import (
     Status,
 )
 from whispercli.server.api.deps import AUTH, ID_PATTERN, Service, UrlSigner, errors_doc
-from whispercli.server.schemas import ErrorBody, JobBody, JobList, SubmitRequest, SubmitResponse
-from whispercli.server.service import JobService
-from whispercli.server.store import Job
+from whispercli.server.api.schemas import ErrorBody, JobBody, JobList, SubmitRequest, SubmitResponse
+from whispercli.server.jobs.service import JobService
+from whispercli.server.storage.store import JobRecord
 
 router = APIRouter()
 JobId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
 async def job_body(
-    request: Request, service: JobService, links: UrlSigner, job: Job, *, with_result: bool = True
+    request: Request,
+    service: JobService,
+    links: UrlSigner,
+    job: JobRecord,
+    *,
+    with_result: bool = True,
 ) -> JobBody:
     result = await service.result(job) if with_result else None
     waiting = await service.waiting(job) if with_result else None  # not for each of a list

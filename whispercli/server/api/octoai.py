@@ -19,10 +19,10 @@ from starlette.requests import ClientDisconnect
 
 from whispercli.protocol import Status
 from whispercli.server.api.deps import AUTH, ID_PATTERN, Service, UrlSigner, errors_doc
-from whispercli.server.errors import ServiceError
-from whispercli.server.schemas import iso_time
-from whispercli.server.service import JobService
-from whispercli.server.store import Job
+from whispercli.server.api.schemas import iso_time
+from whispercli.server.jobs.errors import ServiceError
+from whispercli.server.jobs.service import JobService
+from whispercli.server.storage.store import JobRecord
 from whispercli.server.vendors import DEFAULT_MODEL, octoai
 
 HEALTH_PATH = "/healthcheck"
@@ -60,7 +60,7 @@ def _url(request: Request, links: UrlSigner, path: str, job_id: str) -> str:
     return links.base_url(request) + path.format(response_id=job_id)
 
 
-def _check_ended_well(job: Job) -> None:
+def _check_ended_well(job: JobRecord) -> None:
     code = octoai.ENDED_BADLY.get(job.status)
     if code is not None:
         why = (job.error or "no reason given") if job.status == "failed" else "it was cancelled"
@@ -89,7 +89,7 @@ async def _read_body(request: Request, service: JobService) -> Any:
         raise ServiceError("invalid_request", "the body must be JSON") from None
 
 
-async def _submit(request: Request, service: JobService) -> Job:
+async def _submit(request: Request, service: JobService) -> JobRecord:
     try:
         audio, params = octoai.parse_predict(await _read_body(request, service))
     except octoai.OctoError as exc:

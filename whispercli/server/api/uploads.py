@@ -9,8 +9,8 @@ from starlette.requests import ClientDisconnect
 
 from whispercli.protocol import UPLOAD_PUT_PATH, UPLOAD_URL_PATH
 from whispercli.server.api.deps import AUTH, ID_PATTERN, Service, UrlSigner, errors_doc
-from whispercli.server.errors import ServiceError
-from whispercli.server.schemas import UploadDone, UploadUrlResponse
+from whispercli.server.api.schemas import UploadDone, UploadUrlResponse
+from whispercli.server.jobs.errors import ServiceError
 
 router = APIRouter()
 

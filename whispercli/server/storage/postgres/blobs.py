@@ -1,4 +1,4 @@
-"""The PostgreSQL :class:`~whispercli.server.blobs.BlobStore`: uploads as bytea chunks.
+"""The PostgreSQL :class:`~whispercli.server.storage.disk_blobs.BlobStore`: uploads as bytea chunks.
 
 A write streams the bytes in :data:`CHUNK_BYTES` rows of ``whispercli_blob_chunks`` under a
 fresh version, then writes the manifest row (``whispercli_blobs``: version, chunk count, size,
@@ -6,7 +6,7 @@ sha256) last, in the transaction that drops the previous version: a reader sees 
 or the new one, never a part. Memory stays at one chunk whatever the size; workers on other
 machines read the bytes from the database (no shared disk). ``local_file`` copies them to a
 scratch file for the engine and checks the sha256 on the way. The schema is
-:func:`whispercli.server.postgres_store.migrate`'s.
+:func:`whispercli.server.storage.postgres.store.migrate`'s.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 import psycopg
 
-from whispercli.server.blobs import BlobTooLarge, StorageFull
-from whispercli.server.postgres_store import Pooled, open_pool
+from whispercli.server.storage.blobs import BlobTooLarge, StorageFull
+from whispercli.server.storage.postgres.pool import Pooled, open_pool
 
 CHUNK_BYTES = 4 * 1024 * 1024
 

@@ -11,24 +11,27 @@ from pathlib import Path
 
 from whispercli.modelhub import ModelInfo, resolve
 
-# The one place the hub is kept offline, for the hub client here and faster-whisper in the
-# engine (the worker imports this module before the engine): read when the hub is imported.
-# The CLI's `models pull` never imports this module.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+__all__ = ["ModelInfo", "installed", "keep_hub_offline", "resolve"]
 
-__all__ = ["ModelInfo", "installed", "resolve"]
+
+def keep_hub_offline() -> None:
+    """The server never downloads: keep huggingface_hub (and faster-whisper through it)
+    offline in this process and the engine processes it starts, unless the environment says
+    otherwise. Called where a server or worker process starts, before the hub is imported
+    (it reads the variable once); the CLI's ``models pull`` never calls it."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def installed(models_dir: Path | None) -> list[str]:
     """The names :func:`resolve` finds, sorted."""
-    from whispercli import modelhub
+    import whispercli.modelhub as modelhub
 
     return [m.name for m in modelhub.installed(models_dir)]
 
 
 def loaded_names(paths: list[str], models_dir: Path | None) -> list[str]:
     """The installed names whose folders are among ``paths`` (the worker's loaded models)."""
-    from whispercli import modelhub
+    import whispercli.modelhub as modelhub
 
     loaded = set(paths)
     return [m.name for m in modelhub.installed(models_dir) if str(m.path) in loaded]

@@ -16,7 +16,7 @@ import secrets
 import time
 from pathlib import Path
 
-from whispercli import paths
+import whispercli.paths as paths
 from whispercli.fsutil import is_private, read_or_create_secret
 
 PREFIX = "whsec_"

@@ -6,13 +6,13 @@ The measurements behind the choices are in bench/RESULTS.md (bench/engine.py mak
 The engine calls :func:`plan` once per job and follows it::
 
     plan = decoding.plan(server_speed, params, duration_seconds)
-    if plan.chunked:   # VAD chunks decoded in parallel (whispercli.server.chunked)
+    if plan.chunked:   # VAD chunks decoded in parallel (whispercli.server.engine.chunked)
         segments, language = chunked_decoder.transcribe(
             audio, balanced=plan.balanced, encoder_padding=plan.encoder_padding, **plan.kwargs)
     else:              # Whisper's own sequential algorithm
         segments, info = model.transcribe(audio, **plan.kwargs)
 
-``params`` are the job's validated protocol params (whispercli.server.params); the job's own
+``params`` are the job's validated protocol params (whispercli.server.jobs.params); the job's own
 ``speed`` param, when given, wins over the server's setting. Explicit params win
 over the speed's choices (a job that asks for ``beam_size=5`` gets beam 5). A job that sets a param
 only the sequential path honours (temperature fallback, thresholds, ``condition_on_previous_text``)

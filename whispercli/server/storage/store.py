@@ -2,14 +2,14 @@
 
 A :class:`Store` keeps jobs (status, attempts, progress, partial segments, result, error),
 upload metadata and idempotency keys, and applies retention. The bytes of an upload live in a
-:class:`~whispercli.server.blobs.BlobStore`; deleting a job or sweeping returns the ids of the
-uploads no job uses any more, and the caller deletes their blobs.
+:class:`~.blobs.BlobStore`; deleting a job or sweeping returns the ids of the uploads no job
+uses any more, and the caller deletes their blobs.
 
 Writes made on behalf of a running job are *fenced by its attempt*: ``set_progress`` and
 ``finish`` take the attempt number the worker was given by ``claim_next`` and change nothing
 (returning False) when the job has moved on (re-queued, re-claimed, cancelled, deleted).
 
-Implementations: :class:`whispercli.server.sqlite_store.SqliteStore` (the embedded default).
+Implementations: :class:`whispercli.server.storage.sqlite.SqliteStore` (the embedded default).
 tests/server/test_store_contract.py is the contract every implementation passes.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from whispercli.protocol import Status
-from whispercli.server.webhooks.outbox import Outbox
+from whispercli.server.storage.deliveries import Outbox
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Upload:
 
 
 @dataclass(frozen=True)
-class Job:
+class JobRecord:
     id: str
     status: str
     model: str
@@ -96,15 +96,15 @@ class Store(Outbox, Protocol):
     # -- jobs ----------------------------------------------------------------------------------
     def create_job(
         self, model: str, params: dict[str, Any], upload_id: str, idempotency_key: str | None
-    ) -> tuple[Job, bool]:
+    ) -> tuple[JobRecord, bool]:
         """Insert a pending job, or return the job of a known idempotency key (created False)."""
         ...
 
-    def get_job(self, job_id: str) -> Job | None: ...
+    def get_job(self, job_id: str) -> JobRecord | None: ...
 
-    def job_by_key(self, idempotency_key: str) -> Job | None: ...
+    def job_by_key(self, idempotency_key: str) -> JobRecord | None: ...
 
-    def list_jobs(self, status: str | None, limit: int) -> list[Job]:
+    def list_jobs(self, status: str | None, limit: int) -> list[JobRecord]:
         """Newest first."""
         ...
 
@@ -114,7 +114,7 @@ class Store(Outbox, Protocol):
 
     def read_result(self, job_id: str) -> dict[str, Any] | None: ...
 
-    def cancel(self, job_id: str) -> Job | None:
+    def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a queued job now; flag a processing one (``cancel_requested``)."""
         ...
 
@@ -129,11 +129,11 @@ class Store(Outbox, Protocol):
     def get_meta(self, job_id: str) -> dict[str, Any] | None: ...
 
     # -- the worker side (fenced by attempt) --------------------------------------------------
-    def claim_next(self) -> Job | None:
+    def claim_next(self) -> JobRecord | None:
         """Move the oldest queued job to ``processing`` with one more attempt; return it."""
         ...
 
-    def claim(self, job_id: str, max_attempts: int) -> Job | None:
+    def claim(self, job_id: str, max_attempts: int) -> JobRecord | None:
         """Start ``job_id`` for the worker a queue handed it to: a queued job, or one left
         ``processing`` by a worker that died (taking it over fences out the old attempt), moves
         to ``processing`` with one more attempt. None when there is nothing to run: unknown or

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from whispercli.protocol import Status
 
 if TYPE_CHECKING:
-    from whispercli.server.store import Job
+    from whispercli.server.storage.store import JobRecord
 
 
 def iso_time(ts: float | None) -> str | None:
@@ -95,7 +95,7 @@ class JobBody(BaseModel):
     @classmethod
     def from_job(
         cls,
-        job: Job,
+        job: JobRecord,
         poll_url: str,
         result: dict[str, Any] | None = None,
         waiting: str | None = None,

@@ -3,7 +3,7 @@
 Routers (whispercli/server/api/) translate a protocol's HTTP shapes into calls of
 :class:`JobService` and its results back into bodies; they never touch the store, the blobs
 or the notifier. The service knows no HTTP: it raises
-:class:`~whispercli.server.errors.ServiceError` with a code from the one error table.
+:class:`~whispercli.server.jobs.errors.ServiceError` with a code from the one error table.
 
 Storage calls are blocking (short SQL statements) and run in a worker thread, so a slow
 backend never stalls the event loop.
@@ -26,18 +26,18 @@ from whispercli.protocol import (
     UPLOAD_URL_PATH,
     Status,
 )
-from whispercli.server import models
-from whispercli.server.blobs import BlobStore, BlobTooLarge, StorageFull
-from whispercli.server.errors import ServiceError
-from whispercli.server.notify import Notifier
-from whispercli.server.params import ParamError, check_model_can, validate_input
+from whispercli.server.jobs import models
+from whispercli.server.jobs.errors import ServiceError
+from whispercli.server.jobs.params import ParamError, check_model_can, validate_input
 from whispercli.server.settings import ServerSettings
-from whispercli.server.store import Job, Store
+from whispercli.server.storage.blobs import BlobStore, BlobTooLarge, StorageFull
+from whispercli.server.storage.notify import Notifier
+from whispercli.server.storage.store import JobRecord, Store
 from whispercli.server.webhooks import guard, sender
-from whispercli.server.webhooks.signing import new_message_id
+from whispercli.server.webhooks.signatures import new_message_id
 
 if TYPE_CHECKING:
-    from whispercli.server.fleet import Fleet, WorkerInfo
+    from whispercli.server.scale.fleet import Fleet, WorkerInfo
 
 TIER_QUEUES = {"cpuflex": "cpu", "gpuflex": "gpu"}
 """The protocol's ``serviceTier`` -> the queue whose workers run the job."""
@@ -61,12 +61,6 @@ class JobRequest:
     """Where the tier sends it (:data:`TIER_QUEUES`)."""
 
 
-@dataclass(frozen=True)
-class QueueDepth:
-    pending: int
-    processing: int
-
-
 class JobService:
     def __init__(
         self,
@@ -74,7 +68,7 @@ class JobService:
         store: Store,
         blobs: BlobStore,
         notifier: Notifier,
-        dispatch: Callable[[Job, str], Awaitable[None]],
+        dispatch: Callable[[JobRecord, str], Awaitable[None]],
         *,
         fleet: Fleet | None = None,
     ) -> None:
@@ -151,7 +145,9 @@ class JobService:
             raise ServiceError("invalid_input", str(exc)) from None
         return JobRequest(model, params, TIER_QUEUES[tier])
 
-    async def submit(self, request: JobRequest, upload_id: str, idempotency_key: str | None) -> Job:
+    async def submit(
+        self, request: JobRequest, upload_id: str, idempotency_key: str | None
+    ) -> JobRecord:
         upload = await self._call(self.store.get_upload, upload_id)
         if upload is None or upload.size is None:
             raise ServiceError(
@@ -162,7 +158,7 @@ class JobService:
             if existing is not None:
                 return existing
         depth = await self.queue_depth()
-        if depth.pending >= self.settings.max_queue:
+        if depth["pending"] >= self.settings.max_queue:
             raise ServiceError(
                 "queue_full",
                 f"the queue is full ({self.settings.max_queue} jobs waiting); retry later",
@@ -176,7 +172,7 @@ class JobService:
         return job
 
     # -- jobs ----------------------------------------------------------------------------------
-    async def get(self, job_id: str) -> Job:
+    async def get(self, job_id: str) -> JobRecord:
         job = await self._call(self.store.get_job, job_id)
         if job is None:
             raise ServiceError("job_not_found", f"no job with id {job_id} on this server")
@@ -189,7 +185,7 @@ class JobService:
         *,
         until_done: bool,
         disconnected: Callable[[], Awaitable[bool]],
-    ) -> Job:
+    ) -> JobRecord:
         """The job once its status changes (or it ends, with ``until_done``), or after
         ``seconds`` (capped at the protocol's maximum), or when the client went away."""
         job = await self.get(job_id)
@@ -198,7 +194,7 @@ class JobService:
         deadline = time.monotonic() + min(seconds, MAX_LONG_POLL_SECONDS)
         initial = job.status
 
-        def answer_now(current: Job) -> bool:
+        def answer_now(current: JobRecord) -> bool:
             if until_done:
                 return Status(current.status).terminal
             return current.status != initial
@@ -216,15 +212,15 @@ class JobService:
             job = await self.get(job_id)
         return job
 
-    async def result(self, job: Job) -> dict[str, Any] | None:
+    async def result(self, job: JobRecord) -> dict[str, Any] | None:
         if not job.has_result:
             return None
         return await self._call(self.store.read_result, job.id)
 
-    async def list(self, status: Status | None, limit: int) -> list[Job]:
+    async def list(self, status: Status | None, limit: int) -> list[JobRecord]:
         return await self._call(self.store.list_jobs, status.value if status else None, limit)
 
-    async def cancel(self, job_id: str) -> Job:
+    async def cancel(self, job_id: str) -> JobRecord:
         job = await self.get(job_id)
         if Status(job.status).terminal:
             raise ServiceError("already_finished", f"job {job_id} already ended ({job.status})")
@@ -244,12 +240,14 @@ class JobService:
             await self._call(self.blobs.delete, upload_id)
         self.notifier.notify(job_id)
 
-    async def queue_depth(self) -> QueueDepth:
+    async def queue_depth(self) -> dict[str, int]:
+        """``pending`` and ``processing`` job counts (the shape ``fleet.queue_depths`` gives
+        per queue)."""
         counts = await self._call(self.store.counts)
-        return QueueDepth(
-            pending=sum(counts.get(s, 0) for s in QUEUED_STATUSES),
-            processing=counts.get(Status.PROCESSING, 0),
-        )
+        return {
+            "pending": sum(counts.get(s, 0) for s in QUEUED_STATUSES),
+            "processing": counts.get(Status.PROCESSING, 0),
+        }
 
     async def workers(self) -> tuple[Sequence[WorkerInfo], dict[str, dict[str, int]]] | None:
         """The live workers and each queue's depth; None in the embedded mode."""
@@ -257,7 +255,7 @@ class JobService:
             return None
         return await self._call(self.fleet.live), await self._call(self.fleet.queue_depths)
 
-    async def waiting(self, job: Job) -> str | None:
+    async def waiting(self, job: JobRecord) -> str | None:
         """Why a pending job has not started yet (PostgreSQL mode), else None."""
         if self.fleet is None or job.status != Status.PENDING:
             return None
@@ -272,7 +270,12 @@ class JobService:
             raise ServiceError("invalid_webhook", f"the webhook URL is refused: {exc}") from None
 
     async def add_webhook(
-        self, job: Job, url: str, kind: str, base_url: str, extra: dict[str, Any] | None = None
+        self,
+        job: JobRecord,
+        url: str,
+        kind: str,
+        base_url: str,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """Deliver ``job`` to ``url`` once it ends (once per job: a resubmit adds nothing)."""
         await self._call(

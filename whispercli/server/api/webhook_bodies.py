@@ -11,14 +11,15 @@ import json
 from typing import Any
 
 from whispercli.server.api.deps import Links
-from whispercli.server.schemas import JobBody
-from whispercli.server.store import Job, Store
+from whispercli.server.api.schemas import JobBody
+from whispercli.server.storage.deliveries import Delivery
+from whispercli.server.storage.store import JobRecord, Store
 from whispercli.server.vendors import edenai
-from whispercli.server.webhooks.outbox import BodyBuilder, Delivery
+from whispercli.server.webhooks.outbox import BodyBuilder
 
 
 def eden_job_body(
-    job: Job, result: dict[str, Any] | None, meta: dict[str, Any] | None
+    job: JobRecord, result: dict[str, Any] | None, meta: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Eden's get-job body of ``job`` (the providers and options its launch recorded)."""
     meta = meta or {}

@@ -1,6 +1,6 @@
 """Split long segments into sentence-sized ones using their word timings.
 
-The chunked path (whispercli/server/chunked.py) decodes each VAD chunk of up to 30 s as one
+The chunked path (whispercli/server/engine/chunked.py) decodes each VAD chunk of up to 30 s as one
 segment with timestamp tokens off, which keeps the sequential path's accuracy (sampling timestamp
 tokens there costs 5-7 WER points on the bench set) but makes useless subtitle cues. With
 ``word_timestamps=True`` every word carries its own start and end, so the engine cuts the

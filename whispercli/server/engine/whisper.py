@@ -1,10 +1,10 @@
 """The transcription engine: faster-whisper behind one method (CPU int8 or CUDA: see device).
 
-Only the worker process imports this module (after whispercli.server.models, which keeps the
-Hugging Face hub offline). :meth:`Engine.transcribe` hands each job's
-Whisper parameters to :func:`whispercli.decoding.plan`, which maps them onto faster-whisper and
-picks the path (Whisper's sequential algorithm, or VAD chunks decoded in parallel by
-:mod:`whispercli.server.chunked`) from the decoding speed; bench/engine.py measures them.
+Only the engine process imports this module (the server keeps the Hugging Face hub offline
+for it: ``jobs.models.keep_hub_offline``). :meth:`Engine.transcribe` hands each job's Whisper
+parameters to :func:`whispercli.server.engine.plans.plan`, which maps them onto faster-whisper
+and picks the path (Whisper's sequential algorithm, or VAD chunks decoded in parallel by
+:mod:`.chunked`) from the decoding speed; bench/engine.py measures them.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ import av
 import numpy as np
 from faster_whisper import WhisperModel, decode_audio
 
-from whispercli import decoding
-from whispercli.server import quality
-from whispercli.server.chunked import SAMPLE_RATE, ChunkedDecoder
-from whispercli.server.device import DevicePlan, cpu_plan
-from whispercli.server.resegment import split_segment
+from whispercli.segments import split_segment
+from whispercli.server.engine import plans, quality
+from whispercli.server.engine.chunked import SAMPLE_RATE, ChunkedDecoder
+from whispercli.server.engine.device import DevicePlan, cpu_plan
 
 MAX_REPLICAS = 4
 CPU_PLAN = cpu_plan("int8", "default")
@@ -132,7 +131,7 @@ def replica_layout(cpu_threads: int) -> tuple[int, int]:
     """(replicas, threads per replica) for ``cpu_threads`` engine threads (0: one per CPU).
 
     Single-thread replicas decode faster per core than one replica sharing threads (see
-    whispercli.server.chunked); past a few replicas, threads go into each replica instead.
+    whispercli.server.engine.chunked); past a few replicas, threads go into each replica instead.
     """
     total = cpu_threads or len(os.sched_getaffinity(0)) or 1
     replicas = min(total, MAX_REPLICAS)
@@ -140,18 +139,18 @@ def replica_layout(cpu_threads: int) -> tuple[int, int]:
 
 
 class Engine:
-    """One loaded model; kept loaded across jobs by the worker."""
+    """One loaded model; kept loaded across jobs by the engine process."""
 
     def __init__(
         self,
         model_path: str,
         *,
         cpu_threads: int = 0,
-        speed: str = decoding.DEFAULT_SPEED,
+        speed: str = plans.DEFAULT_SPEED,
         plan: DevicePlan = CPU_PLAN,
     ) -> None:
         """``speed`` is the server's decoding speed; a job's ``speed`` param overrides it.
-        ``plan`` is the device's (whispercli.server.device)."""
+        ``plan`` is the device's (whispercli.server.engine.device)."""
         self.model_path = model_path
         self.speed = speed
         self.plan = plan
@@ -174,7 +173,7 @@ class Engine:
         """Transcribe ``path``; return the protocol's ``result`` object."""
         audio = load_audio(path)
         duration = audio.size / SAMPLE_RATE
-        plan = decoding.plan(self.speed, params, duration)
+        plan = plans.plan(self.speed, params, duration)
         segments: Generator[Any, None, None]
         progress = _Progress()
         probability = None
@@ -196,7 +195,7 @@ class Engine:
         else:
             segments, info = self.model.transcribe(audio, **plan.kwargs)
             language, probability = info.language, round(info.language_probability, 4)
-        # The chunked path decodes whole VAD chunks with word timings (see decoding.plan):
+        # The chunked path decodes whole VAD chunks with word timings (see plans.plan):
         # cut them into sentence-sized segments, keeping word timings only if asked for.
         keep_words = bool(params.get("word_timestamps"))
 
@@ -216,7 +215,7 @@ class Engine:
                 collected.append(item)
                 on_segment(item, progress.value)
         multilingual = bool(self.model.model.is_multilingual)
-        schedule = decoding.temperatures(params)
+        schedule = plans.temperatures(params)
         first = schedule[0] if isinstance(schedule, tuple) else schedule or 0.0
         notes = quality.warnings(
             collected, duration, multilingual=multilingual, first_temperature=first

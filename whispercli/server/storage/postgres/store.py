@@ -1,10 +1,10 @@
-"""The PostgreSQL :class:`~whispercli.server.store.Store` (psycopg 3, a connection pool).
+"""The PostgreSQL :class:`~whispercli.server.storage.store.Store` (psycopg 3, a connection pool).
 
 Several API servers and workers share one database: every statement is safe to race
 (``FOR UPDATE SKIP LOCKED`` claims, a unique idempotency key, writes fenced by attempt), and
 timestamps come from the database's clock, not the callers'. :func:`migrate` installs the
 schema (idempotent, under an advisory lock); a trigger NOTIFYs ``whispercli_jobs`` with the
-job id on every change, which :mod:`whispercli.server.postgres_notify` listens to.
+job id on every change, which :mod:`whispercli.server.storage.postgres.notify` listens to.
 
 Why psycopg 3 (not asyncpg): Procrastinate 3 runs on psycopg 3, so the mode has one driver;
 it has a blocking API (our Store is blocking and runs in threads) and an async one (LISTEN),
@@ -13,185 +13,35 @@ and a pool that reconnects by itself.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from whispercli.protocol import QUEUED_STATUSES, TERMINAL_STATUSES, Status
-from whispercli.server.store import (
-    TAKEN_OVER_REASON,
-    Job,
-    StoreUnavailable,
-    Swept,
-    Upload,
-    gave_up,
-    new_id,
-)
-from whispercli.server.webhooks.outbox import (
+from whispercli.server.storage.deliveries import (
     LEASE_SECONDS,
     Delivery,
     delivery_from_row,
     delivery_state,
 )
+from whispercli.server.storage.postgres.pool import Pooled, open_pool
+from whispercli.server.storage.store import (
+    TAKEN_OVER_REASON,
+    JobRecord,
+    Swept,
+    Upload,
+    gave_up,
+    new_id,
+)
 
-CHANNEL = "whispercli_jobs"
 _QUEUED = sorted(QUEUED_STATUSES)
 _FINISHED = sorted(TERMINAL_STATUSES)
 _PROCESSING = Status.PROCESSING.value
 _NOW = "extract(epoch from clock_timestamp())"
 
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS whispercli_uploads (
-    id text PRIMARY KEY,
-    extension text,
-    created_at double precision NOT NULL,
-    size bigint
-);
-CREATE TABLE IF NOT EXISTS whispercli_jobs (
-    id text PRIMARY KEY,
-    status text NOT NULL,
-    model text NOT NULL,
-    params jsonb NOT NULL,
-    upload_id text NOT NULL,
-    idempotency_key text UNIQUE,
-    attempts integer NOT NULL DEFAULT 0,
-    progress double precision NOT NULL DEFAULT 0,
-    segments jsonb,
-    result jsonb,
-    error text,
-    cancel_requested boolean NOT NULL DEFAULT false,
-    accepted_at double precision NOT NULL,
-    started_at double precision,
-    completed_at double precision
-);
-CREATE INDEX IF NOT EXISTS whispercli_jobs_status ON whispercli_jobs (status, accepted_at);
-CREATE INDEX IF NOT EXISTS whispercli_jobs_upload ON whispercli_jobs (upload_id);
-CREATE TABLE IF NOT EXISTS whispercli_blobs (
-    blob_id text PRIMARY KEY,
-    version text NOT NULL,
-    chunks integer NOT NULL,
-    size bigint NOT NULL,
-    sha256 text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS whispercli_blob_chunks (
-    blob_id text NOT NULL,
-    version text NOT NULL,
-    seq integer NOT NULL,
-    data bytea NOT NULL,
-    PRIMARY KEY (blob_id, version, seq)
-);
-CREATE TABLE IF NOT EXISTS whispercli_job_meta (
-    job_id text PRIMARY KEY REFERENCES whispercli_jobs (id) ON DELETE CASCADE,
-    data jsonb NOT NULL
-);
-CREATE TABLE IF NOT EXISTS whispercli_deliveries (
-    job_id text PRIMARY KEY REFERENCES whispercli_jobs (id) ON DELETE CASCADE,
-    message_id text NOT NULL,
-    url text NOT NULL,
-    kind text NOT NULL,
-    base_url text NOT NULL,
-    extra jsonb NOT NULL,
-    state text NOT NULL DEFAULT 'waiting',
-    attempts integer NOT NULL DEFAULT 0,
-    next_at double precision NOT NULL DEFAULT 0,
-    body bytea,
-    last_error text
-);
-CREATE INDEX IF NOT EXISTS whispercli_deliveries_due ON whispercli_deliveries (state, next_at);
--- the workers /v1/health lists (server/fleet.py)
-CREATE TABLE IF NOT EXISTS whispercli_workers (
-    id text PRIMARY KEY,
-    host text NOT NULL,
-    pid integer NOT NULL,
-    queues text[] NOT NULL,
-    device text NOT NULL,
-    models text[] NOT NULL,
-    current_job text,
-    started_at double precision NOT NULL,
-    heartbeat double precision NOT NULL
-);
--- audio is compressed already: store the chunks out of line without trying to compress them
-ALTER TABLE whispercli_blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
-CREATE OR REPLACE FUNCTION whispercli_notify_job() RETURNS trigger AS $$
-BEGIN
-    PERFORM pg_notify('{CHANNEL}', COALESCE(NEW.id, OLD.id));
-    RETURN NULL;
-END
-$$ LANGUAGE plpgsql;
-DROP TRIGGER IF EXISTS whispercli_jobs_notify ON whispercli_jobs;
-CREATE TRIGGER whispercli_jobs_notify AFTER INSERT OR UPDATE OR DELETE ON whispercli_jobs
-    FOR EACH ROW EXECUTE FUNCTION whispercli_notify_job();
-"""
-_MIGRATE_LOCK = 0x77686973  # pg_advisory_lock key: two servers starting at once migrate once
 
-
-def migrate(dsn: str, *, queue: bool = True) -> None:
-    """Install or update our schema, and Procrastinate's unless ``queue`` is False; safe to run
-    twice and from racing processes."""
-    with connection_errors(), psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATE_LOCK,))
-        try:
-            with conn.transaction():
-                conn.execute(SCHEMA)
-                if queue:
-                    found = conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()
-                    if found is None or found[0] is None:
-                        from whispercli.server.queue import procrastinate_schema
-
-                        conn.execute(procrastinate_schema())
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
-
-
-@contextlib.contextmanager
-def connection_errors() -> Iterator[None]:
-    """Connection trouble becomes StoreUnavailable (whose message names no DSN)."""
-    try:
-        yield
-    except (psycopg.OperationalError, PoolTimeout) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreUnavailable(f"the database is unavailable: {first}") from None
-
-
-def open_pool(dsn: str, max_connections: int) -> ConnectionPool:
-    """An open pool of autocommit connections giving dict rows (StoreUnavailable if the
-    database cannot be reached)."""
-    pool = ConnectionPool(
-        dsn,
-        min_size=1,
-        max_size=max_connections,
-        kwargs={"autocommit": True, "row_factory": dict_row},
-        timeout=5,
-        check=ConnectionPool.check_connection,  # no dead connection after a restart
-        open=False,
-    )
-    with connection_errors():
-        pool.open(wait=True, timeout=10)
-    return pool
-
-
-class Pooled:
-    """Holds a pool from :func:`open_pool`: ``close`` closes it, ``_conn`` lends a connection
-    (connection trouble as StoreUnavailable)."""
-
-    pool: ConnectionPool
-
-    def close(self) -> None:
-        self.pool.close()
-
-    @contextlib.contextmanager
-    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
-        with connection_errors(), self.pool.connection() as conn:
-            yield conn
-
-
-def _job(row: dict[str, Any]) -> Job:
-    return Job(
+def _job(row: dict[str, Any]) -> JobRecord:
+    return JobRecord(
         id=row["id"],
         status=row["status"],
         model=row["model"],
@@ -251,20 +101,20 @@ class PostgresStore(Pooled):
             conn.execute("UPDATE whispercli_uploads SET size = %s WHERE id = %s", (size, upload_id))
 
     # -- jobs ------------------------------------------------------------------------------
-    def job_by_key(self, idempotency_key: str) -> Job | None:
+    def job_by_key(self, idempotency_key: str) -> JobRecord | None:
         row = self._one(
             f"SELECT {_JOB_COLUMNS} FROM whispercli_jobs WHERE idempotency_key = %s",
             (idempotency_key,),
         )
         return _job(row) if row else None
 
-    def get_job(self, job_id: str) -> Job | None:
+    def get_job(self, job_id: str) -> JobRecord | None:
         row = self._one(f"SELECT {_JOB_COLUMNS} FROM whispercli_jobs WHERE id = %s", (job_id,))
         return _job(row) if row else None
 
     def create_job(
         self, model: str, params: dict[str, Any], upload_id: str, idempotency_key: str | None
-    ) -> tuple[Job, bool]:
+    ) -> tuple[JobRecord, bool]:
         # The unique key decides between racing servers: the loser reads the winner's job.
         row = self._one(
             "INSERT INTO whispercli_jobs (id, status, model, params, upload_id, idempotency_key,"
@@ -279,7 +129,7 @@ class PostgresStore(Pooled):
         assert existing is not None
         return existing, False
 
-    def list_jobs(self, status: str | None, limit: int) -> list[Job]:
+    def list_jobs(self, status: str | None, limit: int) -> list[JobRecord]:
         where = "WHERE status = %s" if status else ""
         args: tuple[Any, ...] = (status, limit) if status else (limit,)
         with self._conn() as conn:
@@ -301,7 +151,7 @@ class PostgresStore(Pooled):
         row = self._one("SELECT result FROM whispercli_jobs WHERE id = %s", (job_id,))
         return row["result"] if row else None
 
-    def cancel(self, job_id: str) -> Job | None:
+    def cancel(self, job_id: str) -> JobRecord | None:
         row = self._one(
             "UPDATE whispercli_jobs SET"
             f" status = CASE WHEN status = ANY(%s) THEN %s ELSE status END,"
@@ -382,7 +232,7 @@ class PostgresStore(Pooled):
             )
 
     # -- the worker side ---------------------------------------------------------------------
-    def claim_next(self) -> Job | None:
+    def claim_next(self) -> JobRecord | None:
         row = self._one(
             f"UPDATE whispercli_jobs SET status = %s, attempts = attempts + 1, started_at = {_NOW},"
             " progress = 0, segments = NULL WHERE id = (SELECT id FROM whispercli_jobs"
@@ -392,7 +242,7 @@ class PostgresStore(Pooled):
         )
         return _job(row) if row else None
 
-    def claim(self, job_id: str, max_attempts: int) -> Job | None:
+    def claim(self, job_id: str, max_attempts: int) -> JobRecord | None:
         with self._conn() as conn, conn.transaction():
             row = conn.execute(
                 "SELECT status, attempts, cancel_requested FROM whispercli_jobs"

@@ -1,9 +1,9 @@
 """The engine's child process and the typed messages on its pipes.
 
 The child (multiprocessing, spawn) keeps up to ``max_loaded`` models loaded (a
-:class:`~whispercli.server.modelcache.ModelCache`, least recently used unloaded first); a crash
-while decoding kills that process, never the server. :class:`EngineProcess` owns it on the parent's
-side: start, restart with a back-off, send a job, receive messages, cancel, kill.
+:class:`~.modelcache.ModelCache`, least recently used unloaded first); a crash while decoding
+kills that process, never the server. :class:`EngineProcess` owns it on the parent's side:
+start, restart with a back-off, send a job, receive messages, cancel, kill.
 
 Parent -> child (``conn``): :class:`Transcribe`, :class:`Stop`; (``cancels``): :class:`Cancel`.
 Child -> parent: :class:`Loaded`, :class:`Evicted`, :class:`Progress`, then one outcome per job:
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from whispercli.server.device import DevicePlan, cpu_plan
-from whispercli.server.modelcache import DEFAULT_MAX_LOADED, ModelCache
+from whispercli.server.engine.device import DevicePlan, cpu_plan
+from whispercli.server.engine.modelcache import DEFAULT_MAX_LOADED, ModelCache
 
 log = logging.getLogger("whispercli.server")
 
@@ -43,9 +43,9 @@ class EngineConfig:
     preload: str | None = None
     """A model folder to load at start, before the first job asks for it."""
     fake_seconds: float | None = None
-    """Run :class:`~whispercli.server.fake_engine.FakeEngine` (that many seconds a job)."""
+    """Run :class:`~whispercli.server.engine.fake.FakeEngine` (that many seconds a job)."""
     plan: DevicePlan = field(default_factory=lambda: cpu_plan("int8", "default"))
-    """Where and how the engine decodes (whispercli.server.device)."""
+    """Where and how the engine decodes (whispercli.server.engine.device)."""
     max_loaded: int = DEFAULT_MAX_LOADED
     """Models the child keeps loaded (least recently used unloaded first)."""
 
@@ -120,7 +120,7 @@ class _Cancelled(Exception):
 
 
 def _exit_with_parent(parent_pid: int) -> None:
-    """Die when the server dies (even by SIGKILL): an orphaned worker must not linger."""
+    """Die when the server dies (even by SIGKILL): an orphaned engine must not linger."""
     while True:
         if os.getppid() != parent_pid:
             os._exit(0)
@@ -141,10 +141,10 @@ def _engine_factory(config: EngineConfig) -> tuple[Callable[[str], Any], type[Ex
     """How to build the engine for a model folder, and the error a bad upload raises."""
     fake_seconds = config.fake_seconds
     if fake_seconds is not None:
-        from whispercli.server.fake_engine import FakeEngine
+        from whispercli.server.engine.fake import FakeEngine
 
         return (lambda path: FakeEngine(path, seconds=fake_seconds)), ValueError
-    from whispercli.server.engine import AudioError, Engine
+    from whispercli.server.engine.whisper import AudioError, Engine
 
     def make(path: str) -> Engine:
         return Engine(path, cpu_threads=config.cpu_threads, speed=config.speed, plan=config.plan)
@@ -152,9 +152,9 @@ def _engine_factory(config: EngineConfig) -> tuple[Callable[[str], Any], type[Ex
     return make, AudioError
 
 
-def worker_main(conn: Connection, cancels: Connection, config: EngineConfig) -> None:
+def engine_main(conn: Connection, cancels: Connection, config: EngineConfig) -> None:
     """Entry point of the child process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the worker stops
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the engine stops
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _thread_lock_for_tqdm()
@@ -208,7 +208,7 @@ def worker_main(conn: Connection, cancels: Connection, config: EngineConfig) -> 
 
 
 # -- the parent's side --------------------------------------------------------------------------
-class WorkerDied(Exception):
+class EngineDied(Exception):
     pass
 
 
@@ -244,15 +244,15 @@ class EngineProcess:
             self.stop(idle=False)
             if self._quick_deaths:
                 delay = min(MAX_RESTART_DELAY, 2.0**self._quick_deaths)
-                log.warning("worker keeps exiting; restarting it in %.0f s", delay)
+                log.warning("the engine process keeps exiting; restarting it in %.0f s", delay)
                 if stopping.wait(delay):
                     return
         parent, child = self._ctx.Pipe()
         cancel_reader, cancel_writer = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(
-            target=worker_main,
+            target=engine_main,
             args=(child, cancel_reader, self.config),
-            name="whispercli-worker",
+            name="whispercli-engine",
             daemon=True,
         )
         self._proc.start()
@@ -260,11 +260,11 @@ class EngineProcess:
         cancel_reader.close()
         self._conn, self._cancels = parent, cancel_writer
         self._started, self._killed = time.monotonic(), False
-        log.info("worker process %s started", self._proc.pid)
+        log.info("engine process %s started", self._proc.pid)
 
     def send(self, message: Transcribe) -> None:
         if self._conn is None:
-            raise WorkerDied("no worker process")
+            raise EngineDied("no engine process")
         self._conn.send(message)
 
     def cancel(self, job_id: str) -> None:
@@ -273,17 +273,17 @@ class EngineProcess:
                 self._cancels.send(Cancel(job_id))
 
     def receive(self, timeout: float) -> FromWorker | None:
-        """The next message, or None after ``timeout``; WorkerDied when the child is gone."""
+        """The next message, or None after ``timeout``; EngineDied when the child is gone."""
         if self._conn is None:
-            raise WorkerDied("no worker process")
+            raise EngineDied("no engine process")
         try:
             if not self._conn.poll(timeout):
                 if not self.alive:
-                    raise WorkerDied("worker exited")
+                    raise EngineDied("engine process exited")
                 return None
             message: FromWorker = self._conn.recv()
         except (EOFError, OSError) as exc:
-            raise WorkerDied(str(exc) or type(exc).__name__) from exc
+            raise EngineDied(str(exc) or type(exc).__name__) from exc
         return message
 
     def kill(self) -> None:

@@ -1,9 +1,9 @@
 """Change notification across machines: PostgreSQL LISTEN/NOTIFY.
 
-The jobs table's trigger (see :mod:`whispercli.server.postgres_store`) NOTIFYs the job id on
+The jobs table's trigger (see :mod:`whispercli.server.storage.postgres.store`) NOTIFYs the job id on
 every insert, update and delete, whoever writes it -- an API server or a worker on another
 machine -- so :meth:`PostgresNotifier.notify` only needs to wake this process's waiters. One
-listening connection per API server feeds a :class:`~whispercli.server.notify.LocalNotifier`;
+listening connection per API server feeds a :class:`~..local_notify.LocalNotifier`;
 when that connection drops it reconnects with a back-off and wakes every waiter (they re-read
 the store: a missed notification costs a read, never a wrong answer).
 """
@@ -16,8 +16,8 @@ import logging
 
 import psycopg
 
-from whispercli.server.notify import LocalNotifier
-from whispercli.server.postgres_store import CHANNEL
+from whispercli.server.storage.local_notify import LocalNotifier
+from whispercli.server.storage.postgres.schema import CHANNEL
 
 log = logging.getLogger("whispercli.server")
 

@@ -1,11 +1,12 @@
-"""The worker side: run a job on the engine child, separate from how jobs arrive.
+"""Run one claimed job on the engine child: a job -> the engine process -> progress -> a
+fenced finish.
 
-- :class:`JobExecutor` takes one claimed job (a :class:`~whispercli.server.store.Job` with its
-  attempt number) -> the engine in its child process -> progress -> a fenced finish. Every
-  write it makes names the attempt, so a worker that lost the job changes nothing.
-- :class:`Runner` is what the app starts and stops; :class:`LocalRunner` (the embedded
-  default) is one thread that claims the oldest queued job from the store and executes it.
-  A queue-fed worker (PostgreSQL mode) hands jobs to the same executor.
+:class:`JobExecutor` takes a claimed :class:`~whispercli.server.storage.store.JobRecord` (with
+its attempt number), sends it to its :class:`~whispercli.server.engine.process.EngineProcess`,
+relays progress and partial segments into the store, and records the outcome. Every write
+names the attempt, so an executor that lost the job (re-queued, taken over, cancelled)
+changes nothing. The embedded default's :class:`~whispercli.server.jobs.runner.LocalRunner`
+and the PostgreSQL mode's queue worker both use it.
 """
 
 from __future__ import annotations
@@ -14,16 +15,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from whispercli.protocol import Status
-from whispercli.server import models
-from whispercli.server.blobs import BlobStore
-from whispercli.server.settings import ServerSettings
-from whispercli.server.store import Job, Store, StoreUnavailable
-from whispercli.server.worker import (
+from whispercli.server.engine.process import (
     Cancelled,
     EngineConfig,
+    EngineDied,
     EngineProcess,
     Evicted,
     Failed,
@@ -31,8 +29,11 @@ from whispercli.server.worker import (
     Progress,
     Succeeded,
     Transcribe,
-    WorkerDied,
 )
+from whispercli.server.jobs import models
+from whispercli.server.settings import ServerSettings
+from whispercli.server.storage.blobs import BlobStore
+from whispercli.server.storage.store import JobRecord, Store, StoreUnavailable
 
 log = logging.getLogger("whispercli.server")
 
@@ -41,53 +42,6 @@ CANCEL_CHECK_SECONDS = 0.2
 CANCEL_GRACE_SECONDS = 0.5
 """A cancelled job's engine gets this long to stop at a segment boundary before it is killed."""
 PROGRESS_WRITE_INTERVAL = 0.3
-
-
-class Runner(Protocol):
-    """What runs jobs for the app: started and stopped by its lifespan."""
-
-    @property
-    def busy(self) -> bool:
-        """A job is running (the idle exit waits for it)."""
-        ...
-
-    @property
-    def loaded_paths(self) -> list[str]:
-        """Model folders loaded in the engine now, least recently used first."""
-        ...
-
-    @property
-    def device(self) -> str | None:
-        """Where this runner's jobs decode (cpu, cuda); None: not in this process."""
-        ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def wake(self) -> None:
-        """A job was queued: look for it now rather than at the next tick."""
-        ...
-
-
-class NoRunner:
-    """The runner of an API server whose jobs run on workers elsewhere (shared storage)."""
-
-    busy = False
-    device = None
-
-    @property
-    def loaded_paths(self) -> list[str]:
-        return []
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def wake(self) -> None:
-        pass
 
 
 def engine_config(settings: ServerSettings) -> EngineConfig:
@@ -133,7 +87,7 @@ class JobExecutor:
         while self.engine.alive:
             try:
                 message = self.engine.receive(0)
-            except WorkerDied:
+            except EngineDied:
                 return
             if message is None:
                 return
@@ -148,7 +102,7 @@ class JobExecutor:
         device = self.settings.device_plan.device
         log.info("model %s loaded in %.2f s on %s", message.model_path, message.seconds, device)
 
-    def run(self, job: Job) -> None:
+    def run(self, job: JobRecord) -> None:
         model = models.resolve(job.model, self.settings.models_dir)
         if model is None:
             error = f"model '{job.model}' is no longer installed"
@@ -166,20 +120,20 @@ class JobExecutor:
             # job stays processing and is taken over (one more attempt) once it is back.
             self.engine.kill()
             raise
-        except (WorkerDied, OSError) as exc:
+        except (EngineDied, OSError) as exc:
             if self.stopping.is_set():
                 self.store.release(job.id, job.attempts)
                 return
             if self.engine.alive:  # the pipe broke but the process lives: make it a crash
                 self.engine.kill()
-            reason = f"the transcription worker crashed ({self.engine.describe_exit()})"
+            reason = f"the transcription engine crashed ({self.engine.describe_exit()})"
             status = self.store.requeue_or_fail(
                 job.id, job.attempts, reason, self.settings.max_attempts
             )
             log.warning("job %s: %s (%s); now %s", job.id, reason, type(exc).__name__, status)
-            # the next ensure_engine restarts the worker (with a back-off if it keeps dying)
+            # the next ensure_engine restarts the engine process (with a back-off if it keeps dying)
 
-    def _follow(self, job: Job) -> None:
+    def _follow(self, job: JobRecord) -> None:
         """Relay the child's messages for ``job`` into the store until it ends."""
         began = time.monotonic()
         segments: list[dict[str, Any]] = []
@@ -187,7 +141,7 @@ class JobExecutor:
         cancel_sent_at: float | None = None
         while True:
             if self.stopping.is_set():
-                raise WorkerDied("server stopping")
+                raise EngineDied("server stopping")
             now = time.monotonic()
             if cancel_sent_at is None and now - last_check >= CANCEL_CHECK_SECONDS:
                 last_check = now
@@ -219,7 +173,9 @@ class JobExecutor:
             self._finish(job, began, message)
             return
 
-    def _finish(self, job: Job, began: float, outcome: Succeeded | Failed | Cancelled) -> None:
+    def _finish(
+        self, job: JobRecord, began: float, outcome: Succeeded | Failed | Cancelled
+    ) -> None:
         if isinstance(outcome, Succeeded):
             status = Status.SUCCESS
             done = self.store.finish(job.id, job.attempts, status, result=outcome.result)
@@ -237,75 +193,3 @@ class JobExecutor:
 
     def close(self) -> None:
         self.engine.stop(idle=True)
-
-
-class LocalRunner:
-    """The embedded default: one thread claims queued jobs from the store and runs them."""
-
-    def __init__(
-        self,
-        settings: ServerSettings,
-        store: Store,
-        blobs: BlobStore,
-        notify: Callable[[str], None],
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.notify = notify
-        self._stopping = threading.Event()
-        self._wake = threading.Event()
-        self._executor = JobExecutor(settings, store, blobs, notify, self._stopping)
-        self._thread = threading.Thread(target=self._run, name="runner", daemon=True)
-        self._busy = False
-
-    @property
-    def busy(self) -> bool:
-        return self._busy
-
-    @property
-    def loaded_paths(self) -> list[str]:
-        return self._executor.loaded_paths
-
-    @property
-    def device(self) -> str | None:
-        return self.settings.device_plan.device
-
-    def start(self) -> None:
-        """Re-queue (or fail) what a crash left processing, then start taking jobs."""
-        outcomes = self.store.recover(self.settings.max_attempts)
-        if outcomes:
-            log.info("recovered %d interrupted jobs: %s", len(outcomes), ", ".join(outcomes))
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        self._wake.set()
-        self._thread.join(timeout)
-        self._executor.close()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._tick()
-            except Exception:
-                log.exception("runner error; retrying in a second")
-                self._stopping.wait(1.0)
-
-    def _tick(self) -> None:
-        self._executor.ensure_engine()
-        self._wake.clear()
-        job = self.store.claim_next()
-        if job is None:
-            self._executor.drain_idle()
-            self._wake.wait(0.5)
-            return
-        self.notify(job.id)
-        self._busy = True
-        try:
-            self._executor.run(job)
-        finally:
-            self._busy = False
-            self.notify(job.id)

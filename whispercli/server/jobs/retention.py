@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from whispercli.server.blobs import BlobStore
-from whispercli.server.store import Store
+from whispercli.server.storage.blobs import BlobStore
+from whispercli.server.storage.store import Store
 
 log = logging.getLogger("whispercli.server")
 

@@ -1,4 +1,4 @@
-"""The embedded :class:`~whispercli.server.store.Store`: SQLite (stdlib, WAL) in the data dir.
+"""The embedded default's :class:`~.store.Store`: SQLite (stdlib, WAL) in the data dir.
 
 The server process is the only writer; its request handlers and its runner thread share one
 connection behind a lock, and every statement is short, so a poll never waits long. Results
@@ -18,12 +18,19 @@ from typing import Any
 
 from whispercli.fsutil import atomic_write_text
 from whispercli.protocol import QUEUED_STATUSES, TERMINAL_STATUSES, Status
-from whispercli.server.store import TAKEN_OVER_REASON, Job, Swept, Upload, gave_up, new_id
-from whispercli.server.webhooks.outbox import (
+from whispercli.server.storage.deliveries import (
     LEASE_SECONDS,
     Delivery,
     delivery_from_row,
     delivery_state,
+)
+from whispercli.server.storage.store import (
+    TAKEN_OVER_REASON,
+    JobRecord,
+    Swept,
+    Upload,
+    gave_up,
+    new_id,
 )
 
 _QUEUED = tuple(sorted(QUEUED_STATUSES))
@@ -77,8 +84,8 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_at);
 """
 
 
-def _job(row: sqlite3.Row) -> Job:
-    return Job(
+def _job(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
         id=row["id"],
         status=row["status"],
         model=row["model"],
@@ -160,17 +167,17 @@ class SqliteStore:
             db.execute("UPDATE uploads SET size = ? WHERE id = ?", (size, upload_id))
 
     # -- jobs ------------------------------------------------------------------------------
-    def job_by_key(self, idempotency_key: str) -> Job | None:
+    def job_by_key(self, idempotency_key: str) -> JobRecord | None:
         row = self._one("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,))
         return _job(row) if row else None
 
-    def get_job(self, job_id: str) -> Job | None:
+    def get_job(self, job_id: str) -> JobRecord | None:
         row = self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return _job(row) if row else None
 
     def create_job(
         self, model: str, params: dict[str, Any], upload_id: str, idempotency_key: str | None
-    ) -> tuple[Job, bool]:
+    ) -> tuple[JobRecord, bool]:
         with self._tx() as db:
             if idempotency_key is not None:
                 row = db.execute(
@@ -195,7 +202,7 @@ class SqliteStore:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row), True
 
-    def list_jobs(self, status: str | None, limit: int) -> list[Job]:
+    def list_jobs(self, status: str | None, limit: int) -> list[JobRecord]:
         sql = "SELECT * FROM jobs"
         args: tuple[Any, ...] = ()
         if status:
@@ -218,7 +225,7 @@ class SqliteStore:
             return None
         return data
 
-    def cancel(self, job_id: str) -> Job | None:
+    def cancel(self, job_id: str) -> JobRecord | None:
         with self._tx() as db:
             db.execute(
                 "UPDATE jobs SET status = ?, completed_at = ? WHERE id = ? AND status IN (?, ?)",
@@ -302,7 +309,7 @@ class SqliteStore:
             )
 
     # -- the worker side ---------------------------------------------------------------------
-    def claim_next(self) -> Job | None:
+    def claim_next(self) -> JobRecord | None:
         with self._tx() as db:
             row = db.execute(
                 "SELECT id FROM jobs WHERE status IN (?, ?) ORDER BY accepted_at LIMIT 1", _QUEUED
@@ -317,7 +324,7 @@ class SqliteStore:
             claimed = db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone()
         return _job(claimed)
 
-    def claim(self, job_id: str, max_attempts: int) -> Job | None:
+    def claim(self, job_id: str, max_attempts: int) -> JobRecord | None:
         with self._tx() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None or row["status"] not in (*_QUEUED, _PROCESSING):

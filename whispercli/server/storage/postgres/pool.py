@@ -1,0 +1,56 @@
+"""Connections to PostgreSQL for the stores: one pool each, connection trouble turned into
+:class:`~whispercli.server.storage.store.StoreUnavailable` (whose message names no DSN)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from whispercli.server.storage.store import StoreUnavailable
+
+
+@contextlib.contextmanager
+def connection_errors() -> Iterator[None]:
+    """Connection trouble becomes StoreUnavailable (whose message names no DSN)."""
+    try:
+        yield
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreUnavailable(f"the database is unavailable: {first}") from None
+
+
+def open_pool(dsn: str, max_connections: int) -> ConnectionPool:
+    """An open pool of autocommit connections giving dict rows (StoreUnavailable if the
+    database cannot be reached)."""
+    pool = ConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=max_connections,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        timeout=5,
+        check=ConnectionPool.check_connection,  # no dead connection after a restart
+        open=False,
+    )
+    with connection_errors():
+        pool.open(wait=True, timeout=10)
+    return pool
+
+
+class Pooled:
+    """Holds a pool from :func:`open_pool`: ``close`` closes it, ``_conn`` lends a connection
+    (connection trouble as StoreUnavailable)."""
+
+    pool: ConnectionPool
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextlib.contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        with connection_errors(), self.pool.connection() as conn:
+            yield conn

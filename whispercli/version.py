@@ -1,0 +1,3 @@
+"""The package version: one place, read by hatchling (pyproject.toml) and by ``--version``."""
+
+__version__ = "0.1.0"
