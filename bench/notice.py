@@ -5,7 +5,7 @@ is submitted and wait for the SAME job:
 
 * `whispercli wait ID` (the job was submitted with `whispercli submit -q`, so it is saved with
   its poll URL), through counting proxy 1;
-* the seed sample's own loop, tests/seed_client/asyncWhisper.py ``check_status_and_result``
+* the seed sample's own loop, tests/seeds/asyncWhisper.py ``check_status_and_result``
   (poll, sleep 15 s, until success) run verbatim in a fresh Python process, through counting
   proxy 2.
 
@@ -39,7 +39,7 @@ from server_helpers import submit, upload
 TARGET_NOTICE_S = 0.3
 TARGET_REQ_PER_10S = 1.0
 SEED = (
-    "import sys; sys.path.insert(0, 'tests/seed_client'); import asyncWhisper; "
+    "import sys; sys.path.insert(0, 'tests/seeds'); import asyncWhisper; "
     "asyncWhisper.check_status_and_result(sys.argv[1])"
 )
 # (blocker clips, measured clip): measured clips of 5 to 40 s; blockers vary the queue wait

@@ -15,7 +15,7 @@ import requests
 from local_server import SAMPLE_MP3, ServerHandle
 
 SUBMIT = "/v1/async/ent/tiyarofs/1/openai/whisper-{model}?serviceTier=cpuflex"
-SEED_CLIENT = Path(__file__).resolve().parents[1] / "seed_client" / "asyncWhisper.py"
+SEED_CLIENT = Path(__file__).resolve().parents[1] / "seeds" / "asyncWhisper.py"
 
 
 def _seed_input() -> dict[str, Any]:

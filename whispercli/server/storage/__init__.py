@@ -10,5 +10,5 @@
 - :mod:`.open` -- :class:`~.open.Storage`, the three that fit together, chosen from the
   settings.
 
-tests/server/test_store_contract.py is the contract suite every implementation passes.
+tests/server/storage/test_store_contract.py is the contract suite every implementation passes.
 """

@@ -4,7 +4,7 @@ A blob is written once from a stream (``write``: memory stays flat, the limit is
 bytes arrive, a partial write leaves nothing behind), read back as a stream (``read``) or as a
 local file for the engine (``local_file``), and deleted. Blob ids are chosen by the server
 (upload ids), never taken from a request. Implementations: :mod:`.disk_blobs` (the embedded
-default) and :mod:`.postgres.blobs`; tests/server/test_store_contract.py checks both.
+default) and :mod:`.postgres.blobs`; tests/server/storage/test_store_contract.py checks both.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Writes made on behalf of a running job are *fenced by its attempt*: ``set_progre
 (returning False) when the job has moved on (re-queued, re-claimed, cancelled, deleted).
 
 Implementations: :class:`whispercli.server.storage.sqlite.SqliteStore` (the embedded default).
-tests/server/test_store_contract.py is the contract every implementation passes.
+tests/server/storage/test_store_contract.py is the contract every implementation passes.
 """
 
 from __future__ import annotations

@@ -183,7 +183,7 @@ def test_silence_gives_no_segments(decoder: ChunkedDecoder) -> None:
 
 
 def test_short_encoder_input_transcribes_a_short_clip(decoder: ChunkedDecoder) -> None:
-    sample = Path(__file__).resolve().parents[2] / "samples" / "sample.mp3"
+    sample = Path(__file__).resolve().parents[3] / "samples" / "sample.mp3"
     audio = decode_audio(str(sample))
     reference = (sample.with_suffix(".txt")).read_text()
     segments, _ = decoder.transcribe(

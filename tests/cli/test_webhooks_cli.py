@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+from clihelpers import SAMPLE_MP3, Cli
 from local_server import ServerHandle
 from standardwebhooks import Webhook
 from webhook_receiver import receiver
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-from clihelpers import SAMPLE_MP3, Cli
 
 
 def test_submit_and_transcribe_with_a_webhook(server: ServerHandle, tmp_path: Path) -> None:
