@@ -1,7 +1,7 @@
 """Helpers shared by the client-side bench sections (e2e, notice, upload, startup, server).
 
-* real servers on free ports with temporary config/state/data dirs (tests/server/local_server.py,
-  the same helper the end-to-end tests use), stopped on exit;
+* real servers on free ports with temporary config/state/data dirs (tests/support/servers.py,
+  the same launcher the end-to-end tests use), stopped on exit;
 * the ``whispercli`` command (the console script next to this interpreter, not the pyenv shim,
   whose bash wrapper would add its own start-up time);
 * a counting TCP proxy that tallies the HTTP requests a client sends;
@@ -32,12 +32,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 DATA_DIR = BENCH_DIR / "data"
-sys.path.insert(0, str(ROOT / "tests" / "server"))
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from local_server import ServerHandle, find_free_port, start_server  # noqa: E402
+from support.net import free_port  # noqa: E402
+from support.sandbox import Sandbox  # noqa: E402
+from support.servers import Server  # noqa: E402
 
-__all__ = ["ServerHandle", "find_free_port", "start_server"]
+__all__ = ["Server", "free_port"]
 
 DIR_VARS = ("WHISPERCLI_CONFIG_DIR", "WHISPERCLI_STATE_DIR", "WHISPERCLI_DATA_DIR")
 CLIENT_VARS = ("WHISPERCLI_URL", "WHISPERCLI_API_KEY", "WHISPERCLI_PROFILE", "WHISPERCLI_DEBUG")
@@ -71,7 +73,7 @@ def clip_seconds(name: str) -> float:
     return float(_entry(name)["seconds"])
 
 
-def client_env(server: ServerHandle | None = None, **extra: str) -> dict[str, str]:
+def client_env(server: Server | None = None, **extra: str) -> dict[str, str]:
     """This process's environment without whispercli settings, plus a server's dirs and URL."""
     env = {k: v for k, v in os.environ.items() if k not in (*DIR_VARS, *CLIENT_VARS)}
     env["HF_HUB_OFFLINE"] = "1"
@@ -83,16 +85,16 @@ def client_env(server: ServerHandle | None = None, **extra: str) -> dict[str, st
 
 
 @contextmanager
-def running_server(root: Path, *args: str) -> Iterator[ServerHandle]:
+def running_server(root: Path, *args: str) -> Iterator[Server]:
     """A real server for the duration of the block (SIGTERM, then SIGKILL if it lingers)."""
-    handle = start_server(root, args=list(args))
+    handle = Server(Sandbox(root), *args).start()
     try:
         yield handle
     finally:
         handle.stop()
 
 
-def wait_for_model(server: ServerHandle, timeout: float = 60.0) -> None:
+def wait_for_model(server: Server, timeout: float = 60.0) -> None:
     """Block until the server's worker has loaded the model (its log says so)."""
     deadline = time.monotonic() + timeout
     while "loaded in" not in server.log():

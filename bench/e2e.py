@@ -71,7 +71,7 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def warm_cli(server: bk.ServerHandle, env: dict[str, str], audio: Path) -> tuple[float, dict]:
+def warm_cli(server: bk.Server, env: dict[str, str], audio: Path) -> tuple[float, dict]:
     """The warm run, and where its time went, from the job's server timestamps."""
     started = time.time()
     wall = transcribe_cli(env, audio)
@@ -91,7 +91,7 @@ def warm_cli(server: bk.ServerHandle, env: dict[str, str], audio: Path) -> tuple
 
 def cold_cli(root: Path, audio: Path) -> float:
     """Auto-start path: fresh dirs, a free local port, nothing listening there yet."""
-    port = bk.find_free_port()
+    port = bk.free_port()
     dirs = {var: str(root / var.rsplit("_", 2)[1].lower()) for var in bk.DIR_VARS}
     env = bk.client_env(**dirs, WHISPERCLI_LOCAL_PORT=str(port))
     try:

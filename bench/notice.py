@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchkit as bk
 import requests
-from server_helpers import submit, upload
+from support.protocol import submit, upload
 
 TARGET_NOTICE_S = 0.3
 TARGET_REQ_PER_10S = 1.0
@@ -86,7 +86,7 @@ def _run_waiter(argv: list[str], env: dict[str, str], out: dict[str, float]) -> 
 
 
 def one_round(
-    server: bk.ServerHandle,
+    server: bk.Server,
     proxies: tuple[bk.CountingProxy, bk.CountingProxy],
     cli_env: dict[str, str],
     blockers: tuple[str, ...],

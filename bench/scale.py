@@ -1,6 +1,6 @@
 """Scale section: the PostgreSQL mode with 1, 2 and 4 workers (issue 11's benchmark).
 
-One throwaway PostgreSQL cluster (tests/server/pg_cluster.py), a fresh database per row, one
+One throwaway PostgreSQL cluster (tests/support/pg_cluster.py), a fresh database per row, one
 ``server run --database`` and N ``worker run`` processes. Rows:
 
 * throughput: 12 jobs with 1, 2 and 4 workers on the fake engine (each job sleeps
@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchkit as bk
 import psycopg
 import requests
-from pg_cluster import PostgresCluster
-from server_helpers import submit, upload, wait_done
+from support.pg_cluster import PostgresCluster
+from support.protocol import submit, upload, wait_done
 
 from whispercli.server.settings import FAKE_ENGINE_ENV
 from whispercli.server.storage.postgres.store import migrate
@@ -52,7 +52,7 @@ def fleet(
     workers: int,
     fake_seconds: float | None,
     *worker_args: str,
-) -> Iterator[tuple[bk.ServerHandle, str]]:
+) -> Iterator[tuple[bk.Server, str]]:
     """An API server on a fresh database and ``workers`` workers, all registered."""
     dsn = cluster.new_database(migrate)
     root.mkdir(parents=True)
@@ -87,14 +87,14 @@ def fleet(
                     proc.kill()
 
 
-def health(server: bk.ServerHandle) -> dict[str, Any]:
+def health(server: bk.Server) -> dict[str, Any]:
     resp = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=10)
     resp.raise_for_status()
     body: dict[str, Any] = resp.json()
     return body
 
 
-def batch(server: bk.ServerHandle, jobs: int) -> float:
+def batch(server: bk.Server, jobs: int) -> float:
     """Seconds from the first submit to the last success of ``jobs`` jobs."""
     urls = [upload(server) for _ in range(jobs)]
     started = time.monotonic()
@@ -106,7 +106,7 @@ def batch(server: bk.ServerHandle, jobs: int) -> float:
     return time.monotonic() - started
 
 
-def dispatch_latencies(server: bk.ServerHandle, dsn: str, jobs: int) -> list[float]:
+def dispatch_latencies(server: bk.Server, dsn: str, jobs: int) -> list[float]:
     ids = []
     for _ in range(jobs):
         job = submit(server, upload(server))
@@ -119,7 +119,7 @@ def dispatch_latencies(server: bk.ServerHandle, dsn: str, jobs: int) -> list[flo
     return [float(r[0]) for r in rows]
 
 
-def poll_latencies(server: bk.ServerHandle, seconds: float, clients: int = 4) -> list[float]:
+def poll_latencies(server: bk.Server, seconds: float, clients: int = 4) -> list[float]:
     job = submit(server, upload(server))
     url = wait_done(server, job, timeout=120)["urls"]["GET"]
     found: list[float] = []

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchkit as bk
 import requests
-from server_helpers import poll, submit, upload, wait_done, wait_until
+from support.protocol import poll, submit, upload, wait_done, wait_until
 
 LUA = """
 wrk.method = "GET"
@@ -56,14 +56,14 @@ def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, Any
     return result
 
 
-def busy_job(server: bk.ServerHandle, audio: Path) -> dict[str, Any]:
+def busy_job(server: bk.Server, audio: Path) -> dict[str, Any]:
     job = submit(server, upload(server, audio))
     wait_until(server, job, ("processing",), timeout=120)
     time.sleep(0.5)
     return job
 
 
-def cancel(server: bk.ServerHandle, job: dict[str, Any]) -> None:
+def cancel(server: bk.Server, job: dict[str, Any]) -> None:
     requests.post(
         f"{server.url}/v1/async/jobs/{job['id']}/cancel", headers=server.headers, timeout=10
     )

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchkit as bk
-from server_helpers import upload_url
+from support.protocol import upload_url
 
 MIB = 1024 * 1024
 TARGET_RATIO = 0.9
@@ -42,13 +42,13 @@ def make_file(path: Path, size: int) -> Path:
     return path
 
 
-def curl(server: bk.ServerHandle, path: Path) -> float:
+def curl(server: bk.Server, path: Path) -> float:
     url = upload_url(server, extension="bin")
     argv = ["curl", "-sS", "-f", "-T", str(path), url, "-o", os.devnull]
     return bk.check(bk.run_child(argv, bk.client_env()), "curl -T").wall
 
 
-def cli(server: bk.ServerHandle, path: Path) -> tuple[float, float, int]:
+def cli(server: bk.Server, path: Path) -> tuple[float, float, int]:
     """(process wall s, PUT s, peak RSS KiB) of `whispercli upload`."""
     argv = [*bk.whispercli(), "--debug", "upload", "-q", str(path)]
     run = bk.check(bk.run_child(argv, bk.client_env(server)), "whispercli upload")

@@ -1,41 +1,56 @@
-"""Shared fixtures: isolated whispercli directories and real local servers on free ports.
+"""Fixtures for every test directory, and where the shared test helpers live.
 
-* ``isolated_env`` -- points WHISPERCLI_CONFIG_DIR / STATE_DIR / DATA_DIR of *this* process at
-  fresh temporary directories (and clears WHISPERCLI_URL / WHISPERCLI_API_KEY /
-  WHISPERCLI_PROFILE), so a test never reads or writes the user's real files.
-* ``free_port`` -- a TCP port on 127.0.0.1 that nothing listens on right now.
-* ``server`` -- one real ``python -m whispercli server run`` subprocess per test module, with
-  its own temporary directories; yields a :class:`ServerHandle`.
-* ``server_factory`` -- start extra servers (own flags, reuse a data dir after a kill); every
-  server it started is stopped at the end of the test.
+Fixtures (no import needed):
 
-A :class:`ServerHandle` has ``url``, ``api_key``, ``headers`` (the Bearer header),
-``data_dir``, ``config_dir``, ``state_dir``, ``env`` (the environment variables the server got:
-the three dirs and ``WHISPERCLI_URL``; merge it into a CLI subprocess's environment to talk to
-this server with its key file), ``proc`` (the Popen), ``log_path`` and ``stop(kill=False)``.
+* ``isolated_env`` -- WHISPERCLI_CONFIG_DIR / STATE_DIR / DATA_DIR of *this* process pointed at
+  fresh temporary dirs (WHISPERCLI_URL / API_KEY / PROFILE cleared).
+* ``free_port`` -- a loopback TCP port nothing listens on right now.
+* ``sandbox`` -- a :class:`support.sandbox.Sandbox` (dirs, TMPDIR, port, env) for this test;
+  every process started in it is killed at teardown.
+* ``server`` -- one real ``whispercli server run`` (the real model) per test module; a module
+  whose tests never look at transcripts overrides it with ``fake_server``.
+* ``fake_server`` -- the same with the fake engine (0.1 s a job), per module.
+* ``server_factory`` -- more servers for one test (own flags, ``dirs_from`` a killed one).
+* ``cli`` -- whispercli (:class:`support.cli.Cli`) with its own fresh dirs, pointed at the
+  module's ``server``.
+* ``postgres`` -- the session's PostgreSQL cluster (``new_database(migrate)`` clones a fresh
+  database); ``postgres_outage`` for a test that stops it.
+* ``long_clip`` (about 3 min of speech), ``minute_clip`` (about 1 min): made once a session.
 
-Importable from any test directory (tests/server is put on ``sys.path`` here): ``local_server``
-(``start_server``, ``ServerHandle``, ``SAMPLE_MP3``/``SAMPLE_TXT``), ``server_helpers`` (the
-four protocol steps with requests, ``make_long_clip``) and, from bench/ (on pytest's
-``pythonpath``), ``wer``: the one word-error-rate scorer.
+Helpers to import (``tests/`` is on pytest's pythonpath, as is ``bench/`` for ``wer``):
+
+* ``support.servers`` -- ``Server`` and ``Worker``: the one server and worker launcher;
+  ``ServerFactory``; ``FAST_FLEET`` (short PostgreSQL-mode timings); ``BOTH_BACKENDS``.
+* ``support.sandbox`` -- ``Sandbox``, ``run_cli`` / ``start_cli`` (the CLI as a subprocess).
+* ``support.cli`` -- ``Cli`` (the CLI in-process or as a subprocess), ``assert_one_error_line``.
+* ``support.protocol`` -- the Tiyaro protocol's steps with requests (``upload``, ``submit``,
+  ``poll``, ``wait_done``...), ``SEED_INPUT``, ``webhook_secret``.
+* ``support.net`` -- ``free_port``, ``serve_http`` (the one stub HTTP server: give it a
+  handler class), ``receiver`` (a webhook receiver).
+* ``support.audio`` -- ``make_tone``, ``make_long_clip`` / ``LONG_TEXT``, ``short_word_clip``,
+  ``long_speech``, ``silence_mp3``, ``hostile_files``.
+* ``support.samples`` -- ``SAMPLE_MP3``, ``SAMPLE_TXT``, ``assert_sample`` / ``is_sample``:
+  a transcript is judged within a WER bound, never by one CPU's exact words.
+* ``support.procs`` -- ``children_of``, ``engine_child``, ``alive``, ``gone``, ``reap``.
+* ``support.pg_cluster`` -- ``PostgresCluster``.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-# Shared test modules live in tests/server under names unique in the suite; make them importable
-# from every test directory (``from local_server import ServerHandle``).
-sys.path.insert(0, str(Path(__file__).resolve().parent / "server"))
-
-from local_server import ServerFactory, ServerHandle, find_free_port, start_server
-from pg_cluster import postgres  # noqa: F401  (the session fixture, for every directory)
+from support.audio import make_long_clip
+from support.cli import Cli
+from support.net import free_port as find_free_port
+from support.pg_cluster import postgres, postgres_outage  # noqa: F401  (fixtures)
+from support.procs import reap
+from support.sandbox import Sandbox
+from support.servers import Server, ServerFactory
 
 _DIR_VARS = ("WHISPERCLI_CONFIG_DIR", "WHISPERCLI_STATE_DIR", "WHISPERCLI_DATA_DIR")
+FAKE_SECONDS = 0.1
 
 
 @pytest.fixture
@@ -59,8 +74,16 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """Temporary dirs and env; every process tagged with them is killed in teardown."""
+    box = Sandbox(tmp_path / "box")
+    yield box
+    reap(box.root)
+
+
+@pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
-    """Start extra servers (``factory.start("--max-queue", "1")``); all stopped at teardown."""
+    """Start servers for this test (``factory.start("--max-queue", "1")``); all stopped."""
     factory = ServerFactory(tmp_path / "servers")
     try:
         yield factory
@@ -68,11 +91,40 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
         factory.stop_all()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    """One real server per test module on a free port, with temporary directories."""
-    handle = start_server(tmp_path_factory.mktemp("server"))
+def _module_server(root: Path, fake_engine: float | None) -> Iterator[Server]:
+    handle = Server(Sandbox(root), fake_engine=fake_engine).start()
     try:
         yield handle
     finally:
         handle.stop()
+        reap(handle.sandbox.root)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real server (the real model) per test module, on a free port, with temporary dirs."""
+    yield from _module_server(tmp_path_factory.mktemp("server"), None)
+
+
+@pytest.fixture(scope="module")
+def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server per test module whose jobs run on the fake engine (0.1 s, a fixed text)."""
+    yield from _module_server(tmp_path_factory.mktemp("fake-server"), FAKE_SECONDS)
+
+
+@pytest.fixture
+def cli(server: Server, tmp_path: Path) -> Cli:
+    """whispercli with fresh client-side dirs, talking to the module's ``server``."""
+    return Cli(tmp_path / "cli", server)
+
+
+@pytest.fixture(scope="session")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About three minutes of espeak-ng speech (``LONG_TEXT`` by three voices), made once."""
+    return make_long_clip(tmp_path_factory.mktemp("long-clip"), 3)
+
+
+@pytest.fixture(scope="session")
+def minute_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About a minute of espeak-ng speech (``LONG_TEXT`` once), made once."""
+    return make_long_clip(tmp_path_factory.mktemp("minute-clip"), 1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
+
+from support.net import serve_http
 
 KEY = "fake-vendor-key"
 EDEN_BASE = "/v2/audio/speech_to_text_async"
@@ -289,14 +290,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def serve() -> Iterator[Fake]:
     """Both fakes on one loopback port (Eden under /v2, OctoAI at /predict)."""
     fake = Fake()
-    handler = type("Handler", (_Handler,), {"fake": fake})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_http(type("Handler", (_Handler,), {"fake": fake})) as url:
+        fake.url = url
         yield fake
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)

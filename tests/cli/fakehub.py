@@ -11,13 +11,16 @@ Every request is recorded in ``requests`` as ``(method, path, range header)``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from support.net import serve_http
 
 _REVISION = re.compile(r"^/api/models/([^/]+/[^/]+)/revision/([^/?]+)")
 _TREE = re.compile(r"^/api/models/([^/]+/[^/]+)/tree/([^/?]+)")
@@ -58,19 +61,17 @@ class FakeHub:
             def do_HEAD(self) -> None:
                 hub._handle(self, head=True)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._handler = Handler
+        self._serving = contextlib.ExitStack()
+        self.url = ""
 
     def __enter__(self) -> FakeHub:
-        self._thread.start()
+        self.url = self._serving.enter_context(serve_http(self._handler))
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-        self.server.shutdown()
-        self.server.server_close()
+        self._serving.close()
 
     def stall(self, filename: str, after: int) -> None:
         self._stalls[filename] = after

@@ -11,7 +11,8 @@ import signal
 import time
 from pathlib import Path
 
-from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli
+from support.cli import Cli
+from support.samples import REPO, SAMPLE_MP3, SAMPLE_TXT
 from wer import wer
 
 

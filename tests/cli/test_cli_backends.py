@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clihelpers import SAMPLE_MP3, Cli, assert_one_error_line
 from fake_vendors import EDEN_BASE, KEY, Fake, serve
+from support.cli import Cli, assert_one_error_line
+from support.samples import SAMPLE_MP3
 
 from whispercli.state import SavedJob
 
@@ -30,7 +31,7 @@ def fake() -> Iterator[Fake]:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, fake: Fake) -> Cli:
+def vendor_cli(tmp_path: Path, fake: Fake) -> Cli:
     cli = Cli(tmp_path / "cli")
     config = Path(cli.env["WHISPERCLI_CONFIG_DIR"]) / "config.toml"
     config.write_text(
@@ -50,8 +51,8 @@ api_key = "{KEY}"
     return cli
 
 
-def _eden(cli: Cli, *args: str) -> tuple[int, str, str]:
-    done = cli.run("--profile", "eden", *args)
+def _eden(vendor_cli: Cli, *args: str) -> tuple[int, str, str]:
+    done = vendor_cli.run("--profile", "eden", *args)
     return done.code, done.out, done.err
 
 
@@ -59,10 +60,10 @@ def _eden(cli: Cli, *args: str) -> tuple[int, str, str]:
 
 
 def test_eden_transcribe_writes_speaker_labels_in_every_format(
-    cli: Cli, fake: Fake, tmp_path: Path
+    vendor_cli: Cli, fake: Fake, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    code, _, err = _eden(cli, "transcribe", str(SAMPLE_MP3), "-o", str(out), "-l", "en")
+    code, _, err = _eden(vendor_cli, "transcribe", str(SAMPLE_MP3), "-o", str(out), "-l", "en")
     assert code == 0, err
     [launch] = fake.launches
     assert launch["providers"] == "amazon,google"  # the profile's providers
@@ -85,9 +86,9 @@ def test_eden_transcribe_writes_speaker_labels_in_every_format(
     assert data["provider"] == "amazon" and data["results"]["google"]["error"]
 
 
-def test_eden_json_shows_every_vendor_and_text_takes_the_first(cli: Cli, fake: Fake) -> None:
+def test_eden_json_shows_every_vendor_and_text_takes_the_first(vendor_cli: Cli, fake: Fake) -> None:
     code, out, err = _eden(
-        cli, "transcribe", "--json", "--provider", "google,deepgram", "--provider", "amazon",
+        vendor_cli, "transcribe", "--json", "--provider", "google,deepgram", "--provider", "amazon",
         str(SAMPLE_MP3),
     )  # fmt: skip
     assert code == 0, err
@@ -99,80 +100,84 @@ def test_eden_json_shows_every_vendor_and_text_takes_the_first(cli: Cli, fake: F
     assert entry["result"]["provider"] == "deepgram"  # the first that succeeded
     assert fake.launches[0]["providers"] == "google,deepgram,amazon"
     # One speaker: no labels, and tsv keeps whisper's three columns.
-    code, out, err = _eden(cli, "wait", "last", "-f", "tsv")
+    code, out, err = _eden(vendor_cli, "wait", "last", "-f", "tsv")
     assert code == 0, err
     assert out.startswith("start\tend\ttext\n") and "[SPEAKER" not in out
-    code, out, err = _eden(cli, "wait", "last", "--provider", "amazon")
+    code, out, err = _eden(vendor_cli, "wait", "last", "--provider", "amazon")
     assert code == 0, err
     assert out.startswith("[SPEAKER 1] Hello there.")
 
 
-def test_eden_submit_wait_status_list_cancel_and_delete(cli: Cli, fake: Fake) -> None:
-    code, job_id, err = _eden(cli, "submit", "-q", str(SAMPLE_MP3))
+def test_eden_submit_wait_status_list_cancel_and_delete(vendor_cli: Cli, fake: Fake) -> None:
+    code, job_id, err = _eden(vendor_cli, "submit", "-q", str(SAMPLE_MP3))
     job_id = job_id.strip()
     assert code == 0 and job_id in fake.jobs, err
-    saved = json.loads(cli.jobs_file.read_text())
+    saved = json.loads(vendor_cli.jobs_file.read_text())
     assert saved["version"] == 3
     assert saved["jobs"][-1]["backend"] == "edenai"
     assert saved["jobs"][-1]["options"] == {"providers": ["amazon", "google"]}
 
-    code, out, _ = _eden(cli, "status", "-q")
+    code, out, _ = _eden(vendor_cli, "status", "-q")
     assert (code, out.strip()) == (0, "processing")
-    code, out, _ = _eden(cli, "jobs", "list", "--remote", "-q")
+    code, out, _ = _eden(vendor_cli, "jobs", "list", "--remote", "-q")
     assert (code, out.split()) == (0, [job_id])
     # Eden cannot cancel: exit 2 with a hint, before any request.
     before = len(fake.requests)
-    done = cli.run("--profile", "eden", "jobs", "cancel", "last")
+    done = vendor_cli.run("--profile", "eden", "jobs", "cancel", "last")
     assert done.code == 2, done.err
     assert_one_error_line(done.err)
     assert "Eden AI cannot cancel a job" in done.err and "hint:" in done.err
     assert len(fake.requests) == before
     # Deleting a job that still runs is refused (Eden deletes finished jobs in bulk).
-    done = cli.run("--profile", "eden", "jobs", "rm", "--purge", "last")
+    done = vendor_cli.run("--profile", "eden", "jobs", "rm", "--purge", "last")
     assert done.code == 2 and "still processing" in done.err, done.err
     assert fake.deletes == 0
 
     # Resumed without --profile: the saved job knows its profile and backend.
-    done = cli.run("wait", "last")
+    done = vendor_cli.run("wait", "last")
     assert done.code == 0, done.err
     assert done.out.startswith("[SPEAKER 1] Hello there. How are you?\n")
-    code, out, _ = _eden(cli, "status", "--json", job_id)
+    code, out, _ = _eden(vendor_cli, "status", "--json", job_id)
     assert code == 0 and json.loads(out)["status"] == "success"
-    listed = json.loads(cli.run("jobs", "list", "--json").out)
+    listed = json.loads(vendor_cli.run("jobs", "list", "--json").out)
     assert [(j["id"], j["backend"], j["status"]) for j in listed] == [(job_id, "edenai", "success")]
-    done = cli.run("jobs", "rm", "--purge", job_id)
+    done = vendor_cli.run("jobs", "rm", "--purge", job_id)
     assert done.code == 0, done.err
     assert fake.deletes == 1 and job_id not in fake.jobs
     assert next(r for r in fake.requests if r[0] == "DELETE")[1] == EDEN_BASE + "/"
 
 
-def test_eden_job_whose_vendors_all_fail_exits_3(cli: Cli) -> None:
-    code, out, err = _eden(cli, "transcribe", "--provider", "google", str(SAMPLE_MP3))
+def test_eden_job_whose_vendors_all_fail_exits_3(vendor_cli: Cli) -> None:
+    code, out, err = _eden(vendor_cli, "transcribe", "--provider", "google", str(SAMPLE_MP3))
     assert code == 3 and out == "", err
     assert_one_error_line(err)
     assert "google: quota exceeded" in err
 
 
-def test_eden_error_shapes_are_readable(cli: Cli, fake: Fake) -> None:
-    code, _, err = _eden(cli, "submit", "--provider", "nuance", str(SAMPLE_MP3))
+def test_eden_error_shapes_are_readable(vendor_cli: Cli, fake: Fake) -> None:
+    code, _, err = _eden(vendor_cli, "submit", "--provider", "nuance", str(SAMPLE_MP3))
     assert code == 1, err
     assert_one_error_line(err)
     assert "providers: Invalid provider: 'nuance' (HTTP 400)" in err
-    code, _, err = _eden(cli, "status", "0" * 8 + "-0000-0000-0000-" + "0" * 12)
+    code, _, err = _eden(vendor_cli, "status", "0" * 8 + "-0000-0000-0000-" + "0" * 12)
     assert code == 4 and "Not Found" in err, err
 
 
-def test_eden_without_vendors_or_with_a_whisper_only_option_exits_2(cli: Cli, fake: Fake) -> None:
-    assert cli.run("config", "unset", "providers", "--profile", "eden").code == 0
-    code, _, err = _eden(cli, "submit", str(SAMPLE_MP3))
+def test_eden_without_vendors_or_with_a_whisper_only_option_exits_2(
+    vendor_cli: Cli, fake: Fake
+) -> None:
+    assert vendor_cli.run("config", "unset", "providers", "--profile", "eden").code == 0
+    code, _, err = _eden(vendor_cli, "submit", str(SAMPLE_MP3))
     assert code == 2 and "--provider deepgram" in err, err
-    code, _, err = _eden(cli, "submit", "--provider", "amazon", "--beam-size", "3", str(SAMPLE_MP3))
+    code, _, err = _eden(
+        vendor_cli, "submit", "--provider", "amazon", "--beam-size", "3", str(SAMPLE_MP3)
+    )
     assert code == 2 and "Eden AI cannot take --beam-size" in err, err
     assert fake.launches == []
 
 
-def test_eden_url_input_is_sent_as_file_url(cli: Cli, fake: Fake) -> None:
-    code, _, err = _eden(cli, "submit", "-q", "https://media.example/talk.mp3")
+def test_eden_url_input_is_sent_as_file_url(vendor_cli: Cli, fake: Fake) -> None:
+    code, _, err = _eden(vendor_cli, "submit", "-q", "https://media.example/talk.mp3")
     assert code == 0, err
     assert fake.launches == [
         {"providers": "amazon,google", "file_url": "https://media.example/talk.mp3"}
@@ -182,8 +187,8 @@ def test_eden_url_input_is_sent_as_file_url(cli: Cli, fake: Fake) -> None:
 # -- OctoAI ---------------------------------------------------------------------------------
 
 
-def test_octoai_transcribe_submit_wait_and_status(cli: Cli, fake: Fake) -> None:
-    done = cli.run("--profile", "octo", "transcribe", "-l", "en", str(SAMPLE_MP3))
+def test_octoai_transcribe_submit_wait_and_status(vendor_cli: Cli, fake: Fake) -> None:
+    done = vendor_cli.run("--profile", "octo", "transcribe", "-l", "en", str(SAMPLE_MP3))
     assert done.code == 0, done.err
     assert done.out == "octo hears you\n"
     [predict] = fake.predicts
@@ -191,26 +196,26 @@ def test_octoai_transcribe_submit_wait_and_status(cli: Cli, fake: Fake) -> None:
     headers = next(r[2] for r in fake.requests if r[0] == "POST")
     assert headers["X-OctoAI-Async"] == "1" and r"/predict" in fake.requests[0][1]
 
-    job_id = cli.run("--profile", "octo", "submit", "-q", str(SAMPLE_MP3)).out.strip()
+    job_id = vendor_cli.run("--profile", "octo", "submit", "-q", str(SAMPLE_MP3)).out.strip()
     assert job_id in fake.jobs
-    assert cli.run("status", "-q", job_id).out.strip() == "pending"
-    done = cli.run("wait", "last", "-f", "srt")
+    assert vendor_cli.run("status", "-q", job_id).out.strip() == "pending"
+    done = vendor_cli.run("wait", "last", "-f", "srt")
     assert done.code == 0, done.err
     assert done.out.startswith("1\n00:00:00,000 --> 00:00:01,500\nocto hears you")
-    assert json.loads(cli.jobs_file.read_text())["jobs"][-1]["backend"] == "octoai"
+    assert json.loads(vendor_cli.jobs_file.read_text())["jobs"][-1]["backend"] == "octoai"
 
 
-def test_octoai_failed_job_exits_3(cli: Cli, tmp_path: Path) -> None:
+def test_octoai_failed_job_exits_3(vendor_cli: Cli, tmp_path: Path) -> None:
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"FAIL" + b"\0" * 100)
-    done = cli.run("--profile", "octo", "transcribe", str(bad))
+    done = vendor_cli.run("--profile", "octo", "transcribe", str(bad))
     assert done.code == 3, done.err
     assert_one_error_line(done.err)
     assert "the job failed: bad audio" in done.err
 
 
-def test_octoai_verbs_it_lacks_exit_2_with_a_hint(cli: Cli, fake: Fake) -> None:
-    job_id = cli.run("--profile", "octo", "submit", "-q", str(SAMPLE_MP3)).out.strip()
+def test_octoai_verbs_it_lacks_exit_2_with_a_hint(vendor_cli: Cli, fake: Fake) -> None:
+    job_id = vendor_cli.run("--profile", "octo", "submit", "-q", str(SAMPLE_MP3)).out.strip()
     before = len(fake.requests)
     for args, said in (
         (("jobs", "cancel", job_id), "OctoAI cannot cancel a job"),
@@ -219,7 +224,7 @@ def test_octoai_verbs_it_lacks_exit_2_with_a_hint(cli: Cli, fake: Fake) -> None:
         (("upload", str(SAMPLE_MP3)), "OctoAI cannot take an upload on its own"),
         (("submit", "--provider", "amazon", str(SAMPLE_MP3)), "OctoAI cannot pick vendors"),
     ):
-        done = cli.run("--profile", "octo", *args)
+        done = vendor_cli.run("--profile", "octo", *args)
         assert done.code == 2, (args, done.err)
         assert_one_error_line(done.err)
         assert said in done.err and "hint:" in done.err, done.err
@@ -227,14 +232,14 @@ def test_octoai_verbs_it_lacks_exit_2_with_a_hint(cli: Cli, fake: Fake) -> None:
 
 
 def test_octoai_caps_the_inline_body(
-    cli: Cli, fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    vendor_cli: Cli, fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from whispercli.backends import octoai
 
     monkeypatch.setattr(octoai, "MAX_AUDIO_BYTES", 1024)
     big = tmp_path / "big.wav"
     big.write_bytes(b"\0" * 2048)
-    done = cli.run("--profile", "octo", "submit", str(big))
+    done = vendor_cli.run("--profile", "octo", "submit", str(big))
     assert done.code == 2, done.err
     assert "base64" in done.err and "hint:" in done.err
     assert fake.predicts == []
@@ -243,8 +248,8 @@ def test_octoai_caps_the_inline_body(
 # -- the seam's edges -----------------------------------------------------------------------
 
 
-def test_provider_on_a_tiyaro_profile_exits_2(cli: Cli) -> None:
-    done = cli.run(
+def test_provider_on_a_tiyaro_profile_exits_2(vendor_cli: Cli) -> None:
+    done = vendor_cli.run(
         "--url", "http://127.0.0.1:9", "--api-key", "k", "submit", "--provider", "amazon",
         str(SAMPLE_MP3),
     )  # fmt: skip
@@ -252,28 +257,28 @@ def test_provider_on_a_tiyaro_profile_exits_2(cli: Cli) -> None:
     assert "Tiyaro cannot pick vendors" in done.err and "backend = edenai" in done.err
 
 
-def test_profile_backend_is_checked(cli: Cli) -> None:
-    done = cli.run("config", "set", "backend", "whisperx", "--profile", "eden")
+def test_profile_backend_is_checked(vendor_cli: Cli) -> None:
+    done = vendor_cli.run("config", "set", "backend", "whisperx", "--profile", "eden")
     assert done.code == 2 and "edenai, octoai" in done.err, done.err
-    config = Path(cli.env["WHISPERCLI_CONFIG_DIR"]) / "config.toml"
+    config = Path(vendor_cli.env["WHISPERCLI_CONFIG_DIR"]) / "config.toml"
     config.write_text('[profiles.bad]\nurl = "http://h:1"\nbackend = "whisperx"\n')
-    done = cli.run("--profile", "bad", "status")
+    done = vendor_cli.run("--profile", "bad", "status")
     assert done.code == 1, done.err
     assert "profiles.bad.backend is 'whisperx'" in done.err
 
 
-def test_builtin_edenai_profile(cli: Cli) -> None:
-    done = cli.run("--profile", "edenai", "config", "show", "--json", EDENAI_API_KEY="ek")
+def test_builtin_edenai_profile(vendor_cli: Cli) -> None:
+    done = vendor_cli.run("--profile", "edenai", "config", "show", "--json", EDENAI_API_KEY="ek")
     assert done.code == 0, done.err
     shown = json.loads(done.out)
     assert shown["url"] == "https://api.edenai.run/v2" and shown["backend"] == "edenai"
     assert shown["key_source"] == "EDENAI_API_KEY"
 
 
-def test_a_saved_job_of_an_unknown_backend_is_refused(cli: Cli) -> None:
+def test_a_saved_job_of_an_unknown_backend_is_refused(vendor_cli: Cli) -> None:
     from whispercli.state import JobStore
 
-    store = JobStore(cli.jobs_file)
+    store = JobStore(vendor_cli.jobs_file)
     store.add(SavedJob(id="f" * 32, endpoint="http://127.0.0.1:9", backend="future"))
-    done = cli.run("status", "last")
+    done = vendor_cli.run("status", "last")
     assert done.code == 2 and "backend 'future'" in done.err, done.err

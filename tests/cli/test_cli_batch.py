@@ -9,13 +9,10 @@ from typing import Any
 
 import pytest
 import requests
-from clihelpers import SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line, make_tone
+from support.audio import make_tone
+from support.cli import Cli, assert_one_error_line
+from support.samples import SAMPLE_MP3, SAMPLE_TXT
 from wer import wer
-
-
-@pytest.fixture
-def cli(server: Any, tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "cli", server)
 
 
 def sample(path: Path) -> Path:

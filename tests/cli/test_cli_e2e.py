@@ -12,20 +12,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line, make_tone
+from support.audio import make_tone
+from support.cli import Cli, assert_one_error_line
+from support.samples import REPO, SAMPLE_MP3, SAMPLE_TXT
 from wer import wer
 
 from whispercli.client import Client
 from whispercli.errors import WhisperCliError
-
-
-@pytest.fixture
-def cli(server: Any, tmp_path: Path) -> Cli:
-    """whispercli talking to this module's real server, with fresh client-side dirs."""
-    return Cli(tmp_path / "cli", server)
 
 
 def saved_jobs(cli: Cli) -> list[dict]:

@@ -6,18 +6,13 @@ from __future__ import annotations
 import http.server
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from clihelpers import SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line
-from local_server import serve_http
+from support.cli import Cli, assert_one_error_line
+from support.net import serve_http
+from support.samples import SAMPLE_MP3, SAMPLE_TXT
 from wer import wer
-
-
-@pytest.fixture
-def cli(server: Any, tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "cli", server)
 
 
 class _Files(http.server.BaseHTTPRequestHandler):

@@ -17,17 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from clihelpers import REPO, SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line, make_tone
-from local_server import serve_http
+from support.audio import make_tone
+from support.cli import Cli, assert_one_error_line
+from support.net import serve_http
+from support.samples import REPO, SAMPLE_MP3, SAMPLE_TXT
 from wer import wer
 
 from whispercli.client import Client
-
-
-@pytest.fixture
-def cli(server: Any, tmp_path: Path) -> Cli:
-    return Cli(tmp_path / "cli", server)
 
 
 # The tones (make_tone) in the tests below stand in for long speech: they pass --no-vad-filter,

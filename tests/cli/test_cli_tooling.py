@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clihelpers import REPO, Cli
+from support.cli import Cli
+from support.samples import REPO
 
 HEAVY = ("fastapi", "uvicorn", "faster_whisper", "ctranslate2", "numpy", "av", "starlette")
 HUB = ("huggingface_hub", "tqdm")  # only `models` and `doctor` import them, inside the command

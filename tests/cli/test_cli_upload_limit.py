@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from clihelpers import Cli
-from local_server import ServerFactory
+from support.cli import Cli
+from support.servers import ServerFactory
 
 from whispercli.cli import jobflow
 from whispercli.units import human_bytes

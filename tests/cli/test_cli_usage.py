@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from clihelpers import REPO, SAMPLE_MP3, Cli
+from support.cli import Cli
+from support.samples import REPO, SAMPLE_MP3
 
 from whispercli.errors import ExitCode
 

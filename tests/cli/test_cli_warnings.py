@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clihelpers import Cli
-from local_server import ServerHandle
+from support.cli import Cli
+from support.servers import Server
 
 FRENCH = (
     "Bonjour à tous, merci d'être venus ce matin. Nous allons parler du budget de la ville, "
@@ -28,7 +28,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_french_on_the_english_model_is_transcribed_with_a_warning(
-    server: ServerHandle, clips: dict[str, Path], tmp_path: Path
+    server: Server, clips: dict[str, Path], tmp_path: Path
 ) -> None:
     cli = Cli(tmp_path / "cli", server)
     done = cli.run("transcribe", "--json", str(clips["french"]))
@@ -42,7 +42,7 @@ def test_french_on_the_english_model_is_transcribed_with_a_warning(
 
 
 def test_silence_gives_an_empty_transcript_unless_vad_is_off(
-    server: ServerHandle, clips: dict[str, Path], tmp_path: Path
+    server: Server, clips: dict[str, Path], tmp_path: Path
 ) -> None:
     cli = Cli(tmp_path / "cli", server)
     done = cli.run("transcribe", "--json", str(clips["silence"]))

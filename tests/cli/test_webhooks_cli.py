@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from clihelpers import SAMPLE_MP3, Cli
-from local_server import ServerHandle
 from standardwebhooks import Webhook
-from webhook_receiver import receiver
+from support.cli import Cli
+from support.net import receiver
+from support.samples import SAMPLE_MP3
+from support.servers import Server
 
 
-def test_submit_and_transcribe_with_a_webhook(server: ServerHandle, tmp_path: Path) -> None:
+def test_submit_and_transcribe_with_a_webhook(server: Server, tmp_path: Path) -> None:
     cli = Cli(tmp_path, server)
     with receiver() as rx:
         submitted = cli.run("submit", "-q", "--webhook", rx.url, str(SAMPLE_MP3))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from figures import FIGURES, dump
-from harness import Sandbox, Server, Worker, reap
+from support.sandbox import Sandbox
+from support.servers import Server, Worker
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -17,24 +17,15 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    """Temporary dirs and env; every process tagged with them is killed in teardown."""
-    box = Sandbox(tmp_path / "box")
-    yield box
-    reap(box.root)
-
-
-@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    """sqlite (the default), or postgres for tests marked with ``harness.BOTH_BACKENDS``."""
+    """sqlite (the default), or postgres for tests marked with ``BOTH_BACKENDS``."""
     return str(getattr(request, "param", "sqlite"))
 
 
 @pytest.fixture
 def live_server(sandbox: Sandbox, backend: str, request: pytest.FixtureRequest) -> Iterator[Server]:
-    """A real server on a free port with the sandbox's data dir (stopped in teardown); on the
-    postgres backend an API server on a fresh database of the session's cluster plus one
-    worker."""
+    """A real server on the sandbox's port and dirs (stopped in teardown); on the postgres
+    backend an API server on a fresh database of the session's cluster plus one worker."""
     if backend == "sqlite":
         server = Server(sandbox).start()
         yield server

@@ -20,7 +20,10 @@ from pathlib import Path
 import pytest
 import requests
 from figures import record
-from harness import SAMPLE, Sandbox, Server, reap, run_cli
+from support.procs import reap
+from support.samples import SAMPLE_MP3
+from support.sandbox import Sandbox, run_cli
+from support.servers import Server
 
 pytestmark = pytest.mark.reliability
 
@@ -96,7 +99,7 @@ def test_upload_bigger_than_free_space(
     data_dir = disk_server.data_dir
     free_before = shutil.disk_usage(small_disk).free
     big = tmp_path / "big.mp3"
-    big.write_bytes(SAMPLE.read_bytes() + os.urandom(free_before + 512 * 1024))
+    big.write_bytes(SAMPLE_MP3.read_bytes() + os.urandom(free_before + 512 * 1024))
 
     raw = _upload_raw(sandbox, big)
     cli = run_cli(sandbox, "transcribe", str(big), timeout=120)
@@ -111,9 +114,9 @@ def test_upload_bigger_than_free_space(
                 os.write(fd, b"\0" * 4096)
     finally:
         os.close(fd)
-    full = run_cli(sandbox, "transcribe", str(SAMPLE), timeout=120)
+    full = run_cli(sandbox, "transcribe", str(SAMPLE_MP3), timeout=120)
     filler.unlink()
-    recovered = run_cli(sandbox, "transcribe", str(SAMPLE), timeout=120)
+    recovered = run_cli(sandbox, "transcribe", str(SAMPLE_MP3), timeout=120)
 
     record(
         "fault: data dir full (2 MiB tmpfs)",

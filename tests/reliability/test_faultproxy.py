@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
 from faultproxy import FaultProxy, Rule
+from support.net import port_of, serve_http
 
 pytestmark = pytest.mark.reliability
 
@@ -53,16 +53,9 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def backend() -> Iterator[tuple[int, list[int]]]:
     received: list[int] = []
-    handler = type("H", (_Handler,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    server.handle_error = lambda *_: None  # type: ignore[method-assign]  # resets are the point
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1], received
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    # quiet: resets are the point
+    with serve_http(type("H", (_Handler,), {"received": received}), quiet=True) as url:
+        yield port_of(url), received
 
 
 @pytest.fixture

@@ -20,8 +20,11 @@ import pytest
 import requests
 from faultproxy import FaultProxy, Rule
 from figures import record
-from harness import BOTH_BACKENDS, SAMPLE, Sandbox, Server, run_cli, start_cli
-from hostile_audio import long_speech
+from support.audio import long_speech
+from support.procs import alive
+from support.samples import SAMPLE_MP3
+from support.sandbox import Sandbox, run_cli, start_cli
+from support.servers import BOTH_BACKENDS, Server
 
 pytestmark = pytest.mark.reliability
 
@@ -121,7 +124,11 @@ def test_cli_through_faulty_network(
         proxy.add(Rule(**{**vars(r), "fired": 0, "_reserved": 0})) for r in SCENARIOS[scenario]
     ]
     result = run_cli(
-        sandbox, "transcribe", str(SAMPLE), env=sandbox.env(WHISPERCLI_URL=proxy.url), timeout=120
+        sandbox,
+        "transcribe",
+        str(SAMPLE_MP3),
+        env=sandbox.env(WHISPERCLI_URL=proxy.url),
+        timeout=120,
     )
     figures = tally(
         scenario,
@@ -169,19 +176,11 @@ def _restart(server: Server) -> float:
     server.start()
     downtime = time.monotonic() - started
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in orphans) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in orphans) and time.monotonic() < deadline:
         time.sleep(0.1)
-    lingering = [pid for pid in orphans if _alive(pid)]
+    lingering = [pid for pid in orphans if alive(pid)]
     assert not lingering, f"the killed server's children {lingering} are still running"
     return downtime
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @BOTH_BACKENDS
@@ -190,7 +189,7 @@ def test_server_killed_during_upload(
 ) -> None:
     # Hold the upload in the proxy so the kill lands while it is in flight.
     proxy.add(Rule("delay", match="PUT ", seconds=1.5))
-    cli = _background_cli(sandbox, "transcribe", str(SAMPLE), url=proxy.url)
+    cli = _background_cli(sandbox, "transcribe", str(SAMPLE_MP3), url=proxy.url)
     deadline = time.monotonic() + 30
     while not any(line.startswith("PUT ") for line in proxy.stats.request_lines):
         if time.monotonic() > deadline or cli.poll() is not None:
@@ -223,7 +222,7 @@ def test_server_killed_during_processing(
     if live_server.worker is None:  # the embedded server's engine died with it
         assert "recovered 1 interrupted" in live_server.tail(200), "the kill missed the job"
     else:  # the worker elsewhere carried on: one attempt, no take-over
-        log = live_server.worker.log.read_text(errors="replace")
+        log = live_server.worker.log()
         assert f"job {job_id}: attempt 1" in log and "attempt 2" not in log, log
     assert_no_traceback(result.stderr)
     assert result.returncode == 0, result.stderr
@@ -260,12 +259,12 @@ def test_worker_killed_mid_job(live_server: Server, sandbox: Sandbox, long_clip:
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
     _wait_status(sandbox, "processing")
-    worker = live_server.worker_pid()
+    worker = live_server.engine_pid()
     os.kill(worker, signal.SIGKILL)
     result = run_cli(sandbox, "wait", job_id, timeout=180)
     figures = tally("worker SIGKILL mid-job", sandbox, 1, worker_pid_killed=1)
     assert live_server.proc is not None and live_server.proc.poll() is None, "the server died"
-    assert live_server.worker_pid() != worker, "no new worker was started"
+    assert live_server.engine_pid() != worker, "no new worker was started"
     assert_no_traceback(result.stderr)
     assert result.returncode == 0, result.stderr
     assert_some_words(result.stdout)

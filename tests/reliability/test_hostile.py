@@ -17,8 +17,10 @@ from urllib.parse import quote
 import pytest
 import requests
 from figures import bump, record
-from harness import BOTH_BACKENDS, SAMPLE, Sandbox, Server, run_cli
-from hostile_audio import hostile_files, silence_mp3
+from support.audio import hostile_files, silence_mp3
+from support.samples import SAMPLE_MP3
+from support.sandbox import Sandbox, run_cli
+from support.servers import BOTH_BACKENDS, Server
 
 pytestmark = pytest.mark.reliability
 
@@ -87,7 +89,7 @@ def test_bad_audio_fails_the_job_with_a_reason(
     health = requests.get(sandbox.url + "/v1/health", headers=sandbox.auth(), timeout=5)
     assert health.status_code == 200, "the server stopped serving after bad input"
     # ... and it still transcribes real speech.
-    ok = run_cli(sandbox, "transcribe", str(SAMPLE), timeout=120)
+    ok = run_cli(sandbox, "transcribe", str(SAMPLE_MP3), timeout=120)
     assert ok.returncode == 0 and "frog" in ok.stdout.lower(), ok.stderr
 
 
@@ -135,7 +137,7 @@ def test_six_hours_of_silence_is_bounded(
     )
     assert status in ("success", "cancelled", "failed"), f"the job is still {status}"
     assert max(poll_ms) < 1000, f"the server was unresponsive: {poll_ms}"
-    ok = run_cli(sandbox, "transcribe", str(SAMPLE), timeout=120)
+    ok = run_cli(sandbox, "transcribe", str(SAMPLE_MP3), timeout=120)
     assert ok.returncode == 0 and "frog" in ok.stdout.lower(), ok.stderr
 
 
@@ -160,11 +162,11 @@ def test_path_like_and_unicode_file_names(
     deep = work / "a" / "b"
     deep.mkdir(parents=True)
     out = tmp_path / "out"
-    (work / "x.mp3").write_bytes(SAMPLE.read_bytes())
+    (work / "x.mp3").write_bytes(SAMPLE_MP3.read_bytes())
     args = ["../../x.mp3"]  # a path that climbs out of the working directory
     for i, name in enumerate(NAMES):
         # distinct bytes per file so none is answered from the reuse-by-hash cache
-        (deep / name).write_bytes(SAMPLE.read_bytes() + b"TAG" + f"{i}".ljust(125).encode())
+        (deep / name).write_bytes(SAMPLE_MP3.read_bytes() + b"TAG" + f"{i}".ljust(125).encode())
         args.append(name if not name.startswith("-") else f"./{name}")
     before = _snapshot(tmp_path.parent)
     result = run_cli(

@@ -18,8 +18,10 @@ import loadgen
 import pytest
 import requests
 from figures import record
-from harness import Sandbox, Server, cmdline, start_cli, tagged
-from hostile_audio import short_word_clip
+from support.audio import short_word_clip
+from support.procs import cmdline, tagged
+from support.sandbox import Sandbox, start_cli
+from support.servers import Server
 
 pytestmark = pytest.mark.reliability
 
@@ -94,9 +96,7 @@ def test_ten_clis_by_ten_jobs_with_a_thousand_concurrent_polls(
     elapsed = time.monotonic() - started
     final = _jobs(sandbox)
     saved = json.loads(sandbox.jobs_file.read_text())["jobs"]
-    finished_lines = Counter(
-        re.findall(r"job ([0-9a-f]{32}) success", live_server.log.read_text(errors="replace"))
-    )
+    finished_lines = Counter(re.findall(r"job ([0-9a-f]{32}) success", live_server.log()))
     results = [item for out, _ in outputs if out.strip() for item in json.loads(out)]
 
     total = PROCESSES * JOBS_EACH

@@ -16,7 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from figures import bump, record
-from harness import BOTH_BACKENDS, SAMPLE, Sandbox, Server, free_port, run_cli
+from support.net import free_port
+from support.samples import SAMPLE_MP3
+from support.sandbox import Sandbox, run_cli
+from support.servers import BOTH_BACKENDS, Server
 
 pytestmark = pytest.mark.reliability
 
@@ -109,7 +112,9 @@ def test_a_signature_opens_only_its_own_upload_and_job(
         assert r.status_code == 403, f"{label}: {r.status_code} {r.text}"
         assert query.get("sig", "-") not in r.text
     # A poll URL's signature is bound to its job too.
-    ok = requests.put(sandbox.url + a_path, params=a_query, data=SAMPLE.read_bytes(), timeout=30)
+    ok = requests.put(
+        sandbox.url + a_path, params=a_query, data=SAMPLE_MP3.read_bytes(), timeout=30
+    )
     assert ok.status_code == 200, ok.text
     submit = requests.post(
         sandbox.url + "/v1/async/ent/tiyarofs/1/openai/whisper-tiny",
@@ -169,7 +174,7 @@ def test_private_files(sandbox: Sandbox) -> None:
     fresh_data = sandbox.root / "fresh-data"  # let the server create its data dir itself
     server = Server(sandbox, data_dir=fresh_data).start()
     try:
-        done = run_cli(sandbox, "transcribe", str(SAMPLE), timeout=120)
+        done = run_cli(sandbox, "transcribe", str(SAMPLE_MP3), timeout=120)
         assert done.returncode == 0, done.stderr
     finally:
         server.stop()
@@ -209,8 +214,8 @@ def test_server_refuses_a_world_readable_key(sandbox: Sandbox) -> None:
 
 def test_no_secrets_or_transcripts_in_logs(live_server: Server, sandbox: Sandbox) -> None:
     runs = [
-        run_cli(sandbox, "transcribe", str(SAMPLE), timeout=120),
-        run_cli(sandbox, "submit", "-q", str(SAMPLE), "--force", timeout=120),
+        run_cli(sandbox, "transcribe", str(SAMPLE_MP3), timeout=120),
+        run_cli(sandbox, "submit", "-q", str(SAMPLE_MP3), "--force", timeout=120),
     ]
     job_id = runs[1].stdout.strip()
     runs += [
@@ -218,7 +223,7 @@ def test_no_secrets_or_transcripts_in_logs(live_server: Server, sandbox: Sandbox
         run_cli(sandbox, "status", job_id, timeout=60),
         run_cli(sandbox, "jobs", "show", job_id, timeout=60),
         run_cli(sandbox, "--debug", "status", job_id, timeout=60),
-        run_cli(sandbox, "upload", str(SAMPLE), timeout=60),
+        run_cli(sandbox, "upload", str(SAMPLE_MP3), timeout=60),
         run_cli(
             sandbox,
             "status",
@@ -230,7 +235,7 @@ def test_no_secrets_or_transcripts_in_logs(live_server: Server, sandbox: Sandbox
     assert all(r.returncode == 0 for r in runs[:-1]), [r.stderr for r in runs]
     assert runs[-1].returncode == 5
     upload_sig = parse_qs(urlsplit(runs[-2].stdout.strip()).query)["sig"][0]
-    log = live_server.log.read_text(errors="replace")
+    log = live_server.log()
     stderr = "\n".join(r.stderr for r in runs)
     secrets = {
         "api key": sandbox.key(),

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from figures import record
-from harness import Sandbox, run_cli
+from support.sandbox import Sandbox, run_cli
 
 import whispercli.fsutil as fsutil
 import whispercli.state as state

@@ -7,13 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from local_server import SAMPLE_MP3, SAMPLE_TXT, ServerHandle
+from support.samples import SAMPLE_MP3, SAMPLE_TXT
+from support.servers import Server
 from wer import wer
 
 CLIENT = Path(__file__).with_name("asyncWhisper.py")
 
 
-def test_seed_sample_client_transcribes_the_sample(server: ServerHandle) -> None:
+def test_seed_sample_client_transcribes_the_sample(server: Server) -> None:
     env = {**os.environ, "TIYARO_BASE_URL": server.url, "TIYARO_API_KEY": server.api_key}
     proc = subprocess.run(
         [sys.executable, str(CLIENT), str(SAMPLE_MP3)],

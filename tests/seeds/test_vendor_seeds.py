@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from local_server import SAMPLE_MP3, SAMPLE_TXT, ServerHandle
-from server_helpers import webhook_secret
 from standardwebhooks import Webhook
-from webhook_receiver import receiver
+from support.net import receiver
+from support.protocol import webhook_secret
+from support.samples import SAMPLE_MP3, SAMPLE_TXT
+from support.servers import Server
 from wer import wer
 
 HERE = Path(__file__).parent
@@ -23,7 +24,7 @@ OCTO_SEED = HERE / "octoai_seed.py"
 
 
 def test_eden_seed_polls_the_transcript_and_its_receiver_gets_it(
-    server: ServerHandle, tmp_path: Path
+    server: Server, tmp_path: Path
 ) -> None:
     shutil.copy(
         SAMPLE_MP3, tmp_path / "audio.wav"
@@ -86,7 +87,7 @@ def octoai_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(target)
 
 
-def _run_octo(server: ServerHandle, audio: Path, sdk: str) -> subprocess.CompletedProcess[str]:
+def _run_octo(server: Server, audio: Path, sdk: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "OCTOAI_BASE_URL": server.url,
@@ -102,14 +103,14 @@ def _run_octo(server: ServerHandle, audio: Path, sdk: str) -> subprocess.Complet
     )
 
 
-def test_octoai_seed_runs_with_the_real_sdk(server: ServerHandle, octoai_path: str) -> None:
+def test_octoai_seed_runs_with_the_real_sdk(server: Server, octoai_path: str) -> None:
     proc = _run_octo(server, SAMPLE_MP3, octoai_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "AssertionError" not in proc.stderr
 
 
 def test_octoai_seed_raises_when_the_job_fails(
-    server: ServerHandle, tmp_path: Path, octoai_path: str
+    server: Server, tmp_path: Path, octoai_path: str
 ) -> None:
     not_audio = tmp_path / "notes.mp3"
     not_audio.write_text(json.dumps({"this": "is not audio"}) * 50)

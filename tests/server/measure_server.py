@@ -19,10 +19,12 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from local_server import start_server
-from server_helpers import LONG_TEXT, make_long_clip, poll, submit, upload, wait_done
+from support.audio import LONG_TEXT, make_long_clip
+from support.protocol import poll, submit, upload, wait_done
+from support.sandbox import Sandbox
+from support.servers import Server
 from wer import wer
 
 
@@ -37,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="whispercli-measure-"))
     clip = make_long_clip(root, args.readings)
-    server = start_server(root / "server")
+    server = Server(Sandbox(root / "server")).start()
     try:
         deadline = time.monotonic() + 30
         while "loaded in" not in server.log() and time.monotonic() < deadline:

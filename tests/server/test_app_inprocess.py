@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from local_server import SAMPLE_MP3
+from support.samples import SAMPLE_MP3
 
 from whispercli.protocol import JOB_FIELDS, Status
 from whispercli.server.app import create_app

@@ -9,13 +9,15 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
-from local_server import REPO, ServerFactory, find_free_port
-from server_helpers import submit, upload, wait_done
+from support.net import free_port
+from support.procs import gone
+from support.protocol import submit, upload, wait_done
+from support.samples import REPO
+from support.servers import ServerFactory
 
 WHISPERCLI = [sys.executable, "-m", "whispercli"]
 
@@ -52,19 +54,6 @@ def _server_pids(port: int) -> list[int]:
     return pids
 
 
-def _gone(pid: int, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return True
-        if stat.split(") ", 1)[1].startswith("Z"):
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.fixture
 def cleanup_port() -> object:
     """Kill whatever server a test left on its port, whatever happened."""
@@ -78,7 +67,7 @@ def cleanup_port() -> object:
 
 def test_start_status_stop(tmp_path: Path, cleanup_port: list[int]) -> None:
     env = _dirs(tmp_path)
-    port = find_free_port()
+    port = free_port()
     cleanup_port.append(port)
     started = _cli(env, "server", "start", "--port", str(port))
     assert started.returncode == 0, started.stderr
@@ -99,7 +88,7 @@ def test_start_status_stop(tmp_path: Path, cleanup_port: list[int]) -> None:
 
     stopped = _cli(env, "server", "stop", "--port", str(port))
     assert stopped.returncode == 0, stopped.stderr
-    assert _gone(pid)
+    assert gone(pid, 20)
     assert not (tmp_path / "state" / f"server-{port}.pid").exists()
     assert (tmp_path / "state" / "server.log").exists()
     down = _cli(env, "server", "status", "--port", str(port))
@@ -112,7 +101,7 @@ def test_two_concurrent_auto_starts_end_with_one_server(
     tmp_path: Path, cleanup_port: list[int]
 ) -> None:
     env = _dirs(tmp_path)
-    port = find_free_port()
+    port = free_port()
     cleanup_port.append(port)
     url = f"http://127.0.0.1:{port}"
     code = (
@@ -141,7 +130,7 @@ def test_two_concurrent_auto_starts_end_with_one_server(
     assert b"--idle-timeout" in cmdline and b"600" in cmdline
     assert os.getsid(pids[0]) == pids[0]  # detached in its own session
     os.kill(pids[0], signal.SIGTERM)
-    assert _gone(pids[0])
+    assert gone(pids[0], 20)
 
 
 def test_idle_server_exits_by_itself(server_factory: ServerFactory) -> None:
@@ -152,11 +141,10 @@ def test_idle_server_exits_by_itself(server_factory: ServerFactory) -> None:
 
 def test_sigterm_stops_the_worker_too(server_factory: ServerFactory) -> None:
     handle = server_factory.start()
-    tasks = Path(f"/proc/{handle.proc.pid}/task").iterdir()
-    children = [int(c) for t in tasks for c in (t / "children").read_text().split()]
+    children = handle.children()
     assert children
     assert handle.stop() == 0
-    assert all(_gone(pid, 10) for pid in children)
+    assert all(gone(pid, 10) for pid in children)
     assert "Traceback" not in handle.log()
 
 
@@ -207,7 +195,7 @@ def test_refuses_a_key_file_others_can_read(tmp_path: Path) -> None:
     key.parent.mkdir()
     key.write_text("secret-key-value\n")
     key.chmod(0o644)
-    proc = _cli(env, "server", "run", "--port", str(find_free_port()))
+    proc = _cli(env, "server", "run", "--port", str(free_port()))
     assert proc.returncode == 1
     assert "readable by other users" in proc.stderr and "chmod 600" in proc.stderr
     assert "secret-key-value" not in proc.stderr + proc.stdout

@@ -11,15 +11,15 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import tracemalloc
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from support.net import serve_http
 
 import whispercli.client as client_mod
 import whispercli.launcher as launcher
@@ -86,9 +86,8 @@ class Stub:
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.handler = Handler
+        self.url = ""
 
     def on(self, method: str, path: str, *replies: Reply) -> None:
         self.script[(method, path)] = list(replies)
@@ -100,9 +99,8 @@ class Stub:
 @pytest.fixture
 def stub(isolated_env: dict[str, str]) -> Iterator[Stub]:
     s = Stub()
-    yield s
-    s.server.shutdown()
-    s.server.server_close()
+    with serve_http(s.handler) as s.url:
+        yield s
 
 
 def _client(stub: Stub) -> Client:

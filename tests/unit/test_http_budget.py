@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
-from clihelpers import Cli
+from support.cli import Cli
 
 from whispercli.errors import ExitCode, UnreachableError
 from whispercli.http import HttpCore

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from local_server import SAMPLE_MP3, ServerFactory, ServerHandle
-from server_helpers import SUBMIT, TIMEOUT, submit, submit_raw, upload, upload_url, wait_done
+from support.protocol import SUBMIT, TIMEOUT, submit, submit_raw, upload, upload_url, wait_done
+from support.samples import SAMPLE_MP3
+from support.servers import Server, ServerFactory
 
 
 def _zero_second_wav(folder: Path) -> bytes:
@@ -36,7 +37,7 @@ def _zero_second_wav(folder: Path) -> bytes:
     ],
 )
 def test_bad_upload_fails_the_job_readably(
-    server: ServerHandle, tmp_path: Path, name: str, expected: str
+    server: Server, tmp_path: Path, name: str, expected: str
 ) -> None:
     sample = SAMPLE_MP3.read_bytes()
     data = {
@@ -58,7 +59,7 @@ def test_bad_upload_fails_the_job_readably(
     assert good["status"] == "success"
 
 
-def test_extension_is_only_a_hint(server: ServerHandle) -> None:
+def test_extension_is_only_a_hint(server: Server) -> None:
     resp = requests.post(
         f"{server.url}/v1/input/upload-url?extension=wav",
         headers=server.headers,
@@ -71,7 +72,7 @@ def test_extension_is_only_a_hint(server: ServerHandle) -> None:
 
 
 @pytest.mark.parametrize("extension", ["../etc", "m p3", "a" * 40, "mp3;rm"])
-def test_bad_extension_is_400(server: ServerHandle, extension: str) -> None:
+def test_bad_extension_is_400(server: Server, extension: str) -> None:
     resp = requests.post(
         f"{server.url}/v1/input/upload-url",
         params={"extension": extension},
@@ -82,7 +83,7 @@ def test_bad_extension_is_400(server: ServerHandle, extension: str) -> None:
     assert "extension" in resp.json()["error"]["message"]
 
 
-def test_submit_never_uploaded_url_is_400(server: ServerHandle) -> None:
+def test_submit_never_uploaded_url_is_400(server: Server) -> None:
     resp = submit_raw(server, upload_url(server))
     assert resp.status_code == 400
     assert "nothing was uploaded" in resp.json()["error"]["message"]
@@ -97,13 +98,13 @@ def test_submit_never_uploaded_url_is_400(server: ServerHandle) -> None:
         "http://127.0.0.1:1/v1/input/uploads/" + "a" * 32 + "?expires=1&sig=00",
     ],
 )
-def test_submit_foreign_url_is_400(server: ServerHandle, url: str) -> None:
+def test_submit_foreign_url_is_400(server: Server, url: str) -> None:
     resp = submit_raw(server, url)
     assert resp.status_code == 400
     assert "only transcribes files uploaded to it" in resp.json()["error"]["message"]
 
 
-def test_unknown_model_is_404_listing_installed(server: ServerHandle) -> None:
+def test_unknown_model_is_404_listing_installed(server: Server) -> None:
     resp = submit_raw(server, upload(server), model="large")
     assert resp.status_code == 404
     message = resp.json()["error"]["message"]
@@ -130,9 +131,7 @@ def test_unknown_model_is_404_listing_installed(server: ServerHandle) -> None:
         ({"no_speech_threshold": 7}, "'no_speech_threshold'"),
     ],
 )
-def test_bad_param_is_400_naming_it(
-    server: ServerHandle, params: dict[str, object], named: str
-) -> None:
+def test_bad_param_is_400_naming_it(server: Server, params: dict[str, object], named: str) -> None:
     resp = submit_raw(server, upload(server), params)
     assert resp.status_code == 400
     assert resp.json()["error"]["code"] == "invalid_input"
@@ -141,14 +140,14 @@ def test_bad_param_is_400_naming_it(
 
 @pytest.mark.parametrize("params", [{"language": "fr"}, {"task": "translate"}])
 def test_what_an_english_only_model_cannot_do_is_400(
-    server: ServerHandle, params: dict[str, str]
+    server: Server, params: dict[str, str]
 ) -> None:
     resp = submit_raw(server, upload(server), params, model="tiny.en")
     assert resp.status_code == 400
     assert "English-only" in resp.json()["error"]["message"]
 
 
-def test_malformed_bodies_are_400(server: ServerHandle) -> None:
+def test_malformed_bodies_are_400(server: Server) -> None:
     path = server.url + SUBMIT.format(model="tiny")
     for body in (b"{", b"[]", b'{"input": {}}', b'{"URL": 5}', b'{"URL": "x", "extra": 1}'):
         resp = requests.post(
@@ -217,7 +216,7 @@ def test_expired_upload_url_is_403(server_factory: ServerFactory) -> None:
     assert "expired" in resp.json()["error"]["message"]
 
 
-def test_interrupted_upload_leaves_nothing_behind(server: ServerHandle) -> None:
+def test_interrupted_upload_leaves_nothing_behind(server: Server) -> None:
     import socket
     from urllib.parse import urlsplit
 

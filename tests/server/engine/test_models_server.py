@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 import requests
-from local_server import REPO, ServerFactory, ServerHandle, find_free_port
-from server_helpers import SUBMIT, TIMEOUT, submit_raw, upload, wait_done
+from support.net import free_port
+from support.protocol import SUBMIT, TIMEOUT, submit_raw, upload, wait_done
+from support.samples import REPO
+from support.servers import Server, ServerFactory
 
 from whispercli.modelhub import MULTILINGUAL_VOCABULARY, shipped_model
 
@@ -33,14 +35,14 @@ def copy_of_shipped(folder: Path, *, multilingual: bool = False) -> Path:
     return folder
 
 
-def health(server: ServerHandle) -> dict[str, Any]:
+def health(server: Server) -> dict[str, Any]:
     resp = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=TIMEOUT)
     assert resp.status_code == 200
     body: dict[str, Any] = resp.json()
     return body
 
 
-def run_job(server: ServerHandle, model: str, tier: str = "cpuflex") -> dict[str, Any]:
+def run_job(server: Server, model: str, tier: str = "cpuflex") -> dict[str, Any]:
     url = upload(server)
     resp = requests.post(
         server.url + SUBMIT.format(model=model).replace("cpuflex", tier),
@@ -92,7 +94,7 @@ def test_what_a_model_can_do_keys_on_the_model_resolved(
     assert missing.status_code == 404
     assert "whisper-Systran/faster-whisper-medium" in missing.json()["error"]["message"]
     # Eden's whisper/<model> takes the same names (checked before the file_url is fetched).
-    nowhere = f"http://127.0.0.1:{find_free_port()}/sample.mp3"
+    nowhere = f"http://127.0.0.1:{free_port()}/sample.mp3"
     for provider, field in (
         ("whisper/large-v3-turbo", "language"),  # resolved: English-only
         ("whisper/small", "file_url"),  # the multilingual one passes; nothing to fetch
@@ -113,7 +115,7 @@ def test_what_a_model_can_do_keys_on_the_model_resolved(
 @pytest.mark.parametrize(
     "argv",
     [
-        ["server", "run", "--device", "cuda", "--port", str(find_free_port())],
+        ["server", "run", "--device", "cuda", "--port", str(free_port())],
         # A PostgreSQL-mode worker chooses its device before it connects to the database.
         ["worker", "run", "--device", "cuda", "--database", "postgresql://u@127.0.0.1:1/db"],
     ],

@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from local_server import ServerHandle
-from server_helpers import make_long_clip, poll, submit, upload
+from support.audio import make_long_clip
+from support.protocol import poll, submit, upload
+from support.servers import Server
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +19,7 @@ def three_minutes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_long_clip(tmp_path_factory.mktemp("audio"), 3)
 
 
-def watch(server: ServerHandle, job: dict[str, object]) -> list[tuple[float, float, int]]:
+def watch(server: Server, job: dict[str, object]) -> list[tuple[float, float, int]]:
     """(seconds since processing began, progress, partial segments) of every poll until done."""
     seen: list[tuple[float, float, int]] = []
     began: float | None = None
@@ -39,7 +40,7 @@ def watch(server: ServerHandle, job: dict[str, object]) -> list[tuple[float, flo
 
 @pytest.mark.parametrize("speed", ["default", "fast", "accurate"])
 def test_progress_moves_while_a_long_file_transcribes(
-    server: ServerHandle, three_minutes: Path, speed: str
+    server: Server, three_minutes: Path, speed: str
 ) -> None:
     seen = watch(server, submit(server, upload(server, three_minutes), {"speed": speed}))
     total = seen[-1][0]

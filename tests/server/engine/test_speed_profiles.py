@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from local_server import ServerHandle
-from server_helpers import LONG_TEXT, make_long_clip, submit, upload, wait_done
+from support.audio import LONG_TEXT, make_long_clip
+from support.protocol import submit, upload, wait_done
+from support.servers import Server
 from wer import wer
 
 from whispercli.protocol import SPEEDS
@@ -25,7 +26,7 @@ def minute_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("speed", SPEEDS)
 def test_each_profile_transcribes_a_minute_of_speech(
-    server: ServerHandle, minute_clip: Path, speed: str
+    server: Server, minute_clip: Path, speed: str
 ) -> None:
     url = upload(server, minute_clip)
     done = wait_done(server, submit(server, url, {"speed": speed}))

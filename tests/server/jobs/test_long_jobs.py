@@ -10,16 +10,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from local_server import ServerFactory, ServerHandle
-from server_helpers import (
-    TIMEOUT,
-    make_long_clip,
-    poll,
-    submit,
-    submit_raw,
-    upload,
-    wait_done,
-)
+from support.audio import make_long_clip
+from support.protocol import TIMEOUT, poll, submit, submit_raw, upload, wait_done
+from support.servers import Server, ServerFactory
 
 READINGS = 3  # about 3 minutes of speech: ~9 s of work for the tiny model on 2 cores
 pytestmark = pytest.mark.slow
@@ -34,18 +27,7 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_long_clip(tmp_path_factory.mktemp("audio"), READINGS)
 
 
-def worker_pid(server: ServerHandle) -> int:
-    """The engine worker: the server's child started by multiprocessing's spawn_main."""
-    tasks = Path(f"/proc/{server.proc.pid}/task").iterdir()  # children of every thread
-    children = [c for task in tasks for c in (task / "children").read_text().split()]
-    for child in children:
-        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        if b"spawn_main" in cmdline:
-            return int(child)
-    raise AssertionError(f"no worker among {children}")
-
-
-def processing_with_progress(server: ServerHandle, job: dict[str, object]) -> dict[str, object]:
+def processing_with_progress(server: Server, job: dict[str, object]) -> dict[str, object]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         body = poll(server, job)
@@ -55,7 +37,7 @@ def processing_with_progress(server: ServerHandle, job: dict[str, object]) -> di
     raise AssertionError("job never made progress")
 
 
-def test_partial_progress_while_processing(server: ServerHandle, long_clip: Path) -> None:
+def test_partial_progress_while_processing(server: Server, long_clip: Path) -> None:
     job = submit(server, upload(server, long_clip), SEQUENTIAL)
     body = processing_with_progress(server, job)
     assert 0 < body["progress"] < 1
@@ -74,7 +56,7 @@ def test_sigkill_server_mid_job_then_restart_completes_it(
     job = submit(first, upload(first, long_clip), SEQUENTIAL)
     queued = submit(first, upload(first))  # waits behind the long one
     processing_with_progress(first, job)
-    worker = worker_pid(first)
+    worker = first.engine_pid()
     first.stop(kill=True)
     deadline = time.monotonic() + 10  # the orphaned worker notices and exits
     while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
@@ -92,21 +74,21 @@ def test_sigkill_server_mid_job_then_restart_completes_it(
 
 
 def test_worker_killed_mid_job_is_retried_and_server_stays_up(
-    server: ServerHandle, long_clip: Path
+    server: Server, long_clip: Path
 ) -> None:
     job = submit(server, upload(server, long_clip), SEQUENTIAL)
     processing_with_progress(server, job)
-    old_worker = worker_pid(server)
+    old_worker = server.engine_pid()
     os.kill(old_worker, signal.SIGKILL)
     health = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=TIMEOUT)
     assert health.status_code == 200
     body = wait_done(server, job)
     assert body["status"] == "success", body
-    assert worker_pid(server) != old_worker
+    assert server.engine_pid() != old_worker
     assert "engine crashed" in server.log()
 
 
-def test_cancel_pending_and_processing(server: ServerHandle, long_clip: Path) -> None:
+def test_cancel_pending_and_processing(server: Server, long_clip: Path) -> None:
     running = submit(server, upload(server, long_clip), SEQUENTIAL)
     pending = submit(server, upload(server, long_clip), SEQUENTIAL)
     processing_with_progress(server, running)
@@ -176,7 +158,7 @@ def test_full_queue_is_429_with_retry_after_and_long_poll_deadline(
     assert submit_raw(busy, upload(busy)).status_code == 202  # room again
 
 
-def test_polls_stay_fast_while_a_long_job_runs(server: ServerHandle, long_clip: Path) -> None:
+def test_polls_stay_fast_while_a_long_job_runs(server: Server, long_clip: Path) -> None:
     job = submit(server, upload(server, long_clip), SEQUENTIAL)
     processing_with_progress(server, job)
     session = requests.Session()

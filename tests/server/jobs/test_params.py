@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from server_helpers import SEED_INPUT
+from support.protocol import SEED_INPUT
 
 from whispercli.protocol import WHISPER_PARAMS
 from whispercli.server.jobs.params import ParamError, check_model_can, validate_input

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import psycopg
 import requests
-from local_server import REPO, ServerFactory
-from pg_cluster import PostgresCluster
-from server_helpers import TIMEOUT, poll, submit, upload
+from support.pg_cluster import PostgresCluster
+from support.procs import cmdline
+from support.protocol import TIMEOUT, poll, submit, upload
+from support.samples import REPO
+from support.servers import ServerFactory
 
 from whispercli.server.scale.queue import migrate
 from whispercli.server.storage.postgres.store import PostgresStore
@@ -78,15 +80,7 @@ def test_api_server_on_postgres(postgres: PostgresCluster, server_factory: Serve
         elsewhere.close()
     assert body["status"] == "cancelled"
     assert answered - changed_at[0] < 0.5, f"the long-poll took {answered - changed_at[0]:.2f} s"
-    assert "spawn_main" not in " ".join(_children_cmdlines(server.proc.pid))
-
-
-def _children_cmdlines(pid: int) -> list[str]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            out.append(Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace"))
-    return out
+    assert "spawn_main" not in " ".join(cmdline(pid) for pid in server.children())
 
 
 def test_database_down_is_503_with_retry_after(server_factory: ServerFactory) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,66 +12,43 @@ from typing import Any
 
 import pytest
 import requests
-from local_server import REPO, SAMPLE_TXT, ServerFactory, ServerHandle
-from pg_cluster import PostgresCluster
-from server_helpers import SUBMIT, poll, submit, upload, wait_done
+from support.pg_cluster import PostgresCluster
+from support.procs import gone, reap
+from support.protocol import SUBMIT, poll, submit, upload, wait_done
+from support.samples import SAMPLE_TXT
+from support.sandbox import Sandbox
+from support.servers import Server, ServerFactory, Worker
 
 from whispercli.server.scale.queue import POLL_SECONDS, STALLED_AFTER_SECONDS, migrate
-from whispercli.server.settings import FAKE_ENGINE_ENV
-
-WORKER_RUN = [sys.executable, "-m", "whispercli", "worker", "run"]
 
 
 class Workers:
-    def __init__(self, root: Path, dsn: str) -> None:
-        self.root, self.dsn = root, dsn
-        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+    """The workers of one test on one database, each with its own data dir and log."""
 
-    def start(
-        self, fake_seconds: float | None = None, queues: str = "cpu", *extra: str
-    ) -> subprocess.Popen[bytes]:
+    def __init__(self, sandbox: Sandbox, dsn: str) -> None:
+        self.sandbox, self.dsn = sandbox, dsn
+        self.started: list[Worker] = []
+
+    def start(self, fake_seconds: float | None = None, queues: str = "cpu", *extra: str) -> Worker:
         """A worker with the real model, or the fake engine taking ``fake_seconds`` a job."""
-        n = len(self.procs)
-        data = self.root / f"worker-{n}"
-        data.mkdir(parents=True)
-        log = self.root / f"worker-{n}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [*WORKER_RUN, "--database", self.dsn, "--queues", queues, *extra],
-                env={
-                    **os.environ,
-                    "WHISPERCLI_DATA_DIR": str(data),
-                    "HF_HUB_OFFLINE": "1",
-                    FAKE_ENGINE_ENV: "" if fake_seconds is None else str(fake_seconds),
-                },
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-        self.procs.append((proc, log))
-        return proc
+        n = len(self.started)
+        worker = Worker(
+            self.sandbox, self.dsn, *extra, queues=queues, name=f"worker-{n}",
+            data_dir=self.sandbox.root / f"worker-{n}", fake_engine=fake_seconds,
+        )  # fmt: skip
+        self.started.append(worker.start())
+        return worker
 
     def logs(self) -> str:
-        return "\n".join(log.read_text(errors="replace") for _, log in self.procs)
+        return "\n".join(worker.log() for worker in self.started)
 
     def stop_all(self) -> list[int | None]:
-        codes = []
-        for proc, _ in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
-            codes.append(proc.returncode)
-        return codes
+        return [worker.stop(timeout=20) for worker in self.started]
 
 
 @pytest.fixture
-def workers(postgres: PostgresCluster, tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(tmp_path / "workers", postgres.new_database(migrate))
+def workers(postgres: PostgresCluster, sandbox: Sandbox) -> Iterator[Workers]:
+    pool = Workers(sandbox, postgres.new_database(migrate))
     yield pool
     pool.stop_all()
 
@@ -99,7 +74,7 @@ def test_a_job_runs_on_a_worker(server_factory: ServerFactory, workers: Workers)
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from server_helpers import make_long_clip
+    from support.audio import make_long_clip
 
     return make_long_clip(tmp_path_factory.mktemp("audio"), 3)
 
@@ -114,26 +89,6 @@ def _processing(server: object, job: dict[str, object]) -> None:
     raise AssertionError("the job never made progress")
 
 
-def _children(pid: int) -> list[int]:
-    return [
-        int(c)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for c in (task / "children").read_text().split()
-    ]
-
-
-def _gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
-                return True
-        except OSError:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.mark.slow
 def test_sigkilled_worker_job_finishes_on_the_other(
     server_factory: ServerFactory, workers: Workers, long_clip: Path
@@ -144,17 +99,14 @@ def test_sigkilled_worker_job_finishes_on_the_other(
     workers.start(), workers.start()
     job = submit(server, upload(server, long_clip), {"speed": "accurate"})
     _processing(server, job)
-    running = next(
-        proc for proc, log in workers.procs if job["id"] in log.read_text(errors="replace")
-    )
-    engine_children = _children(running.pid)
+    running = next(worker for worker in workers.started if job["id"] in worker.log())
+    engine_children = running.children()
     killed_at = time.monotonic()
     running.kill()
-    running.wait(10)
-    assert all(_gone(pid, 3) for pid in engine_children), "the engine outlived its worker"
-    other_log = next(log for proc, log in workers.procs if proc is not running)
+    assert all(gone(pid, 3) for pid in engine_children), "the engine outlived its worker"
+    other = next(worker for worker in workers.started if worker is not running)
     retaken = f"job {job['id']}: attempt 2"
-    while retaken not in other_log.read_text(errors="replace"):
+    while retaken not in other.log():
         assert time.monotonic() - killed_at < 30, "no other worker took the job over"
         time.sleep(0.1)
     repick = time.monotonic() - killed_at
@@ -205,7 +157,7 @@ def _attempts(dsn: str, job_id: str) -> int:
     return int(found[0])
 
 
-def _health(server: ServerHandle) -> dict[str, Any]:
+def _health(server: Server) -> dict[str, Any]:
     resp = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=10)
     assert resp.status_code == 200, resp.text
     body: dict[str, Any] = resp.json()
@@ -255,8 +207,7 @@ def test_health_lists_live_workers_and_a_job_without_one_says_why(
     assert poll(server, gpu_job)["status"] == "pending"  # never taken by the cpu worker
     workers.start(fake_seconds=0.2, queues="cpu,gpu")
     assert wait_done(server, gpu_job, timeout=30)["status"] == "success"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(20)
+    proc.stop(timeout=20)
     _until(lambda: [w["queues"] for w in _health(server)["workers"]] == [["cpu", "gpu"]])
 
 
@@ -326,12 +277,12 @@ def test_a_stopped_worker_wakes_as_a_zombie_whose_writes_change_nothing(
     first = workers.start(fake_seconds=12)
     job = submit(server, upload(server))
     _processing(server, job)
-    first.send_signal(signal.SIGSTOP)
+    os.kill(first.pid, signal.SIGSTOP)
     try:
         workers.start(fake_seconds=2)  # takes the job over once the heartbeat is stale
         body = wait_done(server, job, timeout=60)
     finally:
-        first.send_signal(signal.SIGCONT)
+        os.kill(first.pid, signal.SIGCONT)
     assert body["status"] == "success" and _attempts(workers.dsn, job["id"]) == 2
     result = body["result"]
     deadline = time.monotonic() + 20  # the zombie's engine finishes its 12 s and reports
@@ -367,7 +318,7 @@ def test_postgres_restart_mid_job_loses_nothing(
 
     cluster = PostgresCluster(durable=True)  # its own: this test restarts PostgreSQL
     cluster.start()
-    pool = Workers(tmp_path / "workers", cluster.dsn())
+    pool = Workers(Sandbox(tmp_path / "workers"), cluster.dsn())
     try:
         server = server_factory.start("--database", pool.dsn)
         pool.start(fake_seconds=6)
@@ -395,4 +346,5 @@ def test_postgres_restart_mid_job_loses_nothing(
         assert "Traceback" not in server.log()
     finally:
         pool.stop_all()
+        reap(pool.sandbox.root)
         cluster.remove()

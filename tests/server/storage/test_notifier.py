@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from pg_cluster import PostgresCluster
+from support.pg_cluster import PostgresCluster
 
 from whispercli.server.storage.local_notify import LocalNotifier
 from whispercli.server.storage.notify import Notifier

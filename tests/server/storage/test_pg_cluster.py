@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import psycopg
-from pg_cluster import PostgresCluster
+from support.pg_cluster import PostgresCluster
 
 
 def test_cluster_runs_and_clones_fresh_databases(postgres: PostgresCluster) -> None:

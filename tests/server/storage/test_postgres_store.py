@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from pg_cluster import PostgresCluster
+from support.pg_cluster import PostgresCluster
 
 from whispercli.server.scale.queue import migrate
 from whispercli.server.storage.postgres.store import PostgresStore

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pg_cluster import PostgresCluster
+from support.pg_cluster import PostgresCluster
 
 from whispercli.protocol import Status
 from whispercli.server.storage.blobs import BlobStore, BlobTooLarge

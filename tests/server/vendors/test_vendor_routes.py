@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 import requests
-from local_server import SAMPLE_MP3, SAMPLE_TXT, ServerHandle, serve_http
-from webhook_receiver import receiver
+from support.net import receiver, serve_http
+from support.samples import SAMPLE_MP3, SAMPLE_TXT
+from support.servers import Server
 from wer import wer
 
 EDEN = "/v2/audio/speech_to_text_async"
@@ -47,7 +48,7 @@ def file_server() -> Iterator[str]:
         yield url
 
 
-def _eden_done(server: ServerHandle, public_id: str, path_end: str = "") -> dict[str, Any]:
+def _eden_done(server: Server, public_id: str, path_end: str = "") -> dict[str, Any]:
     deadline = time.monotonic() + 120
     while True:
         resp = requests.get(
@@ -61,9 +62,7 @@ def _eden_done(server: ServerHandle, public_id: str, path_end: str = "") -> dict
         time.sleep(0.3)
 
 
-def test_eden_json_launch_with_file_url_list_and_delete(
-    server: ServerHandle, file_server: str
-) -> None:
+def test_eden_json_launch_with_file_url_list_and_delete(server: Server, file_server: str) -> None:
     launch = requests.post(
         server.url + EDEN + "/",
         json={
@@ -117,7 +116,7 @@ def test_eden_json_launch_with_file_url_list_and_delete(
     ],
 )
 def test_eden_errors_name_the_field(
-    server: ServerHandle, file_server: str, fields: dict[str, str], param: str
+    server: Server, file_server: str, fields: dict[str, str], param: str
 ) -> None:
     body = {k: v.replace("{files}", file_server) for k, v in fields.items()}
     resp = requests.post(server.url + EDEN, json=body, headers=server.headers, timeout=TIMEOUT)
@@ -128,7 +127,7 @@ def test_eden_errors_name_the_field(
         assert "amazon" in error["message"]["providers"][0]
 
 
-def test_eden_webhook_options(server: ServerHandle) -> None:
+def test_eden_webhook_options(server: Server) -> None:
     with receiver() as rx:
         ids = []
         for send_data in ("true", "false"):
@@ -155,7 +154,7 @@ def test_eden_webhook_options(server: ServerHandle) -> None:
     assert without["status"] == "finished"
 
 
-def test_octoai_synchronous_predict(server: ServerHandle) -> None:
+def test_octoai_synchronous_predict(server: Server) -> None:
     audio = base64.b64encode(SAMPLE_MP3.read_bytes()).decode()
     resp = requests.post(
         server.url + "/predict",
@@ -178,7 +177,7 @@ def test_octoai_synchronous_predict(server: ServerHandle) -> None:
 
 
 def test_octoai_takes_more_than_its_old_10_mb_and_fails_a_bad_job_on_poll(
-    server: ServerHandle,
+    server: Server,
 ) -> None:
     junk = base64.b64encode(b"not audio at all " * 700_000).decode()  # 12 MB, 16 MB in base64
     resp = requests.post(

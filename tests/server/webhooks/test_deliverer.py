@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from standardwebhooks import Webhook
-from webhook_receiver import receiver
+from support.net import receiver
 
 from whispercli.server.storage.deliveries import Delivery
 from whispercli.server.webhooks import guard, schedule

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
-from webhook_receiver import receiver
+from support.net import receiver
 
 from whispercli.server.webhooks import guard, schedule, sender
 from whispercli.server.webhooks import signatures as signing

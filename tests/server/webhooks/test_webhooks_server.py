@@ -9,17 +9,18 @@ from typing import Any
 import pytest
 import requests
 from fastapi.testclient import TestClient
-from local_server import SAMPLE_MP3, ServerFactory, ServerHandle, find_free_port, start_server
-from server_helpers import SUBMIT, TIMEOUT, upload, wait_done, webhook_secret
 from standardwebhooks import Webhook
-from webhook_receiver import receiver
+from support.net import free_port, receiver
+from support.protocol import SUBMIT, TIMEOUT, upload, wait_done, webhook_secret
+from support.samples import SAMPLE_MP3
+from support.servers import Server, ServerFactory
 
 from whispercli.server.settings import ServerSettings
 
 FAST_RETRY = ("--webhook-first-retry", "0.2")
 
 
-def _submit(server: ServerHandle, hook: str) -> dict[str, Any]:
+def _submit(server: Server, hook: str) -> dict[str, Any]:
     resp = requests.post(
         server.url + SUBMIT.format(model="tiny"),
         json={"input": {}, "URL": upload(server), "webhook": hook},
@@ -82,26 +83,18 @@ def test_receiver_down_three_times_then_up_gets_it_once(server_factory: ServerFa
     Webhook(webhook_secret(server)).verify(rx.received[-1].body, rx.received[-1].headers)
 
 
-def test_delivery_survives_a_sigkill(tmp_path: Path) -> None:
-    port = find_free_port()  # nothing listens there until the server is dead
-    first = start_server(tmp_path / "a", args=list(FAST_RETRY))
-    try:
-        job = _submit(first, f"http://127.0.0.1:{port}/hook")
-        assert wait_done(first, job)["status"] == "success"
-        first.stop(kill=True)
-        with receiver(port=port) as rx:
-            second = start_server(tmp_path / "b", args=list(FAST_RETRY), dirs_from=first)
-            try:
-                assert rx.wait(1, 30), "the delivery was lost with the server"
-                assert not rx.wait(2, 3)
-                body = Webhook(webhook_secret(second)).verify(
-                    rx.received[0].body, rx.received[0].headers
-                )
-                assert body["id"] == job["id"] and body["status"] == "success"
-            finally:
-                second.stop()
-    finally:
-        first.stop()
+def test_delivery_survives_a_sigkill(server_factory: ServerFactory) -> None:
+    port = free_port()  # nothing listens there until the server is dead
+    first = server_factory.start(*FAST_RETRY)
+    job = _submit(first, f"http://127.0.0.1:{port}/hook")
+    assert wait_done(first, job)["status"] == "success"
+    first.stop(kill=True)
+    with receiver(port=port) as rx:
+        second = server_factory.start(*FAST_RETRY, dirs_from=first)
+        assert rx.wait(1, 30), "the delivery was lost with the server"
+        assert not rx.wait(2, 3)
+        body = Webhook(webhook_secret(second)).verify(rx.received[0].body, rx.received[0].headers)
+        assert body["id"] == job["id"] and body["status"] == "success"
 
 
 # -- refused addresses: a 400 at submit, before any connect --------------------------------------

@@ -1,9 +1,6 @@
-"""Helpers for CLI tests: run whispercli in-process (fast) or as a subprocess (when processes
-matter), with temporary config/state/data dirs and, where given, a real server's URL and key.
-
-Not a conftest.py: several test folders have no __init__.py, and a second module named
-``conftest`` would shadow tests/conftest.py. Test modules import the fixtures from here.
-"""
+"""whispercli for CLI tests: in-process (fast: ``Cli.run``) or as a subprocess (when processes
+matter: ``Cli.sub``), with its own temporary config/state/data dirs and, where given, a
+server's URL and key. The ``cli`` fixture (tests/conftest.py) gives one per test."""
 
 from __future__ import annotations
 
@@ -14,11 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support.samples import REPO
 from typer.testing import CliRunner
-
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE_MP3 = REPO / "samples" / "sample.mp3"
-SAMPLE_TXT = REPO / "samples" / "sample.txt"
 
 _OWN_VARS = (
     "WHISPERCLI_URL",
@@ -98,19 +92,6 @@ class Cli:
             timeout=timeout,
             cwd=REPO,
         )
-
-
-def make_tone(path: Path, seconds: float = 0.5) -> Path:
-    """A 330 Hz sine tone (folders made as needed). Decoded with ``--speed accurate
-    --no-vad-filter`` (sequential, every window) a 90 s tone keeps the worker busy for seconds;
-    with VAD (the default) it finishes at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["sox", "-n", "-r", "16000", "-c", "1", str(path), "synth", str(seconds), "sine", "330"],
-        check=True,
-        capture_output=True,
-    )
-    return path
 
 
 def assert_one_error_line(err: str) -> None:

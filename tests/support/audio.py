@@ -1,4 +1,6 @@
-"""Audio files made on the fly for the hostile-input and load tests (espeak-ng, ffmpeg)."""
+"""Audio made on the fly for tests (espeak-ng, sox, ffmpeg): tones, spoken words, long speech,
+silence, and files that only claim to be audio. The long clips are made once per session by
+the fixtures in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -6,8 +8,57 @@ import struct
 import subprocess
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "samples" / "sample.mp3"
+from support.samples import SAMPLE_MP3 as SAMPLE
+
+LONG_TEXT = """\
+The morning train to the coast leaves from platform four at a quarter past eight.
+Our library opens late on Thursdays, so students can return their books after work.
+A small bakery on the corner sells warm bread, apple pies and strong black coffee.
+The committee agreed to repaint the old bridge before the winter storms arrive.
+Please remember to water the tomato plants and close the greenhouse door tonight.
+Several volunteers cleaned the river bank and counted more than forty kinds of birds.
+The museum will show a collection of maps drawn by sailors three hundred years ago.
+After the concert, the orchestra packed their instruments into a long blue truck.
+My neighbour is building a wooden boat in his garage and hopes to sail it in June.
+The hospital opened a new wing with bright rooms, quiet gardens and a children's ward.
+Farmers in the valley expect a good harvest of wheat, barley and sweet potatoes.
+Engineers tested the solar panels on the roof and found they work well in cloudy weather.
+"""
+READINGS = (("en", 175), ("en-us", 150), ("en+f3", 190), ("en-gb-x-rp", 160), ("en+m3", 140))
+"""(espeak-ng voice, words per minute): each reading of LONG_TEXT is about a minute."""
+
+
+def make_long_clip(folder: Path, readings: int) -> Path:
+    """``LONG_TEXT`` read ``readings`` times by different voices, as 16 kHz mono WAV."""
+    out = folder / f"long-{readings}.wav"
+    if out.exists():
+        return out
+    parts = []
+    for i, (voice, wpm) in enumerate(READINGS[i % len(READINGS)] for i in range(readings)):
+        part = folder / f"reading-{i}.wav"
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(part), LONG_TEXT],
+            check=True,
+            capture_output=True,
+        )
+        parts.append(str(part))
+    subprocess.run(
+        ["sox", *parts, "-r", "16000", "-c", "1", str(out)], check=True, capture_output=True
+    )
+    return out
+
+
+def make_tone(path: Path, seconds: float = 0.5) -> Path:
+    """A 330 Hz sine tone (folders made as needed). Decoded with ``--speed accurate
+    --no-vad-filter`` (sequential, every window) a 90 s tone keeps the engine busy for seconds;
+    with VAD (the default) it finishes at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-c", "1", str(path), "synth", str(seconds), "sine", "330"],
+        check=True,
+        capture_output=True,
+    )
+    return path
 
 
 def short_word_clip(path: Path, text: str = "hello world") -> Path:

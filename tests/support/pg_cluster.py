@@ -1,10 +1,12 @@
-"""A throwaway PostgreSQL 15 cluster for tests: ``postgres`` (session fixture).
+"""A throwaway PostgreSQL 15 cluster for tests: ``postgres`` (session fixture), and
+``postgres_outage`` (the same cluster for a test that stops it: started again afterwards).
 
 initdb and pg_ctl refuse to run as root, so as root the cluster runs as the ``postgres`` user
 in a folder it owns (under /var/tmp: pytest's basetemp is private to root); as a normal user
-it runs as that user. Durability is off (fsync, synchronous_commit): tests that kill
-PostgreSQL itself start their own cluster with ``durable=True``. The cluster is stopped and
-its folder removed at the end of the session.
+it runs as that user. Durability is off (fsync, synchronous_commit, full-page writes): that
+only matters if the machine itself crashes, so tests that stop or kill PostgreSQL use the
+session's cluster too (``durable=True`` exists for the fixture's own test). The cluster is
+stopped and its folder removed at the end of the session.
 
 ``cluster.new_database(setup)`` returns the DSN of a fresh database cloned from a template
 (about 25 ms) that ``setup`` (e.g. a schema migration) prepared once.
@@ -23,7 +25,7 @@ from itertools import count
 from pathlib import Path
 
 import pytest
-from local_server import find_free_port
+from support.net import free_port
 
 TEMPLATE = "whispercli_template"
 
@@ -44,7 +46,7 @@ def pg_bindir() -> Path:
 class PostgresCluster:
     def __init__(self, *, durable: bool = False) -> None:
         self.bindir = pg_bindir()
-        self.port = find_free_port()
+        self.port = free_port()
         self.as_root = os.geteuid() == 0
         self.user = "postgres"
         self.root = Path(tempfile.mkdtemp(prefix="whispercli-pg-", dir="/var/tmp"))
@@ -87,6 +89,9 @@ class PostgresCluster:
     def stop(self, mode: str = "immediate") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
+    def running(self) -> bool:
+        return self._run("pg_ctl", "-D", str(self.data), "status").returncode == 0
+
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -124,3 +129,12 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.remove()
+
+
+@pytest.fixture
+def postgres_outage(postgres: PostgresCluster) -> Iterator[PostgresCluster]:
+    """The session's cluster for a test that stops it (``stop("fast")``, then ``start()``):
+    running again after the test whatever happened, so later tests find it up."""
+    yield postgres
+    if not postgres.running():
+        postgres.start()
