@@ -126,13 +126,13 @@ def _assemble(
     dispatcher, fleet = None, None
     if storage.shared:
         from whispercli.server.scale.fleet import Fleet
-        from whispercli.server.scale.queue import STALLED_AFTER_SECONDS, TASK, QueueDispatcher
+        from whispercli.server.scale.queue import TASK, QueueDispatcher
         from whispercli.server.storage.postgres.store import PostgresStore
 
         assert settings.database_url is not None and isinstance(store, PostgresStore)
-        dispatcher = QueueDispatcher(settings.database_url)
+        dispatcher = QueueDispatcher(settings.database_url, settings)
         dispatch = dispatcher
-        fleet = Fleet(store.pool, STALLED_AFTER_SECONDS, TASK)
+        fleet = Fleet(store.pool, settings.stalled_after_seconds, TASK)
     service = JobService(settings, store, blobs, notifier, dispatch, fleet=fleet)
     deliverer = Deliverer(
         store,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +20,19 @@ GIB = 1024**3
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 DATABASE_ENV = "WHISPERCLI_DATABASE_URL"
 FAKE_ENGINE_ENV = "WHISPERCLI_FAKE_ENGINE_SECONDS"
+HEARTBEAT_ENV = "WHISPERCLI_HEARTBEAT_SECONDS"
+STALLED_AFTER_ENV = "WHISPERCLI_STALLED_AFTER_SECONDS"
+QUEUE_POLL_ENV = "WHISPERCLI_QUEUE_POLL_SECONDS"
+RETENTION_SWEEP_ENV = "WHISPERCLI_RETENTION_SWEEP_SECONDS"
 
 
 class InsecureKeyFileError(RuntimeError):
     """The API key file can be read by other users: refuse to serve with it."""
+
+
+def _seconds_from_env(name: str, default: float) -> Callable[[], float]:
+    """A field default: the environment variable ``name`` when set, else ``default``."""
+    return lambda: float(os.environ.get(name) or default)
 
 
 def _models_dir_from_env() -> Path | None:
@@ -73,6 +83,20 @@ class ServerSettings:
     database_url: str | None = field(default_factory=lambda: os.environ.get(DATABASE_ENV) or None)
     """PostgreSQL DSN (``postgresql://USER@HOST/DB``): jobs, uploads and change notification
     live there and the server runs no engine of its own; None: the embedded SQLite default."""
+    heartbeat_seconds: float = field(default_factory=_seconds_from_env(HEARTBEAT_ENV, 1.0))
+    """PostgreSQL mode: how often a worker refreshes its heartbeat (its fleet row and its
+    Procrastinate worker row)."""
+    stalled_after_seconds: float = field(default_factory=_seconds_from_env(STALLED_AFTER_ENV, 5.0))
+    """PostgreSQL mode: a worker whose heartbeat is this old is dead; its job goes to another
+    worker and ``/v1/health`` no longer lists it. Give every process of a fleet the same."""
+    queue_poll_seconds: float = field(default_factory=_seconds_from_env(QUEUE_POLL_ENV, 1.0))
+    """PostgreSQL mode: workers also look for tasks this often (besides LISTEN: the retry of a
+    dead worker's task sends no NOTIFY)."""
+    retention_sweep_seconds: float = field(
+        default_factory=_seconds_from_env(RETENTION_SWEEP_ENV, 10.0)
+    )
+    """PostgreSQL mode: one worker of the fleet deletes expired jobs, results and uploads this
+    often (whole seconds, at most 59: a periodic task's cron)."""
 
     @property
     def effective_poll_url_ttl(self) -> float:

@@ -83,28 +83,26 @@ def test_api_server_on_postgres(postgres: PostgresCluster, server_factory: Serve
     assert "spawn_main" not in " ".join(cmdline(pid) for pid in server.children())
 
 
-def test_database_down_is_503_with_retry_after(server_factory: ServerFactory) -> None:
-    cluster = PostgresCluster(durable=True)  # its own: this test stops PostgreSQL
+def test_database_down_is_503_with_retry_after(
+    server_factory: ServerFactory, postgres_outage: PostgresCluster
+) -> None:
+    cluster = postgres_outage  # this test stops PostgreSQL
+    dsn = cluster.new_database().replace("postgres@", "postgres:pg-secret-pw@")
+    server = server_factory.start("--database", dsn)
+    cluster.stop("fast")
+    resp = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=TIMEOUT)
+    assert resp.status_code == 503
+    assert int(resp.headers["Retry-After"]) > 0
+    assert resp.json()["error"]["code"] == "unavailable"
     cluster.start()
-    try:
-        dsn = cluster.dsn().replace("postgres@", "postgres:pg-secret-pw@")
-        server = server_factory.start("--database", dsn)
-        cluster.stop("fast")
+    deadline = time.monotonic() + 20
+    while True:
         resp = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=TIMEOUT)
-        assert resp.status_code == 503
-        assert int(resp.headers["Retry-After"]) > 0
-        assert resp.json()["error"]["code"] == "unavailable"
-        cluster.start()
-        deadline = time.monotonic() + 20
-        while True:
-            resp = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=TIMEOUT)
-            if resp.status_code == 200 or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert resp.status_code == 200
-        server.stop()
-        log = server.log()
-        assert "pg-secret-pw" not in log and "Traceback" not in log
-        assert "postgres:***@" in log
-    finally:
-        cluster.remove()
+        if resp.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert resp.status_code == 200
+    server.stop()
+    log = server.log()
+    assert "pg-secret-pw" not in log and "Traceback" not in log
+    assert "postgres:***@" in log

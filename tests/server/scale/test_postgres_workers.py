@@ -1,5 +1,6 @@
 """The PostgreSQL mode end to end: `server run --database` (no engine) and `worker run`
-processes (the real model) that take jobs from the queue."""
+processes that take jobs from the queue: the real model where a test looks at the transcript,
+else the fake engine; the fleet's timings short (``FAST_FLEET``: dead after 1 s of silence)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,21 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from support.pg_cluster import PostgresCluster
-from support.procs import gone, reap
+from support.procs import gone
 from support.protocol import SUBMIT, poll, submit, upload, wait_done
-from support.samples import SAMPLE_TXT
+from support.samples import assert_sample
 from support.sandbox import Sandbox
-from support.servers import Server, ServerFactory, Worker
+from support.servers import FAST_FLEET, Server, ServerFactory, Worker
 
-from whispercli.server.scale.queue import POLL_SECONDS, STALLED_AFTER_SECONDS, migrate
+from whispercli.server.scale.queue import migrate
+
+STALLED_AFTER = float(FAST_FLEET["WHISPERCLI_STALLED_AFTER_SECONDS"])
+POLL = float(FAST_FLEET["WHISPERCLI_QUEUE_POLL_SECONDS"])
 
 
 class Workers:
@@ -34,7 +37,7 @@ class Workers:
         n = len(self.started)
         worker = Worker(
             self.sandbox, self.dsn, *extra, queues=queues, name=f"worker-{n}",
-            data_dir=self.sandbox.root / f"worker-{n}", fake_engine=fake_seconds,
+            data_dir=self.sandbox.root / f"worker-{n}", fake_engine=fake_seconds, env=FAST_FLEET,
         )  # fmt: skip
         self.started.append(worker.start())
         return worker
@@ -54,29 +57,19 @@ def workers(postgres: PostgresCluster, sandbox: Sandbox) -> Iterator[Workers]:
 
 
 def test_a_job_runs_on_a_worker(server_factory: ServerFactory, workers: Workers) -> None:
-    server = server_factory.start("--database", workers.dsn)
+    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
     job = submit(server, upload(server))
     time.sleep(0.5)
     assert poll(server, job)["status"] == "pending"  # no worker yet
     workers.start()
     body = wait_done(server, job, timeout=90)
     assert body["status"] == "success", (body, workers.logs())
-    expected = SAMPLE_TXT.read_text().split()[:4]
-    assert [w.strip(",.") for w in body["result"]["text"].split()[:4]] == [
-        w.strip(",.") for w in expected
-    ]
+    assert_sample(body["result"]["text"])
     second = submit(server, upload(server))
     assert wait_done(server, second, timeout=60)["status"] == "success"
     assert "attempt 1" in workers.logs()
     assert workers.stop_all() == [0]
     assert "Traceback" not in workers.logs() and "leaked semaphore" not in workers.logs()
-
-
-@pytest.fixture(scope="module")
-def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from support.audio import make_long_clip
-
-    return make_long_clip(tmp_path_factory.mktemp("audio"), 3)
 
 
 def _processing(server: object, job: dict[str, object]) -> None:
@@ -89,15 +82,19 @@ def _processing(server: object, job: dict[str, object]) -> None:
     raise AssertionError("the job never made progress")
 
 
+FAKE_JOB = 4.0
+"""Seconds a fake-engine job takes where a test needs a job to be running for a while."""
+
+
 @pytest.mark.slow
 def test_sigkilled_worker_job_finishes_on_the_other(
-    server_factory: ServerFactory, workers: Workers, long_clip: Path
+    server_factory: ServerFactory, workers: Workers
 ) -> None:
     import psycopg
 
-    server = server_factory.start("--database", workers.dsn)
-    workers.start(), workers.start()
-    job = submit(server, upload(server, long_clip), {"speed": "accurate"})
+    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
+    workers.start(FAKE_JOB), workers.start(FAKE_JOB)
+    job = submit(server, upload(server))
     _processing(server, job)
     running = next(worker for worker in workers.started if job["id"] in worker.log())
     engine_children = running.children()
@@ -110,12 +107,12 @@ def test_sigkilled_worker_job_finishes_on_the_other(
         assert time.monotonic() - killed_at < 30, "no other worker took the job over"
         time.sleep(0.1)
     repick = time.monotonic() - killed_at
-    # a dead worker is noticed after its heartbeat is STALLED_AFTER_SECONDS old, by the
-    # reaper (every second), and its task picked up within POLL_SECONDS: 5 + 1 + 1, + 5 slack
-    assert repick < STALLED_AFTER_SECONDS + 1 + POLL_SECONDS + 5, f"re-picked after {repick:.1f} s"
+    # a dead worker is noticed after its heartbeat is STALLED_AFTER seconds old, by the
+    # reaper (every second), and its task picked up within POLL seconds: 1 + 1 + 0.2, + 5 slack
+    assert repick < STALLED_AFTER + 1 + POLL + 5, f"re-picked after {repick:.1f} s"
     body = wait_done(server, job, timeout=120)
     assert body["status"] == "success", (body, workers.logs())
-    assert body["result"]["duration"] > 150
+    assert body["result"]["duration"] == FAKE_JOB  # the whole job, run again from the start
     took = time.monotonic() - killed_at
     with psycopg.connect(workers.dsn) as conn:
         row = conn.execute("SELECT attempts FROM whispercli_jobs WHERE id = %s", (job["id"],))
@@ -125,15 +122,13 @@ def test_sigkilled_worker_job_finishes_on_the_other(
 
 
 @pytest.mark.slow
-def test_cancel_of_a_job_on_a_worker(
-    server_factory: ServerFactory, workers: Workers, long_clip: Path
-) -> None:
+def test_cancel_of_a_job_on_a_worker(server_factory: ServerFactory, workers: Workers) -> None:
     import requests
 
-    server = server_factory.start("--database", workers.dsn)
-    workers.start()
-    running = submit(server, upload(server, long_clip), {"speed": "accurate"})
-    queued = submit(server, upload(server, long_clip), {"speed": "accurate"})
+    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
+    workers.start(FAKE_JOB)
+    running = submit(server, upload(server))
+    queued = submit(server, upload(server))
     _processing(server, running)
     for job in (queued, running):
         started = time.monotonic()
@@ -177,7 +172,7 @@ def _until(check: Callable[[], Any], timeout: float = 30) -> Any:
 def test_health_lists_live_workers_and_a_job_without_one_says_why(
     server_factory: ServerFactory, workers: Workers
 ) -> None:
-    server = server_factory.start("--database", workers.dsn)
+    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
     assert _health(server)["workers"] == []
     proc = workers.start(fake_seconds=3)
     resp = requests.post(
@@ -195,7 +190,7 @@ def test_health_lists_live_workers_and_a_job_without_one_says_why(
     assert worker["queues"] == ["cpu"] and worker["device"] == "cpu"
     assert worker["id"] == f"{worker['host']}-{proc.pid}"
     assert worker["currentJob"] == cpu_job["id"]
-    assert 0 <= worker["heartbeatAge"] < STALLED_AFTER_SECONDS
+    assert 0 <= worker["heartbeatAge"] < STALLED_AFTER
     assert health["queues"]["gpu"] == {"pending": 1, "processing": 0}
     assert health["queues"]["cpu"] == {"pending": 0, "processing": 1}
     waiting = poll(server, gpu_job)
@@ -203,7 +198,7 @@ def test_health_lists_live_workers_and_a_job_without_one_says_why(
     assert "no live worker serves the 'gpu' queue" in waiting["waiting"]
     assert "waiting" not in poll(server, cpu_job)
     assert wait_done(server, cpu_job, timeout=30)["status"] == "success"
-    time.sleep(2 * POLL_SECONDS)
+    time.sleep(2 * POLL)
     assert poll(server, gpu_job)["status"] == "pending"  # never taken by the cpu worker
     workers.start(fake_seconds=0.2, queues="cpu,gpu")
     assert wait_done(server, gpu_job, timeout=30)["status"] == "success"
@@ -223,7 +218,9 @@ def _rows(dsn: str, sql: str) -> int:
 def test_one_worker_sweeps_expired_jobs_uploads_and_chunks(
     server_factory: ServerFactory, workers: Workers
 ) -> None:
-    server = server_factory.start("--database", workers.dsn)  # its own sweep is off here
+    server = server_factory.start(
+        "--database", workers.dsn, env=FAST_FLEET
+    )  # its own sweep is off here
     for _ in range(2):
         workers.start(0.1, "cpu", "--retention-hours", "0.001")  # 3.6 s
     job = submit(server, upload(server))
@@ -244,7 +241,7 @@ def test_one_worker_sweeps_expired_jobs_uploads_and_chunks(
 def test_a_poison_job_fails_after_3_attempts(
     server_factory: ServerFactory, workers: Workers
 ) -> None:
-    server = server_factory.start("--database", workers.dsn)
+    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
     workers.start(fake_seconds=0.5)
     poison = submit(server, upload(server, b"CRASH and burn"))
     body = wait_done(server, poison, timeout=60)
@@ -259,9 +256,9 @@ def test_a_poison_job_fails_after_3_attempts(
 def test_a_healthy_job_longer_than_3_heartbeat_timeouts_runs_once(
     server_factory: ServerFactory, workers: Workers
 ) -> None:
-    server = server_factory.start("--database", workers.dsn)
-    workers.start(fake_seconds=3 * STALLED_AFTER_SECONDS + 1)
-    workers.start(fake_seconds=3 * STALLED_AFTER_SECONDS + 1)
+    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
+    workers.start(fake_seconds=3 * STALLED_AFTER + 1)
+    workers.start(fake_seconds=3 * STALLED_AFTER + 1)
     job = submit(server, upload(server))
     body = wait_done(server, job, timeout=60)
     assert body["status"] == "success"
@@ -273,8 +270,8 @@ def test_a_healthy_job_longer_than_3_heartbeat_timeouts_runs_once(
 def test_a_stopped_worker_wakes_as_a_zombie_whose_writes_change_nothing(
     server_factory: ServerFactory, workers: Workers
 ) -> None:
-    server = server_factory.start("--database", workers.dsn)
-    first = workers.start(fake_seconds=12)
+    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
+    first = workers.start(fake_seconds=6)
     job = submit(server, upload(server))
     _processing(server, job)
     os.kill(first.pid, signal.SIGSTOP)
@@ -285,7 +282,7 @@ def test_a_stopped_worker_wakes_as_a_zombie_whose_writes_change_nothing(
         os.kill(first.pid, signal.SIGCONT)
     assert body["status"] == "success" and _attempts(workers.dsn, job["id"]) == 2
     result = body["result"]
-    deadline = time.monotonic() + 20  # the zombie's engine finishes its 12 s and reports
+    deadline = time.monotonic() + 20  # the zombie's engine finishes its 6 s and reports
     while "taken away: dropped" not in workers.logs() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "taken away: dropped" in workers.logs()
@@ -297,8 +294,8 @@ def test_a_stopped_worker_wakes_as_a_zombie_whose_writes_change_nothing(
 def test_any_api_server_answers_any_poll(server_factory: ServerFactory, workers: Workers) -> None:
     """Two API servers on one database (sharing the key files, as machines behind one name
     would): a job submitted to one is long-polled on the other and finishes there."""
-    first = server_factory.start("--database", workers.dsn)
-    second = server_factory.start("--database", workers.dsn, dirs_from=first)
+    first = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
+    second = server_factory.start("--database", workers.dsn, dirs_from=first, env=FAST_FLEET)
     workers.start(fake_seconds=1.5)
     job = submit(first, upload(first))
     on_second = {**job, "urls": {"GET": job["urls"]["GET"].replace(first.url, second.url)}}
@@ -312,23 +309,21 @@ def test_any_api_server_answers_any_poll(server_factory: ServerFactory, workers:
 
 @pytest.mark.slow
 def test_postgres_restart_mid_job_loses_nothing(
-    server_factory: ServerFactory, tmp_path: Path
+    server_factory: ServerFactory, postgres_outage: PostgresCluster, sandbox: Sandbox
 ) -> None:
     import requests
 
-    cluster = PostgresCluster(durable=True)  # its own: this test restarts PostgreSQL
-    cluster.start()
-    pool = Workers(Sandbox(tmp_path / "workers"), cluster.dsn())
+    pool = Workers(sandbox, postgres_outage.new_database(migrate))  # the test restarts it
     try:
-        server = server_factory.start("--database", pool.dsn)
-        pool.start(fake_seconds=6)
+        server = server_factory.start("--database", pool.dsn, env=FAST_FLEET)
+        pool.start(fake_seconds=2)
         job = submit(server, upload(server))
         _processing(server, job)
-        cluster.stop("fast")
+        postgres_outage.stop("fast")
         down = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=10)
         assert down.status_code == 503 and "Retry-After" in down.headers
         time.sleep(2)
-        cluster.start()
+        postgres_outage.start()
         deadline = time.monotonic() + 60
         body: dict[str, object] = {"status": "?"}
         while time.monotonic() < deadline:
@@ -346,5 +341,3 @@ def test_postgres_restart_mid_job_loses_nothing(
         assert "Traceback" not in server.log()
     finally:
         pool.stop_all()
-        reap(pool.sandbox.root)
-        cluster.remove()

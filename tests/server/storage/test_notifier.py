@@ -96,36 +96,32 @@ def test_a_change_elsewhere_wakes_its_subscriber_promptly(setup: Setup) -> None:
     assert statistics.median(delays) < 0.1, delays
 
 
-def test_postgres_listener_reconnects_after_a_restart() -> None:
+def test_postgres_listener_reconnects_after_a_restart(postgres_outage: PostgresCluster) -> None:
     from whispercli.server.scale.queue import migrate
     from whispercli.server.storage.postgres.notify import PostgresNotifier
     from whispercli.server.storage.postgres.store import PostgresStore
 
-    cluster = PostgresCluster(durable=True)  # its own: this test restarts PostgreSQL
-    cluster.start()
-    try:
-        migrate(cluster.dsn())
-        notifier = PostgresNotifier(cluster.dsn())
+    cluster = postgres_outage  # this test restarts PostgreSQL
+    dsn = cluster.new_database(migrate)
+    notifier = PostgresNotifier(dsn)
 
-        async def scenario() -> None:
-            await notifier.start()
-            await asyncio.wait_for(notifier.listening.wait(), 10)
-            with notifier.subscribe("a" * 32) as event:
-                await asyncio.to_thread(cluster.stop, "fast")
-                await asyncio.wait_for(event.wait(), 10)  # a lost connection wakes everyone
-            await asyncio.to_thread(cluster.start)
-            await asyncio.wait_for(notifier.listening.wait(), 15)
-            store = PostgresStore(cluster.dsn())
-            try:
-                upload_id = await asyncio.to_thread(store.create_upload, None)
-                job, _ = await asyncio.to_thread(store.create_job, "tiny", {}, upload_id, None)
-                with notifier.subscribe(job.id) as event:
-                    await asyncio.to_thread(store.cancel, job.id)
-                    await asyncio.wait_for(event.wait(), 2)
-            finally:
-                store.close()
-                await notifier.close()
+    async def scenario() -> None:
+        await notifier.start()
+        await asyncio.wait_for(notifier.listening.wait(), 10)
+        with notifier.subscribe("a" * 32) as event:
+            await asyncio.to_thread(cluster.stop, "fast")
+            await asyncio.wait_for(event.wait(), 10)  # a lost connection wakes everyone
+        await asyncio.to_thread(cluster.start)
+        await asyncio.wait_for(notifier.listening.wait(), 15)
+        store = PostgresStore(dsn)
+        try:
+            upload_id = await asyncio.to_thread(store.create_upload, None)
+            job, _ = await asyncio.to_thread(store.create_job, "tiny", {}, upload_id, None)
+            with notifier.subscribe(job.id) as event:
+                await asyncio.to_thread(store.cancel, job.id)
+                await asyncio.wait_for(event.wait(), 2)
+        finally:
+            store.close()
+            await notifier.close()
 
-        asyncio.run(scenario())
-    finally:
-        cluster.remove()
+    asyncio.run(scenario())

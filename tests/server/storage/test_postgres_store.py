@@ -58,23 +58,20 @@ def test_two_servers_racing_on_one_key_create_one_job(postgres: PostgresCluster)
             store.close()
 
 
-def test_a_database_outage_is_store_unavailable_without_the_password() -> None:
-    cluster = PostgresCluster(durable=True)  # its own: this test stops PostgreSQL
-    cluster.start()
+def test_a_database_outage_is_store_unavailable_without_the_password(
+    postgres_outage: PostgresCluster,
+) -> None:
+    cluster = postgres_outage  # this test stops PostgreSQL
+    dsn = cluster.new_database(migrate).replace("postgres@", "postgres:s3cret-pw@")
+    store = PostgresStore(dsn)
     try:
-        dsn = cluster.dsn().replace("postgres@", "postgres:s3cret-pw@")
-        migrate(dsn)
-        store = PostgresStore(dsn)
-        try:
-            upload_id = store.create_upload(None)
-            cluster.stop()
-            with pytest.raises(StoreUnavailable) as caught:
-                store.get_upload(upload_id)
-            assert "s3cret-pw" not in str(caught.value)
-            cluster.start()
-            upload = store.get_upload(upload_id)  # the pool reconnects by itself
-            assert upload is not None and upload.id == upload_id
-        finally:
-            store.close()
+        upload_id = store.create_upload(None)
+        cluster.stop()
+        with pytest.raises(StoreUnavailable) as caught:
+            store.get_upload(upload_id)
+        assert "s3cret-pw" not in str(caught.value)
+        cluster.start()
+        upload = store.get_upload(upload_id)  # the pool reconnects by itself
+        assert upload is not None and upload.id == upload_id
     finally:
-        cluster.remove()
+        store.close()

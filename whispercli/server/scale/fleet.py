@@ -1,7 +1,7 @@
 """The PostgreSQL mode's workers as ``/v1/health`` shows them, and why a job still waits.
 
 Each worker keeps one row of ``whispercli_workers`` (host, queues, device, models, the job it
-runs) and refreshes its ``heartbeat`` every :data:`~.queue.HEARTBEAT_SECONDS`;
+runs) and refreshes its ``heartbeat`` every ``ServerSettings.heartbeat_seconds``;
 a row whose heartbeat is older than ``stalled_after`` is a dead worker and is not listed (the
 retention task deletes it). Queue depth comes from Procrastinate's own jobs table.
 """

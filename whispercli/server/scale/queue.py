@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import procrastinate
 from procrastinate import JobContext, PsycopgConnector, RetryStrategy
 
+from whispercli.server.settings import ServerSettings
 from whispercli.server.storage.postgres import schema
 from whispercli.server.storage.store import JobRecord, StoreUnavailable
 
@@ -31,15 +32,7 @@ log = logging.getLogger("whispercli.server")
 
 TASK = "whispercli.transcribe"
 MAINTENANCE_QUEUE = "whispercli-maintenance"
-HEARTBEAT_SECONDS = 1.0
-STALLED_AFTER_SECONDS = 5.0
-"""A worker whose heartbeat is this old is dead: its job goes to another worker."""
 MAX_RECONNECT_DELAY = 10.0
-RETENTION_EVERY_SECONDS = 10
-"""One worker of the fleet deletes expired jobs, results and uploads this often (a periodic
-task: Procrastinate defers each tick once, whoever else runs it)."""
-POLL_SECONDS = 1.0
-"""Workers also look for tasks this often (retries of stalled tasks send no NOTIFY)."""
 
 
 class Requeued(Exception):
@@ -54,8 +47,12 @@ def migrate(dsn: str) -> None:
     schema.migrate(dsn, ("procrastinate_jobs", SchemaManager.get_schema()))
 
 
-def make_app(dsn: str) -> procrastinate.App:
+def make_app(dsn: str, settings: ServerSettings) -> procrastinate.App:
+    """The Procrastinate app: the transcription task and the fleet's two periodic tasks
+    (timings from ``settings``: ``stalled_after_seconds``, ``retention_sweep_seconds``)."""
     app = procrastinate.App(connector=PsycopgConnector(conninfo=dsn))
+    stalled_after = settings.stalled_after_seconds
+    sweep_every = min(59, max(1, round(settings.retention_sweep_seconds)))
 
     @app.task(
         name=TASK,
@@ -72,13 +69,12 @@ def make_app(dsn: str) -> procrastinate.App:
     @app.task(queue=MAINTENANCE_QUEUE, queueing_lock="retry-stalled", pass_context=True)
     async def retry_stalled(context: JobContext, timestamp: int) -> None:
         manager = context.app.job_manager
-        for stalled in await manager.get_stalled_jobs(
-            seconds_since_heartbeat=STALLED_AFTER_SECONDS
-        ):
+        for stalled in await manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after):
             log.warning("task %s of a dead worker: retrying it", stalled.id)
             await manager.retry_job(stalled)
 
-    @app.periodic(cron=f"* * * * * */{RETENTION_EVERY_SECONDS}")  # seconds come last
+    # One tick per period for the whole fleet: Procrastinate defers each tick once.
+    @app.periodic(cron=f"* * * * * */{sweep_every}")  # seconds come last
     @app.task(queue=MAINTENANCE_QUEUE, queueing_lock="retention", pass_context=True)
     def retention_sweep(context: JobContext, timestamp: int) -> None:
         worker: QueueWorker = context.additional_context["whispercli"]
@@ -90,8 +86,8 @@ def make_app(dsn: str) -> procrastinate.App:
 class QueueDispatcher:
     """The API server's side: enqueue each new job on its queue."""
 
-    def __init__(self, dsn: str) -> None:
-        self.app = make_app(dsn)
+    def __init__(self, dsn: str, settings: ServerSettings) -> None:
+        self.app = make_app(dsn, settings)
         self._open: Any = None
 
     async def start(self) -> None:

@@ -25,11 +25,8 @@ from whispercli.server.jobs import models
 from whispercli.server.jobs.retention import sweep_once
 from whispercli.server.scale.fleet import Fleet, Heartbeat
 from whispercli.server.scale.queue import (
-    HEARTBEAT_SECONDS,
     MAINTENANCE_QUEUE,
     MAX_RECONNECT_DELAY,
-    POLL_SECONDS,
-    STALLED_AFTER_SECONDS,
     TASK,
     Requeued,
     make_app,
@@ -93,9 +90,9 @@ async def _serve(
                 concurrency=1,
                 name=worker.heartbeat.worker_id,
                 additional_context={"whispercli": worker},
-                update_heartbeat_interval=HEARTBEAT_SECONDS,
-                stalled_worker_timeout=STALLED_AFTER_SECONDS,
-                fetch_job_polling_interval=POLL_SECONDS,
+                update_heartbeat_interval=worker.settings.heartbeat_seconds,
+                stalled_worker_timeout=worker.settings.stalled_after_seconds,
+                fetch_job_polling_interval=worker.settings.queue_poll_seconds,
                 shutdown_graceful_timeout=5,
                 install_signal_handlers=False,
             )
@@ -150,19 +147,19 @@ def run_worker(settings: ServerSettings, queues: list[str]) -> None:
     stopping = threading.Event()
     executor = JobExecutor(settings, store, storage.blobs, lambda _id: None, stopping)
     heartbeat = Heartbeat(
-        Fleet(store.pool, STALLED_AFTER_SECONDS, TASK),
+        Fleet(store.pool, settings.stalled_after_seconds, TASK),
         f"{socket.gethostname()}-{os.getpid()}",
         queues,
         settings.device_plan.device,
         models.installed(settings.models_dir),
-        HEARTBEAT_SECONDS,
+        settings.heartbeat_seconds,
     )
     worker = QueueWorker(settings, store, executor, heartbeat)
     log.info("worker on %s serving queues %s", socket.gethostname(), ", ".join(queues))
     try:
         executor.ensure_engine()
         heartbeat.start()
-        asyncio.run(_serve_until_stopped(make_app(dsn), worker, queues, stopping))
+        asyncio.run(_serve_until_stopped(make_app(dsn, settings), worker, queues, stopping))
     finally:
         stopping.set()
         heartbeat.stop()
