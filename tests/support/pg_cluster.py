@@ -3,9 +3,9 @@
 
 initdb and pg_ctl refuse to run as root, so as root the cluster runs as the ``postgres`` user
 in a folder it owns (under /var/tmp: pytest's basetemp is private to root); as a normal user
-it runs as that user. Durability is off (fsync, synchronous_commit, full-page writes): that
-only matters if the machine itself crashes, so tests that stop or kill PostgreSQL use the
-session's cluster too (``durable=True`` exists for the fixture's own test). The cluster is
+it runs as that user. fsync and full-page writes are off: that only matters if the machine
+itself crashes (every commit still writes its WAL), so tests that stop or kill PostgreSQL use
+the session's cluster too (``durable=True`` exists for the fixture's own test). The cluster is
 stopped and its folder removed at the end of the session.
 
 ``cluster.new_database(setup)`` returns the DSN of a fresh database cloned from a template
@@ -79,7 +79,9 @@ class PostgresCluster:
             self._check(result, "initdb")
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
         if not self.durable:
-            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            # A commit still writes its WAL (synchronous_commit stays on), so a PostgreSQL
+            # crash (``stop("immediate")``) loses nothing; only a machine crash could.
+            options += " -c fsync=off -c full_page_writes=off"
         result = self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "30",
             "-o", options, "start",
