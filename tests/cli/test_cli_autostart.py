@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 from support.cli import Cli
-from support.samples import REPO, SAMPLE_MP3, SAMPLE_TXT
-from wer import wer
+from support.samples import REPO, SAMPLE_MP3, SAMPLE_TEXT, assert_sample, is_sample
 
 
 def _stop(cli: Cli, port: int) -> None:
@@ -26,18 +25,19 @@ def _stop(cli: Cli, port: int) -> None:
 
 
 def readme_quick_start() -> tuple[str, str]:
-    """README's quick-start command (its first line) and the transcript it says is printed."""
+    """README's quick-start command (its first line) and the text it says is printed."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
     quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     console = re.search(r"```console\n(.*?)```", quick, re.S)
-    printed = re.search(r"it prints:\n\n```\n(.*?)```", quick, re.S)
+    printed = re.search(r"It prints the sample's text:\n\n```\n(.*?)```", quick, re.S)
     assert console and printed, "README's quick start lost its command or its output block"
     command = console.group(1).splitlines()[0].split("&&", 1)[1].strip()
     return command, printed.group(1)
 
 
 def test_transcribe_auto_starts_the_local_server(tmp_path: Path, free_port: int) -> None:
-    """README's quick start, as a new user runs it: the transcript it prints is README's."""
+    """README's quick start, as a new user runs it: it prints the text README shows (the
+    sample's reference, give or take a word: int8 kernels differ between CPUs)."""
     command, printed = readme_quick_start()
     assert command == "whispercli transcribe samples/sample.mp3"
     cli = Cli(tmp_path / "cli")
@@ -48,8 +48,8 @@ def test_transcribe_auto_starts_the_local_server(tmp_path: Path, free_port: int)
         assert shown["url"] == f"http://127.0.0.1:{free_port}"
         done = cli.sub(*command.split()[1:], timeout=180, **env)
         assert done.returncode == 0, done.stderr
-        assert wer(SAMPLE_TXT.read_text(), done.stdout) <= 0.10
-        assert done.stdout == printed, f"README's quick start shows another transcript:\n{printed}"
+        assert printed.strip() == SAMPLE_TEXT.strip(), "README shows another text than the sample's"
+        assert_sample(done.stdout)
         pid_file = Path(cli.env["WHISPERCLI_STATE_DIR"]) / f"server-{free_port}.pid"
         assert pid_file.exists()
         # A second command finds it running and does not start another.
@@ -76,7 +76,8 @@ def test_one_cli_with_several_files_from_a_cold_start(tmp_path: Path, free_port:
     try:
         done = cli.sub("transcribe", "-j", "3", "--force", *files, timeout=240, **env)
         assert done.returncode == 0, done.stderr
-        assert done.stdout.count("snow peas") == 3, done.stdout
+        transcripts = re.split(r"^==> .* <==\n", done.stdout, flags=re.M)[1:]
+        assert len(transcripts) == 3 and all(is_sample(t) for t in transcripts), done.stdout
         log = (Path(cli.env["WHISPERCLI_STATE_DIR"]) / "server.log").read_text()
         assert log.count(f"reachable as http://127.0.0.1:{free_port}") == 1, log
         pid_files = list(Path(cli.env["WHISPERCLI_STATE_DIR"]).glob("server-*.pid"))

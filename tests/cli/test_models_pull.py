@@ -22,7 +22,7 @@ import pytest
 from fakehub import FakeHub
 from support.cli import Cli, assert_one_error_line
 from support.net import free_port
-from support.samples import REPO, SAMPLE_MP3
+from support.samples import REPO, SAMPLE_MP3, assert_sample
 
 from whispercli.modelhub import shipped_model
 
@@ -209,7 +209,7 @@ def test_transcribe_uses_the_pulled_copy_and_pulls_a_missing_model_first(
     assert hub_cli.sub("models", "pull", "tiny.en").returncode == 0
     done = hub_cli.sub("transcribe", "-m", "tiny.en", str(SAMPLE_MP3))
     assert done.returncode == 0, done.stderr
-    assert "Sarah" in done.stdout
+    assert_sample(done.stdout)
     log = (Path(hub_cli.env["WHISPERCLI_STATE_DIR"]) / "server.log").read_text()
     assert f"model {hub_cache(hub_cli, TINY)}/snapshots/" in log  # the worker loaded the pull
 
@@ -224,7 +224,7 @@ def test_transcribe_uses_the_pulled_copy_and_pulls_a_missing_model_first(
     pulled = hub_cli.sub("transcribe", "-m", "base.en", str(SAMPLE_MP3))
     assert pulled.returncode == 0, pulled.stderr
     assert "'base.en' is not installed: downloading it" in pulled.stderr
-    assert "Sarah" in pulled.stdout
+    assert_sample(pulled.stdout)
     log = (Path(hub_cli.env["WHISPERCLI_STATE_DIR"]) / "server.log").read_text()
     assert f"model {hub_cache(hub_cli, BASE)}/snapshots/" in log
     status = json.loads(hub_cli.sub("server", "status", "--json").stdout)
