@@ -81,6 +81,7 @@ WHISPER_PARAMS: dict[str, tuple[type, ...]] = {
     "logprob_threshold": (int, float),
     "condition_on_previous_text": (bool,),
     "initial_prompt": (str,),
+    "hotwords": (str,),
     "suppress_tokens": (str, list),
     "word_timestamps": (bool,),
     "vad_filter": (bool,),
@@ -90,6 +91,7 @@ WHISPER_PARAMS: dict[str, tuple[type, ...]] = {
 TASKS = ("transcribe", "translate")
 SPEEDS = ("accurate", "default", "fast")
 """Extension: ``input.speed`` picks the local engine's decoding speed. Other extensions:
+``hotwords`` (faster-whisper's: names and terms the decoder is prompted with, on every window),
 ``vad_filter`` (default true: decode only what Silero VAD calls speech) and ``no_speech_gate``
 (default: as ``vad_filter``; drop segments Whisper calls probably not speech, and loops)."""
 
