@@ -46,7 +46,12 @@ class EdenAIBackend(Backend):
     def check(self, request: Submission) -> None:
         if not (request.providers or self.transport.settings.providers):
             raise UsageError("Eden AI runs a job on vendors you pick", hint=PROVIDERS_HINT)
-        others = sorted(set(request.params) - PARAMS)
+        # Word timings need no field: every vendor's answer has them (diarization entries).
+        others = sorted(
+            name
+            for name, value in request.params.items()
+            if name not in PARAMS and not (name == "word_timestamps" and value is True)
+        )
         if others:
             flags = ", ".join("--" + name.replace("_", "-") for name in others)
             raise self.unsupported(

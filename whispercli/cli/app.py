@@ -23,7 +23,7 @@ from whispercli.cli import (
 from whispercli.cli import server as server_cmd
 from whispercli.cli.context import globals_of
 from whispercli.cli.helpfmt import use_plain_help
-from whispercli.cli.output import exit_interrupted
+from whispercli.cli.output import error, exit_interrupted, say
 from whispercli.errors import EXIT_CODE_HELP, ExitCode, Interrupted, WhisperCliError
 from whispercli.version import __version__
 
@@ -98,7 +98,7 @@ class _Stderr(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         level = "debug: " if record.levelno < logging.INFO else ""
-        print(f"whispercli: {level}{record.getMessage()}", file=sys.stderr, flush=True)
+        say(f"whispercli: {level}{record.getMessage()}")
 
 
 def _log_to_stderr(debug: bool) -> None:
@@ -136,9 +136,7 @@ def main() -> None:
             import traceback
 
             traceback.print_exc()
-        print(f"whispercli: error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"whispercli: hint: {exc.hint}", file=sys.stderr)
+        error(exc.message, exc.hint)
         sys.exit(int(exc.exit_code))
     except Interrupted as exc:  # Ctrl-C in a command that has jobs to name
         exit_interrupted(exc.job_ids)
@@ -153,8 +151,7 @@ def main() -> None:
     except Exception as exc:  # anything unexpected
         if debug:
             raise
-        print(f"whispercli: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("whispercli: hint: run again with --debug for a traceback", file=sys.stderr)
+        error(f"unexpected {type(exc).__name__}: {exc}", "run again with --debug for a traceback")
         sys.exit(int(ExitCode.ERROR))
     if result == ExitCode.INTERRUPTED:  # recent typer's Ctrl-C: a silent Exit(130), returned
         exit_interrupted()

@@ -1,16 +1,22 @@
-"""Options shared by ``transcribe`` and ``submit``: the model, tier and Whisper parameters."""
+"""Options shared by ``transcribe``, ``submit`` and ``wait``: the model, tier, Whisper parameters
+and the subtitle options."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 import whispercli.formats as formats
+from whispercli.errors import UsageError
 from whispercli.protocol import DEFAULT_TIER, SPEEDS, TASKS, TIERS
 
+if TYPE_CHECKING:
+    from whispercli.protocol import Result
+
 _W = "Whisper options"
+_S = "Subtitle options (srt, vtt)"
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any], Any]:
@@ -86,6 +92,15 @@ Patience = Annotated[
 InitialPrompt = Annotated[
     str | None, typer.Option("--initial-prompt", metavar="TEXT", rich_help_panel=_W)
 ]
+Hotwords = Annotated[
+    str | None,
+    typer.Option(
+        "--hotwords",
+        metavar="TEXT",
+        help="Names and jargon to expect (faster-whisper's hotwords), e.g. 'Siobhan, Kubernetes'.",
+        rich_help_panel=_W,
+    ),
+]
 ConditionOnPrevious = Annotated[
     bool | None,
     typer.Option(
@@ -103,6 +118,45 @@ Speed = Annotated[
         choices=SPEEDS,
         help="Decoding speed on the embedded server.",
         rich_help_panel=_W,
+    ),
+]
+MaxLineWidth = Annotated[
+    int | None,
+    typer.Option(
+        "--max-line-width",
+        metavar="N",
+        min=1,
+        help="Break subtitle lines at N characters.",
+        rich_help_panel=_S,
+    ),
+]
+MaxLineCount = Annotated[
+    int | None,
+    typer.Option(
+        "--max-line-count",
+        metavar="N",
+        min=1,
+        help="At most N lines a cue (with --max-line-width): cues then run across segments and "
+        "break at pauses over 3 s.",
+        rich_help_panel=_S,
+    ),
+]
+MaxWordsPerLine = Annotated[
+    int | None,
+    typer.Option(
+        "--max-words-per-line",
+        metavar="N",
+        min=1,
+        help="At most N words a cue (not with --max-line-count).",
+        rich_help_panel=_S,
+    ),
+]
+HighlightWords = Annotated[
+    bool,
+    typer.Option(
+        "--highlight-words",
+        help="A cue per word spoken, that word underlined.",
+        rich_help_panel=_S,
     ),
 ]
 Providers = Annotated[
@@ -134,6 +188,7 @@ def whisper_params(
     word_timestamps: bool | None,
     vad_filter: bool | None,
     speed: str | None = None,
+    hotwords: str | None = None,
 ) -> dict[str, Any]:
     """The Whisper input parameters given on the command line (unset ones left out)."""
     params = {
@@ -148,6 +203,7 @@ def whisper_params(
         "word_timestamps": word_timestamps,
         "vad_filter": vad_filter,
         "speed": speed,
+        "hotwords": hotwords,
     }
     return {k: v for k, v in params.items() if v is not None}
 
@@ -170,3 +226,77 @@ def model_and_tier(
     if chosen_tier not in TIERS:
         raise typer.BadParameter(f"--tier must be one of {', '.join(TIERS)}")
     return model or ctx_settings_model or "tiny", chosen_tier
+
+
+def subtitle_options(
+    max_line_width: int | None,
+    max_line_count: int | None,
+    max_words_per_line: int | None,
+    highlight_words: bool,
+    word_timestamps: bool | None,
+    written: Sequence[str],
+) -> formats.SubtitleOptions:
+    """The subtitle options given, once checked against each other, against
+    ``--word-timestamps`` (None: not given) and against the formats ``written``: exit 2 when
+    one would do nothing. When any is given, the job must have word timings: the caller asks
+    for them (``word_timestamps=True``)."""
+    chosen = formats.SubtitleOptions(
+        max_line_width, max_line_count, max_words_per_line, highlight_words
+    )
+    if not chosen.given:
+        return chosen
+    if max_line_count is not None and max_line_width is None:
+        raise UsageError(
+            "--max-line-count needs --max-line-width (the lines it counts are that wide)",
+            hint="add --max-line-width N (42 is common), or drop --max-line-count",
+        )
+    if max_line_count is not None and max_words_per_line is not None:
+        raise UsageError(
+            "--max-words-per-line does nothing with --max-line-count (openai-whisper's cues "
+            "then follow the line width and count only)",
+            hint="cut cues by lines (--max-line-width N --max-line-count N) or by words "
+            "(--max-words-per-line N, with or without --max-line-width)",
+        )
+    flag = _first_subtitle_flag(chosen)
+    if word_timestamps is False:
+        raise UsageError(
+            f"{flag} cuts cues at word timings, which --no-word-timestamps turns off",
+            hint="drop --no-word-timestamps (the subtitle options ask for word timings)",
+        )
+    if not set(written) & set(formats.SUBTITLE_FORMATS):
+        raise UsageError(
+            f"{flag} shapes srt and vtt subtitles, and none is written",
+            hint="add -f srt or -f vtt (or -o DIR, which writes every format)",
+        )
+    return chosen
+
+
+def _first_subtitle_flag(chosen: formats.SubtitleOptions) -> str:
+    """The flag an error names: the first subtitle option given."""
+    given = [
+        ("--max-line-width", chosen.max_line_width is not None),
+        ("--max-line-count", chosen.max_line_count is not None),
+        ("--max-words-per-line", chosen.max_words_per_line is not None),
+        ("--highlight-words", chosen.highlight_words),
+    ]
+    return next(flag for flag, on in given if on)
+
+
+def check_word_timings(
+    label: str, result: Result, subtitles: formats.SubtitleOptions, written: Sequence[str]
+) -> None:
+    """A result without word timings cannot be cut as asked (a job submitted without
+    ``--word-timestamps``, waited for with ``--max-line-width``): exit 2 rather than print
+    cues of another shape."""
+    if (
+        subtitles.given
+        and set(written) & set(formats.SUBTITLE_FORMATS)
+        and result.segments
+        and not formats.has_words(result)
+    ):
+        raise UsageError(
+            f"{label}: the job's result has no word timings, which "
+            f"{_first_subtitle_flag(subtitles)} needs",
+            hint="submit it again with --word-timestamps (transcribe with a subtitle option "
+            "asks for them)",
+        )

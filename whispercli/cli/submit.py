@@ -42,6 +42,7 @@ def submit(
     temperature: o.Temperature = None,
     patience: o.Patience = None,
     initial_prompt: o.InitialPrompt = None,
+    hotwords: o.Hotwords = None,
     condition_on_previous_text: o.ConditionOnPrevious = None,
     word_timestamps: o.WordTimestamps = None,
     vad_filter: o.VadFilter = None,
@@ -65,6 +66,7 @@ def submit(
         word_timestamps,
         vad_filter,
         speed,
+        hotwords,
     )
     settings = get_client(ctx).settings
     model_name, tier_name = o.model_and_tier(settings.model, settings.tier, model, tier)

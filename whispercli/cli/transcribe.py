@@ -159,10 +159,15 @@ def transcribe(
     temperature: o.Temperature = None,
     patience: o.Patience = None,
     initial_prompt: o.InitialPrompt = None,
+    hotwords: o.Hotwords = None,
     condition_on_previous_text: o.ConditionOnPrevious = None,
     word_timestamps: o.WordTimestamps = None,
     vad_filter: o.VadFilter = None,
     speed: o.Speed = None,
+    max_width: o.MaxLineWidth = None,
+    max_lines: o.MaxLineCount = None,
+    max_words: o.MaxWordsPerLine = None,
+    highlight: o.HighlightWords = False,
     provider: o.Providers = None,
     webhook: o.Webhook = None,
     timeout: Annotated[
@@ -184,6 +189,10 @@ def transcribe(
 ) -> None:
     """Transcribe audio: upload, submit, wait, then print the transcript or write files."""
     chosen = _chosen_formats(sources, fmt, output_dir, skip_existing, json_out)
+    written = [] if json_out and output_dir is None else chosen
+    subtitles = o.subtitle_options(
+        max_width, max_lines, max_words, highlight, word_timestamps, written
+    )
     params = o.whisper_params(
         language,
         task,
@@ -193,9 +202,10 @@ def transcribe(
         patience,
         initial_prompt,
         condition_on_previous_text,
-        word_timestamps,
+        True if subtitles.given else word_timestamps,  # subtitles are cut at word timings
         vad_filter,
         speed,
+        hotwords,
     )
     client = get_client(ctx)
     model_name, tier_name = o.model_and_tier(
@@ -236,8 +246,9 @@ def transcribe(
             tracker=tracker,
             display=display_on,
         )
+        o.check_word_timings(item.source, item.result, subtitles, written)
         if out is not None:
-            formats.write(item.result, item.stem, out, chosen)
+            formats.write(item.result, item.stem, out, chosen, subtitles)
 
     with tempfile.TemporaryDirectory(prefix="whispercli-") as tmp:
         items = _expand(sources, Path(tmp))
@@ -255,7 +266,7 @@ def transcribe(
                     _run_parallel(items, trackers, run, min(parallel, len(items)))
         except KeyboardInterrupt:
             raise Interrupted([i.job_id for i in items if i.job_id and not i.result]) from None
-    _report(items, chosen[0], output_dir, json_out)
+    _report(items, chosen[0], output_dir, json_out, subtitles)
 
 
 def _chosen_formats(
@@ -314,7 +325,13 @@ def _run_parallel(
             t.join(0.2)
 
 
-def _report(items: list[Item], fmt: str, output_dir: Path | None, json_out: bool) -> None:
+def _report(
+    items: list[Item],
+    fmt: str,
+    output_dir: Path | None,
+    json_out: bool,
+    subtitles: formats.SubtitleOptions,
+) -> None:
     if json_out:
         emit_json(
             [
@@ -334,7 +351,7 @@ def _report(items: list[Item], fmt: str, output_dir: Path | None, json_out: bool
             assert item.result is not None
             if len(items) > 1:  # as head(1) names several files
                 data(("\n" if n else "") + f"==> {item.source} <==")
-            data(formats.render(item.result, fmt))
+            data(formats.render(item.result, fmt, subtitles))
     for item in items:
         warn(item.source, item.result)
     report_failures([(i.source, i.job_id, i.failure) for i in items if i.failure is not None])

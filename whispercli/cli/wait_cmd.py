@@ -96,6 +96,10 @@ def wait(
             help="Eden AI: this vendor's transcript (default: the first that succeeded).",
         ),
     ] = None,
+    max_width: o.MaxLineWidth = None,
+    max_lines: o.MaxLineCount = None,
+    max_words: o.MaxWordsPerLine = None,
+    highlight: o.HighlightWords = False,
     json_out: o.Json = False,
     quiet: o.Quiet = False,
 ) -> None:
@@ -104,6 +108,8 @@ def wait(
     refs = list(job_refs or []) or _refs_from_stdin() or ["last"]
     if fmt not in formats.FORMATS:
         raise typer.BadParameter(f"choose from {', '.join(formats.FORMATS)}", param_hint="-f")
+    written = [] if json_out else [fmt]
+    subtitles = o.subtitle_options(max_width, max_lines, max_words, highlight, None, written)
     seconds = parse_duration(timeout) if timeout else None
     deadline = None if seconds is None else time.monotonic() + seconds
     jobs: list[tuple[Job, SavedJob | None]] = []
@@ -137,12 +143,15 @@ def wait(
         ran = {o.job.id for o in outcomes if o.result or isinstance(o.failure, JobFailedError)}
         left = [j.id for j, _ in jobs if j.id not in ran] + refs[len(jobs) :]
         raise Interrupted(left) from None
+    for outcome in outcomes:
+        if outcome.result is not None:
+            o.check_word_timings(outcome.label, outcome.result, subtitles, written)
     if json_out:
         emit_json([o.to_dict() for o in outcomes])
     else:
         for outcome in outcomes:
             if outcome.result is not None:
-                data(formats.render(outcome.result, fmt))
+                data(formats.render(outcome.result, fmt, subtitles))
     for outcome in outcomes:
         warn(outcome.label, outcome.result)
     _report([o for o in outcomes if o.failure is not None])
