@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clihelpers import REPO, Cli, assert_one_error_line, make_tone
-from local_server import serve_http
+from support.audio import make_tone
+from support.cli import Cli, assert_one_error_line
+from support.net import serve_http
+from support.samples import REPO
 
 pytestmark = pytest.mark.timeout(60)  # a hang is a failure here, not a 5-minute wait
 
@@ -115,7 +117,7 @@ def fake() -> Iterator[Fake]:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, fake: Fake) -> Cli:
+def stub_cli(tmp_path: Path, fake: Fake) -> Cli:
     runner = Cli(tmp_path / "cli")
     runner.env["WHISPERCLI_URL"] = fake.url
     runner.env["WHISPERCLI_API_KEY"] = KEY
@@ -128,11 +130,11 @@ def tone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_poll_url_on_another_host_gets_no_key_and_no_request(
-    cli: Cli, fake: Fake, tone: Path
+    stub_cli: Cli, fake: Fake, tone: Path
 ) -> None:
     fake.plan.poll_url = f"{fake.elsewhere}/v1/async/jobs/{fake.plan.job_id}"
     fake.elsewhere_plan.job = {"status": "success", "result": {"text": " leaked"}}
-    out = cli.run("transcribe", str(tone))
+    out = stub_cli.run("transcribe", str(tone))
     assert out.code == 1, out.err
     assert "another host or scheme" in out.err and "only to the endpoint" in out.err
     assert_one_error_line(out.err)
@@ -140,11 +142,11 @@ def test_a_poll_url_on_another_host_gets_no_key_and_no_request(
 
 
 def test_a_signed_url_elsewhere_is_fetched_without_the_key(
-    cli: Cli, fake: Fake, tone: Path
+    stub_cli: Cli, fake: Fake, tone: Path
 ) -> None:
     fake.plan.poll_url = f"{fake.elsewhere}/v1/async/jobs/{fake.plan.job_id}?sig=s1&expires=9"
     fake.elsewhere_plan.job = {"status": "success", "result": {"text": " fine"}}
-    out = cli.run("transcribe", str(tone))
+    out = stub_cli.run("transcribe", str(tone))
     assert out.code == 0, out.err
     assert out.out.strip() == "fine"
     assert fake.elsewhere_plan.seen and all(auth is None for _, _, auth in fake.elsewhere_plan.seen)
@@ -161,25 +163,25 @@ def test_http_after_https_is_another_origin() -> None:
 
 
 def test_a_huge_retry_after_does_not_outlast_the_request_budget(
-    cli: Cli, fake: Fake, tone: Path
+    stub_cli: Cli, fake: Fake, tone: Path
 ) -> None:
     fake.plan.poll_status = 503
     fake.plan.poll_headers = {"Retry-After": "999999"}
     started = time.monotonic()
-    out = cli.run("transcribe", str(tone), WHISPERCLI_HTTP_TIMEOUT="3")
+    out = stub_cli.run("transcribe", str(tone), WHISPERCLI_HTTP_TIMEOUT="3")
     took = time.monotonic() - started
     assert out.code == 1, out.err
     assert "HTTP 503" in out.err
     assert took < 30, f"took {took:.1f} s with a 3 s budget"  # was: forever (urllib3 slept)
 
 
-def test_wait_timeout_governs_retry_after_sleeps(cli: Cli, fake: Fake, tone: Path) -> None:
-    submitted = cli.run("submit", "-q", str(tone))
+def test_wait_timeout_governs_retry_after_sleeps(stub_cli: Cli, fake: Fake, tone: Path) -> None:
+    submitted = stub_cli.run("submit", "-q", str(tone))
     assert submitted.code == 0, submitted.err
     fake.plan.poll_status = 503
     fake.plan.poll_headers = {"Retry-After": "999999"}
     started = time.monotonic()
-    out = cli.run("wait", "--timeout", "2s", submitted.out.strip())
+    out = stub_cli.run("wait", "--timeout", "2s", submitted.out.strip())
     took = time.monotonic() - started
     assert out.code == 7, out.err  # was: a hang (urllib3 slept what the server asked)
     assert "after 2 s" in out.err and "retry after 999999 s" in out.err
@@ -187,14 +189,16 @@ def test_wait_timeout_governs_retry_after_sleeps(cli: Cli, fake: Fake, tone: Pat
 
 
 def test_wait_timeout_ends_a_wait_on_a_server_that_keeps_asking_for_a_second(
-    cli: Cli, fake: Fake, tone: Path
+    stub_cli: Cli, fake: Fake, tone: Path
 ) -> None:
-    submitted = cli.run("submit", "-q", str(tone))
+    submitted = stub_cli.run("submit", "-q", str(tone))
     assert submitted.code == 0, submitted.err
     fake.plan.poll_status = 503
     fake.plan.poll_headers = {"Retry-After": "1"}
     started = time.monotonic()
-    out = cli.run("wait", "--timeout", "2s", submitted.out.strip(), WHISPERCLI_HTTP_TIMEOUT="30")
+    out = stub_cli.run(
+        "wait", "--timeout", "2s", submitted.out.strip(), WHISPERCLI_HTTP_TIMEOUT="30"
+    )
     took = time.monotonic() - started
     assert out.code == 7, out.err
     assert "after 2 s" in out.err
@@ -202,21 +206,21 @@ def test_wait_timeout_ends_a_wait_on_a_server_that_keeps_asking_for_a_second(
 
 
 def test_escape_sequences_from_the_server_never_reach_stderr(
-    cli: Cli, fake: Fake, tone: Path
+    stub_cli: Cli, fake: Fake, tone: Path
 ) -> None:
     fake.plan.job = {"status": "failed", "error": f"boom {ESCAPES}"}
-    out = cli.run("transcribe", str(tone))
+    out = stub_cli.run("transcribe", str(tone))
     assert out.code == 3, out.err
     assert "\x1b" not in out.err and "\x07" not in out.err
     assert "boom \\x1b]0;pwned\\x07" in out.err
 
 
 def test_a_transcript_is_byte_exact_in_a_pipe_and_escaped_on_a_terminal(
-    cli: Cli, fake: Fake, tone: Path
+    stub_cli: Cli, fake: Fake, tone: Path
 ) -> None:
     text = f" hello {ESCAPES} world"
     fake.plan.job = {"status": "success", "result": {"text": text, "warnings": [ESCAPES]}}
-    piped = cli.run("transcribe", str(tone))
+    piped = stub_cli.run("transcribe", str(tone))
     assert piped.code == 0, piped.err
     assert piped.out == text.strip() + "\n"  # what the server sent, for a file or a pipe
     assert "\x1b" not in piped.err and "\\x1b]52" in piped.err  # the warning line
@@ -225,7 +229,7 @@ def test_a_transcript_is_byte_exact_in_a_pipe_and_escaped_on_a_terminal(
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "whispercli", "transcribe", "--force", str(tone)],
-            env=cli.subprocess_env(),
+            env=stub_cli.subprocess_env(),
             stdin=subprocess.DEVNULL,
             stdout=child,
             stderr=subprocess.PIPE,
@@ -250,9 +254,9 @@ def test_a_transcript_is_byte_exact_in_a_pipe_and_escaped_on_a_terminal(
     assert b"\\x1b]0;pwned\\x07" in shown
 
 
-def test_a_job_id_that_is_a_path_is_refused(cli: Cli, fake: Fake, tone: Path) -> None:
+def test_a_job_id_that_is_a_path_is_refused(stub_cli: Cli, fake: Fake, tone: Path) -> None:
     fake.plan.job_id = "../../x"
-    out = cli.run("submit", str(tone))
+    out = stub_cli.run("submit", str(tone))
     assert out.code == 1, out.err
     assert "not a job id" in out.err
     assert_one_error_line(out.err)

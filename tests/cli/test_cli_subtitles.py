@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import srt
 import webvtt
-from clihelpers import SAMPLE_MP3, SAMPLE_TXT, Cli, assert_one_error_line
+from support.cli import Cli, assert_one_error_line
+from support.samples import SAMPLE_MP3, SAMPLE_TXT
 from wer import wer
 
 import whispercli.formats as formats
@@ -23,29 +24,29 @@ from whispercli.protocol import Result
 
 
 @pytest.fixture(scope="module")
-def cli(server: Any, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+def shared_cli(server: Any, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """One jobs file for the module: the sample is decoded with word timings once, and every
     later subtitle option reuses that job (as a user re-cutting the same subtitles would)."""
     return Cli(tmp_path_factory.mktemp("cli"), server)
 
 
-def saved_jobs(cli: Cli) -> list[dict[str, Any]]:
-    return json.loads(cli.jobs_file.read_text())["jobs"]
+def saved_jobs(shared_cli: Cli) -> list[dict[str, Any]]:
+    return json.loads(shared_cli.jobs_file.read_text())["jobs"]
 
 
-def job_result(cli: Cli, job_id: str) -> Result:
-    done = cli.run("wait", "--json", job_id)
+def job_result(shared_cli: Cli, job_id: str) -> Result:
+    done = shared_cli.run("wait", "--json", job_id)
     assert done.code == 0, done.err
     [entry] = json.loads(done.out)
     return Result.from_dict(entry)
 
 
-def transcribe(cli: Cli, *args: str) -> tuple[str, Result]:
+def transcribe(shared_cli: Cli, *args: str) -> tuple[str, Result]:
     """`transcribe SAMPLE args`: stdout, and the result of the job it ran (or reused)."""
-    done = cli.run("transcribe", str(SAMPLE_MP3), *args)
+    done = shared_cli.run("transcribe", str(SAMPLE_MP3), *args)
     assert done.code == 0, done.err
-    job = cli.run("status", "--json", "last")
-    result = job_result(cli, json.loads(job.out)["id"])
+    job = shared_cli.run("status", "--json", "last")
+    result = job_result(shared_cli, json.loads(job.out)["id"])
     assert formats.has_words(result), "the subtitle options asked for word timings"
     return done.out, result
 
@@ -54,9 +55,9 @@ def spoken(result: Result) -> list[str]:
     return [str(w["word"]).strip() for s in result.segments for w in s.extra["words"]]
 
 
-def test_max_line_width_wraps_lines_at_that_width(cli: Cli) -> None:
-    out, result = transcribe(cli, "-f", "srt", "--max-line-width", "16")
-    assert saved_jobs(cli)[-1]["options"]["word_timestamps"] is True
+def test_max_line_width_wraps_lines_at_that_width(shared_cli: Cli) -> None:
+    out, result = transcribe(shared_cli, "-f", "srt", "--max-line-width", "16")
+    assert saved_jobs(shared_cli)[-1]["options"]["word_timestamps"] is True
     assert out == formats.render(result, "srt", formats.SubtitleOptions(16))
     cues = list(srt.parse(out))
     lines = [line for cue in cues for line in cue.content.split("\n")]
@@ -66,8 +67,10 @@ def test_max_line_width_wraps_lines_at_that_width(cli: Cli) -> None:
     assert wer(SAMPLE_TXT.read_text(), " ".join(lines)) <= 0.10
 
 
-def test_max_line_count_caps_the_lines_of_a_cue(cli: Cli, tmp_path: Path) -> None:
-    out, result = transcribe(cli, "-f", "vtt", "--max-line-width", "16", "--max-line-count", "1")
+def test_max_line_count_caps_the_lines_of_a_cue(shared_cli: Cli, tmp_path: Path) -> None:
+    out, result = transcribe(
+        shared_cli, "-f", "vtt", "--max-line-width", "16", "--max-line-count", "1"
+    )
     assert out == formats.render(result, "vtt", formats.SubtitleOptions(16, 1))
     path = tmp_path / "out.vtt"
     path.write_text(out)
@@ -77,8 +80,8 @@ def test_max_line_count_caps_the_lines_of_a_cue(cli: Cli, tmp_path: Path) -> Non
     assert " ".join(c.text for c in captions).split() == spoken(result)
 
 
-def test_max_words_per_line_caps_the_words_of_a_cue(cli: Cli) -> None:
-    out, result = transcribe(cli, "-f", "srt", "--max-words-per-line", "3")
+def test_max_words_per_line_caps_the_words_of_a_cue(shared_cli: Cli) -> None:
+    out, result = transcribe(shared_cli, "-f", "srt", "--max-words-per-line", "3")
     assert out == formats.render(result, "srt", formats.SubtitleOptions(max_words_per_line=3))
     cues = list(srt.parse(out))
     assert all(len(cue.content.split()) <= 3 for cue in cues)
@@ -86,8 +89,8 @@ def test_max_words_per_line_caps_the_words_of_a_cue(cli: Cli) -> None:
     assert " ".join(cue.content for cue in cues).split() == spoken(result)
 
 
-def test_highlight_words_underlines_each_word_in_turn(cli: Cli) -> None:
-    out, result = transcribe(cli, "-f", "srt", "--highlight-words")
+def test_highlight_words_underlines_each_word_in_turn(shared_cli: Cli) -> None:
+    out, result = transcribe(shared_cli, "-f", "srt", "--highlight-words")
     cues = list(srt.parse(out))
     marked = [re.findall(r"<u>(.*?)</u>", cue.content) for cue in cues]
     assert all(len(m) <= 1 for m in marked)
@@ -99,32 +102,34 @@ def test_highlight_words_underlines_each_word_in_turn(cli: Cli) -> None:
     ]
 
 
-def test_wait_cuts_subtitles_of_a_job_with_word_timings(cli: Cli) -> None:
-    job_id = cli.run("submit", "-q", "--word-timestamps", str(SAMPLE_MP3)).out.strip()
-    done = cli.run("wait", job_id, "-f", "vtt", "--max-words-per-line", "2", "--highlight-words")
+def test_wait_cuts_subtitles_of_a_job_with_word_timings(shared_cli: Cli) -> None:
+    job_id = shared_cli.run("submit", "-q", "--word-timestamps", str(SAMPLE_MP3)).out.strip()
+    done = shared_cli.run(
+        "wait", job_id, "-f", "vtt", "--max-words-per-line", "2", "--highlight-words"
+    )
     assert done.code == 0, done.err
     options = formats.SubtitleOptions(max_words_per_line=2, highlight_words=True)
-    expected = formats.render(job_result(cli, job_id), "vtt", options)
+    expected = formats.render(job_result(shared_cli, job_id), "vtt", options)
     assert done.out == expected and "<u>" in done.out
 
 
-def test_wait_refuses_to_cut_a_job_without_word_timings(cli: Cli) -> None:
-    job_id = cli.run("submit", "-q", "--no-word-timestamps", str(SAMPLE_MP3)).out.strip()
-    done = cli.run("wait", job_id, "-f", "srt", "--max-line-width", "20")
+def test_wait_refuses_to_cut_a_job_without_word_timings(shared_cli: Cli) -> None:
+    job_id = shared_cli.run("submit", "-q", "--no-word-timestamps", str(SAMPLE_MP3)).out.strip()
+    done = shared_cli.run("wait", job_id, "-f", "srt", "--max-line-width", "20")
     assert done.code == 2, done.err
     assert "no word timings" in done.err and "--word-timestamps" in done.err
     assert_one_error_line(done.err)
     assert done.out == ""
 
 
-def test_hotwords_reach_the_server(cli: Cli) -> None:
-    done = cli.run("transcribe", str(SAMPLE_MP3), "--hotwords", "Sarah, slabs, snow peas")
+def test_hotwords_reach_the_server(shared_cli: Cli) -> None:
+    done = shared_cli.run("transcribe", str(SAMPLE_MP3), "--hotwords", "Sarah, slabs, snow peas")
     assert done.code == 0, done.err
     assert wer(SAMPLE_TXT.read_text(), done.out) <= 0.10
-    assert saved_jobs(cli)[-1]["options"]["hotwords"] == "Sarah, slabs, snow peas"
+    assert saved_jobs(shared_cli)[-1]["options"]["hotwords"] == "Sarah, slabs, snow peas"
     # Validated by the server, as every input param: its 400 is an error (exit 1) naming it.
     for bad, why in (("x" * 1001, "longer than 1000"), ("  ", "blank")):
-        done = cli.run("transcribe", str(SAMPLE_MP3), "--hotwords", bad)
+        done = shared_cli.run("transcribe", str(SAMPLE_MP3), "--hotwords", bad)
         assert done.code == 1, done.err
         assert "'hotwords'" in done.err and why in done.err
         assert_one_error_line(done.err)

