@@ -9,7 +9,9 @@ Fixtures (no import needed):
   every process started in it is killed at teardown.
 * ``server`` -- one real ``whispercli server run`` (the real model) per test module; a module
   whose tests never look at transcripts overrides it with ``fake_server``.
-* ``fake_server`` -- the same with the fake engine (0.1 s a job), per module.
+* ``fake_server`` -- the same with the fake engine (0.1 s a job), per module. A module that
+  wants another (flags, a longer fake job) writes its own fixture with
+  ``yield from serve_module(tmp_path_factory, *flags, fake_engine=seconds)``.
 * ``server_factory`` -- more servers for one test (own flags, ``dirs_from`` a killed one).
 * ``cli`` -- whispercli (:class:`support.cli.Cli`) with its own fresh dirs, pointed at the
   module's ``server``.
@@ -47,7 +49,7 @@ from support.net import free_port as find_free_port
 from support.pg_cluster import postgres, postgres_outage  # noqa: F401  (fixtures)
 from support.procs import reap
 from support.sandbox import Sandbox
-from support.servers import Server, ServerFactory
+from support.servers import Server, ServerFactory, serve_module
 
 _DIR_VARS = ("WHISPERCLI_CONFIG_DIR", "WHISPERCLI_STATE_DIR", "WHISPERCLI_DATA_DIR")
 FAKE_SECONDS = 0.1
@@ -91,25 +93,16 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
         factory.stop_all()
 
 
-def _module_server(root: Path, fake_engine: float | None) -> Iterator[Server]:
-    handle = Server(Sandbox(root), fake_engine=fake_engine).start()
-    try:
-        yield handle
-    finally:
-        handle.stop()
-        reap(handle.sandbox.root)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real server (the real model) per test module, on a free port, with temporary dirs."""
-    yield from _module_server(tmp_path_factory.mktemp("server"), None)
+    yield from serve_module(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server per test module whose jobs run on the fake engine (0.1 s, a fixed text)."""
-    yield from _module_server(tmp_path_factory.mktemp("fake-server"), FAKE_SECONDS)
+    yield from serve_module(tmp_path_factory, fake_engine=FAKE_SECONDS)
 
 
 @pytest.fixture

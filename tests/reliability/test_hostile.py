@@ -39,23 +39,21 @@ ID_FRAGMENTS = [
 ]
 
 
-_SHARED_TMP = ("bash_", "pytest-", "tmp", "wcli-")  # other processes' scratch in /tmp
-
-
 def _snapshot(root: Path) -> set[str]:
-    """Every path under ``root`` (the test's own tmp tree), plus the top of /tmp and the
-    working directory, where an escaping path would land; /tmp's own churn is ignored."""
+    """Every path under ``root``: the test's own tmp tree, which holds the sandbox (the CLI's
+    and the server's dirs, and their private TMPDIR), the working directory the CLI runs in
+    and its parents up to the tree's top (where a path that climbs out would land). Nothing
+    outside it is watched: other processes' files (a compiler's in /tmp) are not ours."""
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             seen.add(os.path.join(dirpath, name))
-    for top in (Path("/tmp"), Path.cwd()):
-        seen.update(str(p) for p in top.iterdir() if not p.name.startswith(_SHARED_TMP))
     return seen
 
 
 def _outside_data(paths: set[str], sandbox: Sandbox, *allowed: Path) -> set[str]:
-    keep = (str(sandbox.data_dir), str(sandbox.state_dir), *(str(a) for a in allowed))
+    """What appeared outside the data dir, the state dir, the private TMPDIR and ``allowed``."""
+    keep = tuple(str(a) for a in (sandbox.data_dir, sandbox.state_dir, sandbox.tmp_dir, *allowed))
     return {p for p in paths if not p.startswith(keep)}
 
 
@@ -163,18 +161,18 @@ def test_path_like_and_unicode_file_names(
     work = tmp_path / "work"
     deep = work / "a" / "b"
     deep.mkdir(parents=True)
-    out = tmp_path / "out"
+    out = work / "out"  # in the watched tree, as are out/.. and out/../.. and cwd/../..
     (work / "x.mp3").write_bytes(SAMPLE_MP3.read_bytes())
     args = ["../../x.mp3"]  # a path that climbs out of the working directory
     for i, name in enumerate(NAMES):
         # distinct bytes per file so none is answered from the reuse-by-hash cache
         (deep / name).write_bytes(SAMPLE_MP3.read_bytes() + b"TAG" + f"{i}".ljust(125).encode())
         args.append(name if not name.startswith("-") else f"./{name}")
-    before = _snapshot(tmp_path.parent)
+    before = _snapshot(tmp_path)
     result = run_cli(
         sandbox, "transcribe", "-f", "txt", "-o", str(out), "--force", *args, cwd=deep, timeout=240
     )
-    after = _snapshot(tmp_path.parent)
+    after = _snapshot(tmp_path)
     bump("hostile", "file_names", len(args))
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -193,7 +191,7 @@ def test_path_like_and_unicode_file_names(
 
 @BOTH_BACKENDS
 def test_hostile_job_ids_over_http(live_server: Server, sandbox: Sandbox, tmp_path: Path) -> None:
-    before = _snapshot(tmp_path.parent)
+    before = _snapshot(tmp_path)
     passwd = Path("/etc/passwd").read_bytes()
     statuses = {}
     for fragment in ID_FRAGMENTS:
@@ -224,7 +222,7 @@ def test_hostile_job_ids_over_http(live_server: Server, sandbox: Sandbox, tmp_pa
     record(
         "hostile: job ids over HTTP", requests=len(statuses), codes=sorted(set(statuses.values()))
     )
-    after = _snapshot(tmp_path.parent)
+    after = _snapshot(tmp_path)
     assert not _outside_data(after - before, sandbox, sandbox.root / "server.log")
     assert Path("/etc/passwd").read_bytes() == passwd
 
@@ -232,7 +230,7 @@ def test_hostile_job_ids_over_http(live_server: Server, sandbox: Sandbox, tmp_pa
 def test_hostile_job_ids_through_the_cli(
     live_server: Server, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    before = _snapshot(tmp_path.parent)
+    before = _snapshot(tmp_path)
     commands = (
         ["status"],
         ["wait", "--timeout", "5"],
@@ -255,7 +253,7 @@ def test_hostile_job_ids_through_the_cli(
         )
         assert "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
-    after = _snapshot(tmp_path.parent)
+    after = _snapshot(tmp_path)
     assert not _outside_data(after - before, sandbox, sandbox.root / "server.log")
 
 

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,17 @@ class ServerFactory:
             server.stop()
         for root in {server.sandbox.root for server in self.started}:
             reap(root)
+
+
+def serve_module(
+    tmp_path_factory: pytest.TempPathFactory, *args: str, fake_engine: float | None = None
+) -> Iterator[Server]:
+    """The body of a module-scoped server fixture: a server in a fresh sandbox, stopped and
+    reaped after the module (``yield from serve_module(tmp_path_factory, fake_engine=3)``)."""
+    server = Server(Sandbox(tmp_path_factory.mktemp("server")), *args, fake_engine=fake_engine)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        reap(server.sandbox.root)

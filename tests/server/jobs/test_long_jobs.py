@@ -1,4 +1,10 @@
-"""Crashes, cancel, back-pressure and latency while a long file transcribes."""
+"""Crashes, cancel, back-pressure and latency while a long job runs.
+
+Most of these tests are about the server's scheduling, not what Whisper hears: their long jobs
+run on the fake engine (``LONG_FAKE`` seconds, progress in ten ticks). The two that need the
+real model are the cancel of each decoding path (sequential stops at a segment boundary, the
+chunked path's engine is killed) and poll latency while the CPU decodes.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +12,27 @@ import os
 import signal
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from support.audio import make_long_clip
 from support.protocol import TIMEOUT, poll, submit, submit_raw, upload, wait_done
-from support.servers import Server, ServerFactory
+from support.servers import Server, ServerFactory, serve_module
 
-READINGS = 3  # about 3 minutes of speech: ~9 s of work for the tiny model on 2 cores
 pytestmark = pytest.mark.slow
 
 SEQUENTIAL = {"speed": "accurate"}
-"""Long jobs decode sequentially here: progress then moves segment by segment (the chunked
-path's progress: test_progress.py)."""
+"""Long jobs on the real model decode sequentially here: progress then moves segment by
+segment (the chunked path's progress: tests/server/engine/test_progress.py)."""
+LONG_FAKE = 3.0
+"""Seconds a fake-engine job takes: long enough to poll, cancel or kill it mid-way."""
 
 
 @pytest.fixture(scope="module")
-def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_long_clip(tmp_path_factory.mktemp("audio"), READINGS)
+def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """This module's server for the scheduling tests: LONG_FAKE-second fake-engine jobs."""
+    yield from serve_module(tmp_path_factory, fake_engine=LONG_FAKE)
 
 
 def processing_with_progress(server: Server, job: dict[str, object]) -> dict[str, object]:
@@ -37,23 +45,22 @@ def processing_with_progress(server: Server, job: dict[str, object]) -> dict[str
     raise AssertionError("job never made progress")
 
 
-def test_partial_progress_while_processing(server: Server, long_clip: Path) -> None:
-    job = submit(server, upload(server, long_clip), SEQUENTIAL)
+def test_partial_progress_while_processing(fake_server: Server) -> None:
+    server = fake_server
+    job = submit(server, upload(server))
     body = processing_with_progress(server, job)
     assert 0 < body["progress"] < 1
     assert body["segments"] and body["segments"][0]["text"]
     assert body["completedAt"] is None and "result" not in body
     done = wait_done(server, job)
     assert done["status"] == "success"
-    assert done["result"]["duration"] > 150
+    assert done["result"]["duration"] == LONG_FAKE  # all of it
     assert len(done["result"]["segments"]) >= len(body["segments"])
 
 
-def test_sigkill_server_mid_job_then_restart_completes_it(
-    server_factory: ServerFactory, long_clip: Path
-) -> None:
-    first = server_factory.start()
-    job = submit(first, upload(first, long_clip), SEQUENTIAL)
+def test_sigkill_server_mid_job_then_restart_completes_it(server_factory: ServerFactory) -> None:
+    first = server_factory.start(fake_engine=LONG_FAKE)
+    job = submit(first, upload(first))
     queued = submit(first, upload(first))  # waits behind the long one
     processing_with_progress(first, job)
     worker = first.engine_pid()
@@ -63,20 +70,19 @@ def test_sigkill_server_mid_job_then_restart_completes_it(
         time.sleep(0.1)
     assert not Path(f"/proc/{worker}").exists() or b"Z" in Path(f"/proc/{worker}/stat").read_bytes()
 
-    second = server_factory.start(dirs_from=first)
+    second = server_factory.start(dirs_from=first, fake_engine=LONG_FAKE)
     job["urls"]["GET"] = job["urls"]["GET"].replace(first.url, second.url)
     queued["urls"]["GET"] = queued["urls"]["GET"].replace(first.url, second.url)
     body = wait_done(second, job)
     assert body["status"] == "success", body
-    assert body["result"]["duration"] > 150
+    assert body["result"]["duration"] == LONG_FAKE
     assert wait_done(second, queued)["status"] == "success"
     assert "recovered 1 interrupted jobs" in second.log()
 
 
-def test_worker_killed_mid_job_is_retried_and_server_stays_up(
-    server: Server, long_clip: Path
-) -> None:
-    job = submit(server, upload(server, long_clip), SEQUENTIAL)
+def test_worker_killed_mid_job_is_retried_and_server_stays_up(fake_server: Server) -> None:
+    server = fake_server
+    job = submit(server, upload(server))
     processing_with_progress(server, job)
     old_worker = server.engine_pid()
     os.kill(old_worker, signal.SIGKILL)
@@ -88,9 +94,10 @@ def test_worker_killed_mid_job_is_retried_and_server_stays_up(
     assert "engine crashed" in server.log()
 
 
-def test_cancel_pending_and_processing(server: Server, long_clip: Path) -> None:
-    running = submit(server, upload(server, long_clip), SEQUENTIAL)
-    pending = submit(server, upload(server, long_clip), SEQUENTIAL)
+def test_cancel_pending_and_processing(fake_server: Server) -> None:
+    server = fake_server
+    running = submit(server, upload(server))
+    pending = submit(server, upload(server))
     processing_with_progress(server, running)
     cancel = f"{server.url}/v1/async/jobs/{{}}/cancel"
     resp = requests.post(cancel.format(pending["id"]), headers=server.headers, timeout=TIMEOUT)
@@ -109,13 +116,13 @@ def test_cancel_pending_and_processing(server: Server, long_clip: Path) -> None:
 
 @pytest.mark.parametrize("speed", ["accurate", "default"])
 def test_cancel_of_a_processing_job_ends_within_a_second(
-    server_factory: ServerFactory, long_clip: Path, speed: str
+    server_factory: ServerFactory, minute_clip: Path, speed: str
 ) -> None:
     """Sequential decoding stops at a segment boundary; the chunked path (progress once per
     group of chunks) has its engine child killed after a short grace. Either way the job is
     ``cancelled`` within about a second, the next job runs, and no semaphore leaks."""
     handle = server_factory.start()
-    running = submit(handle, upload(handle, long_clip), {"speed": speed})
+    running = submit(handle, upload(handle, minute_clip), {"speed": speed})
     deadline = time.monotonic() + 60
     while poll(handle, running)["status"] != "processing" and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -134,10 +141,10 @@ def test_cancel_of_a_processing_job_ends_within_a_second(
 
 
 def test_full_queue_is_429_with_retry_after_and_long_poll_deadline(
-    server_factory: ServerFactory, long_clip: Path
+    server_factory: ServerFactory,
 ) -> None:
-    busy = server_factory.start("--max-queue", "1")
-    running = submit(busy, upload(busy, long_clip), SEQUENTIAL)
+    busy = server_factory.start("--max-queue", "1", fake_engine=LONG_FAKE)
+    running = submit(busy, upload(busy))
     processing_with_progress(busy, running)
     waiting = submit(busy, upload(busy))
     resp = submit_raw(busy, upload(busy))
@@ -183,7 +190,7 @@ def test_polls_stay_fast_while_a_long_job_runs(server: Server, long_clip: Path) 
 
 
 def test_retention_deletes_old_jobs_and_files(server_factory: ServerFactory) -> None:
-    short = server_factory.start("--retention-hours", "0.001")  # 3.6 s
+    short = server_factory.start("--retention-hours", "0.001", fake_engine=0.1)  # 3.6 s
     job = submit(short, upload(short))
     assert wait_done(short, job)["status"] == "success"
     assert list((short.data_dir / "results").iterdir())
