@@ -9,11 +9,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import requests
+import support.cache as cache
 from standardwebhooks import Webhook
 from support.net import receiver
 from support.protocol import webhook_secret
@@ -68,32 +68,12 @@ has no wheel for new Pythons), so it is installed without them; what it imports 
 pydantic, numpy, pillow, pyyaml) comes with the ``test`` extra."""
 
 
-SDK_CACHE = (
-    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    / "whispercli-tests"
-    / OCTOAI_SDK.replace("==", "-")
-)
-"""Where the SDK is installed once (per machine, not per run): pip runs only when it is absent."""
-
-
 @pytest.fixture(scope="session")
 def octoai_path() -> str:
-    """A folder holding the SDK (pip --no-deps --target, cached in SDK_CACHE), for the seed's
-    PYTHONPATH."""
-    if not (SDK_CACHE / "octoai" / "__init__.py").exists():
-        SDK_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix="octoai-sdk-", dir=SDK_CACHE.parent))
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
-             str(partial), OCTOAI_SDK],
-            check=True,
-            timeout=300,
-        )  # fmt: skip
-        try:
-            partial.rename(SDK_CACHE)  # whole or not at all
-        except OSError:  # another run cached it meanwhile
-            shutil.rmtree(partial, ignore_errors=True)
-    return str(SDK_CACHE)
+    """A folder holding the SDK (``pip install --no-deps --target``, once per machine: see
+    support.cache), for the seed's PYTHONPATH."""
+    fill = cache.pip("install", "-q", "--no-deps", "--target", "{dir}", OCTOAI_SDK)
+    return str(cache.cached(OCTOAI_SDK.replace("==", "-"), fill))
 
 
 def _run_octo(

@@ -1,12 +1,13 @@
 """formats.py against the reference itself: openai-whisper's own writers, fed the same results.
 
 Why this way: openai-whisper's ``whisper/__init__.py`` imports torch, but its writers live in
-``whisper/utils.py``, which imports only the standard library. The test session downloads the
-pinned sdist from PyPI once (``pip download --no-deps``, as the OctoAI seed test installs its
-SDK; its SHA-256 is checked), loads that one file by path, and compares its output with ours,
-byte for byte: for a grid of every option on hand-made results, and for results and options
-Hypothesis generates. Nothing of openai-whisper is copied into this repository, and no output
-is recorded by hand: the reference runs on every CI run (no torch, about 10 s, once).
+``whisper/utils.py``, which imports only the standard library. The pinned sdist is
+downloaded from PyPI once per machine (``pip download --no-deps`` into the test cache,
+support/cache.py, as the OctoAI seed test's SDK is; its SHA-256 is checked every run); the
+test loads that one file by path and compares its output with ours, byte for byte: for a grid
+of every option on hand-made results, and for results and options Hypothesis generates.
+Nothing of openai-whisper is copied into this repository, and no output is recorded by hand:
+the reference runs on every CI run (no torch).
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import hashlib
 import importlib.util
 import io
 import itertools
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import support.cache as cache
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,15 +38,14 @@ UTILS = "openai_whisper-20250625/whisper/utils.py"
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    """openai-whisper's ``whisper/utils.py``, from the pinned sdist, imported without torch."""
-    folder = tmp_path_factory.mktemp("openai-whisper")
-    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps"]
-    subprocess.run(
-        [*pip, "-d", str(folder), OPENAI_WHISPER],
-        check=True,
-        timeout=300,
+    """openai-whisper's ``whisper/utils.py``, from the pinned sdist (downloaded once per
+    machine: support.cache), imported without torch."""
+    downloads = cache.cached(
+        OPENAI_WHISPER.replace("==", "-"),
+        cache.pip("download", "-q", "--no-deps", "-d", "{dir}", OPENAI_WHISPER),
     )
-    sdist = folder / SDIST
+    folder = tmp_path_factory.mktemp("openai-whisper")
+    sdist = downloads / SDIST
     assert hashlib.sha256(sdist.read_bytes()).hexdigest() == SDIST_SHA256, "not the pinned sdist"
     with tarfile.open(sdist) as archive:
         member = archive.extractfile(UTILS)
