@@ -1,11 +1,21 @@
-"""Fixtures for the reliability suite; figures are printed at the end of the session."""
+"""Fixtures for the reliability suite; figures are printed at the end of the session.
+
+``live_server`` is the module's server for its backend (started on first use), and each test
+gets its own client sandbox pointed at it (the server's key copied into the sandbox's config
+dir, as on one machine); after the test every job is deleted, so each test starts from an
+empty server. A test marked ``own_server`` (it kills or restarts the server) gets a server of
+its own, in its sandbox, instead.
+"""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
+import requests
 from figures import FIGURES, dump
+from support.procs import reap
 from support.sandbox import Sandbox
 from support.servers import Server, Worker
 
@@ -22,20 +32,69 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(getattr(request, "param", "sqlite"))
 
 
-@pytest.fixture
-def live_server(sandbox: Sandbox, backend: str, request: pytest.FixtureRequest) -> Iterator[Server]:
-    """A real server on the sandbox's port and dirs (stopped in teardown); on the postgres
-    backend an API server on a fresh database of the session's cluster plus one worker."""
+def _start(backend: str, sandbox: Sandbox, request: pytest.FixtureRequest) -> Server:
+    """A real server on the sandbox's port and dirs; on the postgres backend an API server on
+    a fresh database of the session's cluster plus one worker."""
     if backend == "sqlite":
-        server = Server(sandbox).start()
-        yield server
-        server.stop()
-        return
+        return Server(sandbox).start()
     from whispercli.server.scale.queue import migrate
 
     dsn = request.getfixturevalue("postgres").new_database(migrate)
     server = Server(sandbox, database=dsn).start()
     server.worker = Worker(sandbox, dsn).start()
-    yield server
-    server.worker.stop()
+    return server
+
+
+def _stop(server: Server) -> None:
+    if server.worker is not None:
+        server.worker.stop()
     server.stop()
+
+
+def _delete_every_job(server: Server) -> None:
+    jobs = f"{server.url}/v1/async/jobs"
+    listed = requests.get(jobs, params={"limit": 1000}, headers=server.headers, timeout=10)
+    listed.raise_for_status()
+    for job in listed.json()["jobs"]:
+        requests.post(f"{jobs}/{job['id']}/cancel", headers=server.headers, timeout=10)
+        gone = requests.delete(f"{jobs}/{job['id']}", headers=server.headers, timeout=10)
+        if gone.status_code == 409:  # still winding down from the cancel
+            requests.get(f"{jobs}/{job['id']}", params={"wait": 5, "until": "done"},
+                         headers=server.headers, timeout=20)  # fmt: skip
+            gone = requests.delete(f"{jobs}/{job['id']}", headers=server.headers, timeout=10)
+        assert gone.status_code in (204, 404), gone.text
+
+
+@pytest.fixture(scope="module")
+def module_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
+    """The module's servers by backend (started by ``live_server`` on first use)."""
+    started: dict[str, Server] = {}
+    yield started
+    for server in started.values():
+        _stop(server)
+        reap(server.sandbox.root)
+
+
+@pytest.fixture
+def live_server(
+    sandbox: Sandbox,
+    backend: str,
+    request: pytest.FixtureRequest,
+    module_servers: dict[str, Server],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    """The module's server for ``backend`` with this test's sandbox pointed at it, or (marked
+    ``own_server``) a server of the test's own on the sandbox's port and dirs."""
+    if request.node.get_closest_marker("own_server"):
+        server = _start(backend, sandbox, request)
+        yield server
+        _stop(server)
+        return
+    server = module_servers.get(backend)
+    if server is None:
+        box = Sandbox(tmp_path_factory.mktemp(f"{backend}-server"))
+        server = module_servers[backend] = _start(backend, box, request)
+    sandbox.port = server.port
+    shutil.copy2(server.sandbox.key_file, sandbox.key_file)
+    yield server
+    _delete_every_job(server)

@@ -83,7 +83,7 @@ def proxy(live_server: Server) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture(scope="session")
-def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def repeated_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 46 s of speech: a few seconds of processing on tiny.en, long enough to crash in."""
     return long_speech(tmp_path_factory.mktemp("audio") / "long.mp3", LONG_REPEATS)
 
@@ -179,6 +179,7 @@ def _restart(server: Server) -> float:
 
 
 @BOTH_BACKENDS
+@pytest.mark.own_server
 def test_server_killed_during_upload(
     live_server: Server, proxy: FaultProxy, sandbox: Sandbox
 ) -> None:
@@ -204,10 +205,11 @@ def test_server_killed_during_upload(
 
 
 @BOTH_BACKENDS
+@pytest.mark.own_server
 def test_server_killed_during_processing(
-    live_server: Server, sandbox: Sandbox, long_clip: Path
+    live_server: Server, sandbox: Sandbox, repeated_sample: Path
 ) -> None:
-    submitted = run_cli(sandbox, "submit", "-q", str(long_clip))
+    submitted = run_cli(sandbox, "submit", "-q", str(repeated_sample))
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
     _wait_status(sandbox, "processing")
@@ -226,12 +228,13 @@ def test_server_killed_during_processing(
 
 
 @BOTH_BACKENDS
+@pytest.mark.own_server
 def test_server_killed_during_long_poll(
-    live_server: Server, proxy: FaultProxy, sandbox: Sandbox, long_clip: Path
+    live_server: Server, proxy: FaultProxy, sandbox: Sandbox, repeated_sample: Path
 ) -> None:
     # Through the (fault-free) proxy only to see when the waiter is parked in a long-poll.
     via_proxy = sandbox.env(WHISPERCLI_URL=proxy.url)
-    submitted = run_cli(sandbox, "submit", "-q", str(long_clip), env=via_proxy)
+    submitted = run_cli(sandbox, "submit", "-q", str(repeated_sample), env=via_proxy)
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
     waiter = _background_cli(sandbox, "wait", job_id, url=proxy.url)
@@ -249,8 +252,10 @@ def test_server_killed_during_long_poll(
     assert figures["server_jobs"] == 1 and figures["finished"] == 1
 
 
-def test_worker_killed_mid_job(live_server: Server, sandbox: Sandbox, long_clip: Path) -> None:
-    submitted = run_cli(sandbox, "submit", "-q", str(long_clip))
+def test_worker_killed_mid_job(
+    live_server: Server, sandbox: Sandbox, repeated_sample: Path
+) -> None:
+    submitted = run_cli(sandbox, "submit", "-q", str(repeated_sample))
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
     _wait_status(sandbox, "processing")

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,6 +17,7 @@ import pytest
 import requests
 from figures import bump, record
 from support.audio import hostile_files, silence_mp3
+from support.cli import Cli
 from support.samples import SAMPLE_MP3, assert_sample, is_sample
 from support.sandbox import Sandbox, run_cli
 from support.servers import BOTH_BACKENDS, Server
@@ -39,21 +39,27 @@ ID_FRAGMENTS = [
 ]
 
 
-def _snapshot(root: Path) -> set[str]:
-    """Every path under ``root``: the test's own tmp tree, which holds the sandbox (the CLI's
-    and the server's dirs, and their private TMPDIR), the working directory the CLI runs in
-    and its parents up to the tree's top (where a path that climbs out would land). Nothing
-    outside it is watched: other processes' files (a compiler's in /tmp) are not ours."""
+def _snapshot(root: Path, server: Server) -> set[str]:
+    """Every path under ``root`` and the server's sandbox: the test's own tmp tree (the CLI's
+    sandbox with its private TMPDIR, the working directory the CLI runs in and its parents up
+    to the tree's top, where a path that climbs out would land) and the server's dirs, log and
+    private TMPDIR. Nothing else is watched: other processes' files (a compiler's in /tmp) are
+    not ours."""
     seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            seen.add(os.path.join(dirpath, name))
+    for top in (root, server.sandbox.root):
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in dirnames + filenames:
+                seen.add(os.path.join(dirpath, name))
     return seen
 
 
-def _outside_data(paths: set[str], sandbox: Sandbox, *allowed: Path) -> set[str]:
-    """What appeared outside the data dir, the state dir, the private TMPDIR and ``allowed``."""
-    keep = tuple(str(a) for a in (sandbox.data_dir, sandbox.state_dir, sandbox.tmp_dir, *allowed))
+def _outside_data(paths: set[str], sandbox: Sandbox, server: Server, *allowed: Path) -> set[str]:
+    """What appeared outside the CLI's data and state dirs and TMPDIR, the server's data dir,
+    log and TMPDIR, and ``allowed``."""
+    box = server.sandbox
+    kept = (sandbox.data_dir, sandbox.state_dir, sandbox.tmp_dir, server.data_dir, box.tmp_dir)
+    logs = [server.log_path] + ([server.worker.log_path] if server.worker else [])
+    keep = tuple(str(a) for a in (*kept, *logs, *allowed))
     return {p for p in paths if not p.startswith(keep)}
 
 
@@ -168,11 +174,11 @@ def test_path_like_and_unicode_file_names(
         # distinct bytes per file so none is answered from the reuse-by-hash cache
         (deep / name).write_bytes(SAMPLE_MP3.read_bytes() + b"TAG" + f"{i}".ljust(125).encode())
         args.append(name if not name.startswith("-") else f"./{name}")
-    before = _snapshot(tmp_path)
+    before = _snapshot(tmp_path, live_server)
     result = run_cli(
         sandbox, "transcribe", "-f", "txt", "-o", str(out), "--force", *args, cwd=deep, timeout=240
     )
-    after = _snapshot(tmp_path)
+    after = _snapshot(tmp_path, live_server)
     bump("hostile", "file_names", len(args))
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -181,7 +187,7 @@ def test_path_like_and_unicode_file_names(
     assert written == expected, f"outputs {written} != {expected}"
     for path in out.iterdir():
         assert is_sample(path.read_text()), path
-    new = _outside_data(after - before, sandbox, out, sandbox.root / "server.log")
+    new = _outside_data(after - before, sandbox, live_server, out)
     assert not new, f"files appeared outside the data dir and -o: {sorted(new)}"
     assert not Path("pwned").exists() and not (deep / "pwned").exists()
 
@@ -191,7 +197,7 @@ def test_path_like_and_unicode_file_names(
 
 @BOTH_BACKENDS
 def test_hostile_job_ids_over_http(live_server: Server, sandbox: Sandbox, tmp_path: Path) -> None:
-    before = _snapshot(tmp_path)
+    before = _snapshot(tmp_path, live_server)
     passwd = Path("/etc/passwd").read_bytes()
     statuses = {}
     for fragment in ID_FRAGMENTS:
@@ -222,15 +228,15 @@ def test_hostile_job_ids_over_http(live_server: Server, sandbox: Sandbox, tmp_pa
     record(
         "hostile: job ids over HTTP", requests=len(statuses), codes=sorted(set(statuses.values()))
     )
-    after = _snapshot(tmp_path)
-    assert not _outside_data(after - before, sandbox, sandbox.root / "server.log")
+    after = _snapshot(tmp_path, live_server)
+    assert not _outside_data(after - before, sandbox, live_server)
     assert Path("/etc/passwd").read_bytes() == passwd
 
 
 def test_hostile_job_ids_through_the_cli(
     live_server: Server, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    before = _snapshot(tmp_path)
+    before = _snapshot(tmp_path, live_server)
     commands = (
         ["status"],
         ["wait", "--timeout", "5"],
@@ -244,17 +250,17 @@ def test_hostile_job_ids_through_the_cli(
         if "\x00" not in fragment  # argv cannot carry NUL
         for command in commands
     ]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda c: run_cli(sandbox, *c[0], "--", c[1], timeout=60), cases))
+    # In-process (main(), as the console script runs it), in the sandbox's dirs: what is under
+    # test is each command's answer to the id, not process start-up, 55 times over.
+    cli = Cli(sandbox.root, live_server)
+    results = [cli.run(*command, "--", fragment) for command, fragment in cases]
     bump("hostile", "cli_job_ids", len(cases))
     for (command, fragment), result in zip(cases, results, strict=True):
-        assert result.returncode in (2, 4), (
-            f"{command} {fragment!r}: {result.returncode} {result.stderr}"
-        )
-        assert "Traceback" not in result.stderr, result.stderr
-        assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
-    after = _snapshot(tmp_path)
-    assert not _outside_data(after - before, sandbox, sandbox.root / "server.log")
+        assert result.code in (2, 4), f"{command} {fragment!r}: {result.code} {result.err}"
+        assert "Traceback" not in result.err, result.err
+        assert len(result.err.strip().splitlines()) <= 3, result.err
+    after = _snapshot(tmp_path, live_server)
+    assert not _outside_data(after - before, sandbox, live_server)
 
 
 def test_non_ascii_signature_is_403_not_500(live_server: Server, sandbox: Sandbox) -> None:

@@ -240,7 +240,7 @@ def test_no_secrets_or_transcripts_in_logs(live_server: Server, sandbox: Sandbox
     stderr = "\n".join(r.stderr for r in runs)
     secrets = {
         "api key": sandbox.key(),
-        "url secret": (sandbox.data_dir / "url-secret").read_text().strip(),
+        "url secret": (live_server.data_dir / "url-secret").read_text().strip(),
         "upload signature": upload_sig,
         "wrong key": "wrong-key-123",
     }

@@ -7,16 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from support.audio import make_long_clip
 from support.protocol import poll, submit, upload
 from support.servers import Server
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def three_minutes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_long_clip(tmp_path_factory.mktemp("audio"), 3)
 
 
 def watch(server: Server, job: dict[str, object]) -> list[tuple[float, float, int]]:
@@ -40,9 +34,9 @@ def watch(server: Server, job: dict[str, object]) -> list[tuple[float, float, in
 
 @pytest.mark.parametrize("speed", ["default", "fast", "accurate"])
 def test_progress_moves_while_a_long_file_transcribes(
-    server: Server, three_minutes: Path, speed: str
+    server: Server, long_clip: Path, speed: str
 ) -> None:
-    seen = watch(server, submit(server, upload(server, three_minutes), {"speed": speed}))
+    seen = watch(server, submit(server, upload(server, long_clip), {"speed": speed}))
     total = seen[-1][0]
     moving = sorted({p for _, p, _ in seen if 0 < p < 1})
     assert len(moving) >= 3, f"progress took the values {moving} in {total:.1f} s"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.audio import LONG_TEXT, make_long_clip
+from support.audio import LONG_TEXT
 from support.protocol import submit, upload, wait_done
 from support.servers import Server
 from wer import wer
@@ -16,12 +16,6 @@ from whispercli.server.engine import plans as decoding
 
 def test_every_protocol_speed_is_a_profile() -> None:
     assert set(SPEEDS) == set(decoding.SPEEDS)
-
-
-@pytest.fixture(scope="module")
-def minute_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """About a minute of speech: long enough for the chunked path of default (and fast)."""
-    return make_long_clip(tmp_path_factory.mktemp("speech"), 1)
 
 
 @pytest.mark.parametrize("speed", SPEEDS)
