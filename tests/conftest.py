@@ -7,11 +7,13 @@ Fixtures (no import needed):
 * ``free_port`` -- a loopback TCP port nothing listens on right now.
 * ``sandbox`` -- a :class:`support.sandbox.Sandbox` (dirs, TMPDIR, port, env) for this test;
   every process started in it is killed at teardown.
-* ``server`` -- one real ``whispercli server run`` (the real model) per test module; a module
-  whose tests never look at transcripts overrides it with ``fake_server``.
-* ``fake_server`` -- the same with the fake engine (0.1 s a job), per module. A module that
-  wants another (flags, a longer fake job) writes its own fixture with
-  ``yield from serve_module(tmp_path_factory, *flags, fake_engine=seconds)``.
+* ``server`` -- one real ``whispercli server run`` (the real model) for the session, shared by
+  every test that neither kills nor reconfigures it (each brings its own client dirs: ``cli``);
+  a module whose tests never look at transcripts overrides it with ``fake_server``.
+* ``fake_server`` -- the same with the fake engine (0.1 s a job). A module that wants another
+  server (flags, a longer fake job) writes a module fixture with
+  ``yield from serve_module(tmp_path_factory, *flags, fake_engine=seconds)``; a test that
+  kills or restarts its server starts its own (``server_factory``).
 * ``server_factory`` -- more servers for one test (own flags, ``dirs_from`` a killed one).
 * ``cli`` -- whispercli (:class:`support.cli.Cli`) with its own fresh dirs, pointed at the
   module's ``server``.
@@ -93,15 +95,16 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
         factory.stop_all()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real server (the real model) per test module, on a free port, with temporary dirs."""
+    """One real server (the real model) for every test that neither kills nor reconfigures
+    it, on a free port, with temporary dirs; each test brings its own client dirs."""
     yield from serve_module(tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server per test module whose jobs run on the fake engine (0.1 s, a fixed text)."""
+    """The same whose jobs run on the fake engine (0.1 s, a fixed text)."""
     yield from serve_module(tmp_path_factory, fake_engine=FAKE_SECONDS)
 
 

@@ -21,7 +21,7 @@ def test_human_bytes_says_gib_not_bytes() -> None:
 def test_too_big_is_refused_before_hashing(
     server_factory: ServerFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = server_factory.start("--max-upload-mb", "1")
+    server = server_factory.start("--max-upload-mb", "1", fake_engine=0.1)  # refused before
     big = tmp_path / "big.wav"
     with big.open("wb") as out:
         out.truncate(2 * 1024 * 1024 + 1)

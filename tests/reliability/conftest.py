@@ -5,6 +5,10 @@ gets its own client sandbox pointed at it (the server's key copied into the sand
 dir, as on one machine); after the test every job is deleted, so each test starts from an
 empty server. A test marked ``own_server`` (it kills or restarts the server) gets a server of
 its own, in its sandbox, instead.
+
+Engines: a test (or module) marked ``fake_engine(seconds)`` runs its jobs on the fake engine;
+the PostgreSQL backend's worker always does (what runs there is auth, ids, crashes and the
+queue, never a transcript); the rest run the real model.
 """
 
 from __future__ import annotations
@@ -32,16 +36,29 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(getattr(request, "param", "sqlite"))
 
 
-def _start(backend: str, sandbox: Sandbox, request: pytest.FixtureRequest) -> Server:
+PG_FAKE_JOB = 0.5
+"""Seconds a job takes on the PostgreSQL backend's worker (the fake engine)."""
+
+
+def _fake_engine(backend: str, request: pytest.FixtureRequest) -> float | None:
+    marker = request.node.get_closest_marker("fake_engine")
+    if marker is not None:
+        return float(marker.args[0])
+    return PG_FAKE_JOB if backend == "postgres" else None
+
+
+def _start(
+    backend: str, sandbox: Sandbox, request: pytest.FixtureRequest, fake: float | None
+) -> Server:
     """A real server on the sandbox's port and dirs; on the postgres backend an API server on
     a fresh database of the session's cluster plus one worker."""
     if backend == "sqlite":
-        return Server(sandbox).start()
+        return Server(sandbox, fake_engine=fake).start()
     from whispercli.server.scale.queue import migrate
 
     dsn = request.getfixturevalue("postgres").new_database(migrate)
     server = Server(sandbox, database=dsn).start()
-    server.worker = Worker(sandbox, dsn).start()
+    server.worker = Worker(sandbox, dsn, fake_engine=fake).start()
     return server
 
 
@@ -66,9 +83,11 @@ def _delete_every_job(server: Server) -> None:
 
 
 @pytest.fixture(scope="module")
-def module_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
-    """The module's servers by backend (started by ``live_server`` on first use)."""
-    started: dict[str, Server] = {}
+def module_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[tuple[str, float | None], Server]]:
+    """The module's servers by backend and engine (started by ``live_server`` on first use)."""
+    started: dict[tuple[str, float | None], Server] = {}
     yield started
     for server in started.values():
         _stop(server)
@@ -80,20 +99,21 @@ def live_server(
     sandbox: Sandbox,
     backend: str,
     request: pytest.FixtureRequest,
-    module_servers: dict[str, Server],
+    module_servers: dict[tuple[str, float | None], Server],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Server]:
     """The module's server for ``backend`` with this test's sandbox pointed at it, or (marked
     ``own_server``) a server of the test's own on the sandbox's port and dirs."""
+    fake = _fake_engine(backend, request)
     if request.node.get_closest_marker("own_server"):
-        server = _start(backend, sandbox, request)
+        server = _start(backend, sandbox, request, fake)
         yield server
         _stop(server)
         return
-    server = module_servers.get(backend)
+    server = module_servers.get((backend, fake))
     if server is None:
         box = Sandbox(tmp_path_factory.mktemp(f"{backend}-server"))
-        server = module_servers[backend] = _start(backend, box, request)
+        server = module_servers[backend, fake] = _start(backend, box, request, fake)
     sandbox.port = server.port
     shutil.copy2(server.sandbox.key_file, sandbox.key_file)
     yield server

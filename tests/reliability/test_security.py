@@ -143,7 +143,7 @@ def test_a_signature_opens_only_its_own_upload_and_job(
 
 
 def test_expired_upload_url_is_403(sandbox: Sandbox) -> None:
-    server = Server(sandbox, "--upload-url-ttl", "1").start()
+    server = Server(sandbox, "--upload-url-ttl", "1", fake_engine=0.1).start()  # no job
     try:
         path, query = _signed(_upload_url(sandbox))
         time.sleep(2.2)
@@ -173,7 +173,7 @@ def _readable_by_others(path: Path, top: Path) -> bool:
 
 def test_private_files(sandbox: Sandbox) -> None:
     fresh_data = sandbox.root / "fresh-data"  # let the server create its data dir itself
-    server = Server(sandbox, data_dir=fresh_data).start()
+    server = Server(sandbox, data_dir=fresh_data, fake_engine=0.1).start()  # modes, not words
     try:
         done = run_cli(sandbox, "transcribe", str(SAMPLE_MP3), timeout=120)
         assert done.returncode == 0, done.stderr

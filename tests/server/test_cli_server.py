@@ -17,16 +17,20 @@ from support.net import free_port
 from support.procs import gone
 from support.protocol import submit, upload, wait_done
 from support.samples import REPO
-from support.servers import ServerFactory
+from support.servers import FAKE_ENGINE_ENV, ServerFactory
 
 WHISPERCLI = [sys.executable, "-m", "whispercli"]
+FAKE_JOB = 0.1
+"""These tests run processes and read logs; no transcript is looked at: the fake engine."""
 
 
 def _dirs(tmp_path: Path) -> dict[str, str]:
+    """The dirs of a test, and the fake engine for any server started with them."""
     return {
         "WHISPERCLI_CONFIG_DIR": str(tmp_path / "config"),
         "WHISPERCLI_STATE_DIR": str(tmp_path / "state"),
         "WHISPERCLI_DATA_DIR": str(tmp_path / "data"),
+        FAKE_ENGINE_ENV: str(FAKE_JOB),
     }
 
 
@@ -134,13 +138,13 @@ def test_two_concurrent_auto_starts_end_with_one_server(
 
 
 def test_idle_server_exits_by_itself(server_factory: ServerFactory) -> None:
-    idle = server_factory.start("--idle-timeout", "2")
+    idle = server_factory.start("--idle-timeout", "2", fake_engine=FAKE_JOB)
     assert idle.proc.wait(timeout=30) == 0
     assert "no request for" in idle.log()
 
 
 def test_sigterm_stops_the_worker_too(server_factory: ServerFactory) -> None:
-    handle = server_factory.start()
+    handle = server_factory.start(fake_engine=FAKE_JOB)
     children = handle.children()
     assert children
     assert handle.stop() == 0
@@ -151,7 +155,7 @@ def test_sigterm_stops_the_worker_too(server_factory: ServerFactory) -> None:
 def test_non_loopback_bind_warns_and_logs_the_address_it_binds(
     server_factory: ServerFactory,
 ) -> None:
-    exposed = server_factory.start("--host", "0.0.0.0")
+    exposed = server_factory.start("--host", "0.0.0.0", fake_engine=FAKE_JOB)
     assert "anyone who can reach this address" in exposed.log()
     assert f"listening on 0.0.0.0 port {exposed.port}" in exposed.log()
 
@@ -160,7 +164,7 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNIN
 
 
 def test_one_log_format_and_a_quiet_shutdown(server_factory: ServerFactory) -> None:
-    handle = server_factory.start()
+    handle = server_factory.start(fake_engine=FAKE_JOB)
     job = submit(handle, upload(handle))
     assert wait_done(handle, job)["status"] == "success"
     assert handle.stop() == 0
@@ -202,7 +206,7 @@ def test_refuses_a_key_file_others_can_read(tmp_path: Path) -> None:
 
 
 def test_taken_port_is_a_clean_error(tmp_path: Path, server_factory: ServerFactory) -> None:
-    running = server_factory.start()
+    running = server_factory.start(fake_engine=FAKE_JOB)
     proc = _cli(_dirs(tmp_path), "server", "run", "--port", str(running.port))
     assert proc.returncode == 1
     assert "cannot listen" in proc.stderr and "Traceback" not in proc.stderr

@@ -281,8 +281,8 @@ class ServerFactory:
 def serve_module(
     tmp_path_factory: pytest.TempPathFactory, *args: str, fake_engine: float | None = None
 ) -> Iterator[Server]:
-    """The body of a module-scoped server fixture: a server in a fresh sandbox, stopped and
-    reaped after the module (``yield from serve_module(tmp_path_factory, fake_engine=3)``)."""
+    """The body of a module- or session-scoped server fixture: a server in a fresh sandbox,
+    stopped and reaped at the end (``yield from serve_module(tmp_path_factory, fake_engine=3)``)."""
     server = Server(Sandbox(tmp_path_factory.mktemp("server")), *args, fake_engine=fake_engine)
     server.start()
     try:

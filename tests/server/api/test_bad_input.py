@@ -169,7 +169,7 @@ def test_malformed_bodies_are_400(server: Server) -> None:
 
 
 def test_oversize_upload_is_413(server_factory: ServerFactory) -> None:
-    small = server_factory.start("--max-upload-mb", "0.01")  # 10 KiB
+    small = server_factory.start("--max-upload-mb", "0.01", fake_engine=0.1)  # 10 KiB, no job
     url = upload_url(small)
     resp = requests.put(url, data=SAMPLE_MP3.read_bytes(), timeout=TIMEOUT)
     assert resp.status_code == 413
@@ -208,7 +208,7 @@ def test_oversize_upload_is_413(server_factory: ServerFactory) -> None:
 
 
 def test_expired_upload_url_is_403(server_factory: ServerFactory) -> None:
-    short = server_factory.start("--upload-url-ttl", "1")
+    short = server_factory.start("--upload-url-ttl", "1", fake_engine=0.1)  # no job
     url = upload_url(short)
     time.sleep(2.1)
     resp = requests.put(url, data=SAMPLE_MP3.read_bytes(), timeout=TIMEOUT)

@@ -85,7 +85,7 @@ def test_what_a_model_can_do_keys_on_the_model_resolved(
     models = tmp_path / "models"
     copy_of_shipped(models / "large-v3-turbo")  # named like a multilingual one, English-only
     copy_of_shipped(models / "small", multilingual=True)
-    server = server_factory.start("--models-dir", str(models))
+    server = server_factory.start("--models-dir", str(models), fake_engine=0.1)  # no job read
     url = upload(server)
     refused = submit_raw(server, url, {"language": "fr"}, model="large-v3-turbo")
     assert refused.status_code == 400 and "English-only" in refused.json()["error"]["message"]

@@ -18,6 +18,9 @@ from support.servers import Server, ServerFactory
 from whispercli.server.settings import ServerSettings
 
 FAST_RETRY = ("--webhook-first-retry", "0.2")
+FAKE_JOB = 0.1
+"""Deliveries carry the job's body whatever the engine heard: the fake engine where a test
+needs jobs that succeed, the real one where it needs a file that fails to decode."""
 
 
 def _submit(server: Server, hook: str) -> dict[str, Any]:
@@ -33,7 +36,7 @@ def _submit(server: Server, hook: str) -> dict[str, Any]:
 
 
 def test_one_signed_delivery_per_job(server_factory: ServerFactory) -> None:
-    server = server_factory.start(*FAST_RETRY)
+    server = server_factory.start(*FAST_RETRY, fake_engine=FAKE_JOB)
     secret = webhook_secret(server)
     with receiver() as rx:
         jobs = [_submit(server, rx.url), _submit(server, rx.url + "?tag=2")]
@@ -71,7 +74,7 @@ def test_failed_jobs_are_delivered_too(server_factory: ServerFactory) -> None:
 
 
 def test_receiver_down_three_times_then_up_gets_it_once(server_factory: ServerFactory) -> None:
-    server = server_factory.start(*FAST_RETRY)
+    server = server_factory.start(*FAST_RETRY, fake_engine=FAKE_JOB)
     with receiver([503, 500, 502]) as rx:
         job = _submit(server, rx.url)
         done = wait_done(server, job)
@@ -85,12 +88,12 @@ def test_receiver_down_three_times_then_up_gets_it_once(server_factory: ServerFa
 
 def test_delivery_survives_a_sigkill(server_factory: ServerFactory) -> None:
     port = free_port()  # nothing listens there until the server is dead
-    first = server_factory.start(*FAST_RETRY)
+    first = server_factory.start(*FAST_RETRY, fake_engine=FAKE_JOB)
     job = _submit(first, f"http://127.0.0.1:{port}/hook")
     assert wait_done(first, job)["status"] == "success"
     first.stop(kill=True)
     with receiver(port=port) as rx:
-        second = server_factory.start(*FAST_RETRY, dirs_from=first)
+        second = server_factory.start(*FAST_RETRY, dirs_from=first, fake_engine=FAKE_JOB)
         assert rx.wait(1, 30), "the delivery was lost with the server"
         assert not rx.wait(2, 3)
         body = Webhook(webhook_secret(second)).verify(rx.received[0].body, rx.received[0].headers)
