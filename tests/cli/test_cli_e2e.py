@@ -64,11 +64,15 @@ def test_submit_quiet_pipes_into_wait(cli: Cli, consumer: str) -> None:
     assert wer(SAMPLE_TXT.read_text(), done.stdout) <= 0.10
 
 
-def test_wait_timeout_exits_7_with_resume_command(cli: Cli, tmp_path: Path) -> None:
+def _busy_job(cli: Cli, tmp_path: Path) -> str:
+    """A job that keeps the engine busy for a while (a 90 s tone decoded window by window)."""
     long_audio = make_tone(tmp_path / "long.wav", 90)
-    job_id = cli.run(
-        "submit", "-q", "--speed", "accurate", "--no-vad-filter", str(long_audio)
-    ).out.strip()
+    args = ("submit", "-q", "--speed", "accurate", "--no-vad-filter", str(long_audio))
+    return cli.run(*args).out.strip()
+
+
+def test_wait_timeout_exits_7_with_resume_command(cli: Cli, tmp_path: Path) -> None:
+    job_id = _busy_job(cli, tmp_path)
     try:
         started = time.monotonic()
         done = cli.sub("wait", "--timeout", "1", job_id)
@@ -82,10 +86,7 @@ def test_wait_timeout_exits_7_with_resume_command(cli: Cli, tmp_path: Path) -> N
 
 
 def test_ctrl_c_while_waiting_leaves_the_job_and_prints_resume(cli: Cli, tmp_path: Path) -> None:
-    long_audio = make_tone(tmp_path / "long.wav", 90)
-    job_id = cli.run(
-        "submit", "-q", "--speed", "accurate", "--no-vad-filter", str(long_audio)
-    ).out.strip()
+    job_id = _busy_job(cli, tmp_path)
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "whispercli", "wait", job_id],

@@ -151,6 +151,14 @@ def _wait_status(sandbox: Sandbox, wanted: str, timeout: float = 60) -> dict[str
     raise AssertionError(f"no job reached {wanted!r} within {timeout} s: {server_jobs(sandbox)}")
 
 
+def _submit_until_processing(sandbox: Sandbox) -> str:
+    """Submit the sample with the CLI; its job id once the server runs it."""
+    submitted = run_cli(sandbox, "submit", "-q", str(SAMPLE_MP3))
+    assert submitted.returncode == 0, submitted.stderr
+    _wait_status(sandbox, "processing")
+    return submitted.stdout.strip()
+
+
 def _background_cli(sandbox: Sandbox, *args: str, url: str | None = None) -> subprocess.Popen[str]:
     return start_cli(sandbox, *args, env=sandbox.env(**({"WHISPERCLI_URL": url} if url else {})))
 
@@ -204,10 +212,7 @@ def test_server_killed_during_upload(
 @pytest.mark.own_server
 @pytest.mark.fake_engine(LONG_FAKE)
 def test_server_killed_during_processing(live_server: Server, sandbox: Sandbox) -> None:
-    submitted = run_cli(sandbox, "submit", "-q", str(SAMPLE_MP3))
-    assert submitted.returncode == 0, submitted.stderr
-    job_id = submitted.stdout.strip()
-    _wait_status(sandbox, "processing")
+    job_id = _submit_until_processing(sandbox)
     downtime = _restart(live_server)
     result = run_cli(sandbox, "wait", job_id, timeout=180)
     figures = tally("server SIGKILL during processing", sandbox, 1, downtime_s=round(downtime, 2))
@@ -250,10 +255,7 @@ def test_server_killed_during_long_poll(
 
 @pytest.mark.fake_engine(LONG_FAKE)
 def test_worker_killed_mid_job(live_server: Server, sandbox: Sandbox) -> None:
-    submitted = run_cli(sandbox, "submit", "-q", str(SAMPLE_MP3))
-    assert submitted.returncode == 0, submitted.stderr
-    job_id = submitted.stdout.strip()
-    _wait_status(sandbox, "processing")
+    job_id = _submit_until_processing(sandbox)
     worker = live_server.engine_pid()
     os.kill(worker, signal.SIGKILL)
     result = run_cli(sandbox, "wait", job_id, timeout=180)
