@@ -2,11 +2,11 @@
 ``postgres_outage`` (the same cluster for a test that stops it: started again afterwards).
 
 initdb and pg_ctl refuse to run as root, so as root the cluster runs as the ``postgres`` user
-in a folder it owns (under /var/tmp: pytest's basetemp is private to root); as a normal user
-it runs as that user. fsync and full-page writes are off: that only matters if the machine
-itself crashes (every commit still writes its WAL), so tests that stop or kill PostgreSQL use
-the session's cluster too (``durable=True`` exists for the fixture's own test). The cluster is
-stopped and its folder removed at the end of the session.
+in a folder it owns (in /dev/shm, else /var/tmp: pytest's basetemp is private to root); as a
+normal user it runs as that user. fsync and full-page writes are off: that only matters if the
+machine itself crashes (every commit still writes its WAL), so tests that stop or kill
+PostgreSQL use the session's cluster too (``durable=True`` exists for the fixture's own test).
+The cluster is stopped and its folder removed at the end of the session.
 
 ``cluster.new_database(setup)`` returns the DSN of a fresh database cloned from a template
 (about 25 ms) that ``setup`` (e.g. a schema migration) prepared once.
@@ -43,13 +43,20 @@ def pg_bindir() -> Path:
     pytest.fail("PostgreSQL 15 server binaries not found: `apt-get install postgresql`")
 
 
+def _cluster_parent() -> str:
+    """/dev/shm (memory: a session's hundred cloned databases are created, written and
+    removed in no time) where there is one, else /var/tmp."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else "/var/tmp"
+
+
 class PostgresCluster:
     def __init__(self, *, durable: bool = False) -> None:
         self.bindir = pg_bindir()
         self.port = free_port()
         self.as_root = os.geteuid() == 0
         self.user = "postgres"
-        self.root = Path(tempfile.mkdtemp(prefix="whispercli-pg-", dir="/var/tmp"))
+        self.root = Path(tempfile.mkdtemp(prefix="whispercli-pg-", dir=_cluster_parent()))
         if self.as_root:
             entry = pwd.getpwnam("postgres")
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
