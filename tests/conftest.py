@@ -1,5 +1,8 @@
 """Fixtures for every test directory, and where the shared test helpers live.
 
+Session fixtures are per process: with pytest-xdist (README's ``-n 2``) each worker starts its
+own servers and PostgreSQL cluster, and a test file runs on one worker (``--dist loadfile``).
+
 Fixtures (no import needed):
 
 * ``isolated_env`` -- WHISPERCLI_CONFIG_DIR / STATE_DIR / DATA_DIR of *this* process pointed at
@@ -15,8 +18,11 @@ Fixtures (no import needed):
   ``yield from serve_module(tmp_path_factory, *flags, fake_engine=seconds)``; a test that
   kills or restarts its server starts its own (``server_factory``).
 * ``server_factory`` -- more servers for one test (own flags, ``dirs_from`` a killed one).
-* ``cli`` -- whispercli (:class:`support.cli.Cli`) with its own fresh dirs, pointed at the
-  module's ``server``.
+* ``busy_server`` -- the same with minute-long fake-engine jobs, for tests that need a job still
+  running (a timeout, a Ctrl-C, a cancel); mark such a test ``busy_server`` and its ``cli``
+  talks to it.
+* ``cli`` -- whispercli (:class:`support.cli.Cli`) with its own fresh dirs, pointed at
+  ``server`` (or ``busy_server``).
 * ``postgres`` -- the session's PostgreSQL cluster (``new_database(migrate)`` clones a fresh
   database); ``postgres_outage`` for a test that stops it.
 * ``long_clip`` (about 3 min of speech), ``minute_clip`` (about 1 min): made once a session.
@@ -45,6 +51,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import support.figures as figures
 from support.audio import make_long_clip
 from support.cli import Cli
 from support.net import free_port as find_free_port
@@ -54,7 +61,31 @@ from support.sandbox import Sandbox
 from support.servers import Server, ServerFactory, serve_module
 
 _DIR_VARS = ("WHISPERCLI_CONFIG_DIR", "WHISPERCLI_STATE_DIR", "WHISPERCLI_DATA_DIR")
+
+
+# -- the reliability figures (support/figures.py): printed at the end, gathered from xdist
+# workers by the controller ---------------------------------------------------------------------
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand the figures to the controller
+        workeroutput["whispercli_figures"] = figures.export()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    exported = getattr(node, "workeroutput", {}).get("whispercli_figures")
+    if exported:
+        figures.merge(exported)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if figures.any_figures():
+        terminalreporter.write_sep("-", "whispercli reliability figures")
+        terminalreporter.write_line(figures.dump())
+
+
 FAKE_SECONDS = 0.1
+BUSY_SECONDS = 60.0
 
 
 @pytest.fixture
@@ -108,10 +139,19 @@ def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from serve_module(tmp_path_factory, fake_engine=FAKE_SECONDS)
 
 
+@pytest.fixture(scope="session")
+def busy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose jobs run for a minute on the fake engine: for tests that need a job
+    still running when they time out, press Ctrl-C or cancel it (``busy_server`` marker)."""
+    yield from serve_module(tmp_path_factory, fake_engine=BUSY_SECONDS)
+
+
 @pytest.fixture
-def cli(server: Server, tmp_path: Path) -> Cli:
-    """whispercli with fresh client-side dirs, talking to the module's ``server``."""
-    return Cli(tmp_path / "cli", server)
+def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Cli:
+    """whispercli with fresh client-side dirs, talking to ``server`` (to ``busy_server`` for a
+    test marked ``busy_server``)."""
+    name = "busy_server" if request.node.get_closest_marker("busy_server") else "server"
+    return Cli(tmp_path / "cli", request.getfixturevalue(name))
 
 
 @pytest.fixture(scope="session")

@@ -65,12 +65,14 @@ def test_submit_quiet_pipes_into_wait(cli: Cli, consumer: str) -> None:
 
 
 def _busy_job(cli: Cli, tmp_path: Path) -> str:
-    """A job that keeps the engine busy for a while (a 90 s tone decoded window by window)."""
+    """A job that keeps running for a while (on the busy server; on a real one a 90 s tone
+    decoded window by window would)."""
     long_audio = make_tone(tmp_path / "long.wav", 90)
     args = ("submit", "-q", "--speed", "accurate", "--no-vad-filter", str(long_audio))
     return cli.run(*args).out.strip()
 
 
+@pytest.mark.busy_server
 def test_wait_timeout_exits_7_with_resume_command(cli: Cli, tmp_path: Path) -> None:
     job_id = _busy_job(cli, tmp_path)
     try:
@@ -85,6 +87,7 @@ def test_wait_timeout_exits_7_with_resume_command(cli: Cli, tmp_path: Path) -> N
         cli.run("jobs", "cancel", job_id)
 
 
+@pytest.mark.busy_server
 def test_ctrl_c_while_waiting_leaves_the_job_and_prints_resume(cli: Cli, tmp_path: Path) -> None:
     job_id = _busy_job(cli, tmp_path)
     try:
@@ -306,6 +309,7 @@ def test_upload_prints_a_url_submit_accepts(cli: Cli) -> None:
     assert wer(SAMPLE_TXT.read_text(), done.out) <= 0.10
 
 
+@pytest.mark.busy_server
 def test_ctrl_c_during_a_parallel_transcribe_names_every_running_job(
     cli: Cli, tmp_path: Path
 ) -> None:

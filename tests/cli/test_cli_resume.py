@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.audio import make_tone
 from support.cli import Cli, assert_one_error_line
 from support.net import serve_http
@@ -27,7 +28,8 @@ from whispercli.client import Client
 
 
 # The tones (make_tone) in the tests below stand in for long speech: they pass --no-vad-filter,
-# or the VAD would find no speech in them and the jobs would end at once.
+# or the VAD would find no speech in them and the jobs would end at once. Tests that only need
+# jobs still running (``busy_server``) send them to minute-long fake-engine jobs instead.
 def junk(tmp_path: Path) -> Path:
     bad = tmp_path / "notes.mp3"
     bad.write_bytes(os.urandom(4000))
@@ -223,6 +225,7 @@ def test_jobs_cancel_of_running_and_finished_jobs(cli: Cli, tmp_path: Path) -> N
     assert json.loads(cli.run("jobs", "rm", "--json", done_id).out) == {"removed": 1}
 
 
+@pytest.mark.busy_server
 def test_wait_several_timeout_or_ctrl_c_prints_one_resume_command(cli: Cli, tmp_path: Path) -> None:
     long_audio = make_tone(tmp_path / "long.wav", 90)
     ids = [
@@ -255,6 +258,7 @@ def test_wait_several_timeout_or_ctrl_c_prints_one_resume_command(cli: Cli, tmp_
         cli.run("jobs", "cancel", *ids)
 
 
+@pytest.mark.busy_server
 def test_transcribe_of_several_files_timing_out_prints_one_resume_command(
     cli: Cli, tmp_path: Path
 ) -> None:

@@ -1,4 +1,5 @@
-"""Fixtures for the reliability suite; figures are printed at the end of the session.
+"""Fixtures for the reliability suite (its figures are printed at the end of the session by
+tests/conftest.py: support/figures.py).
 
 ``live_server`` is the module's server for its backend (started on first use), and each test
 gets its own client sandbox pointed at it (the server's key copied into the sandbox's config
@@ -18,16 +19,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from figures import FIGURES, dump
 from support.procs import reap
 from support.sandbox import Sandbox
 from support.servers import Server, Worker
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if FIGURES:
-        terminalreporter.write_sep("-", "whispercli reliability figures")
-        terminalreporter.write_line(dump())
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from figures import record
+from support.figures import record
 from support.procs import reap
 from support.samples import SAMPLE_MP3, assert_sample
 from support.sandbox import Sandbox, run_cli

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 from faultproxy import FaultProxy, Rule
-from figures import record
+from support.figures import record
 from support.procs import alive
 from support.samples import SAMPLE_MP3
 from support.sandbox import Sandbox, run_cli, start_cli

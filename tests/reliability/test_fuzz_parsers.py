@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 import tomli_w
-from figures import bump
 from fuzzkit import fuzz_settings, json_values
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from support.figures import bump
 
 import whispercli.config as config
 import whispercli.state as state

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from figures import bump
 from fuzzkit import fuzz_settings, json_values, scalars
 from hypothesis import given
 from hypothesis import strategies as st
+from support.figures import bump
 
 from whispercli.protocol import JOB_FIELDS, JobInfo, ProtocolError
 

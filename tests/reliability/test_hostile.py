@@ -15,9 +15,9 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from figures import bump, record
 from support.audio import hostile_files, silence_mp3
 from support.cli import Cli
+from support.figures import bump, record
 from support.samples import SAMPLE_MP3, assert_sample, is_sample
 from support.sandbox import Sandbox, run_cli
 from support.servers import BOTH_BACKENDS, Server

@@ -20,8 +20,8 @@ from pathlib import Path
 import loadgen
 import pytest
 import requests
-from figures import record
 from support.audio import short_word_clip
+from support.figures import record
 from support.procs import cmdline, tagged
 from support.sandbox import Sandbox, start_cli
 from support.servers import FAKE_ENGINE_ENV, Server

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from figures import bump, record
+from support.figures import bump, record
 from support.net import free_port
 from support.samples import SAMPLE_MP3
 from support.sandbox import Sandbox, run_cli

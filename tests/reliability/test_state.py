@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from figures import record
+from support.figures import record
 from support.sandbox import Sandbox, run_cli
 
 import whispercli.fsutil as fsutil
