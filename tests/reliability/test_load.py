@@ -24,10 +24,11 @@ from support.audio import short_word_clip
 from support.figures import record
 from support.procs import cmdline, tagged
 from support.sandbox import Sandbox, start_cli
-from support.servers import FAKE_ENGINE_ENV, Server
+from support.servers import Server
 
 from whispercli.server.engine.fake import TEXT as FAKE_TEXT
 from whispercli.server.engine.fake import TICKS as FAKE_TICKS
+from whispercli.server.settings import FAKE_ENGINE_ENV
 
 pytestmark = pytest.mark.reliability
 

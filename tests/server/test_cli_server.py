@@ -17,7 +17,9 @@ from support.net import free_port
 from support.procs import gone
 from support.protocol import submit, upload, wait_done
 from support.samples import REPO
-from support.servers import FAKE_ENGINE_ENV, ServerFactory
+from support.servers import ServerFactory
+
+from whispercli.server.settings import FAKE_ENGINE_ENV
 
 WHISPERCLI = [sys.executable, "-m", "whispercli"]
 FAKE_JOB = 0.1

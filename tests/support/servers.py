@@ -27,13 +27,15 @@ from support.net import free_port
 from support.procs import children_of, engine_child, reap
 from support.sandbox import Sandbox
 
+import whispercli.server.settings as settings
+from whispercli.server.settings import FAKE_ENGINE_ENV
+
 START_TIMEOUT = 60.0
-FAKE_ENGINE_ENV = "WHISPERCLI_FAKE_ENGINE_SECONDS"
 FAST_FLEET = {
-    "WHISPERCLI_HEARTBEAT_SECONDS": "0.2",
-    "WHISPERCLI_STALLED_AFTER_SECONDS": "1",
-    "WHISPERCLI_QUEUE_POLL_SECONDS": "0.2",
-    "WHISPERCLI_RETENTION_SWEEP_SECONDS": "1",
+    settings.HEARTBEAT_ENV: "0.2",
+    settings.STALLED_AFTER_ENV: "1",
+    settings.QUEUE_POLL_ENV: "0.2",
+    settings.RETENTION_SWEEP_ENV: "1",
 }
 """The PostgreSQL mode's timings made short (ServerSettings reads them from the environment):
 a heartbeat every 0.2 s, a worker dead after 1 s of silence, a queue poll every 0.2 s and a

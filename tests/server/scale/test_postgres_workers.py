@@ -20,9 +20,10 @@ from support.sandbox import Sandbox
 from support.servers import FAST_FLEET, Server, ServerFactory, Worker
 
 from whispercli.server.scale.queue import migrate
+from whispercli.server.settings import QUEUE_POLL_ENV, STALLED_AFTER_ENV
 
-STALLED_AFTER = float(FAST_FLEET["WHISPERCLI_STALLED_AFTER_SECONDS"])
-POLL = float(FAST_FLEET["WHISPERCLI_QUEUE_POLL_SECONDS"])
+STALLED_AFTER = float(FAST_FLEET[STALLED_AFTER_ENV])
+POLL = float(FAST_FLEET[QUEUE_POLL_ENV])
 
 
 class Workers:
