@@ -12,7 +12,8 @@ Fixtures (no import needed):
   every process started in it is killed at teardown.
 * ``server`` -- one real ``whispercli server run`` (the real model) for the session, shared by
   every test that neither kills nor reconfigures it (each brings its own client dirs: ``cli``);
-  a module whose tests never look at transcripts overrides it with ``fake_server``.
+  a module whose tests never look at transcripts overrides it with ``fake_server``, and a test
+  there that does asks for ``real_server`` (the same real one).
 * ``fake_server`` -- the same with the fake engine (0.1 s a job). A module that wants another
   server (flags, a longer fake job) writes a module fixture with
   ``yield from serve_module(tmp_path_factory, *flags, fake_engine=seconds)``; a test that
@@ -127,10 +128,16 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real server (the real model) for every test that neither kills nor reconfigures
     it, on a free port, with temporary dirs; each test brings its own client dirs."""
     yield from serve_module(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def server(real_server: Server) -> Server:
+    """``real_server``, unless the module says otherwise (``fake_server``)."""
+    return real_server
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
 import requests
 from support.protocol import (
     SEED_INPUT,
@@ -23,7 +24,15 @@ from wer import wer
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
-def test_four_steps_codes_and_shapes(server: Server) -> None:
+@pytest.fixture(scope="module")
+def server(fake_server: Server) -> Server:
+    """Codes, shapes, auth, signatures and long-poll timing: the fake engine's server. The
+    four steps' test reads a transcript, from the real one."""
+    return fake_server
+
+
+def test_four_steps_codes_and_shapes(real_server: Server) -> None:
+    server = real_server
     resp = requests.post(
         f"{server.url}/v1/input/upload-url?extension=mp3",
         json={},
