@@ -1,13 +1,30 @@
-"""Options shared by ``transcribe`` and ``submit``: the model, tier and Whisper parameters."""
+"""Options several commands share, each declared once.
+
+Two bundles (``cli/bundles.py``: a frozen dataclass of ``Annotated`` Typer options that a
+command takes as one parameter, wrapped with ``bundles.expand``):
+
+- ``JobOptions`` -- what ``submit`` and ``transcribe`` send with a job (model, tier, the
+  Whisper parameters, Eden AI's vendors, webhook, --force);
+- ``OutputOptions`` -- how ``transcribe`` and ``wait`` deliver results (-f, -o).
+
+To add an option to every command of a bundle, add one field to its dataclass: the name is
+the keyword the command receives, the ``Annotated`` type carries the ``typer.Option``, the
+default is the option's default. Read it in the command as ``job.<field>`` /
+``out.<field>``; an option that changes what is written is read where results are
+rendered (``cli/results.py``), so both commands honour it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 import whispercli.formats as formats
+from whispercli.cli.context import check_duration
 from whispercli.protocol import DEFAULT_TIER, SPEEDS, TASKS, TIERS
 
 _W = "Whisper options"
@@ -39,134 +56,148 @@ def choice(*decls: str, choices: tuple[str, ...], help: str, **kwargs: Any) -> A
 
 FORMAT_CHOICES = (*formats.FORMATS, formats.ALL)
 
-
-Webhook = Annotated[
+Timeout = Annotated[
     str | None,
     typer.Option(
-        "--webhook",
-        metavar="URL",
-        help="POST the job to URL when it ends (signed: `whispercli server webhook-secret`).",
+        "--timeout",
+        metavar="DURATION",
+        callback=check_duration,
+        help="Give up waiting after this long (90, 90s, 30m, 1h); exit 7.",
     ),
-]
-Model = Annotated[
-    str | None,
-    typer.Option(
-        "-m",
-        "--model",
-        metavar="MODEL",
-        help="Model name [tiny]; `whispercli models list` lists the models.",
-    ),
-]
-Tier = Annotated[
-    str | None, choice("--tier", choices=TIERS, help=f"Service tier [{DEFAULT_TIER}].")
-]
-Language = Annotated[
-    str | None,
-    typer.Option(
-        "-l",
-        "--language",
-        metavar="LANG",
-        help="Spoken language (e.g. en); detected when omitted.",
-    ),
-]
-Task = Annotated[
-    str | None,
-    choice("--task", choices=TASKS, help="translate: to English.", rich_help_panel=_W),
-]
-BeamSize = Annotated[
-    int | None, typer.Option("--beam-size", metavar="N", min=1, rich_help_panel=_W)
-]
-BestOf = Annotated[int | None, typer.Option("--best-of", metavar="N", min=1, rich_help_panel=_W)]
-Temperature = Annotated[
-    float | None, typer.Option("--temperature", metavar="T", min=0, rich_help_panel=_W)
-]
-Patience = Annotated[
-    float | None, typer.Option("--patience", metavar="P", min=0, rich_help_panel=_W)
-]
-InitialPrompt = Annotated[
-    str | None, typer.Option("--initial-prompt", metavar="TEXT", rich_help_panel=_W)
-]
-ConditionOnPrevious = Annotated[
-    bool | None,
-    typer.Option(
-        "--condition-on-previous-text/--no-condition-on-previous-text", rich_help_panel=_W
-    ),
-]
-WordTimestamps = Annotated[
-    bool | None, typer.Option("--word-timestamps/--no-word-timestamps", rich_help_panel=_W)
-]
-VadFilter = Annotated[bool | None, typer.Option("--vad-filter/--no-vad-filter", rich_help_panel=_W)]
-Speed = Annotated[
-    str | None,
-    choice(
-        "--speed",
-        choices=SPEEDS,
-        help="Decoding speed on the embedded server.",
-        rich_help_panel=_W,
-    ),
-]
-Providers = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--provider",
-        metavar="NAME[,NAME]",
-        help="Eden AI: the vendors to run (repeatable; the profile's providers by default). "
-        "Text output takes the first.",
-    ),
-]
-Force = Annotated[
-    bool,
-    typer.Option("--force", help="Submit again even if the same file and options already ran."),
 ]
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print only the essential data.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
-def whisper_params(
-    language: str | None,
-    task: str | None,
-    beam_size: int | None,
-    best_of: int | None,
-    temperature: float | None,
-    patience: float | None,
-    initial_prompt: str | None,
-    condition_on_previous_text: bool | None,
-    word_timestamps: bool | None,
-    vad_filter: bool | None,
-    speed: str | None = None,
-) -> dict[str, Any]:
-    """The Whisper input parameters given on the command line (unset ones left out)."""
-    params = {
-        "language": language,
-        "task": task,
-        "beam_size": beam_size,
-        "best_of": best_of,
-        "temperature": temperature,
-        "patience": patience,
-        "initial_prompt": initial_prompt,
-        "condition_on_previous_text": condition_on_previous_text,
-        "word_timestamps": word_timestamps,
-        "vad_filter": vad_filter,
-        "speed": speed,
-    }
-    return {k: v for k, v in params.items() if v is not None}
+@dataclass(frozen=True)
+class JobOptions:
+    """What a submitted job carries (``submit``, ``transcribe``)."""
+
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "-m",
+            "--model",
+            metavar="MODEL",
+            help="Model name [tiny]; `whispercli models list` lists the models.",
+        ),
+    ] = None
+    tier: Annotated[
+        str | None, choice("--tier", choices=TIERS, help=f"Service tier [{DEFAULT_TIER}].")
+    ] = None
+    language: Annotated[
+        str | None,
+        typer.Option(
+            "-l",
+            "--language",
+            metavar="LANG",
+            help="Spoken language (e.g. en); detected when omitted.",
+        ),
+    ] = None
+    task: Annotated[
+        str | None,
+        choice("--task", choices=TASKS, help="translate: to English.", rich_help_panel=_W),
+    ] = None
+    beam_size: Annotated[
+        int | None, typer.Option("--beam-size", metavar="N", min=1, rich_help_panel=_W)
+    ] = None
+    best_of: Annotated[
+        int | None, typer.Option("--best-of", metavar="N", min=1, rich_help_panel=_W)
+    ] = None
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", metavar="T", min=0, rich_help_panel=_W)
+    ] = None
+    patience: Annotated[
+        float | None, typer.Option("--patience", metavar="P", min=0, rich_help_panel=_W)
+    ] = None
+    initial_prompt: Annotated[
+        str | None, typer.Option("--initial-prompt", metavar="TEXT", rich_help_panel=_W)
+    ] = None
+    condition_on_previous_text: Annotated[
+        bool | None,
+        typer.Option(
+            "--condition-on-previous-text/--no-condition-on-previous-text", rich_help_panel=_W
+        ),
+    ] = None
+    word_timestamps: Annotated[
+        bool | None, typer.Option("--word-timestamps/--no-word-timestamps", rich_help_panel=_W)
+    ] = None
+    vad_filter: Annotated[
+        bool | None, typer.Option("--vad-filter/--no-vad-filter", rich_help_panel=_W)
+    ] = None
+    speed: Annotated[
+        str | None,
+        choice(
+            "--speed",
+            choices=SPEEDS,
+            help="Decoding speed on the embedded server.",
+            rich_help_panel=_W,
+        ),
+    ] = None
+    provider: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--provider",
+            metavar="NAME[,NAME]",
+            help="Eden AI: the vendors to run (repeatable; the profile's providers by default). "
+            "Text output takes the first.",
+        ),
+    ] = None
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook",
+            metavar="URL",
+            help="POST the job to URL when it ends (signed: `whispercli server webhook-secret`).",
+        ),
+    ] = None
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Submit again even if the same file and options already ran."),
+    ] = False
+
+    _PARAMS = (
+        "language",
+        "task",
+        "beam_size",
+        "best_of",
+        "temperature",
+        "patience",
+        "initial_prompt",
+        "condition_on_previous_text",
+        "word_timestamps",
+        "vad_filter",
+        "speed",
+    )
+
+    def whisper_params(self) -> dict[str, Any]:
+        """The Whisper input parameters given on the command line (unset ones left out)."""
+        params = {name: getattr(self, name) for name in self._PARAMS}
+        return {k: v for k, v in params.items() if v is not None}
+
+    def providers(self) -> list[str]:
+        """``--provider a,b --provider c`` -> ``["a", "b", "c"]``."""
+        from whispercli.config import split_providers
+
+        return [name for item in self.provider or [] for name in split_providers(item)]
 
 
-def providers_of(given: list[str] | None) -> list[str]:
-    """``--provider a,b --provider c`` -> ``["a", "b", "c"]``."""
-    from whispercli.config import split_providers
+@dataclass(frozen=True)
+class OutputOptions:
+    """Where results go and in which formats (``transcribe``, ``wait``): see
+    ``cli/results.py`` for the rules."""
 
-    return [name for item in given or [] for name in split_providers(item)]
-
-
-def model_and_tier(
-    ctx_settings_model: str | None,
-    ctx_settings_tier: str | None,
-    model: str | None,
-    tier: str | None,
-) -> tuple[str, str]:
-    """Flag, else the profile's default, else tiny / cpuflex."""
-    chosen_tier = tier or ctx_settings_tier or DEFAULT_TIER
-    if chosen_tier not in TIERS:
-        raise typer.BadParameter(f"--tier must be one of {', '.join(TIERS)}")
-    return model or ctx_settings_model or "tiny", chosen_tier
+    fmt: Annotated[
+        list[str] | None,
+        choice("-f", "--format", choices=FORMAT_CHOICES, help="Output format (repeatable)."),
+    ] = None
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output-dir",
+            metavar="DIR",
+            help="Write <stem>.<format> files here (all formats unless -f).",
+            file_okay=False,
+        ),
+    ] = None
