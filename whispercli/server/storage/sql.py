@@ -6,6 +6,10 @@ row locks. A :class:`Connector` (one per database: :mod:`.sqlite`, :mod:`.postgr
 lends :class:`Session` objects -- for statements that stand alone, or for a transaction -- and
 keeps the results of finished jobs. The split follows Procrastinate's manager/connector: the
 rules live in one place, each database supplies only its connection and its words.
+
+Both understand means no ``RETURNING``: it came in SQLite 3.35, and Python on RHEL 9 links
+3.34 (a write then reads its row back in the same session or transaction); ``ON CONFLICT``
+upserts are fine (3.24).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ _STATUSES = {status.value: _quoted(status) for status in Status} | {
 ``{finished}`` the lists for ``status IN (...)``."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one per database: hashed by identity, quick to cache on
 class Dialect:
     """The words of SQL that differ between databases."""
 
