@@ -40,7 +40,8 @@ from whispercli.errors import (
     WhisperCliError,
     seconds_text,
 )
-from whispercli.http import HttpCore, redact_url
+from whispercli.http import RETRY_STATUSES, HttpCore, redact_url
+from whispercli.http import deadline as http_deadline
 from whispercli.protocol import JobInfo, Result
 
 if TYPE_CHECKING:
@@ -358,16 +359,27 @@ class Job:
         while True:
             started = time.monotonic()
             try:
-                info = self.refresh(wait=wait, until_done=until_done)
-            except UnreachableError:
-                # A server restarting under a long wait: ride it out for a while, but a
-                # server that never answered this client is an error at once.
+                with http_deadline(deadline):  # no retry or Retry-After sleeps past it
+                    info = self.refresh(wait=wait, until_done=until_done)
+            except WhisperCliError as exc:
                 now = time.monotonic()
-                outage_since = outage_since or now
-                late = deadline is not None and now >= deadline
-                if not self.client.http.answered or late or now - outage_since > OUTAGE_GRACE:
+                if deadline is not None and now >= deadline - 0.05:
+                    raise self._timed_out(
+                        f"has no result after {seconds_text(timeout or 0.0)} ({exc.message})"
+                    ) from None
+                # A server restarting under a long wait: ride it out for a while, but a server
+                # that never answered this client is an error at once. One that answers "busy"
+                # (429, 502, 503, 504 past the request's own retries) is waited out only until
+                # the caller's deadline, when there is one.
+                unreachable = isinstance(exc, UnreachableError)
+                busy = exc.status in RETRY_STATUSES and deadline is not None
+                if not (unreachable or busy):
                     raise
-                log.debug("server unreachable; retrying (%.0f s so far)", now - outage_since)
+                outage_since = outage_since or now
+                never_answered = unreachable and not self.client.http.answered
+                if never_answered or now - outage_since > OUTAGE_GRACE:
+                    raise
+                log.debug("server unavailable; retrying (%.0f s so far)", now - outage_since)
                 time.sleep(_pause(min(delay, 5.0), None if deadline is None else deadline - now))
                 delay = min(delay * POLL_FACTOR, POLL_CAP)
                 continue
@@ -378,9 +390,8 @@ class Job:
                 return _result_of(info)
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise WaitTimeoutError(
-                    f"job {self.id} is still {info.status} after {seconds_text(timeout or 0.0)}",
-                    hint=f"it keeps running; wait again later (job id {self.id})",
+                raise self._timed_out(
+                    f"is still {info.status} after {seconds_text(timeout or 0.0)}"
                 )
             if use_long_poll:
                 if wait and info.status == previous and time.monotonic() - started < 0.5:
@@ -392,6 +403,12 @@ class Job:
                 time.sleep(_pause(delay, remaining))
                 delay = min(delay * POLL_FACTOR, POLL_CAP)
             previous = info.status
+
+    def _timed_out(self, what: str) -> WaitTimeoutError:
+        return WaitTimeoutError(
+            f"job {self.id} {what}",
+            hint=f"it keeps running; wait again later (job id {self.id})",
+        )
 
 
 def _pause(delay: float, remaining: float | None) -> float:

@@ -93,16 +93,24 @@ def test_ctrl_c_while_waiting_leaves_the_job_and_prints_resume(cli: Cli, tmp_pat
     ).out.strip()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "whispercli", "wait", job_id],
+            [sys.executable, "-m", "whispercli", "--debug", "wait", job_id],
             env=cli.subprocess_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(2.0)
+        # Once it has asked the server something, it is waiting (not still starting up, which
+        # a fixed sleep could not tell on a loaded machine).
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "whispercli: debug:" in line:
+                break
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=30)
+        _out, rest = proc.communicate(timeout=30)
+        err = "".join(seen) + rest
         assert proc.returncode == 130, err
         assert f"whispercli wait {job_id}" in err
         assert "Traceback" not in err

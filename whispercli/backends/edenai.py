@@ -84,7 +84,12 @@ class EdenAIBackend(Backend):
                 hint="name them with --provider deepgram,amazon or `whispercli config set "
                 f"providers deepgram --profile {profile}`",
             )
-        others = sorted(set(request.params) - PARAMS)
+        # Word timings need no field: every vendor's answer has them (diarization entries).
+        others = sorted(
+            name
+            for name, value in request.params.items()
+            if name not in PARAMS and not (name == "word_timestamps" and value is True)
+        )
         if others:
             flags = ", ".join("--" + name.replace("_", "-") for name in others)
             raise self.unsupported(

@@ -16,7 +16,7 @@ import whispercli.protocol as protocol
 from whispercli.backends.base import Backend, Submission
 from whispercli.backends.streams import CountingReader, ProgressCallback
 from whispercli.errors import AuthError, NotFoundError, UnreachableError, WhisperCliError
-from whispercli.protocol import JobInfo, is_http_url
+from whispercli.protocol import JobInfo, check_job_id, is_http_url
 from whispercli.units import human_bytes
 
 if TYPE_CHECKING:
@@ -187,11 +187,12 @@ class TiyaroBackend(Backend):
 
     def cancel(self, job_id: str) -> JobInfo:
         """409 from the server if the job already finished."""
-        path = protocol.JOB_CANCEL_PATH.format(job_id=quote(job_id))
+        path = protocol.JOB_CANCEL_PATH.format(job_id=quote(check_job_id(job_id), safe=""))
         return self._parse(self.transport.call("POST", path, json={}))
 
     def delete(self, job_id: str) -> None:
-        self.transport.call("DELETE", protocol.JOB_PATH.format(job_id=quote(job_id)))
+        path = protocol.JOB_PATH.format(job_id=quote(check_job_id(job_id), safe=""))
+        self.transport.call("DELETE", path)
 
     def _parse(self, body: Any) -> JobInfo:
         try:

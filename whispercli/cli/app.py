@@ -23,7 +23,7 @@ from whispercli.cli import (
 from whispercli.cli import server as server_cmd
 from whispercli.cli.context import globals_of
 from whispercli.cli.helpfmt import use_plain_help
-from whispercli.cli.output import exit_interrupted
+from whispercli.cli.output import error, exit_interrupted, say
 from whispercli.errors import EXIT_CODE_HELP, ExitCode, Interrupted, WhisperCliError
 from whispercli.extras import from_import_error
 from whispercli.version import __version__
@@ -99,7 +99,7 @@ class _Stderr(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         level = "debug: " if record.levelno < logging.INFO else ""
-        print(f"whispercli: {level}{record.getMessage()}", file=sys.stderr, flush=True)
+        say(f"whispercli: {level}{record.getMessage()}")
 
 
 def _log_to_stderr(debug: bool) -> None:
@@ -132,9 +132,7 @@ def _fail(exc: WhisperCliError, debug: bool) -> NoReturn:
         import traceback
 
         traceback.print_exc()
-    print(f"whispercli: error: {exc.message}", file=sys.stderr)
-    if exc.hint:
-        print(f"whispercli: hint: {exc.hint}", file=sys.stderr)
+    error(exc.message, exc.hint)
     sys.exit(int(exc.exit_code))
 
 
@@ -170,15 +168,15 @@ def _click_failure(exc: Exception, usage: bool) -> int:
         return int(ExitCode.USAGE)
     ctx = getattr(exc, "ctx", None)
     if usage and ctx is not None:
-        print(ctx.get_usage(), file=sys.stderr)
+        say(ctx.get_usage())
     message = exc.format_message().strip().removesuffix(".")  # type: ignore[attr-defined]
     if message[:1].isupper() and message[1:2].islower():  # "Invalid value" -> "invalid value"
         message = message[0].lower() + message[1:]
-    print(f"whispercli: error: {message}", file=sys.stderr)
     if not usage:
+        error(message)
         return int(getattr(exc, "exit_code", ExitCode.ERROR))
     command = ctx.command_path if ctx is not None else "whispercli"
-    print(f"whispercli: hint: see `{command} --help`", file=sys.stderr)
+    error(message, f"see `{command} --help`")
     return int(ExitCode.USAGE)
 
 
@@ -206,8 +204,7 @@ def main() -> None:
             _fail(missing, debug)
         if debug:
             raise
-        print(f"whispercli: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("whispercli: hint: run again with --debug for a traceback", file=sys.stderr)
+        error(f"unexpected {type(exc).__name__}: {exc}", "run again with --debug for a traceback")
         sys.exit(int(ExitCode.ERROR))
     if result == ExitCode.INTERRUPTED:  # recent typer's Ctrl-C: a silent Exit(130), returned
         exit_interrupted()

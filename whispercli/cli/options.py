@@ -5,7 +5,8 @@ command takes as one parameter, wrapped with ``bundles.expand``):
 
 - ``JobOptions`` -- what ``submit`` and ``transcribe`` send with a job (model, tier, the
   Whisper parameters, Eden AI's vendors, webhook, --force);
-- ``OutputOptions`` -- how ``transcribe`` and ``wait`` deliver results (-f, -o).
+- ``OutputOptions`` -- how ``transcribe`` and ``wait`` deliver results (-f, -o, and the
+  subtitle options that shape srt and vtt).
 
 To add an option to every command of a bundle, add one field to its dataclass: the name is
 the keyword the command receives, the ``Annotated`` type carries the ``typer.Option``, the
@@ -16,7 +17,7 @@ rendered (``cli/results.py``), so both commands honour it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,9 +26,11 @@ import typer
 
 import whispercli.formats as formats
 from whispercli.cli.context import check_duration
+from whispercli.errors import UsageError
 from whispercli.protocol import DEFAULT_TIER, SPEEDS, TASKS, TIERS
 
 _W = "Whisper options"
+_S = "Subtitle options (srt, vtt)"
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any], Any]:
@@ -113,6 +116,16 @@ class JobOptions:
     initial_prompt: Annotated[
         str | None, typer.Option("--initial-prompt", metavar="TEXT", rich_help_panel=_W)
     ] = None
+    hotwords: Annotated[
+        str | None,
+        typer.Option(
+            "--hotwords",
+            metavar="TEXT",
+            help="Names and jargon to expect (faster-whisper's hotwords), e.g. "
+            "'Siobhan, Kubernetes'.",
+            rich_help_panel=_W,
+        ),
+    ] = None
     condition_on_previous_text: Annotated[
         bool | None,
         typer.Option(
@@ -164,6 +177,7 @@ class JobOptions:
         "temperature",
         "patience",
         "initial_prompt",
+        "hotwords",
         "condition_on_previous_text",
         "word_timestamps",
         "vad_filter",
@@ -201,3 +215,95 @@ class OutputOptions:
             file_okay=False,
         ),
     ] = None
+    max_line_width: Annotated[
+        int | None,
+        typer.Option(
+            "--max-line-width",
+            metavar="N",
+            min=1,
+            help="Break subtitle lines at N characters.",
+            rich_help_panel=_S,
+        ),
+    ] = None
+    max_line_count: Annotated[
+        int | None,
+        typer.Option(
+            "--max-line-count",
+            metavar="N",
+            min=1,
+            help="At most N lines a cue (with --max-line-width): cues then run across segments "
+            "and break at pauses over 3 s.",
+            rich_help_panel=_S,
+        ),
+    ] = None
+    max_words_per_line: Annotated[
+        int | None,
+        typer.Option(
+            "--max-words-per-line",
+            metavar="N",
+            min=1,
+            help="At most N words a cue (not with --max-line-count).",
+            rich_help_panel=_S,
+        ),
+    ] = None
+    highlight_words: Annotated[
+        bool,
+        typer.Option(
+            "--highlight-words",
+            help="A cue per word spoken, that word underlined.",
+            rich_help_panel=_S,
+        ),
+    ] = False
+
+    def subtitles(
+        self, word_timestamps: bool | None, written: Sequence[str]
+    ) -> formats.SubtitleOptions:
+        """The subtitle options given, once checked against each other, against
+        ``--word-timestamps`` (None: not given) and against the formats ``written``: exit 2
+        when one would do nothing. When any is given, the job must have word timings: the
+        caller asks for them (``word_timestamps=True``)."""
+        chosen = formats.SubtitleOptions(
+            self.max_line_width, self.max_line_count, self.max_words_per_line, self.highlight_words
+        )
+        if chosen.given:
+            _check_subtitles(chosen, word_timestamps, written)
+        return chosen
+
+
+def _check_subtitles(
+    chosen: formats.SubtitleOptions, word_timestamps: bool | None, written: Sequence[str]
+) -> None:
+    if chosen.max_line_count is not None and chosen.max_line_width is None:
+        raise UsageError(
+            "--max-line-count needs --max-line-width (the lines it counts are that wide)",
+            hint="add --max-line-width N (42 is common), or drop --max-line-count",
+        )
+    if chosen.max_line_count is not None and chosen.max_words_per_line is not None:
+        raise UsageError(
+            "--max-words-per-line does nothing with --max-line-count (openai-whisper's cues "
+            "then follow the line width and count only)",
+            hint="cut cues by lines (--max-line-width N --max-line-count N) or by words "
+            "(--max-words-per-line N, with or without --max-line-width)",
+        )
+    flag = first_subtitle_flag(chosen)
+    if word_timestamps is False:
+        raise UsageError(
+            f"{flag} cuts cues at word timings, which --no-word-timestamps turns off",
+            hint="drop --no-word-timestamps (the subtitle options ask for word timings)",
+        )
+    if not set(written) & set(formats.SUBTITLE_FORMATS):
+        raise UsageError(
+            f"{flag} shapes srt and vtt subtitles, and none is written",
+            hint="add -f srt or -f vtt (or -o DIR, which writes every format)",
+        )
+
+
+def first_subtitle_flag(chosen: formats.SubtitleOptions) -> str:
+    """The flag an error names: the first subtitle option given."""
+    given = [
+        ("--max-line-width", chosen.max_line_width is not None),
+        ("--max-line-count", chosen.max_line_count is not None),
+        ("--max-words-per-line", chosen.max_words_per_line is not None),
+        ("--highlight-words", chosen.highlight_words),
+    ]
+    return next(flag for flag, on in given if on)

@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import whispercli.formats as formats
+from whispercli.cli.options import first_subtitle_flag
 from whispercli.cli.output import data
 from whispercli.errors import UsageError
 from whispercli.protocol import is_http_url
 
 if TYPE_CHECKING:
     from whispercli.cli.options import OutputOptions
+    from whispercli.formats import SubtitleOptions
     from whispercli.protocol import Result
 
 
@@ -121,14 +123,48 @@ def existing(out: OutputOptions, place: Destination, chosen: list[str]) -> bool:
     return all(p.exists() for p in paths)
 
 
-def write(out: OutputOptions, place: Destination, result: Result, chosen: list[str]) -> None:
+def written(out: OutputOptions, chosen: list[str], *, json_out: bool) -> list[str]:
+    """The formats that reach a reader: none on stdout with --json (it prints the results)."""
+    return [] if json_out and out.output_dir is None else chosen
+
+
+def check_word_timings(
+    label: str, result: Result, subtitles: SubtitleOptions, shown: list[str]
+) -> None:
+    """A result without word timings cannot be cut as the subtitle options ask (a job
+    submitted without ``--word-timestamps``, waited for with ``--max-line-width``): exit 2
+    rather than cues of another shape."""
+    if (
+        subtitles.given
+        and set(shown) & set(formats.SUBTITLE_FORMATS)
+        and result.segments
+        and not formats.has_words(result)
+    ):
+        raise UsageError(
+            f"{label}: the job's result has no word timings, which "
+            f"{first_subtitle_flag(subtitles)} needs",
+            hint="submit it again with --word-timestamps (transcribe with a subtitle option "
+            "asks for them)",
+        )
+
+
+def write(
+    out: OutputOptions,
+    place: Destination,
+    result: Result,
+    chosen: list[str],
+    subtitles: SubtitleOptions,
+) -> None:
     """The result's files under -o (nothing without -o: ``print_all`` prints it)."""
     if out.output_dir is not None:
-        formats.write(result, place.stem, out.output_dir / place.subdir, chosen)
+        formats.write(result, place.stem, out.output_dir / place.subdir, chosen, subtitles)
 
 
 def print_all(
-    out: OutputOptions, done: list[tuple[Destination, Result | None]], chosen: list[str]
+    out: OutputOptions,
+    done: list[tuple[Destination, Result | None]],
+    chosen: list[str],
+    subtitles: SubtitleOptions,
 ) -> None:
     """Without -o: each finished result on stdout in order, named when there are several."""
     if out.output_dir is not None:
@@ -137,6 +173,6 @@ def print_all(
     for n, (place, result) in enumerate(printed):
         if len(done) > 1:  # as head(1) names several files
             data(("\n" if n else "") + f"==> {place.label} <==")
-        text = formats.render(result, chosen[0])
+        text = formats.render(result, chosen[0], subtitles)
         if text.strip():  # an empty transcript prints nothing (its warning says why)
             data(text)

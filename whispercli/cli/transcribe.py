@@ -6,6 +6,7 @@ transcripts print in input order once all are done. Everything that can be check
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import shutil
 import sys
@@ -37,6 +38,7 @@ from whispercli.errors import Interrupted, UsageError, WhisperCliError
 from whispercli.protocol import DEFAULT_MODEL, DEFAULT_TIER, is_http_url
 
 if TYPE_CHECKING:
+    from whispercli.formats import SubtitleOptions
     from whispercli.protocol import Result
 
 MEDIA_SUFFIXES = frozenset(
@@ -161,6 +163,10 @@ def transcribe(
     if sources.count("-") > 1:
         raise UsageError("- (stdin) can be given once")
     chosen = results.chosen_formats(out, json_out=json_out)
+    shown = results.written(out, chosen, json_out=json_out)
+    subtitles = out.subtitles(job.word_timestamps, shown)
+    if subtitles.given:  # subtitles are cut at word timings
+        job = dataclasses.replace(job, word_timestamps=True)
     client = get_client(ctx)
     model = job.model or client.settings.model
     tier = job.tier or client.settings.tier or DEFAULT_TIER
@@ -179,7 +185,8 @@ def transcribe(
         if done.reused and len(items) == 1 and not display_on:
             reuse_note(item.source, done.job.id, quiet=quiet)
         item.result = wait_for(ctx, done.job, timeout=seconds, tracker=tracker, display=display_on)
-        results.write(out, item.place, item.result, chosen)
+        results.check_word_timings(item.source, item.result, subtitles, shown)
+        results.write(out, item.place, item.result, chosen, subtitles)
 
     with tempfile.TemporaryDirectory(prefix="whispercli-") as tmp:
         items = _expand(sources, Path(tmp))
@@ -195,7 +202,7 @@ def transcribe(
         except KeyboardInterrupt:
             running = [i.job_id for i in items if i.job_id and not i.result]
             raise Interrupted(running, _resume_command(sources, out, running)) from None
-    _report(items, out, chosen, json_out, quiet)
+    _report(items, out, chosen, subtitles, json_out=json_out, quiet=quiet)
 
 
 def _resume_command(sources: list[str], out: o.OutputOptions, running: list[str]) -> str | None:
@@ -245,7 +252,13 @@ def _run_parallel(
 
 
 def _report(
-    items: list[Item], out: o.OutputOptions, chosen: list[str], json_out: bool, quiet: bool
+    items: list[Item],
+    out: o.OutputOptions,
+    chosen: list[str],
+    subtitles: SubtitleOptions,
+    *,
+    json_out: bool,
+    quiet: bool,
 ) -> None:
     if json_out:
         emit_json(
@@ -262,7 +275,7 @@ def _report(
             ]
         )
     else:
-        results.print_all(out, [(i.place, i.result) for i in items], chosen)
+        results.print_all(out, [(i.place, i.result) for i in items], chosen, subtitles)
     _summarise(items, out, quiet)
     for item in items:
         warn(item.source, item.result)

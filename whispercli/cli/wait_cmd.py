@@ -105,6 +105,8 @@ def wait(
     entry's "error" with --json)."""
     refs = list(job_refs or []) or _refs_from_stdin() or ["last"]
     chosen = results.chosen_formats(out, json_out=json_out)
+    shown = results.written(out, chosen, json_out=json_out)
+    subtitles = out.subtitles(None, shown)
     seconds = parse_duration(timeout) if timeout else None
     deadline = None if seconds is None else time.monotonic() + seconds
     try:
@@ -131,7 +133,8 @@ def wait(
                         from whispercli.backends.edenai import pick_provider
 
                         result = pick_provider(result, provider)
-                    results.write(out, outcome.place, result, chosen)
+                    results.check_word_timings(outcome.name, result, subtitles, shown)
+                    results.write(out, outcome.place, result, chosen, subtitles)
                     outcome.result = result
                 except WhisperCliError as exc:
                     outcome.failure = exc
@@ -143,7 +146,7 @@ def wait(
     if json_out:
         emit_json([x.to_dict() for x in outcomes])
     else:
-        results.print_all(out, [(x.place, x.result) for x in outcomes], chosen)
+        results.print_all(out, [(x.place, x.result) for x in outcomes], chosen, subtitles)
     for outcome in outcomes:
         warn(outcome.name, outcome.result)
     _report([x for x in outcomes if x.failure is not None])
