@@ -8,8 +8,11 @@ Not a conftest.py: several test folders have no __init__.py, and a second module
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,3 +123,39 @@ def assert_one_error_line(err: str) -> None:
     errors = [line for line in lines if line.startswith("whispercli: error:")]
     assert len(errors) == 1, err
     assert all(line.startswith("whispercli: ") for line in lines), err
+
+
+def in_a_terminal(cli: Cli, *args: str, timeout: float = 60) -> tuple[int, str]:
+    """Run whispercli with stdout and stderr on a pseudo-terminal; (exit code, all output)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whispercli", *args],
+        env=cli.subprocess_env(COLUMNS="200"),
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        cwd=REPO,
+    )
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return code, b"".join(chunks).decode(errors="replace")

@@ -54,4 +54,7 @@ def test_repeats_and_silence_are_warned_about() -> None:
     assert quality.warnings([], 10.0, multilingual=False) == [
         "no speech was found in 10.0 s of audio"
     ]
-    assert quality.warnings([], 1.0, multilingual=False) == []
+    # However short (issue 19: a 0.3 s clip printed an empty line and no warning).
+    assert quality.warnings([], 0.3, multilingual=False) == [
+        "no speech was found in 0.3 s of audio"
+    ]

@@ -7,12 +7,14 @@ into its protocol's requests through the client's one HTTP core, and its answers
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from whispercli.backends.streams import ProgressCallback
 from whispercli.errors import UsageError
+from whispercli.protocol import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from whispercli.client import Job
@@ -43,7 +45,8 @@ class Submission:
     """One submit: a local file or a URL, and the options for it."""
 
     source: str | os.PathLike[str]
-    model: str
+    model: str | None
+    """None: the protocol's default. After ``Backend.prepare``: what the job runs."""
     tier: str
     params: dict[str, Any] = field(default_factory=dict)
     """Whisper input parameters (``None`` values already dropped)."""
@@ -72,6 +75,12 @@ class Backend:
             f"{self.name} backend)",
             hint=hint,
         )
+
+    def prepare(self, request: Submission) -> Submission:
+        """``request`` checked (``check``) and as it will be sent: defaults filled in, so its
+        ``model`` says what the job runs (the saved job records it)."""
+        self.check(request)
+        return dataclasses.replace(request, model=request.model or DEFAULT_MODEL)
 
     def check(self, request: Submission) -> None:
         """Refuse, before any request, options this protocol has no field for (the default:

@@ -127,13 +127,20 @@ class TiyaroBackend(Backend):
         body: dict[str, Any] = {"input": request.params, "URL": upload_url}
         if request.webhook is not None:
             body["webhook"] = request.webhook
-        answer = self.transport.call(
-            "POST",
-            protocol.SUBMIT_PATH.format(model=quote(request.model, safe="")),
-            params={"serviceTier": request.tier},
-            json=body,
-            headers={protocol.IDEMPOTENCY_HEADER: request.idempotency_key or uuid.uuid4().hex},
-        )
+        model = request.model or protocol.DEFAULT_MODEL
+        try:
+            answer = self.transport.call(
+                "POST",
+                protocol.SUBMIT_PATH.format(model=quote(model, safe="")),
+                params={"serviceTier": request.tier},
+                json=body,
+                headers={protocol.IDEMPOTENCY_HEADER: request.idempotency_key or uuid.uuid4().hex},
+            )
+        except NotFoundError as exc:  # the model: the upload was just made
+            exc.hint = exc.hint or (
+                f"`whispercli models list` lists the models of {self.transport.url}"
+            )
+            raise
         return self._parse(answer)
 
     def poll(self, job: Job, wait: float | None = None, until_done: bool = False) -> JobInfo:

@@ -147,3 +147,11 @@ def parse_duration(text: str) -> float:
     if not text or pos != len(text):
         raise typer.BadParameter(f"{text!r} is not a duration (e.g. 90, 90s, 30m, 1h30m)")
     return total
+
+
+def check_duration(value: str | None) -> str | None:
+    """An option callback: a bad duration is a usage error naming the option, at parse
+    time; the command then reads it with ``parse_duration``."""
+    if value is not None:
+        parse_duration(value)
+    return value

@@ -10,7 +10,7 @@ without a model.
 - *Warnings* say when a transcript is not to be trusted: a low average log-probability or a
   temperature fallback over half of the speech or more (typically speech in another language on an
   English-only model, which Whisper "translates" into fluent nonsense), text that repeats
-  itself (a high compression ratio), or no speech at all in a long file.
+  itself (a high compression ratio), or no speech at all, however short the file.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ low-confidence: English read to the English-only tiny model scores about -0.3, F
 Whisper retries a window at a higher temperature below -1.0."""
 MAX_COMPRESSION_RATIO = 2.4
 """Whisper's ``compression_ratio_threshold``: above it, text repeats itself."""
-SILENT_SECONDS = 5.0
-"""An empty transcript of a file at least this long gets a warning."""
 
 
 def gate(segments: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -58,10 +56,8 @@ def warnings(
     A segment decoded above ``first_temperature`` (the job's first) needed Whisper's fallback:
     its first attempt scored too low or repeated itself.
     """
-    if not segments:
-        if duration >= SILENT_SECONDS:
-            return [f"no speech was found in {duration:.1f} s of audio"]
-        return []
+    if not segments:  # an empty transcript always says why (a 0.3 s clip too)
+        return [f"no speech was found in {duration:.1f} s of audio"]
     out = []
     weights = [max(float(s["end"]) - float(s["start"]), 0.01) for s in segments]
     logprobs = [float(s.get("avg_logprob") or 0.0) for s in segments]
