@@ -8,6 +8,7 @@ into its protocol's requests through the client's one HTTP core, and its answers
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
     from whispercli.config import Settings
     from whispercli.http import HttpCore
     from whispercli.protocol import JobInfo
+
+JobCallback = Callable[["JobInfo"], None]
+"""``on_progress(info)``: a job's state as it moves (status, progress, partial segments)."""
+NO_JOBS_HINT = (
+    "its answer comes back in the request that sends the file: use `whispercli transcribe "
+    "FILE` (jobs saved from other profiles resume with their own)"
+)
 
 
 class Transport(Protocol):
@@ -53,6 +61,10 @@ class Submission:
     on_upload_progress: ProgressCallback | None = None
     webhook: str | None = None
     """A URL the server POSTs the job to when it ends."""
+    on_progress: JobCallback | None = None
+    """For a protocol whose submit answers only once the job has ended (``has_jobs`` False):
+    called with the partial segments as they arrive (OpenAI's ``stream``). Other protocols give
+    them to ``Job.wait``'s ``on_progress`` instead."""
 
 
 class Backend:
@@ -61,6 +73,9 @@ class Backend:
     name: ClassVar[str]
     label: ClassVar[str]
     """How messages name the protocol (``Eden AI``)."""
+    has_jobs: ClassVar[bool] = True
+    """False for a protocol without job ids (OpenAI's answers the transcript in the request
+    that sends the file): nothing is saved to resume, and submit/status/wait refuse."""
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
@@ -72,6 +87,10 @@ class Backend:
             f"{self.name} backend)",
             hint=hint,
         )
+
+    def no_jobs(self, verb: str) -> UsageError:
+        """The refusal of a verb that needs job ids, by a protocol without them (exit 2)."""
+        return self.unsupported(verb, NO_JOBS_HINT)
 
     def check(self, request: Submission) -> None:
         """Refuse, before any request, options this protocol has no field for (the default:

@@ -68,7 +68,10 @@ def submit(
         speed,
         hotwords,
     )
-    settings = get_client(ctx).settings
+    client = get_client(ctx)
+    if not client.backend.has_jobs:
+        raise client.backend.no_jobs("submit a job to wait for later")
+    settings = client.settings
     model_name, tier_name = o.model_and_tier(settings.model, settings.tier, model, tier)
     with Display(enabled=stderr_is_tty() and not quiet) as display:
         done = submit_source(

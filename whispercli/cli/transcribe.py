@@ -6,12 +6,13 @@ transcripts print in input order once all are done. Everything that can be check
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -22,6 +23,7 @@ import whispercli.formats as formats
 from whispercli.cli import options as o
 from whispercli.cli.context import get_client, parse_duration
 from whispercli.cli.jobflow import check_state_dir, report_failures, submit_source, wait_for
+from whispercli.cli.live import LiveText
 from whispercli.cli.models_cmd import NoDownload, ensure_local_model
 from whispercli.cli.output import data, emit_json, note, stderr_is_tty, warn
 from whispercli.cli.progress import Display, Tracker
@@ -29,6 +31,7 @@ from whispercli.errors import Interrupted, UsageError, WhisperCliError
 from whispercli.protocol import is_http_url
 
 if TYPE_CHECKING:
+    from whispercli.client import Client
     from whispercli.protocol import Result
 
 MEDIA_SUFFIXES = frozenset(
@@ -66,6 +69,8 @@ class Item:
     job_id: str | None = None
     skipped: bool = False
     failure: WhisperCliError | None = None
+    printed: bool = False
+    """Its transcript is on stdout already (shown as it was decoded: cli/live.py)."""
 
 
 def _expand(sources: list[str], tmp: Path) -> list[Item]:
@@ -215,7 +220,7 @@ def transcribe(
     seconds = parse_duration(timeout) if timeout else None
     display_on = stderr_is_tty() and not quiet
 
-    def run(item: Item, tracker: Tracker) -> None:
+    def run(item: Item, tracker: Tracker, live: LiveText | None = None) -> None:
         out = None if output_dir is None else output_dir / item.subdir
         if (
             skip_existing
@@ -237,6 +242,7 @@ def transcribe(
             quiet=quiet or display_on,
             providers=o.providers_of(provider),
             webhook=webhook,
+            on_progress=live.feed if live else None,
         )
         item.job_id = done.job.id
         item.result = wait_for(
@@ -245,10 +251,10 @@ def transcribe(
             timeout=seconds,
             tracker=tracker,
             display=display_on,
+            on_progress=live.feed if live else None,
         )
         o.check_word_timings(item.source, item.result, subtitles, written)
-        if out is not None:
-            formats.write(item.result, item.stem, out, chosen, subtitles)
+        _deliver(item, item.result, live, out, chosen, subtitles)
 
     with tempfile.TemporaryDirectory(prefix="whispercli-") as tmp:
         items = _expand(sources, Path(tmp))
@@ -261,12 +267,51 @@ def transcribe(
             with Display(enabled=display_on) as display:
                 trackers = [display.track(Path(i.source).name or i.source) for i in items]
                 if len(items) == 1:
-                    run(items[0], trackers[0])
+                    wanted = output_dir is None and not json_out and chosen == ["txt"]
+                    with _live_text(display, wanted) as live:
+                        run(items[0], trackers[0], live)
                 else:
                     _run_parallel(items, trackers, run, min(parallel, len(items)))
         except KeyboardInterrupt:
-            raise Interrupted([i.job_id for i in items if i.job_id and not i.result]) from None
+            raise _interrupted(client, items) from None
     _report(items, chosen[0], output_dir, json_out, subtitles)
+
+
+def _deliver(
+    item: Item,
+    result: Result,
+    live: LiveText | None,
+    out: Path | None,
+    chosen: list[str],
+    subtitles: formats.SubtitleOptions,
+) -> None:
+    """A finished transcript: the rest of the live text on the terminal, the files of -o."""
+    if live is not None:
+        live.finish(result)
+        item.printed = True
+    if out is not None:
+        formats.write(result, item.stem, out, chosen, subtitles)
+
+
+@contextlib.contextmanager
+def _live_text(display: Display, wanted: bool) -> Iterator[LiveText | None]:
+    """On a terminal, one transcript printed to stdout shows as it is decoded (the progress
+    display steps aside for it); piped, it prints once at the end, as always."""
+    if not (wanted and sys.stdout.isatty()):
+        yield None
+        return
+    live = LiveText(display.hide)
+    try:
+        yield live
+    finally:
+        live.close()
+
+
+def _interrupted(client: Client, items: list[Item]) -> Interrupted:
+    """Ctrl-C: the jobs left running; a protocol without jobs (OpenAI's) says the work is lost."""
+    if not client.backend.has_jobs:
+        note(f"{client.backend.label}'s API keeps no job: the work in progress is lost")
+    return Interrupted([i.job_id for i in items if i.job_id and not i.result])
 
 
 def _chosen_formats(
@@ -346,7 +391,7 @@ def _report(
             ]
         )
     elif output_dir is None:
-        printed = [i for i in items if i.result is not None]
+        printed = [i for i in items if i.result is not None and not i.printed]
         for n, item in enumerate(printed):
             assert item.result is not None
             if len(items) > 1:  # as head(1) names several files
