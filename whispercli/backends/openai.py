@@ -38,7 +38,7 @@ from whispercli.errors import (
     UsageError,
     WhisperCliError,
 )
-from whispercli.protocol import JobInfo, Result, Segment, is_http_url
+from whispercli.protocol import JOB_ID_RE, JobInfo, Result, Segment, is_http_url
 from whispercli.units import human_bytes
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ class OpenAIBackend(Backend):
             if exc.status == 413:
                 exc.hint = "the server's upload limit: compress or cut the file, or raise the limit"
             raise
-        job_id = resp.headers.get("x-request-id", "")
+        job_id = _job_id(resp)
         with resp:
             if stream and resp.headers.get("Content-Type", "").startswith("text/event-stream"):
                 assert request.on_progress is not None
@@ -239,6 +239,13 @@ class OpenAIBackend(Backend):
 
     def delete(self, job_id: str) -> None:
         raise self.no_jobs("delete a job")
+
+
+def _job_id(resp: requests.Response) -> str:
+    """What names the job: the server's ``x-request-id`` (the embedded server's job id,
+    OpenAI's request id) when it is a plausible id, else a local one (nothing looks it up)."""
+    given = resp.headers.get("x-request-id", "")
+    return given if JOB_ID_RE.fullmatch(given) else f"openai-{uuid.uuid4().hex}"
 
 
 def _form_value(value: Any) -> str:

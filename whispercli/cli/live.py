@@ -3,8 +3,9 @@
 ``transcribe FILE`` on a terminal feeds :class:`LiveText` whatever partial results the backend
 gives (the embedded server's poll body carries the segments decoded so far; an OpenAI-compatible
 endpoint streams them), then the final result. What it prints is the txt format, one line per
-segment, exactly as ``formats.to_txt`` writes the same segments; piped output never goes through
-here (it stays the final transcript, printed once at the end).
+segment, exactly as ``formats.to_txt`` writes the same segments (control characters escaped, as
+all data on a terminal); piped output never goes through here (it stays the final transcript,
+printed once at the end).
 
 The last segment may still grow (a stream's deltas): its text is printed as it comes and its
 line ends once a later segment, or the end, shows it complete.
@@ -17,6 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 import whispercli.formats as formats
+from whispercli.cli.output import terminal_safe
 from whispercli.protocol import JobInfo, Result, Segment
 
 
@@ -75,6 +77,6 @@ class LiveText:
         if self._before_first is not None:
             self._before_first()
             self._before_first = None
-        sys.stdout.write(text)
+        sys.stdout.write(terminal_safe(text))  # a terminal: a server's control characters escaped
         sys.stdout.flush()
         self._line_open = not text.endswith("\n")

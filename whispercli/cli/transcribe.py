@@ -222,14 +222,7 @@ def transcribe(
 
     def run(item: Item, tracker: Tracker, live: LiveText | None = None) -> None:
         out = None if output_dir is None else output_dir / item.subdir
-        if (
-            skip_existing
-            and out is not None
-            and all(p.exists() for p in formats.output_paths(item.stem, out, chosen))
-        ):
-            item.skipped = True
-            tracker.message("skipped (outputs exist)", done=True)
-            note(f"{item.source}: skipped, its outputs exist in {output_dir}", quiet=quiet)
+        if skip_existing and _outputs_exist(item, out, chosen, tracker, quiet):
             return
         done = submit_source(
             ctx,
@@ -253,8 +246,7 @@ def transcribe(
             display=display_on,
             on_progress=live.feed if live else None,
         )
-        o.check_word_timings(item.source, item.result, subtitles, written)
-        _deliver(item, item.result, live, out, chosen, subtitles)
+        _deliver(item, item.result, live, out, chosen, subtitles, written)
 
     with tempfile.TemporaryDirectory(prefix="whispercli-") as tmp:
         items = _expand(sources, Path(tmp))
@@ -267,14 +259,25 @@ def transcribe(
             with Display(enabled=display_on) as display:
                 trackers = [display.track(Path(i.source).name or i.source) for i in items]
                 if len(items) == 1:
-                    wanted = output_dir is None and not json_out and chosen == ["txt"]
-                    with _live_text(display, wanted) as live:
+                    with _live_text(display, chosen, output_dir, json_out) as live:
                         run(items[0], trackers[0], live)
                 else:
                     _run_parallel(items, trackers, run, min(parallel, len(items)))
         except KeyboardInterrupt:
             raise _interrupted(client, items) from None
     _report(items, chosen[0], output_dir, json_out, subtitles)
+
+
+def _outputs_exist(
+    item: Item, out: Path | None, chosen: list[str], tracker: Tracker, quiet: bool
+) -> bool:
+    """--skip-existing: whether the input's outputs are all in ``out`` (then it is skipped)."""
+    if out is None or not all(p.exists() for p in formats.output_paths(item.stem, out, chosen)):
+        return False
+    item.skipped = True
+    tracker.message("skipped (outputs exist)", done=True)
+    note(f"{item.source}: skipped, its outputs exist in {out}", quiet=quiet)
+    return True
 
 
 def _deliver(
@@ -284,8 +287,10 @@ def _deliver(
     out: Path | None,
     chosen: list[str],
     subtitles: formats.SubtitleOptions,
+    written: list[str],
 ) -> None:
     """A finished transcript: the rest of the live text on the terminal, the files of -o."""
+    o.check_word_timings(item.source, result, subtitles, written)
     if live is not None:
         live.finish(result)
         item.printed = True
@@ -294,9 +299,12 @@ def _deliver(
 
 
 @contextlib.contextmanager
-def _live_text(display: Display, wanted: bool) -> Iterator[LiveText | None]:
-    """On a terminal, one transcript printed to stdout shows as it is decoded (the progress
-    display steps aside for it); piped, it prints once at the end, as always."""
+def _live_text(
+    display: Display, chosen: list[str], output_dir: Path | None, json_out: bool
+) -> Iterator[LiveText | None]:
+    """On a terminal, one transcript printed to stdout (txt) shows as it is decoded (the
+    progress display steps aside for it); piped, it prints once at the end, as always."""
+    wanted = output_dir is None and not json_out and chosen == ["txt"]
     if not (wanted and sys.stdout.isatty()):
         yield None
         return
