@@ -224,7 +224,9 @@ def _model(service: JobService, asked: str, task: str) -> str:
     return name
 
 
-async def _submit(request: Request, service: JobService, task: str) -> tuple[JobRecord, Any]:
+async def _submit(
+    request: Request, service: JobService, task: str
+) -> tuple[JobRecord, shapes.AudioRequest]:
     form, upload_id = await _read_form(request, service)
     audio = shapes.parse_form(form.pairs, task, has_file=form.has_file)
     job_request = service.validate(_model(service, audio.model, task), "cpuflex", audio.params)
