@@ -159,6 +159,20 @@ def test_wrong_key_models_and_an_unknown_model(real: Deployment) -> None:
     assert "installed: whisper-1, tiny" in str(missing.value)
 
 
+def test_extra_body_and_keywords_arrive_as_the_sdk_encodes_them(real: Deployment) -> None:
+    """Refused before any job: what the SDK sends is read field by field."""
+    sdk = real.sdk()
+    for extra, field in (({"bogus": 1}, "bogus"), ({"beam_size": 0}, "beam_size")):
+        with SAMPLE_MP3.open("rb") as audio, pytest.raises(openai.BadRequestError) as refused:
+            sdk.audio.transcriptions.create(file=audio, model="whisper-1", extra_body=extra)
+        assert isinstance(refused.value.body, dict) and refused.value.body["param"] == field
+    with SAMPLE_MP3.open("rb") as audio, pytest.raises(openai.BadRequestError) as refused:
+        sdk.audio.transcriptions.create(
+            file=audio, model="whisper-1", keywords=["Tiyaro"], extra_body={"hotwords": "x"}
+        )
+    assert isinstance(refused.value.body, dict) and refused.value.body["param"] == "keywords[]"
+
+
 @pytest.mark.parametrize("real", ["embedded"], indirect=True)  # the router's own business
 @pytest.mark.parametrize("fmt", ["text", "srt", "vtt"])
 def test_text_srt_and_vtt_are_our_own_writers_byte_for_byte(real: Deployment, fmt: str) -> None:
