@@ -20,7 +20,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -29,7 +28,7 @@ import requests
 
 import whispercli.backends as backends
 import whispercli.protocol as protocol
-from whispercli.backends.base import Submission
+from whispercli.backends.base import JobCallback, Submission
 from whispercli.backends.streams import ProgressCallback
 from whispercli.config import Settings, resolve
 from whispercli.errors import (
@@ -46,9 +45,6 @@ from whispercli.protocol import JobInfo, Result
 
 if TYPE_CHECKING:
     from whispercli.backends.tiyaro import TiyaroBackend
-
-JobCallback = Callable[[JobInfo], None]
-"""``on_progress(info)`` after every poll while waiting."""
 
 POLL_START = 1.0
 POLL_FACTOR = 1.5
@@ -185,6 +181,7 @@ class Client:
         on_upload_progress: ProgressCallback | None = None,
         providers: list[str] | None = None,
         webhook: str | None = None,
+        on_progress: JobCallback | None = None,
         **whisper_params: Any,
     ) -> Job:
         """Submit a transcription (uploading a local file first) and return its ``Job``.
@@ -197,7 +194,9 @@ class Client:
         ``webhook``: a URL the server POSTs the job to when it ends (an extension of the
         embedded server; Eden AI's ``webhook_receiver``). The Tiyaro backend always sends an
         ``Idempotency-Key`` (random unless given), so a retried POST never creates a second
-        job on a server that honours it.
+        job on a server that honours it. ``on_progress``: a backend whose submit answers only
+        once the job has ended (OpenAI's, ``backend.has_jobs`` False) streams and calls it with
+        the segments so far; the returned job has then ended (``job.wait()`` returns at once).
         """
         request = Submission(
             source=path_or_upload_url,
@@ -208,6 +207,7 @@ class Client:
             idempotency_key=idempotency_key,
             on_upload_progress=on_upload_progress,
             webhook=webhook,
+            on_progress=on_progress,
         )
         self._require_key()
         info = self.backend.submit(self.backend.prepare(request))

@@ -7,10 +7,16 @@ Resolution order, first match wins, for each of the URL and the key separately:
    profile's own key variable, e.g. ``TIYARO_API_KEY`` for ``tiyaro``);
 3. the TOML config file (``paths.config_file()``): a default ``profile`` and ``[profiles.NAME]``
    tables with ``url``, ``api_key``, ``api_key_env``, ``model``, ``tier``, ``backend``
-   (``tiyaro``, ``edenai`` or ``octoai``) and ``providers`` (Eden AI's vendors, comma-separated);
+   (``tiyaro``, ``edenai``, ``octoai`` or ``openai``) and ``providers`` (Eden AI's vendors,
+   comma-separated);
 4. the built-in profiles: ``local`` (the embedded server at the local default URL, key from
-   ``paths.api_key_file()``), ``tiyaro`` (https://api.tiyaro.ai, key from ``TIYARO_API_KEY``)
-   and ``edenai`` (https://api.edenai.run/v2, key from ``EDENAI_API_KEY``).
+   ``paths.api_key_file()``), ``tiyaro`` (https://api.tiyaro.ai, key from ``TIYARO_API_KEY``),
+   ``edenai`` (https://api.edenai.run/v2, key from ``EDENAI_API_KEY``) and ``openai``
+   (https://api.openai.com/v1, key from ``OPENAI_API_KEY``, model ``whisper-1``).
+
+A profile with ``backend = "openai"`` and no ``url`` of its own (the built-in ``openai`` one)
+honours ``OPENAI_BASE_URL`` as the openai SDK does, and takes its key from ``OPENAI_API_KEY``
+unless it names another ``api_key_env``.
 
 Every value in the file must be a string (``load_file`` names the file, key and type of one
 that is not); ``config set``/``unset`` read the file unchecked so they can repair it.
@@ -38,6 +44,10 @@ TIYARO_PROFILE = "tiyaro"
 TIYARO_URL = "https://api.tiyaro.ai"
 EDENAI_PROFILE = "edenai"
 EDENAI_URL = "https://api.edenai.run/v2"
+OPENAI_PROFILE = "openai"
+OPENAI_URL = "https://api.openai.com/v1"
+OPENAI_URL_ENV = "OPENAI_BASE_URL"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
 LOCAL_PORT_ENV = "WHISPERCLI_LOCAL_PORT"
 """Overrides the local default port (tests and machines where 8642 is taken)."""
 
@@ -101,6 +111,7 @@ def _builtin_profiles() -> dict[str, dict[str, Any]]:
             "api_key_env": "EDENAI_API_KEY",
             "backend": backends.EDENAI,
         },
+        OPENAI_PROFILE: {"backend": backends.OPENAI, "model": "whisper-1"},
     }
 
 
@@ -303,18 +314,22 @@ def resolve(
             hint="known profiles: " + ", ".join(sorted(all_profiles)),
         )
     table = all_profiles[profile]
+    backend = table.get("backend") or backends.DEFAULT
+    openai = backend == backends.OPENAI
 
     url, url_source = _first(
         (url, "--url"),
         (env("WHISPERCLI_URL"), "WHISPERCLI_URL"),
         (table.get("url"), f"profile {profile!r}"),
+        (env(OPENAI_URL_ENV) if openai else None, OPENAI_URL_ENV),
+        (OPENAI_URL if openai else None, "the openai backend's default"),
     )
     auto_start = url is None
     if url is None:
         url, url_source = local_default_url(), "local default"
     url = check_url(url, url_source)
 
-    key_env = table.get("api_key_env")
+    key_env = table.get("api_key_env") or (OPENAI_KEY_ENV if openai else None)
     api_key, key_source = _first(
         (api_key, "--api-key"),
         (env("WHISPERCLI_API_KEY"), "WHISPERCLI_API_KEY"),
@@ -343,7 +358,7 @@ def resolve(
         auto_start=auto_start,
         model=table.get("model"),
         tier=table.get("tier"),
-        backend=table.get("backend") or backends.DEFAULT,
+        backend=backend,
         providers=split_providers(table.get("providers") or ""),
     )
 

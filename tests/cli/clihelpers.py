@@ -30,6 +30,8 @@ _OWN_VARS = (
     "WHISPERCLI_LOCAL_PORT",
     "TIYARO_API_KEY",
     "EDENAI_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
     "NO_COLOR",
     "WHISPERCLI_DEBUG",
 )
@@ -159,3 +161,51 @@ def in_a_terminal(cli: Cli, *args: str, timeout: float = 60) -> tuple[int, str]:
             proc.wait()
         os.close(master)
     return code, b"".join(chunks).decode(errors="replace")
+
+
+@dataclass
+class Terminal:
+    lines: list[tuple[float, str]]
+    """Each stdout line and when it was complete (seconds since the start)."""
+    err: str
+    code: int
+    ended: float
+
+    @property
+    def text(self) -> str:
+        return "".join(line for _, line in self.lines)
+
+
+def on_terminal(argv: list[str], env: dict[str, str]) -> Terminal:
+    """Run ``argv`` with stdout and stderr on two pseudo-terminals, timing each stdout line."""
+    out_master, out_slave = pty.openpty()
+    err_master, err_slave = pty.openpty()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=out_slave, stderr=err_slave, env=env, cwd=REPO
+    )
+    os.close(out_slave)
+    os.close(err_slave)
+    pending, lines, err = "", list[tuple[float, str]](), b""
+    live = {out_master, err_master}
+    try:
+        while live:
+            for fd in select.select(list(live), [], [], 1.0)[0]:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # EIO: the child closed its side
+                    data = b""
+                if not data:
+                    live.discard(fd)
+                elif fd == err_master:
+                    err += data
+                else:
+                    pending += data.decode().replace("\r\n", "\n")
+                    *done, pending = pending.split("\n")
+                    lines += [(time.monotonic() - started, line + "\n") for line in done]
+        code = proc.wait(30)
+    finally:
+        proc.kill()
+        os.close(out_master)
+        os.close(err_master)
+    return Terminal(lines, err.decode(errors="replace"), code, time.monotonic() - started)

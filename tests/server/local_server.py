@@ -101,7 +101,7 @@ def start_server(
     else:
         config, state, data = root / "config", root / "state", root / "data"
     url = f"http://127.0.0.1:{port}"
-    env = {
+    dirs = {
         "WHISPERCLI_CONFIG_DIR": str(config),
         "WHISPERCLI_STATE_DIR": str(state),
         "WHISPERCLI_DATA_DIR": str(data),
@@ -112,7 +112,7 @@ def start_server(
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "whispercli", "server", "run", *argv],
-            env={**os.environ, **env, "HF_HUB_OFFLINE": "1", **(extra_env or {})},
+            env={**os.environ, **dirs, "HF_HUB_OFFLINE": "1", **(extra_env or {})},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -136,7 +136,7 @@ def start_server(
                 if resp.status_code == 200:
                     break
         time.sleep(0.1)
-    return ServerHandle(url, port, key, config, state, data, env, proc, log_path, argv)
+    return ServerHandle(url, port, key, config, state, data, dirs, proc, log_path, argv)
 
 
 class ServerFactory:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -21,6 +22,13 @@ if TYPE_CHECKING:
     from whispercli.config import Settings
     from whispercli.http import HttpCore
     from whispercli.protocol import JobInfo
+
+JobCallback = Callable[["JobInfo"], None]
+"""``on_progress(info)``: a job's state as it moves (status, progress, partial segments)."""
+NO_JOBS_HINT = (
+    "its answer comes back in the request that sends the file: use `whispercli transcribe "
+    "FILE` (jobs saved from other profiles resume with their own)"
+)
 
 
 class Transport(Protocol):
@@ -56,6 +64,10 @@ class Submission:
     on_upload_progress: ProgressCallback | None = None
     webhook: str | None = None
     """A URL the server POSTs the job to when it ends."""
+    on_progress: JobCallback | None = None
+    """For a protocol whose submit answers only once the job has ended (``has_jobs`` False):
+    called with the partial segments as they arrive (OpenAI's ``stream``). Other protocols give
+    them to ``Job.wait``'s ``on_progress`` instead."""
 
 
 class Backend:
@@ -64,6 +76,11 @@ class Backend:
     name: ClassVar[str]
     label: ClassVar[str]
     """How messages name the protocol (``Eden AI``)."""
+    default_model: ClassVar[str] = DEFAULT_MODEL
+    """The model of a submit that names none."""
+    has_jobs: ClassVar[bool] = True
+    """False for a protocol without job ids (OpenAI's answers the transcript in the request
+    that sends the file): nothing is saved to resume, and submit/status/wait refuse."""
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
@@ -80,7 +97,11 @@ class Backend:
         """``request`` checked (``check``) and as it will be sent: defaults filled in, so its
         ``model`` says what the job runs (the saved job records it)."""
         self.check(request)
-        return dataclasses.replace(request, model=request.model or DEFAULT_MODEL)
+        return dataclasses.replace(request, model=request.model or self.default_model)
+
+    def no_jobs(self, verb: str) -> UsageError:
+        """The refusal of a verb that needs job ids, by a protocol without them (exit 2)."""
+        return self.unsupported(verb, NO_JOBS_HINT)
 
     def check(self, request: Submission) -> None:
         """Refuse, before any request, options this protocol has no field for (the default:

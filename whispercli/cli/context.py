@@ -66,6 +66,8 @@ def resolve_job(ctx: typer.Context, ref: str) -> tuple[Job, SavedJob | None]:
     try:
         saved = get_store(ctx).resolve(ref)
     except NotFoundError:
+        if not client.backend.has_jobs:  # nothing saved to resume, nothing to look up
+            raise client.backend.no_jobs("look a job up") from None
         if ref == "last" or len(ref) < 8:
             raise
         return client.job(ref), None

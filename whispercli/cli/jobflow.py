@@ -26,16 +26,19 @@ from whispercli.errors import (
 from whispercli.protocol import is_http_url
 
 if TYPE_CHECKING:
+    from whispercli.backends.base import JobCallback
     from whispercli.cli.options import JobOptions
     from whispercli.cli.progress import Tracker
     from whispercli.client import Client, Job
-    from whispercli.protocol import Result
+    from whispercli.protocol import JobInfo, Result
     from whispercli.state import SavedJob
 
 LONG_POLL_QUIET = 30.0
 LONG_POLL_DISPLAY = 2.0
 """With a progress display, short long-polls so the server's percent moves on screen (the
 engine reports it about every second)."""
+LONG_POLL_LIVE = 1.0
+"""With the transcript shown as it is decoded (cli/live.py): the partial segments each second."""
 
 
 def sha256_file(path: Path) -> str:
@@ -103,11 +106,14 @@ def submit_source(
     tier: str,
     job: JobOptions,
     tracker: Tracker | None = None,
+    on_progress: JobCallback | None = None,
 ) -> Submitted:
     """Upload (a file) and submit, or reuse the saved job for the same bytes and options
     (``providers``, Eden AI's vendors, count among the options; never with a ``webhook``: a
     reused job would not call it). ``model`` None: the backend's default. What is saved is
-    what the backend says the job runs (Eden AI: its providers, ``whisper/small``)."""
+    what the backend says the job runs (Eden AI: its providers, ``whisper/small``). A backend
+    without job ids (OpenAI's) answers the transcript in its submit, giving ``on_progress`` the
+    partial segments; nothing is saved then."""
     from whispercli.state import SavedJob
 
     check_state_dir()
@@ -117,6 +123,7 @@ def submit_source(
     store = get_store(ctx)
     backend = client.settings.backend
     options = {**params, "providers": plan.providers} if plan.providers else params
+    keeps = client.backend.has_jobs
     with contextlib.ExitStack() as stack:
         file = _local_file(client, source, stack, tracker)
         digest = size = None
@@ -125,7 +132,7 @@ def submit_source(
             if size == 0:
                 raise UsageError(f"{source} is empty (0 bytes): there is no audio to send")
             client.check_upload_size(file, size)  # before hashing: a 5 GB file takes half a minute
-            digest = sha256_file(file)
+            digest = sha256_file(file) if keeps else None
         if digest is not None and not job.force and job.webhook is None:
             reused = _reusable(ctx, client, digest, plan.model, options, tier)
             if reused is not None:
@@ -139,6 +146,7 @@ def submit_source(
             on_upload_progress=tracker.upload if tracker else None,
             providers=job.providers(),
             webhook=job.webhook,
+            on_progress=on_progress,
             **params,
         )
     saved = SavedJob(
@@ -155,7 +163,8 @@ def submit_source(
         sha256=digest,
         status=handle.info.status if handle.info else "accepted",
     )
-    store.add(saved)
+    if keeps:
+        store.add(saved)
     if tracker is not None and handle.info is not None:
         tracker.job(handle.info)
     return Submitted(handle, saved, reused=False)
@@ -196,16 +205,25 @@ def wait_for(
     tracker: Tracker | None = None,
     display: bool = False,
     timeout_given: float | None = None,
+    on_progress: JobCallback | None = None,
 ) -> Result:
     """Wait for a job, recording its final status in the jobs file. ``timeout_given`` is the
-    --timeout a timeout message names when ``timeout`` is what is left of it."""
+    --timeout a timeout message names when ``timeout`` is what is left of it; ``on_progress``
+    (the live transcript) gets every poll's answer too."""
     store = get_store(ctx)
+    callbacks = [c for c in (tracker.job if tracker and display else None, on_progress) if c]
+
+    def report(info: JobInfo) -> None:
+        for callback in callbacks:
+            callback(info)
+
+    long_poll = LONG_POLL_LIVE if on_progress else LONG_POLL_DISPLAY if display else LONG_POLL_QUIET
     try:
         result = job.wait(
             timeout=timeout,
-            # No display, no progress callback: the client then long-polls until done.
-            on_progress=tracker.job if tracker and display else None,
-            long_poll=LONG_POLL_DISPLAY if display else LONG_POLL_QUIET,
+            # No callback: the client then long-polls until done.
+            on_progress=report if callbacks else None,
+            long_poll=long_poll,
         )
     except JobFailedError as exc:
         info = job.info

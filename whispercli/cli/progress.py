@@ -87,6 +87,14 @@ class Display:
             self.progress.refresh()
             self.progress.stop()
 
+    def hide(self) -> None:
+        """Take the display off the terminal for good (the transcript prints there next):
+        its lines are erased, and the trackers do nothing from now on."""
+        if self.progress is not None:
+            self.progress.live.transient = True
+            self.progress.stop()
+            self.progress = None
+
     def track(self, name: str) -> Tracker:
         task = None
         if self.progress is not None:

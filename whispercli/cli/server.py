@@ -111,6 +111,10 @@ def run(
             help="Folder of CTranslate2 models, one per name.", envvar="WHISPERCLI_MODELS_DIR"
         ),
     ] = None,
+    default_model: Annotated[
+        str,
+        typer.Option(help="The model OpenAI's `whisper-1` names (the OpenAI-compatible routes)."),
+    ] = DEFAULTS.default_model,
     max_queue: Annotated[
         int, typer.Option(help="Queued jobs before submit gets 429.", min=1)
     ] = DEFAULTS.max_queue,
@@ -166,6 +170,7 @@ def run(
         max_upload_bytes=int(max_upload_mb * MIB),
         idle_timeout=idle_timeout,
         models_dir=models_dir,
+        default_model=default_model,
         max_queue=max_queue,
         upload_url_ttl=upload_url_ttl,
         retention=retention_hours * 3600,

@@ -43,7 +43,10 @@ def submit(
     quiet: o.Quiet = False,
 ) -> None:
     """Submit a transcription job and print its id (saved for `wait`, `status`, `jobs`)."""
-    settings = get_client(ctx).settings
+    client = get_client(ctx)
+    if not client.backend.has_jobs:
+        raise client.backend.no_jobs("submit a job to wait for later")
+    settings = client.settings
     tier = job.tier or settings.tier or DEFAULT_TIER
     with Display(enabled=stderr_is_tty() and not quiet) as display:
         done = submit_source(

@@ -6,13 +6,14 @@ transcripts print in input order once all are done. Everything that can be check
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shlex
 import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,6 +31,7 @@ from whispercli.cli.jobflow import (
     submit_source,
     wait_for,
 )
+from whispercli.cli.live import LiveText
 from whispercli.cli.models_cmd import NoDownload, ensure_local_model
 from whispercli.cli.output import emit_json, note, stderr_is_tty, warn
 from whispercli.cli.progress import Display, Tracker
@@ -76,6 +78,8 @@ class Item:
     skipped: bool = False
     reused: bool = False
     failure: WhisperCliError | None = None
+    printed: bool = False
+    """Its transcript is on stdout already (shown as it was decoded: cli/live.py)."""
 
 
 def _read_stdin(tmp: Path) -> Path:
@@ -175,17 +179,25 @@ def transcribe(
     display_on = stderr_is_tty() and not quiet
     items: list[Item] = []
 
-    def run(item: Item, tracker: Tracker) -> None:
+    def run(item: Item, tracker: Tracker, live: LiveText | None = None) -> None:
         if skip_existing and results.existing(out, item.place, chosen):
             item.skipped = True
             tracker.message("skipped (outputs exist)", done=True)
             return
-        done = submit_source(ctx, item.path, model=model, tier=tier, job=job, tracker=tracker)
+        feed = live.feed if live else None
+        done = submit_source(
+            ctx, item.path, model=model, tier=tier, job=job, tracker=tracker, on_progress=feed
+        )
         item.job_id, item.reused = done.job.id, done.reused
         if done.reused and len(items) == 1 and not display_on:
             reuse_note(item.source, done.job.id, quiet=quiet)
-        item.result = wait_for(ctx, done.job, timeout=seconds, tracker=tracker, display=display_on)
+        item.result = wait_for(
+            ctx, done.job, timeout=seconds, tracker=tracker, display=display_on, on_progress=feed
+        )
         results.check_word_timings(item.source, item.result, subtitles, shown)
+        if live is not None:
+            live.finish(item.result)
+            item.printed = True
         results.write(out, item.place, item.result, chosen, subtitles)
 
     with tempfile.TemporaryDirectory(prefix="whispercli-") as tmp:
@@ -196,11 +208,14 @@ def transcribe(
             with Display(enabled=display_on) as display:
                 trackers = [display.track(results.display_name(i.source)) for i in items]
                 if len(items) == 1:
-                    run(items[0], trackers[0])
+                    with _live_text(display, chosen, out, json_out) as live:
+                        run(items[0], trackers[0], live)
                 else:
                     _run_parallel(items, trackers, run, min(parallel, len(items)))
         except KeyboardInterrupt:
             running = [i.job_id for i in items if i.job_id and not i.result]
+            if not client.backend.has_jobs:
+                note(f"{client.backend.label}'s API keeps no job: the work in progress is lost")
             raise Interrupted(running, _resume_command(sources, out, running)) from None
     _report(items, out, chosen, subtitles, json_out=json_out, quiet=quiet)
 
@@ -217,6 +232,23 @@ def _resume_command(sources: list[str], out: o.OutputOptions, running: list[str]
     if "--skip-existing" not in argv:
         argv.append("--skip-existing")
     return shlex.join(["whispercli", *argv])
+
+
+@contextlib.contextmanager
+def _live_text(
+    display: Display, chosen: list[str], out: o.OutputOptions, json_out: bool
+) -> Iterator[LiveText | None]:
+    """On a terminal, one transcript printed to stdout (txt) shows as it is decoded (the
+    progress display steps aside for it); piped, it prints once at the end, as always."""
+    wanted = out.output_dir is None and not json_out and chosen == ["txt"]
+    if not (wanted and sys.stdout.isatty()):
+        yield None
+        return
+    live = LiveText(display.hide)
+    try:
+        yield live
+    finally:
+        live.close()
 
 
 def _run_parallel(
@@ -275,7 +307,8 @@ def _report(
             ]
         )
     else:
-        results.print_all(out, [(i.place, i.result) for i in items], chosen, subtitles)
+        done = [(i.place, None if i.printed else i.result) for i in items]
+        results.print_all(out, done, chosen, subtitles)
     _summarise(items, out, quiet)
     for item in items:
         warn(item.source, item.result)
