@@ -87,3 +87,18 @@ def test_silence_gives_an_empty_transcript_unless_vad_is_off(
     raw = cli.run("transcribe", "--json", "--no-vad-filter", str(clips["silence"]))
     assert raw.code == 0, raw.err
     assert json.loads(raw.out)[0]["result"]["text"].strip()  # Whisper alone hears something
+
+
+def test_a_very_short_clip_warns_instead_of_printing_an_empty_line(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    """Issue 19, polish: a 0.3 s clip gave "\\n" on stdout and no warning."""
+    clip = tmp_path / "blip.wav"
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-c", "1", str(clip), "synth", "0.3", "sine", "330"],
+        check=True,
+    )
+    done = Cli(tmp_path / "cli", server).run("transcribe", str(clip))
+    assert done.code == 0, done.err
+    assert done.out == ""
+    assert f"whispercli: warning: {clip}: no speech was found in 0.3 s of audio" in done.err

@@ -98,6 +98,10 @@ def test_speech_whisper_skipped_is_low_confidence_not_silence() -> None:
     gated = [seg(0, " Thank you.", no_speech_prob=0.9, avg_logprob=-0.9)]
     [warning] = quality.warnings([], 2.0, multilingual=False, dropped=gated, speech=2.0)
     assert "low-confidence" in warning
+    # Not from under a second of speech (the VAD pads what it finds).
+    assert quality.warnings([], 0.6, multilingual=False, speech=0.6) == [
+        "no speech was found in 0.6 s of audio"
+    ]
     # Whisper kept 2 s of 9 s of speech.
     [warning] = quality.warnings([seg(0)], 4.0, multilingual=False, speech=9.0)
     assert "skipped as silence" in warning
@@ -112,4 +116,7 @@ def test_repeats_and_silence_are_warned_about() -> None:
     assert quality.warnings([], 10.0, multilingual=False, speech=0.0) == [
         "no speech was found in 10.0 s of audio"
     ]
-    assert quality.warnings([], 1.0, multilingual=False) == []
+    # However short (issue 19: a 0.3 s clip printed an empty line and no warning).
+    assert quality.warnings([], 0.3, multilingual=False) == [
+        "no speech was found in 0.3 s of audio"
+    ]

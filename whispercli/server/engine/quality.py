@@ -10,7 +10,7 @@ without a model.
 - *Warnings* say when a transcript is not to be trusted: low confidence (typically speech in
   another language on an English-only model, which Whisper "translates" into fluent nonsense
   such as "Thank you for watching."), text that repeats itself (a high compression ratio), or
-  no speech at all in a long file.
+  no speech at all, however short the file.
 
 Low confidence is one logistic rule over four signals (:class:`Signals`), not a threshold on one
 of them, or most of the speech skipped: int8 kernels differ between CPUs, and a French clip
@@ -36,10 +36,8 @@ MAX_REPEATS = 2
 """Identical consecutive lines kept; further repeats are a decoding loop."""
 MAX_COMPRESSION_RATIO = 2.4
 """Whisper's ``compression_ratio_threshold``: above it, text repeats itself."""
-SILENT_SECONDS = 5.0
-"""An empty transcript of a file at least this long gets a warning."""
 MIN_SPEECH_SECONDS = 1.0
-"""Below this much speech (VAD), an empty transcript is no evidence of anything."""
+"""Below this much speech (VAD), speech Whisper skipped is no evidence of anything."""
 
 MAX_UNHEARD = 0.75
 """Whisper skipped at least this share of the speech the VAD found (see Signals.unheard):
@@ -151,7 +149,8 @@ class Signals:
 
     def doubtful(self) -> bool:
         """Low confidence: a score above 0, or most of the speech skipped."""
-        return self.unheard >= MAX_UNHEARD or (self.seconds > 0 and self.score() > 0)
+        skipped = self.speech >= MIN_SPEECH_SECONDS and self.unheard >= MAX_UNHEARD
+        return skipped or (self.seconds > 0 and self.score() > 0)
 
     def describe(self) -> str:
         """The signals a reader can check, for the warning."""
@@ -193,16 +192,14 @@ def warnings(
     took out; ``speech`` the seconds of speech the VAD passed to Whisper (None: unknown).
     """
     decoded = sorted([*segments, *dropped], key=lambda s: float(s["start"]))
-    if not decoded and (speech or 0.0) < MIN_SPEECH_SECONDS:
-        if duration >= SILENT_SECONDS:
-            return [f"no speech was found in {duration:.1f} s of audio"]
-        return []
     out = []
     signals = Signals.read(decoded, first_temperature, speech)
     if signals.doubtful():
         out.append(
             f"the transcript is low-confidence ({signals.describe()}); {_hint(multilingual)}"
         )
+    elif not segments:  # an empty transcript always says why (a 0.3 s clip too)
+        return [f"no speech was found in {duration:.1f} s of audio"]
     if segments:
         ratio = max(float(s.get("compression_ratio") or 0.0) for s in segments)
         if ratio > MAX_COMPRESSION_RATIO:

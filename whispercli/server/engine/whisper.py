@@ -64,6 +64,15 @@ def declared_duration(path: str) -> float | None:
     return float(duration / av.time_base)
 
 
+def has_audio_track(path: str) -> bool | None:
+    """Whether the container has an audio stream; None when it cannot be opened at all."""
+    try:
+        with av.open(path) as container:
+            return bool(container.streams.audio)
+    except Exception:
+        return None
+
+
 def load_audio(path: str) -> np.ndarray:
     """Decode ``path`` by its content (the upload's extension is only a hint)."""
     if os.path.getsize(path) == 0:
@@ -71,6 +80,10 @@ def load_audio(path: str) -> np.ndarray:
     try:
         audio = decode_audio(path, sampling_rate=SAMPLE_RATE)
     except Exception as exc:  # PyAV raises many types; all mean "not decodable"
+        if has_audio_track(path) is False:
+            raise AudioError(
+                "the upload has no audio track (a video without sound?): nothing to transcribe"
+            ) from None
         reason = getattr(exc, "strerror", None) or str(exc)  # strerror omits the server's path
         raise AudioError(f"could not decode the upload as audio: {reason}") from None
     if audio.size == 0:

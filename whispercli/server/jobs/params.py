@@ -33,6 +33,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "logprob_threshold": (-100.0, 0.0),
 }
 _MAX_PROMPT_CHARS = 2000
+_MAX_HOTWORDS_CHARS = 1000
+"""A bound on what is stored and sent to the engine. faster-whisper prompts with at most 223
+tokens of hotwords and drops the rest: 1000 characters of English are about 230 tokens of
+Whisper's vocabulary, of names and jargon 350 to 550, so past this nothing more could count."""
 
 
 class ParamError(ValueError):
@@ -144,6 +148,21 @@ def _normalise(name: str, value: Any) -> Any:
     if name == "initial_prompt" and len(value) > _MAX_PROMPT_CHARS:
         raise ParamError(
             f"input parameter 'initial_prompt' is longer than {_MAX_PROMPT_CHARS} characters"
+        )
+    if name == "hotwords":
+        return _hotwords(value)
+    return value
+
+
+def _hotwords(value: str) -> str:
+    if not value.strip():
+        raise ParamError(
+            "input parameter 'hotwords' is blank; give the names or terms to expect, or omit it"
+        )
+    if len(value) > _MAX_HOTWORDS_CHARS:
+        raise ParamError(
+            f"input parameter 'hotwords' is longer than {_MAX_HOTWORDS_CHARS} characters; "
+            "keep the names and terms this recording needs"
         )
     return value
 
