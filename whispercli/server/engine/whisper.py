@@ -189,7 +189,7 @@ class Engine:
         plan = plans.plan(self.speed, params, duration)
         segments: Generator[Any, None, None]
         progress = _Progress()
-        probability = None
+        probability = speech = None
         if plan.chunked:
             if self.plan.batch_size is not None:
                 plan.kwargs["batch_size"] = self.plan.batch_size
@@ -208,6 +208,7 @@ class Engine:
         else:
             segments, info = self.model.transcribe(audio, **plan.kwargs)
             language, probability = info.language, round(info.language_probability, 4)
+            speech = info.duration_after_vad if plan.kwargs.get("vad_filter") else None
         # The chunked path decodes whole VAD chunks with word timings (see plans.plan):
         # cut them into sentence-sized segments, keeping word timings only if asked for.
         keep_words = bool(params.get("word_timestamps"))
@@ -220,8 +221,9 @@ class Engine:
                 )
 
         collected: list[dict[str, Any]] = []
+        dropped: list[dict[str, Any]] = []  # by the gate: still evidence for the warnings
         with closing(segments):  # on cancel (on_segment raises), stop decoding at once
-            for item in quality.gate(pieces()) if gate_on(params) else pieces():
+            for item in quality.gate(pieces(), dropped) if gate_on(params) else pieces():
                 item["id"] = len(collected)
                 if plan.chunked and not keep_words:
                     item.pop("words", None)
@@ -231,7 +233,12 @@ class Engine:
         schedule = plans.temperatures(params)
         first = schedule[0] if isinstance(schedule, tuple) else schedule or 0.0
         notes = quality.warnings(
-            collected, duration, multilingual=multilingual, first_temperature=first
+            collected,
+            duration,
+            multilingual=multilingual,
+            first_temperature=first,
+            dropped=dropped,
+            speech=speech,
         )
         return {
             "text": "".join(s["text"] for s in collected),
