@@ -56,6 +56,14 @@ ComputeTypeOpt = Annotated[
 MaxLoadedOpt = Annotated[
     int, typer.Option(help="Models kept loaded at once (least recently used unloaded).", min=1)
 ]
+MaxAudioHoursOpt = Annotated[
+    float,
+    typer.Option(
+        help="Longest audio a job may have, in hours (checked from the file's header, then "
+        "while decoding); longer fails the job.",
+        min=0.001,
+    ),
+]
 PortOpt = Annotated[
     int | None,
     typer.Option(
@@ -129,6 +137,15 @@ def run(
     device: DeviceOpt = "auto",
     compute_type: ComputeTypeOpt = "auto",
     max_loaded_models: MaxLoadedOpt = DEFAULTS.max_loaded_models,
+    max_audio_hours: MaxAudioHoursOpt = DEFAULTS.max_audio_hours,
+    engine_jobs: Annotated[
+        int,
+        typer.Option(
+            help="Jobs the engine works on at once (their speech is decoded together); "
+            "the rest wait in the queue.",
+            min=1,
+        ),
+    ] = DEFAULTS.engine_jobs,
     webhook_allow_private: Annotated[
         bool,
         typer.Option(
@@ -166,6 +183,8 @@ def run(
         speed=speed,
         device_plan=hosting.choose_device(device, compute_type),
         max_loaded_models=max_loaded_models,
+        max_audio_hours=max_audio_hours,
+        engine_jobs=engine_jobs,
         webhook_allow_private=webhook_allow_private,
         webhook_first_retry=webhook_first_retry,
     )

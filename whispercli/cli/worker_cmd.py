@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from whispercli.cli.server import ComputeTypeOpt, DeviceOpt, MaxLoadedOpt
+from whispercli.cli.server import ComputeTypeOpt, DeviceOpt, MaxAudioHoursOpt, MaxLoadedOpt
 from whispercli.errors import UnreachableError, UsageError
 from whispercli.protocol import SPEEDS
 from whispercli.server.settings import ServerSettings
@@ -58,6 +58,7 @@ def run(
     device: DeviceOpt = "auto",
     compute_type: ComputeTypeOpt = "auto",
     max_loaded_models: MaxLoadedOpt = DEFAULTS.max_loaded_models,
+    max_audio_hours: MaxAudioHoursOpt = DEFAULTS.max_audio_hours,
 ) -> None:
     """Run jobs from PostgreSQL on this machine's engine, one at a time, until SIGTERM."""
     import logging
@@ -85,6 +86,7 @@ def run(
         retention=retention_hours * 3600,
         device_plan=hosting.choose_device(device, compute_type),
         max_loaded_models=max_loaded_models,
+        max_audio_hours=max_audio_hours,
     )
     try:
         run_worker(settings, names)

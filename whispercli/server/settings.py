@@ -50,9 +50,14 @@ class ServerSettings:
     """Exit after this many seconds without a request and with no work (0: never)."""
     models_dir: Path | None = field(default_factory=_models_dir_from_env)
     cpu_threads: int = 0
-    """CTranslate2 threads for the engine in all (0: one per CPU); see engine.replica_layout."""
+    """CTranslate2 threads for the engine in all (0: one per CPU); see engine.device.layout."""
     speed: str = "default"
     """The decoding speed (whispercli.server.engine.plans.SPEEDS); a job's ``speed`` param wins."""
+    engine_jobs: int = 8
+    """Jobs the engine works on at once: their chunks are decoded together (engine.batcher)."""
+    max_audio_hours: float = 12.0
+    """Longer audio fails its job: checked from the file's header before decoding, and while
+    decoding (a small file can decode to hours of audio)."""
     max_attempts: int = 3
     """Times a job is started before a crash (of the worker or the server) fails it."""
     device_plan: DevicePlan = field(default_factory=lambda: cpu_plan("int8", "default"))

@@ -33,17 +33,27 @@ SILENT_SECONDS = 5.0
 """An empty transcript of a file at least this long gets a warning."""
 
 
+class Gate:
+    """The no-speech gate, one segment at a time (segments arrive as they are decoded)."""
+
+    def __init__(self) -> None:
+        self._last: str | None = None
+        self._run = 0
+
+    def admit(self, segment: dict[str, Any]) -> bool:
+        """False for a probably-not-speech segment and for repeats past ``MAX_REPEATS``."""
+        if float(segment.get("no_speech_prob") or 0.0) >= NO_SPEECH_GATE:
+            return False
+        text = str(segment.get("text", "")).strip().lower()
+        self._run = self._run + 1 if text == self._last else 1
+        self._last = text
+        return self._run <= MAX_REPEATS
+
+
 def gate(segments: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """The segments, minus the probably-not-speech ones and runs of repeated lines."""
-    last, run = None, 0
-    for segment in segments:
-        if float(segment.get("no_speech_prob") or 0.0) >= NO_SPEECH_GATE:
-            continue
-        text = str(segment.get("text", "")).strip().lower()
-        run = run + 1 if text == last else 1
-        last = text
-        if run <= MAX_REPEATS:
-            yield segment
+    keeper = Gate()
+    return (segment for segment in segments if keeper.admit(segment))
 
 
 def warnings(
