@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from whispercli.server.engine import batcher
-from whispercli.server.engine.batcher import Job, Scheduler
+from whispercli.server.engine.batcher import JobChunks, Scheduler
 from whispercli.server.engine.outcome import JobCancelled
 from whispercli.server.engine.speech import Chunk, Span
 
-Item = tuple[Job[str], Chunk]
+Item = tuple[JobChunks[str], Chunk]
 
 
 def chunks(count: int, seconds: float = 1.0) -> list[Chunk]:
@@ -37,8 +37,8 @@ class Recorder:
         self.done = threading.Event()
         self.finished_at = 0.0
 
-    def job(self, key: object = "same") -> Job[str]:
-        return Job(
+    def job(self, key: object = "same") -> JobChunks[str]:
+        return JobChunks(
             self.job_id,
             key,  # type: ignore[arg-type]
             lambda chunk, result: self.results.append(result),
@@ -51,7 +51,7 @@ class Recorder:
         self.done.set()
 
 
-def run(scheduler: Scheduler[str], job: Job[str], items: list[Chunk]) -> threading.Thread:
+def run(scheduler: Scheduler[str], job: JobChunks[str], items: list[Chunk]) -> threading.Thread:
     scheduler.add(job)
 
     def feed() -> None:

@@ -26,9 +26,8 @@ from whispercli.errors import (
     seconds_text,
 )
 from whispercli.protocol import SPEEDS
-from whispercli.server.settings import MIB, ServerSettings
-
-DEFAULTS = ServerSettings  # the one place the server's defaults live (class attributes)
+from whispercli.server.defaults import MIB
+from whispercli.server.defaults import Defaults as DEFAULTS
 
 app = typer.Typer(
     help="Run and manage the embedded local transcription server.", no_args_is_help=True
@@ -170,6 +169,8 @@ def run(
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise UsageError(f"unknown --log-level {log_level!r}; use debug, info, warning or error")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from whispercli.server.settings import ServerSettings
+
     settings = ServerSettings(
         host=host,
         port=port,

@@ -14,9 +14,7 @@ import typer
 from whispercli.cli.server import ComputeTypeOpt, DeviceOpt, MaxAudioHoursOpt, MaxLoadedOpt
 from whispercli.errors import UnreachableError, UsageError
 from whispercli.protocol import SPEEDS
-from whispercli.server.settings import ServerSettings
-
-DEFAULTS = ServerSettings
+from whispercli.server.defaults import Defaults as DEFAULTS
 
 app = typer.Typer(
     help="Run transcription workers that take jobs from PostgreSQL.", no_args_is_help=True
@@ -78,6 +76,8 @@ def run(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from whispercli.server.settings import ServerSettings
+
     settings = ServerSettings(
         database_url=database,
         cpu_threads=cpu_threads,

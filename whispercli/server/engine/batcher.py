@@ -15,7 +15,7 @@ they come from -- and hand each job its own results:
 - *isolated*: a batch that fails is decoded again chunk by chunk, and only the job whose chunk
   still fails is failed; a cancelled job's chunks are dropped at once.
 
-Only batches of jobs with the same decoding options (``Job.key``: beam, language, task...)
+Only batches of jobs with the same decoding options (``JobChunks.key``: beam, language, task...)
 are formed. The decoding itself is a callable (whisper.Engine passes faster-whisper's), so
 this module is tested with a fake one.
 """
@@ -43,7 +43,7 @@ PRIOR_SECONDS_PER_SECOND = 0.1
 
 
 @dataclass(eq=False)
-class Job(Generic[R]):
+class JobChunks(Generic[R]):
     """One job's chunks on their way through the scheduler, and what it is told back.
 
     ``on_result(chunk, result)`` gets each chunk's result in order; ``on_progress(decoded
@@ -76,7 +76,7 @@ class Scheduler(Generic[R]):
 
     def __init__(
         self,
-        decode: Callable[[Sequence[tuple[Job[R], Chunk]]], list[R]],
+        decode: Callable[[Sequence[tuple[JobChunks[R], Chunk]]], list[R]],
         *,
         replicas: int,
         batch_size: int,
@@ -85,7 +85,7 @@ class Scheduler(Generic[R]):
         self.decode = decode
         self.batch_size = max(1, batch_size)
         self.read_ahead = read_ahead or 2 * max(1, replicas) * self.batch_size
-        self._jobs: list[Job[R]] = []
+        self._jobs: list[JobChunks[R]] = []
         self._turn = 0
         self._cond = threading.Condition()
         self._stopping = False
@@ -99,11 +99,11 @@ class Scheduler(Generic[R]):
             thread.start()
 
     # -- the feeder's side -----------------------------------------------------------------
-    def add(self, job: Job[R]) -> None:
+    def add(self, job: JobChunks[R]) -> None:
         with self._cond:
             self._jobs.append(job)
 
-    def feed(self, job: Job[R], chunks: Iterable[Chunk]) -> None:
+    def feed(self, job: JobChunks[R], chunks: Iterable[Chunk]) -> None:
         """Queue ``chunks`` of ``job`` (an iterator that decodes audio as it goes), waiting
         while the job is ``read_ahead`` chunks ahead; then mark the job fed. Raises
         :class:`JobCancelled` if the job ends meanwhile (cancelled or failed)."""
@@ -120,7 +120,7 @@ class Scheduler(Generic[R]):
             job.fed = True
         self._maybe_done(job)
 
-    def fail(self, job: Job[R], error: BaseException) -> None:
+    def fail(self, job: JobChunks[R], error: BaseException) -> None:
         """End ``job`` with ``error`` (its feeder could not read the audio)."""
         self._end(job, error)
 
@@ -140,7 +140,7 @@ class Scheduler(Generic[R]):
             self._cond.notify_all()
 
     # -- the replicas' side ----------------------------------------------------------------
-    def _take(self) -> list[tuple[Job[R], Chunk]]:
+    def _take(self) -> list[tuple[JobChunks[R], Chunk]]:
         """The next batch, round-robin over the jobs with chunks waiting (lock held)."""
         ready = [j for j in self._jobs if j.pending and not j.ended]
         if not ready:
@@ -149,7 +149,7 @@ class Scheduler(Generic[R]):
         order = ready[start:] + ready[:start]
         self._turn += 1
         key = order[0].key
-        batch: list[tuple[Job[R], Chunk]] = []
+        batch: list[tuple[JobChunks[R], Chunk]] = []
         while len(batch) < self.batch_size:
             took = False
             for job in order:
@@ -178,7 +178,7 @@ class Scheduler(Generic[R]):
             for (job, chunk), outcome in zip(batch, outcomes, strict=True):
                 self._deliver(job, chunk, outcome)
 
-    def _decode(self, batch: list[tuple[Job[R], Chunk]]) -> list[R | BaseException]:
+    def _decode(self, batch: list[tuple[JobChunks[R], Chunk]]) -> list[R | BaseException]:
         """Decode ``batch``; if it fails, each chunk alone, so one bad chunk fails one job."""
         try:
             return list(self.decode(batch))
@@ -196,12 +196,12 @@ class Scheduler(Generic[R]):
                 outcomes.append(exc)
         return outcomes
 
-    def _learn(self, batch: list[tuple[Job[R], Chunk]], seconds: float) -> None:
+    def _learn(self, batch: list[tuple[JobChunks[R], Chunk]], seconds: float) -> None:
         speech = sum(chunk.seconds for _, chunk in batch)
         if speech > 0:
             self.seconds_per_second = (self.seconds_per_second + seconds / speech) / 2
 
-    def _deliver(self, job: Job[R], chunk: Chunk, outcome: R | BaseException) -> None:
+    def _deliver(self, job: JobChunks[R], chunk: Chunk, outcome: R | BaseException) -> None:
         with self._cond:
             job.running.pop(chunk.index, None)
             self._cond.notify_all()
@@ -224,13 +224,13 @@ class Scheduler(Generic[R]):
                     return
         self._maybe_done(job)
 
-    def _maybe_done(self, job: Job[R]) -> None:
+    def _maybe_done(self, job: JobChunks[R]) -> None:
         with self._cond:
             finished = job.fed and job.emitted == job.produced and not job.ended
         if finished:
             self._end(job, None)
 
-    def _end(self, job: Job[R], error: BaseException | None, *, locked: bool = False) -> None:
+    def _end(self, job: JobChunks[R], error: BaseException | None, *, locked: bool = False) -> None:
         with self._cond:
             if job.ended:
                 return
@@ -263,7 +263,7 @@ class Scheduler(Generic[R]):
                     except Exception as exc:
                         self._end(job, exc, locked=True)
 
-    def _running_share(self, job: Job[R], now: float) -> float:
+    def _running_share(self, job: JobChunks[R], now: float) -> float:
         """Seconds of the job's running chunks its elapsed time suggests are decoded (at most
         90 % of each, at the speed measured so far)."""
         share = 0.0

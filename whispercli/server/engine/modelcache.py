@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
+from whispercli.server.defaults import Defaults
+
 T = TypeVar("T")
-DEFAULT_MAX_LOADED = 2
+DEFAULT_MAX_LOADED = Defaults.max_loaded_models
 
 
 class ModelCache(Generic[T]):

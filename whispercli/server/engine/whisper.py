@@ -27,7 +27,7 @@ from whispercli.server.engine.audio import (
     AudioStream,
     open_audio,
 )
-from whispercli.server.engine.batcher import Job, Scheduler
+from whispercli.server.engine.batcher import JobChunks, Scheduler
 from whispercli.server.engine.decode import BatchDecoder, Setup, batch_key, make_setup
 from whispercli.server.engine.device import DevicePlan, cpu_plan, layout
 from whispercli.server.engine.outcome import AudioError, JobCancelled, JobSink
@@ -158,7 +158,7 @@ class Engine:
         outcome: dict[str, Any] = {}
         engine = self
 
-        class _Sink:
+        class _WaitingSink:
             def segment(self, segment: dict[str, Any] | None, progress: float) -> None:
                 try:
                     on_segment(segment, progress)
@@ -171,7 +171,7 @@ class Engine:
                 finished.set()
 
         job_id = f"local-{id(outcome)}"
-        self.start(job_id, path, params, _Sink())
+        self.start(job_id, path, params, _WaitingSink())
         finished.wait()
         if outcome["error"] is not None:
             raise outcome["error"]
@@ -236,7 +236,7 @@ class Engine:
                         piece.pop("words", None)
                     run.add(piece)
 
-        job: Job[list[dict[str, Any]]] = Job(
+        job: JobChunks[list[dict[str, Any]]] = JobChunks(
             run.id,
             key,
             on_result,
@@ -258,7 +258,7 @@ class Engine:
         return str(self.model.detect_language(audio)[0])
 
     def _decode_batch(
-        self, batch: Sequence[tuple[Job[list[dict[str, Any]]], Chunk]]
+        self, batch: Sequence[tuple[JobChunks[list[dict[str, Any]]], Chunk]]
     ) -> list[list[dict[str, Any]]]:
         setup = self._setups[batch[0][0].key]  # type: ignore[index]
         return self._decoder.decode(setup, [chunk for _, chunk in batch])
