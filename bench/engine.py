@@ -95,13 +95,14 @@ def long_file(out: Path, minutes: float) -> Path:
 
 
 def bomb_file(out: Path, hours: float = 10.0) -> Path:
-    """FLAC silence, compression level 0: about 23 KB per hour of audio."""
+    """FLAC silence in frames of 32768 samples (as ``ffmpeg -c:a flac -frame_size 32768
+    -strict -2`` writes it): about 70 KB per hour of audio."""
     import av
 
     path = out / "bomb.flac"
     with av.open(str(path), "w", format="flac") as container:
-        stream = container.add_stream("flac", rate=16000, layout="mono")
-        stream.codec_context.options = {"compression_level": "0"}
+        options = {"compression_level": "0", "frame_size": "32768", "strict": "-2"}
+        stream = container.add_stream("flac", rate=16000, layout="mono", options=options)
         block = np.zeros((1, 32768), np.int16)
         total, done = int(hours * 3600 * 16000), 0
         while done < total:
@@ -418,7 +419,7 @@ def bomb(ctx: Context) -> list[Row]:
     took, peak, outcome = measured_job(ctx.server, path)
     return [
         {
-            "file": f"10 h of FLAC silence, {path.stat().st_size // 1024} KiB",
+            "file": f"10 h of FLAC silence in {path.stat().st_size // 1024} KiB",
             "seconds": round(took, 1), "engine_peak_mib": round(peak),
             "outcome": outcome[:80] or "success (no speech)",
         }

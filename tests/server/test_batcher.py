@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -55,10 +56,8 @@ def run(scheduler: Scheduler[str], job: JobChunks[str], items: list[Chunk]) -> t
     scheduler.add(job)
 
     def feed() -> None:
-        try:
+        with contextlib.suppress(JobCancelled):
             scheduler.feed(job, iter(items))
-        except JobCancelled:
-            pass
 
     thread = threading.Thread(target=feed, daemon=True)
     thread.start()
