@@ -195,7 +195,8 @@ def cli_transcribe(server: bk.ServerHandle, env: dict[str, str], *args: str) -> 
     """``whispercli transcribe ARGS``: its stdout, and its CPU plus the engine's."""
     pid = engine_pid(server)
     cpu = process_cpu(pid)
-    run = bk.check(bk.run_child([*bk.whispercli(), "transcribe", *args], env), "transcribe")
+    argv = [*bk.whispercli(), "transcribe", "--force", *args]  # --force: no reuse of a saved job
+    run = bk.check(bk.run_child(argv, env), "transcribe")
     return run.stdout, run.cpu + process_cpu(pid) - cpu
 
 
@@ -292,7 +293,7 @@ def many_short(ctx: Context) -> list[Row]:
     written = ctx.out / "short-out"
 
     def directory() -> Outcome:
-        args = (str(folder), "-o", str(written), "-f", "txt", "--force", "-q")
+        args = (str(folder), "-o", str(written), "-f", "txt", "-q")
         _, cpu = cli_transcribe(ctx.server, ctx.env, *args)
         return " ".join((written / f"{c.path.stem}.txt").read_text() for c in clips), cpu
 
