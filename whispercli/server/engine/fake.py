@@ -35,6 +35,9 @@ class FakeEngine:
         if job_id in self._cancelled:
             self._cancelled[job_id].set()
 
+    def close(self) -> None:
+        """Nothing to stop (each job has its own thread)."""
+
     def _run(self, job_id: str, path: str, sink: JobSink) -> None:
         with open(path, "rb") as fh:
             head = fh.read(len(BROKEN))

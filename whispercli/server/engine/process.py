@@ -171,6 +171,7 @@ class _Child:
             self._load,
             config.max_loaded,
             lambda path: self.send(Evicted(path, tuple(self.cache.loaded()))),
+            close=lambda engine: engine.close(),
         )
 
     def send(self, message: FromEngine) -> None:

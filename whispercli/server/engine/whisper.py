@@ -132,6 +132,10 @@ class Engine:
             batch_size=self.layout.batch_size,
         )
 
+    def close(self) -> None:
+        """Stop the decoding threads (the model is being unloaded; no job is using it)."""
+        self.scheduler.stop()
+
     # -- jobs ------------------------------------------------------------------------------
     def start(self, job_id: str, path: str, params: dict[str, Any], sink: JobSink) -> None:
         """Begin ``job_id``; returns at once (a bad upload is reported through ``sink``)."""
