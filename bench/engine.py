@@ -398,7 +398,7 @@ def hour(ctx: Context) -> list[Row]:
     rows: list[Row] = []
     files = {1.0: long_file(ctx.out, 1.0), 60.0: long_file(ctx.out, 60.0)}
     best: dict[float, tuple[float, float]] = {}
-    for r in range(ctx.rounds if ctx.rounds > 1 else 1):
+    for r in range(ctx.hour_rounds):
         for minutes in (1.0, 60.0) if r % 2 == 0 else (60.0, 1.0):
             took, peak, _ = measured_job(ctx.server, files[minutes])
             bk.log(f"  {minutes:g} min: {took:.1f} s, engine peak {peak:.0f} MiB")
@@ -431,6 +431,7 @@ def bomb(ctx: Context) -> list[Row]:
 class Context:
     def __init__(self, out: Path, rounds: int, server: bk.ServerHandle, wct2: list[str]) -> None:
         self.out, self.rounds, self.server, self.wct2 = out, rounds, server, wct2
+        self.hour_rounds = 1
         self.env = bk.client_env(server)
         self.ip = InProcess(str(model_dir()))
         real = realset.write_joined(out / "real-joined.wav")
@@ -455,6 +456,7 @@ def markdown(name: str, rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hour-rounds", type=int, default=1, help="rounds of the 60-min file")
     parser.add_argument("--skip", default="", help=f"comma-separated: {', '.join(SECTIONS)}")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -472,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, bk.running_server(Path(tmp)) as server:
         bk.wait_for_model(server)
         ctx = Context(out, args.rounds, server, wct2)
+        ctx.hour_rounds = args.hour_rounds
         print(f"Engine plan on this machine: {plan.describe()}; load before: {os.getloadavg()}\n")
         for name, section in SECTIONS.items():
             if name in skip:
