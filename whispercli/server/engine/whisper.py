@@ -35,6 +35,9 @@ from whispercli.server.engine.speech import Chunk, Chunker
 
 __all__ = ["AudioError", "Engine", "JobCancelled", "JobSink"]
 
+VAD_PIECE_SECONDS = 120.0
+"""Audio the VAD sees at a time: each cut between pieces may move a chunk's edge a little, so
+pieces are longer than a window (120 s of float32 is 7.7 MB)."""
 SEQUENTIAL_BLOCK_SECONDS = 300.0
 """The sequential path decodes long audio in blocks of about this length (bounded memory)."""
 SegmentCallback = Callable[[dict[str, Any] | None, float], None]
@@ -212,7 +215,7 @@ class Engine:
     # -- the chunked path: chunks to the scheduler -----------------------------------------
     def _chunks(self, run: _Run) -> Iterator[Chunk]:
         chunker = Chunker()
-        pieces = run.audio.pieces()
+        pieces = run.audio.pieces(VAD_PIECE_SECONDS)
         piece = next(pieces, None)
         while piece is not None:
             following = next(pieces, None)
