@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from filelock import FileLock, Timeout
-
 import whispercli.paths as paths
 from whispercli.errors import UnreachableError, seconds_text
 from whispercli.protocol import HEALTH_PATH
@@ -101,6 +99,8 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float, log_f
 
 def ensure_local_server(url: str = paths.DEFAULT_LOCAL_URL, timeout: float = 30.0) -> bool:
     """Make sure a local server answers at ``url``; return True if this call started it."""
+    from filelock import FileLock, Timeout  # here: filelock costs ~10 ms on every command
+
     if answers(url):
         return False
     port = urlsplit(url).port or paths.DEFAULT_PORT
