@@ -16,8 +16,9 @@ def test_every_protocol_speed_is_a_profile() -> None:
     assert decoding.DEFAULT_SPEED in decoding.SPEEDS
 
 
-SEED = decoding.Plan({"beam_size": 5, "vad_filter": True})
-"""The seed's decoding (sequential beam 5), with VAD: no "Thank you." on silence."""
+SEED = decoding.Plan({"beam_size": 5, "vad_filter": False})
+"""The seed's decoding: Whisper's sequential beam 5 on the whole audio (the no-speech gate,
+quality.Gate, still drops what Whisper calls silence)."""
 
 
 def test_accurate_is_the_seed_behaviour_whatever_the_duration() -> None:
@@ -25,9 +26,10 @@ def test_accurate_is_the_seed_behaviour_whatever_the_duration() -> None:
         assert decoding.plan("accurate", {}, seconds) == SEED
 
 
-def test_vad_is_on_by_default_and_a_job_can_turn_it_off() -> None:
-    off = decoding.plan("accurate", {"vad_filter": False}, 60.0)
-    assert off.kwargs["vad_filter"] is False
+def test_vad_is_off_for_accurate_on_for_other_sequential_jobs_and_a_job_can_choose() -> None:
+    assert decoding.plan("accurate", {"vad_filter": True}, 60.0).kwargs["vad_filter"] is True
+    fallback = decoding.plan("default", {"condition_on_previous_text": False}, 60.0)
+    assert not fallback.chunked and fallback.kwargs["vad_filter"] is True
     assert not decoding.plan("default", {"vad_filter": False}, 600.0).chunked
 
 
@@ -70,7 +72,7 @@ def test_word_timings_stay_on_in_chunks_even_when_a_job_turns_them_off() -> None
     assert decoding.plan("accurate", {"word_timestamps": False}, 600.0).kwargs == {
         "beam_size": 5,
         "word_timestamps": False,
-        "vad_filter": True,
+        "vad_filter": False,
     }
 
 
