@@ -211,3 +211,21 @@ def test_progress_moves_while_a_slow_batch_decodes(monkeypatch: pytest.MonkeyPat
     assert rec.progress == sorted(rec.progress)
     assert 0 < rec.progress[-1] <= 0.9 * 20.0
     scheduler.stop()
+
+
+def test_a_callback_that_cancels_its_own_job_ends_it_without_a_deadlock() -> None:
+    scheduler: Scheduler[str] = Scheduler(label, replicas=1, batch_size=1)
+    rec = Recorder("stops")
+
+    def on_result(chunk: Chunk, result: str) -> None:
+        rec.results.append(result)
+        if chunk.index == 1:
+            scheduler.cancel("stops")  # what a consumer that stops early does
+            raise RuntimeError("enough")
+
+    job: JobChunks[str] = JobChunks("stops", "same", on_result, rec.end)
+    run(scheduler, job, chunks(10))
+    assert rec.done.wait(5)
+    assert isinstance(rec.error, JobCancelled)
+    assert rec.results == ["stops:0", "stops:1"]
+    scheduler.stop()

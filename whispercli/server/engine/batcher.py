@@ -68,7 +68,8 @@ class JobChunks(Generic[R]):
     running: dict[int, tuple[float, float, float]] = field(default_factory=dict)
     """Chunk index -> (start time, its speech seconds, expected wall seconds) of what is
     decoding now."""
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    """Reentrant: a callback may cancel its own job."""
 
 
 class Scheduler(Generic[R]):

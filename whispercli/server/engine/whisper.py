@@ -186,6 +186,8 @@ class Engine:
         return result
 
     def _run_job(self, job_id: str, path: str, params: dict[str, Any], sink: JobSink) -> None:
+        """The job's own thread: it reads the audio (and closes it: only this thread uses
+        the decoder) and feeds the chunks, or decodes sequentially."""
         try:
             audio = open_audio(path, self.max_audio_hours)
         except Exception as exc:
@@ -202,12 +204,13 @@ class Engine:
                 self._run_sequential(run, plan)
         except Exception as exc:
             self._end(run, exc)
+        finally:
+            audio.close()
 
     def _end(self, run: _Run, error: BaseException | None) -> None:
         with self._lock:
             if self._runs.pop(run.id, None) is None:
                 return
-        run.audio.close()
         if error is None and run.cancelled.is_set():
             error = JobCancelled(run.id)
         run.sink.done(None if error else self._result(run), error)
