@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from filelock import FileLock, Timeout
-
 import whispercli.paths as paths
 from whispercli.errors import UnreachableError, seconds_text
 from whispercli.extras import LOCAL, require
@@ -102,6 +100,8 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float, log_f
 
 def ensure_local_server(url: str = paths.DEFAULT_LOCAL_URL, timeout: float = 30.0) -> bool:
     """Make sure a local server answers at ``url``; return True if this call started it."""
+    from filelock import FileLock, Timeout  # here: filelock costs ~10 ms on every command
+
     if answers(url):
         return False
     require(LOCAL, "starting the embedded server (nothing answers at the local default URL)")

@@ -189,7 +189,8 @@ def test_run_defaults_are_the_settings_defaults() -> None:
     from typer.main import get_command
 
     from whispercli.cli.server import app as server_app
-    from whispercli.server.settings import MIB, ServerSettings
+    from whispercli.server.defaults import MIB
+    from whispercli.server.settings import ServerSettings
 
     group = get_command(server_app)
     run = group.commands["run"]  # type: ignore[attr-defined]

@@ -106,7 +106,8 @@ def test_worker_killed_mid_job_is_retried_and_server_stays_up(
     assert "engine crashed" in server.log()
 
 
-def test_cancel_pending_and_processing(server: ServerHandle, long_clip: Path) -> None:
+def test_cancel_pending_and_processing(server_factory: ServerFactory, long_clip: Path) -> None:
+    server = server_factory.start("--engine-jobs", "1")  # the second job waits in the queue
     running = submit(server, upload(server, long_clip), SEQUENTIAL)
     pending = submit(server, upload(server, long_clip), SEQUENTIAL)
     processing_with_progress(server, running)
@@ -129,8 +130,8 @@ def test_cancel_pending_and_processing(server: ServerHandle, long_clip: Path) ->
 def test_cancel_of_a_processing_job_ends_within_a_second(
     server_factory: ServerFactory, long_clip: Path, speed: str
 ) -> None:
-    """Sequential decoding stops at a segment boundary; the chunked path (progress once per
-    group of chunks) has its engine child killed after a short grace. Either way the job is
+    """Sequential decoding stops at a segment boundary; the chunked path drops the job's
+    chunks at once (a chunk still decoding is dropped when it ends). Either way the job is
     ``cancelled`` within about a second, the next job runs, and no semaphore leaks."""
     handle = server_factory.start()
     running = submit(handle, upload(handle, long_clip), {"speed": speed})
@@ -154,7 +155,7 @@ def test_cancel_of_a_processing_job_ends_within_a_second(
 def test_full_queue_is_429_with_retry_after_and_long_poll_deadline(
     server_factory: ServerFactory, long_clip: Path
 ) -> None:
-    busy = server_factory.start("--max-queue", "1")
+    busy = server_factory.start("--max-queue", "1", "--engine-jobs", "1")
     running = submit(busy, upload(busy, long_clip), SEQUENTIAL)
     processing_with_progress(busy, running)
     waiting = submit(busy, upload(busy))

@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +42,8 @@ def _python() -> Check:
 
 
 def _packages(local: bool) -> Check:
+    from importlib import metadata  # here: importlib.metadata is slow to import for --help
+
     found, missing = [], []
     for name in ("whispercli", "huggingface-hub", *LOCAL_PACKAGES):
         try:

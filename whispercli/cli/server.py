@@ -27,10 +27,9 @@ from whispercli.errors import (
 )
 from whispercli.extras import LOCAL, POSTGRES, require
 from whispercli.protocol import SPEEDS
+from whispercli.server.defaults import MIB
+from whispercli.server.defaults import Defaults as DEFAULTS
 from whispercli.server.engine.device import COMPUTE_TYPES, DEVICES
-from whispercli.server.settings import MIB, ServerSettings
-
-DEFAULTS = ServerSettings  # the one place the server's defaults live (class attributes)
 
 app = typer.Typer(
     help="Run and manage the embedded local transcription server.", no_args_is_help=True
@@ -68,6 +67,14 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LogLevelOpt = Annotated[str, choice("--log-level", choices=LOG_LEVELS, help="What to log.")]
 MaxLoadedOpt = Annotated[
     int, typer.Option(help="Models kept loaded at once (least recently used unloaded).", min=1)
+]
+MaxAudioHoursOpt = Annotated[
+    float,
+    typer.Option(
+        help="Longest audio a job may have, in hours (checked from the file's header, then "
+        "while decoding); longer fails the job.",
+        min=0.001,
+    ),
 ]
 PortOpt = Annotated[
     int | None,
@@ -140,6 +147,15 @@ def run(
     device: DeviceOpt = "auto",
     compute_type: ComputeTypeOpt = "auto",
     max_loaded_models: MaxLoadedOpt = DEFAULTS.max_loaded_models,
+    max_audio_hours: MaxAudioHoursOpt = DEFAULTS.max_audio_hours,
+    engine_jobs: Annotated[
+        int,
+        typer.Option(
+            help="Jobs the engine works on at once (their speech is decoded together); "
+            "the rest wait in the queue.",
+            min=1,
+        ),
+    ] = DEFAULTS.engine_jobs,
     webhook_allow_private: Annotated[
         bool,
         typer.Option(
@@ -164,6 +180,8 @@ def run(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from whispercli.server.settings import ServerSettings
+
     settings = ServerSettings(
         host=host,
         port=port,
@@ -178,6 +196,8 @@ def run(
         speed=speed,
         device_plan=hosting.choose_device(device, compute_type),
         max_loaded_models=max_loaded_models,
+        max_audio_hours=max_audio_hours,
+        engine_jobs=engine_jobs,
         webhook_allow_private=webhook_allow_private,
         webhook_first_retry=webhook_first_retry,
     )

@@ -11,12 +11,17 @@ from typing import Annotated
 
 import typer
 
-from whispercli.cli.server import ComputeTypeOpt, DeviceOpt, LogLevelOpt, MaxLoadedOpt, SpeedOpt
+from whispercli.cli.server import (
+    ComputeTypeOpt,
+    DeviceOpt,
+    LogLevelOpt,
+    MaxAudioHoursOpt,
+    MaxLoadedOpt,
+    SpeedOpt,
+)
 from whispercli.errors import UnreachableError, UsageError
 from whispercli.extras import LOCAL, POSTGRES, require
-from whispercli.server.settings import ServerSettings
-
-DEFAULTS = ServerSettings
+from whispercli.server.defaults import Defaults as DEFAULTS
 
 app = typer.Typer(
     help="Run transcription workers that take jobs from PostgreSQL.", no_args_is_help=True
@@ -58,6 +63,7 @@ def run(
     device: DeviceOpt = "auto",
     compute_type: ComputeTypeOpt = "auto",
     max_loaded_models: MaxLoadedOpt = DEFAULTS.max_loaded_models,
+    max_audio_hours: MaxAudioHoursOpt = DEFAULTS.max_audio_hours,
 ) -> None:
     """Run jobs from PostgreSQL on this machine's engine, one at a time, until SIGTERM."""
     import logging
@@ -78,6 +84,8 @@ def run(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from whispercli.server.settings import ServerSettings
+
     settings = ServerSettings(
         database_url=database,
         cpu_threads=cpu_threads,
@@ -86,6 +94,7 @@ def run(
         retention=retention_hours * 3600,
         device_plan=hosting.choose_device(device, compute_type),
         max_loaded_models=max_loaded_models,
+        max_audio_hours=max_audio_hours,
     )
     try:
         run_worker(settings, names)

@@ -1,4 +1,5 @@
-"""The embedded server's settings: one dataclass, filled from flags by ``server run``."""
+"""The embedded server's settings: one dataclass, filled from flags by ``server run``
+(defaults: server/defaults.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ from pathlib import Path
 
 import whispercli.paths as paths
 from whispercli.fsutil import is_private, read_or_create_secret
+from whispercli.server.defaults import Defaults
 from whispercli.server.engine.device import DevicePlan, cpu_plan
-from whispercli.server.engine.modelcache import DEFAULT_MAX_LOADED
-from whispercli.server.webhooks import guard, schedule
+from whispercli.server.webhooks import guard
 from whispercli.server.webhooks import signatures as signing
 
-MIB = 1024**2
-GIB = 1024**3
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 DATABASE_ENV = "WHISPERCLI_DATABASE_URL"
 FAKE_ENGINE_ENV = "WHISPERCLI_FAKE_ENGINE_SECONDS"
@@ -32,39 +31,44 @@ def _models_dir_from_env() -> Path | None:
 
 @dataclass
 class ServerSettings:
-    host: str = paths.DEFAULT_HOST
-    port: int = paths.DEFAULT_PORT
+    host: str = Defaults.host
+    port: int = Defaults.port
     data_dir: Path = field(default_factory=paths.data_dir)
     api_key_file: Path = field(default_factory=paths.api_key_file)
-    max_upload_bytes: int = 4 * GIB
-    upload_url_ttl: float = 3600.0
+    max_upload_bytes: int = Defaults.max_upload_bytes
+    upload_url_ttl: float = Defaults.upload_url_ttl
     """Seconds an upload URL stays valid (tests use 1 s to see it expire)."""
-    retention: float = 24 * 3600.0
+    retention: float = Defaults.retention
     """Seconds after which uploads, results and finished jobs are deleted."""
-    poll_url_ttl: float = 7 * 24 * 3600.0
+    poll_url_ttl: float = Defaults.poll_url_ttl
     """Seconds a poll URL stays valid from submit: a job may wait in the queue, then is kept
     for ``retention`` after it ends, so this is never less than twice the retention."""
-    max_queue: int = 100
+    max_queue: int = Defaults.max_queue
     """Queued (not yet processing) jobs beyond which submit answers 429."""
-    idle_timeout: float = 0.0
+    idle_timeout: float = Defaults.idle_timeout
     """Exit after this many seconds without a request and with no work (0: never)."""
     models_dir: Path | None = field(default_factory=_models_dir_from_env)
-    default_model: str = "tiny"
+    default_model: str = Defaults.default_model
     """The model OpenAI's ``whisper-1`` names on this server (``server run --default-model``)."""
-    cpu_threads: int = 0
-    """CTranslate2 threads for the engine in all (0: one per CPU); see engine.replica_layout."""
-    speed: str = "default"
+    cpu_threads: int = Defaults.cpu_threads
+    """CTranslate2 threads for the engine in all (0: one per CPU); see engine.device.layout."""
+    speed: str = Defaults.speed
     """The decoding speed (whispercli.server.engine.plans.SPEEDS); a job's ``speed`` param wins."""
-    max_attempts: int = 3
+    engine_jobs: int = Defaults.engine_jobs
+    """Jobs the engine works on at once: their chunks are decoded together (engine.batcher)."""
+    max_audio_hours: float = Defaults.max_audio_hours
+    """Longer audio fails its job: checked from the file's header before decoding, and while
+    decoding (a small file can decode to hours of audio)."""
+    max_attempts: int = Defaults.max_attempts
     """Times a job is started before a crash (of the worker or the server) fails it."""
     device_plan: DevicePlan = field(default_factory=lambda: cpu_plan("int8", "default"))
     """Where and how the engine decodes (``server run`` chooses it: ``engine.device``)."""
-    max_loaded_models: int = DEFAULT_MAX_LOADED
+    max_loaded_models: int = Defaults.max_loaded_models
     """Models the engine process keeps loaded (least recently used unloaded first)."""
     webhook_secret_file: Path = field(default_factory=signing.secret_file)
-    webhook_allow_private: bool = False
+    webhook_allow_private: bool = Defaults.webhook_allow_private
     """Let webhooks and Eden ``file_url`` reach private and loopback addresses."""
-    webhook_first_retry: float = schedule.FIRST_DELAY
+    webhook_first_retry: float = Defaults.webhook_first_retry
     """Seconds before the first retry of a failed delivery (tests make it short)."""
     fake_engine_seconds: float | None = field(
         default_factory=lambda: (

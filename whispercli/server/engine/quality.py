@@ -61,27 +61,37 @@ BIAS = -8.0
 _WORD = re.compile(r"[a-z0-9']+")
 
 
-def gate(
-    segments: Iterable[dict[str, Any]], dropped: list[dict[str, Any]] | None = None
-) -> Iterator[dict[str, Any]]:
-    """The segments, minus the probably-not-speech ones and runs of repeated lines.
+class Gate:
+    """The no-speech gate, one segment at a time (segments arrive as they are decoded): it
+    refuses the probably-not-speech segments and runs of repeated lines, and keeps what it
+    refused in ``dropped``: they still count as evidence for :func:`warnings` (a language the
+    model does not know often sounds like no speech)."""
 
-    The dropped ones are appended to ``dropped`` when given: they still count as evidence
-    for :func:`warnings` (a language the model does not know often sounds like no speech).
-    """
-    last, run = None, 0
-    for segment in segments:
-        text = str(segment.get("text", "")).strip().lower()
+    def __init__(self, dropped: list[dict[str, Any]] | None = None) -> None:
+        self._last: str | None = None
+        self._run = 0
+        self.dropped: list[dict[str, Any]] = dropped if dropped is not None else []
+
+    def admit(self, segment: dict[str, Any]) -> bool:
+        """False for a probably-not-speech segment and for repeats past ``MAX_REPEATS``."""
         if float(segment.get("no_speech_prob") or 0.0) >= NO_SPEECH_GATE:
             keep = False
         else:
-            run = run + 1 if text == last else 1
-            last = text
-            keep = run <= MAX_REPEATS
-        if keep:
-            yield segment
-        elif dropped is not None:
-            dropped.append(segment)
+            text = str(segment.get("text", "")).strip().lower()
+            self._run = self._run + 1 if text == self._last else 1
+            self._last = text
+            keep = self._run <= MAX_REPEATS
+        if not keep:
+            self.dropped.append(segment)
+        return keep
+
+
+def gate(
+    segments: Iterable[dict[str, Any]], dropped: list[dict[str, Any]] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The segments the :class:`Gate` admits; the others are appended to ``dropped``."""
+    keeper = Gate(dropped)
+    return (segment for segment in segments if keeper.admit(segment))
 
 
 def _repetition(text: str) -> float:
