@@ -96,6 +96,35 @@ class JobService:
         self, upload_id: str, chunks: AsyncIterable[bytes], declared_size: int | None
     ) -> int:
         """Store an upload's bytes (again, until a job uses them); return the size."""
+        await self._check_upload_open(upload_id)
+        limit = self.settings.max_upload_bytes
+        too_big = ServiceError(
+            "too_large", f"the file is larger than this server's limit of {limit} bytes"
+        )
+        if declared_size is not None and declared_size > limit:  # refuse before reading a byte
+            raise too_big
+        try:
+            staged = await self.blobs.stage(upload_id, chunks, limit)
+        except BlobTooLarge:
+            raise too_big from None
+        except StorageFull:
+            raise ServiceError(
+                "disk_full",
+                "the server's disk is full; free space in its data dir, then PUT the file again",
+            ) from None
+        try:  # a submit may have taken the upload while its bytes arrived: check again, at once
+            committed = await self._call(
+                self.store.commit_upload, upload_id, staged.size, staged.publish
+            )
+        finally:
+            await self._call(staged.discard)
+        if not committed:  # a job took it (or it was deleted) meanwhile: say which
+            await self._check_upload_open(upload_id)
+            raise ServiceError("upload_not_found", "this upload URL is unknown or was deleted")
+        return staged.size
+
+    async def _check_upload_open(self, upload_id: str) -> None:
+        """Refuse an upload that is unknown, or that a job already uses."""
         upload = await self._call(self.store.get_upload, upload_id)
         if upload is None:
             raise ServiceError("upload_not_found", "this upload URL is unknown or was deleted")
@@ -105,23 +134,6 @@ class JobService:
                 "a job was already submitted with this upload URL; get a new one from "
                 f"POST {UPLOAD_URL_PATH} to upload another file",
             )
-        limit = self.settings.max_upload_bytes
-        too_big = ServiceError(
-            "too_large", f"the file is larger than this server's limit of {limit} bytes"
-        )
-        if declared_size is not None and declared_size > limit:  # refuse before reading a byte
-            raise too_big
-        try:
-            size = await self.blobs.write(upload_id, chunks, limit)
-        except BlobTooLarge:
-            raise too_big from None
-        except StorageFull:
-            raise ServiceError(
-                "disk_full",
-                "the server's disk is full; free space in its data dir, then PUT the file again",
-            ) from None
-        await self._call(self.store.mark_uploaded, upload_id, size)
-        return size
 
     # -- submit --------------------------------------------------------------------------------
     def installed_models(self) -> list[str]:

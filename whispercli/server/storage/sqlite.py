@@ -12,7 +12,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,9 +162,14 @@ class SqliteStore:
         used = bool(row["used"])
         return Upload(row["id"], row["extension"], row["created_at"], row["size"], used)
 
-    def mark_uploaded(self, upload_id: str, size: int) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE uploads SET size = ? WHERE id = ?", (size, upload_id))
+    def commit_upload(self, upload_id: str, size: int, publish: Callable[[], None]) -> bool:
+        with self._tx() as db:  # BEGIN IMMEDIATE: create_job waits for the commit
+            if db.execute("SELECT 1 FROM jobs WHERE upload_id = ?", (upload_id,)).fetchone():
+                return False
+            if db.execute("UPDATE uploads SET size = ? WHERE id = ?", (size, upload_id)).rowcount:
+                publish()
+                return True
+            return False
 
     # -- jobs ------------------------------------------------------------------------------
     def job_by_key(self, idempotency_key: str) -> JobRecord | None:

@@ -16,6 +16,7 @@ tests/server/test_store_contract.py is the contract every implementation passes.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -91,7 +92,11 @@ class Store(Outbox, Protocol):
 
     def get_upload(self, upload_id: str) -> Upload | None: ...
 
-    def mark_uploaded(self, upload_id: str, size: int) -> None: ...
+    def commit_upload(self, upload_id: str, size: int, publish: Callable[[], None]) -> bool:
+        """Unless a job already uses the upload (or it is gone), call ``publish`` (which puts
+        its new bytes in place) and record ``size``, as one atomic step: a ``create_job`` on
+        the upload waits while it runs. False: nothing was published."""
+        ...
 
     # -- jobs ----------------------------------------------------------------------------------
     def create_job(

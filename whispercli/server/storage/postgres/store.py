@@ -13,6 +13,7 @@ and a pool that reconnects by itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -96,9 +97,20 @@ class PostgresStore(Pooled):
             return None
         return Upload(row["id"], row["extension"], row["created_at"], row["size"], row["used"])
 
-    def mark_uploaded(self, upload_id: str, size: int) -> None:
-        with self._conn() as conn:
+    def commit_upload(self, upload_id: str, size: int, publish: Callable[[], None]) -> bool:
+        # The row lock orders this against create_job's FOR SHARE on the same upload.
+        with self._conn() as conn, conn.transaction():
+            upload = conn.execute(
+                "SELECT id FROM whispercli_uploads WHERE id = %s FOR UPDATE", (upload_id,)
+            ).fetchone()
+            used = conn.execute(
+                "SELECT 1 FROM whispercli_jobs WHERE upload_id = %s LIMIT 1", (upload_id,)
+            ).fetchone()
+            if upload is None or used is not None:
+                return False
             conn.execute("UPDATE whispercli_uploads SET size = %s WHERE id = %s", (size, upload_id))
+            publish()
+        return True
 
     # -- jobs ------------------------------------------------------------------------------
     def job_by_key(self, idempotency_key: str) -> JobRecord | None:
@@ -116,12 +128,17 @@ class PostgresStore(Pooled):
         self, model: str, params: dict[str, Any], upload_id: str, idempotency_key: str | None
     ) -> tuple[JobRecord, bool]:
         # The unique key decides between racing servers: the loser reads the winner's job.
-        row = self._one(
-            "INSERT INTO whispercli_jobs (id, status, model, params, upload_id, idempotency_key,"
-            f" accepted_at) VALUES (%s, %s, %s, %s, %s, %s, {_NOW})"
-            f" ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_JOB_COLUMNS}",
-            (new_id(), Status.PENDING.value, model, Jsonb(params), upload_id, idempotency_key),
-        )
+        # FOR SHARE waits for a commit_upload of the upload in flight (its FOR UPDATE).
+        with self._conn() as conn, conn.transaction():
+            conn.execute(
+                "SELECT 1 FROM whispercli_uploads WHERE id = %s FOR SHARE", (upload_id,)
+            ).fetchone()
+            row = conn.execute(
+                "INSERT INTO whispercli_jobs (id, status, model, params, upload_id,"
+                f" idempotency_key, accepted_at) VALUES (%s, %s, %s, %s, %s, %s, {_NOW})"
+                f" ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_JOB_COLUMNS}",
+                (new_id(), Status.PENDING.value, model, Jsonb(params), upload_id, idempotency_key),
+            ).fetchone()
         if row is not None:
             return _job(row), True
         assert idempotency_key is not None
