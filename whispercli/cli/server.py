@@ -26,7 +26,7 @@ from whispercli.errors import (
     seconds_text,
 )
 from whispercli.protocol import SPEEDS
-from whispercli.server.settings import MIB, ServerSettings
+from whispercli.server.settings import MIB, ServerSettings, check_public_url
 
 DEFAULTS = ServerSettings  # the one place the server's defaults live (class attributes)
 
@@ -139,12 +139,30 @@ def run(
     webhook_first_retry: Annotated[
         float, typer.Option(hidden=True, min=0.01, help="Seconds before a webhook's first retry.")
     ] = DEFAULTS.webhook_first_retry,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The URL clients reach this server by (e.g. https://stt.example.com): the "
+            "upload and poll URLs it hands out start with it. Default: the bind address.",
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
+    file_url_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds an Eden file_url download may take in all.", min=0.1, metavar="SECONDS"
+        ),
+    ] = DEFAULTS.file_url_seconds,
+    header_timeout: Annotated[
+        float,
+        typer.Option(hidden=True, min=0.1, help="Seconds a client has to send its headers."),
+    ] = DEFAULTS.header_timeout,
     database: DatabaseOpt = None,
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
-    import logging
-
     from whispercli.server import hosting
+    from whispercli.server import logs as server_logs
 
     port = _port(port)
     if speed not in SPEEDS:
@@ -152,7 +170,11 @@ def run(
     level = log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise UsageError(f"unknown --log-level {log_level!r}; use debug, info, warning or error")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server_logs.configure(level)
+    try:
+        public = None if public_url is None else check_public_url(public_url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     settings = ServerSettings(
         host=host,
         port=port,
@@ -168,7 +190,10 @@ def run(
         max_loaded_models=max_loaded_models,
         webhook_allow_private=webhook_allow_private,
         webhook_first_retry=webhook_first_retry,
+        file_url_seconds=file_url_timeout,
+        header_timeout=header_timeout,
     )
+    settings.public_url = public
     if data_dir is not None:
         settings.data_dir = data_dir
     settings.database_url = database or None

@@ -60,9 +60,8 @@ def run(
     max_loaded_models: MaxLoadedOpt = DEFAULTS.max_loaded_models,
 ) -> None:
     """Run jobs from PostgreSQL on this machine's engine, one at a time, until SIGTERM."""
-    import logging
-
     from whispercli.server import hosting
+    from whispercli.server import logs as server_logs
     from whispercli.server.jobs.service import TIER_QUEUES
     from whispercli.server.scale.worker import run_worker
     from whispercli.server.storage.store import StoreUnavailable
@@ -74,9 +73,7 @@ def run(
     unknown = [q for q in names if q not in known]
     if not names or unknown:
         raise UsageError(f"unknown --queues {queues!r}; use {', '.join(known)}")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    server_logs.configure(log_level.upper())
     settings = ServerSettings(
         database_url=database,
         cpu_threads=cpu_threads,

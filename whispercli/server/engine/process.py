@@ -138,18 +138,19 @@ def _thread_lock_for_tqdm() -> None:
 
 
 def _engine_factory(config: EngineConfig) -> tuple[Callable[[str], Any], type[Exception]]:
-    """How to build the engine for a model folder, and the error a bad upload raises."""
+    """How to build the engine for a model folder, and the error a bad upload or bad params
+    raise (a job failure with its message, not a crash)."""
     fake_seconds = config.fake_seconds
     if fake_seconds is not None:
         from whispercli.server.engine.fake import FakeEngine
 
         return (lambda path: FakeEngine(path, seconds=fake_seconds)), ValueError
-    from whispercli.server.engine.whisper import AudioError, Engine
+    from whispercli.server.engine.whisper import Engine, JobInputError
 
     def make(path: str) -> Engine:
         return Engine(path, cpu_threads=config.cpu_threads, speed=config.speed, plan=config.plan)
 
-    return make, AudioError
+    return make, JobInputError
 
 
 def engine_main(conn: Connection, cancels: Connection, config: EngineConfig) -> None:

@@ -12,16 +12,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 from faster_whisper import WhisperModel, decode_audio
 
+from whispercli.modelhub import vocabulary_size
 from whispercli.segments import split_segment
 from whispercli.server.engine import plans, quality
 from whispercli.server.engine.chunked import SAMPLE_RATE, ChunkedDecoder
 from whispercli.server.engine.device import DevicePlan, cpu_plan
+from whispercli.server.jobs.params import ParamError, check_token_ids
 
 MAX_REPLICAS = 4
 CPU_PLAN = cpu_plan("int8", "default")
@@ -30,7 +33,11 @@ SegmentCallback = Callable[[dict[str, Any] | None, float], None]
 alone while a long batch decodes (about every second); may raise to stop early."""
 
 
-class AudioError(ValueError):
+class JobInputError(ValueError):
+    """The job cannot be run as asked (its upload or its params); the message says why."""
+
+
+class AudioError(JobInputError):
     """The upload cannot be transcribed (empty, not audio, no samples)."""
 
 
@@ -166,11 +173,18 @@ class Engine:
             num_workers=replicas,
         )
         self.chunked = ChunkedDecoder(self.model, replicas)
+        size = vocabulary_size(Path(model_path))
+        self.vocabulary = size or self.model.hf_tokenizer.get_vocab_size(with_added_tokens=True)
+        """Tokens of the model: a token id at or past this would index past native tables."""
 
     def transcribe(
         self, path: str, params: dict[str, Any], on_segment: SegmentCallback
     ) -> dict[str, Any]:
         """Transcribe ``path``; return the protocol's ``result`` object."""
+        try:  # the server checks at submit too; a job queued by another server may not be
+            check_token_ids(params, self.vocabulary)
+        except ParamError as exc:
+            raise JobInputError(str(exc)) from None
         audio = load_audio(path)
         duration = audio.size / SAMPLE_RATE
         plan = plans.plan(self.speed, params, duration)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -33,7 +33,8 @@ from whispercli.server.settings import ServerSettings
 from whispercli.server.storage.blobs import BlobStore, BlobTooLarge, StorageFull
 from whispercli.server.storage.notify import Notifier
 from whispercli.server.storage.store import JobRecord, Store
-from whispercli.server.webhooks import guard, sender
+from whispercli.server.webhooks import guard
+from whispercli.server.webhooks.outbound import DownloadFailed, Outbound, OutboundBusy
 from whispercli.server.webhooks.signatures import new_message_id
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ TIER_QUEUES = {"cpuflex": "cpu", "gpuflex": "gpu"}
 """The protocol's ``serviceTier`` -> the queue whose workers run the job."""
 _EXTENSION_RE = re.compile(r"^[A-Za-z0-9]{1,10}$")
 RETRY_AFTER_SECONDS = 10
-CHUNK_BYTES = 1024 * 1024
+OUTBOUND_RETRY_SECONDS = 5
 LONG_POLL_RECHECK_SECONDS = 5.0
 """A long-poll re-reads the job at least this often, notification or not."""
 
@@ -80,6 +81,9 @@ class JobService:
         self.notifier = notifier
         self.dispatch = dispatch
         self.fleet = fleet
+        self.outbound = Outbound(
+            settings.webhook_policy, download_seconds=settings.file_url_seconds
+        )
 
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -152,7 +156,8 @@ class JobService:
             )
         try:
             params = validate_input(raw_input)
-            check_model_can(params, model, info.english_only)
+            vocabulary = models.vocabulary_size(info.path)
+            check_model_can(params, model, info.english_only, vocabulary)
         except ParamError as exc:
             raise ServiceError("invalid_input", str(exc)) from None
         return JobRequest(model, params, TIER_QUEUES[tier])
@@ -275,11 +280,14 @@ class JobService:
 
     # -- webhooks, fetched files and a protocol's metadata ---------------------------------------
     async def check_webhook(self, url: str) -> None:
-        """Refuse (``invalid_webhook``) a URL the SSRF guard would not send to."""
+        """Refuse (``invalid_webhook``) a URL the SSRF guard would not send to (its DNS lookup
+        runs on an outbound thread, never in the pool the store calls use)."""
         try:
-            await self._call(guard.check, url, self.settings.webhook_policy)
+            await self.outbound.run(guard.check, url, self.settings.webhook_policy)
         except guard.RefusedUrl as exc:
             raise ServiceError("invalid_webhook", f"the webhook URL is refused: {exc}") from None
+        except OutboundBusy:
+            raise _outbound_busy() from None
 
     async def add_webhook(
         self,
@@ -295,36 +303,33 @@ class JobService:
         )
 
     async def fetch_to_upload(self, url: str) -> str:
-        """Download ``url`` into a new upload under the webhook SSRF rules (no redirects,
-        10 s per read); return the upload id."""
-        outcome, response, conn = await self._call(
-            sender.request, "GET", url, self.settings.webhook_policy
-        )
-        if response is None or conn is None or not outcome.ok:
-            if conn is not None:
-                conn.close()
-            why = outcome.error or f"HTTP {outcome.status}"
-            raise ServiceError("invalid_file_url", f"cannot download the file URL: {why}")
+        """Download ``url`` into a new upload under the webhook SSRF rules (no redirects, the
+        upload size limit, a total deadline; :mod:`~whispercli.server.webhooks.outbound`);
+        return the upload id."""
         try:
-            upload_id = await self.new_upload(None)
-            length = response.getheader("content-length") or ""
-
-            async def chunks() -> AsyncIterator[bytes]:
-                while data := await self._call(response.read, CHUNK_BYTES):
-                    yield data
-
-            declared = int(length) if length.isdigit() else None
-            await self.receive_upload(upload_id, chunks(), declared)
-        except OSError as exc:
-            raise ServiceError(
-                "invalid_file_url", f"the download of the file URL broke off: {exc}"
-            ) from None
-        finally:
-            conn.close()
+            async with self.outbound.download(url) as download:
+                upload_id = await self.new_upload(None)
+                await self.receive_upload(upload_id, download.chunks, download.length)
+        except OutboundBusy:
+            raise _outbound_busy() from None
+        except DownloadFailed as exc:
+            raise ServiceError("invalid_file_url", f"cannot download the file URL: {exc}") from None
         return upload_id
+
+    def close(self) -> None:
+        """End outbound work in flight (downloads) at shutdown."""
+        self.outbound.close()
 
     async def set_meta(self, job_id: str, data: dict[str, Any]) -> None:
         await self._call(self.store.set_meta, job_id, data)
 
     async def get_meta(self, job_id: str) -> dict[str, Any] | None:
         return await self._call(self.store.get_meta, job_id)
+
+
+def _outbound_busy() -> ServiceError:
+    return ServiceError(
+        "outbound_busy",
+        "the server is busy with other downloads and webhook checks; retry in a few seconds",
+        {"Retry-After": str(OUTBOUND_RETRY_SECONDS)},
+    )
