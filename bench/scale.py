@@ -38,8 +38,8 @@ import requests
 from pg_cluster import PostgresCluster
 from server_helpers import submit, upload, wait_done
 
+from whispercli.server.scale.queue import migrate
 from whispercli.server.settings import FAKE_ENGINE_ENV
-from whispercli.server.storage.postgres.store import migrate
 
 JOBS = 12
 WORKER_COUNTS = (1, 2, 4)

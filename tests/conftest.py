@@ -6,8 +6,10 @@
 * ``free_port`` -- a TCP port on 127.0.0.1 that nothing listens on right now.
 * ``server`` -- one real ``python -m whispercli server run`` subprocess per test module, with
   its own temporary directories; yields a :class:`ServerHandle`.
-* ``server_factory`` -- start extra servers (own flags, reuse a data dir after a kill); every
-  server it started is stopped at the end of the test.
+* ``server_factory`` -- start extra servers (own flags, reuse a data dir after a kill, the
+  fake engine with ``extra_env``); every server it started is stopped at the end of the test.
+* ``postgres`` (a session's throwaway cluster) and ``workers`` (``worker run`` processes on a
+  fresh migrated database of it), from ``pg_cluster``.
 * ``no_connect`` / ``no_dns`` -- tripwires: the test fails if this process connects a socket
   to anything but loopback, or asks for any DNS lookup.
 
@@ -36,7 +38,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "server"))
 
 from local_server import ServerFactory, ServerHandle, find_free_port, start_server
-from pg_cluster import postgres  # noqa: F401  (the session fixture, for every directory)
+from pg_cluster import postgres, workers  # noqa: F401  (fixtures, for every directory)
 
 _DIR_VARS = ("WHISPERCLI_CONFIG_DIR", "WHISPERCLI_STATE_DIR", "WHISPERCLI_DATA_DIR")
 

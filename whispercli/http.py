@@ -4,14 +4,23 @@ failure mapped to a ``WhisperCliError`` a person can act on.
 Retries, and who does them:
 
 * urllib3's ``Retry`` (mounted on the session) retries failed connects for every method
-  (nothing reached the server) and retries GET/HEAD/DELETE on 429/502/503/504, honouring
-  ``Retry-After``.
-* Hand-rolled in ``HttpCore.request``: (1) POST with an ``Idempotency-Key`` (or flagged
-  ``idempotent``) and PUT of a body re-created from a factory (the upload re-opens the file at
-  offset 0) on 429/502/503/504, after ``Retry-After`` or with exponential backoff — urllib3
-  retries per method, not per request, and cannot rewind our counting reader; (2) for those and
-  for safe methods, a connection dropped or reset mid-request, a read timeout, or an answer cut
-  short mid-body — urllib3 does not see failures while requests reads the body.
+  (nothing reached the server), with short back-offs.
+* Hand-rolled in ``HttpCore.request``: (1) GET/HEAD/DELETE, POST with an ``Idempotency-Key``
+  (or flagged ``idempotent``) and PUT of a body re-created from a factory (the upload re-opens
+  the file at offset 0) on 429/502/503/504, after ``Retry-After`` (capped) or with exponential
+  backoff — urllib3 retries per method, not per request, cannot rewind our counting reader, and
+  would sleep whatever ``Retry-After`` a server names, past every deadline; (2) for those, a
+  connection dropped or reset mid-request, a read timeout, or an answer cut short mid-body —
+  urllib3 does not see failures while requests reads the body.
+
+One deadline governs every wait: the request's budget, and a caller's own deadline when it has
+one (``with deadline(t):``, e.g. ``wait --timeout``): after the first try, no retry starts and
+no sleep is taken past the earlier of the two.
+
+The API key goes only to the endpoint's own origin (scheme, host, port; loopback names count
+as one host). A URL a server hands out on another origin is fetched without the key when it is
+signed (its signature is its credential), and refused otherwise: a server must not be able to
+send our key elsewhere.
 
 Every request has a time budget, ``total_timeout`` (``WHISPERCLI_HTTP_TIMEOUT``, 60 s): each try
 waits at most a third of it for an answer (longer when a request says so: a long-poll, a big
@@ -24,12 +33,15 @@ Nothing here logs a key, and URLs are printed with their ``sig=`` redacted.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import ipaddress
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -64,6 +76,44 @@ _SIG_RE = re.compile(r"(?i)([?&](?:sig|signature|x-amz-signature|token)=)[^&#\s]
 def redact_url(url: str) -> str:
     """``url`` with signature-like query values replaced, safe to print or log."""
     return _SIG_RE.sub(r"\1REDACTED", url)
+
+
+def is_signed(url: str) -> bool:
+    """Whether ``url`` carries its own credential (a signature or token in its query)."""
+    return _SIG_RE.search(url) is not None
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of ``url``, the port made explicit; loopback names (localhost,
+    127.0.0.0/8, ::1) are one host, so the embedded server's own URLs match however it is
+    reached."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return scheme, "loopback" if loopback else host, port
+
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "whispercli_http_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def deadline(at: float | None) -> Iterator[None]:
+    """Requests made inside take no try and no sleep past ``at`` (``time.monotonic()``)."""
+    token = _deadline.set(at)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
 
 
 Body = bytes | str | Any
@@ -105,13 +155,12 @@ class HttpCore:
             total=max_retries,
             connect=2,
             read=0,  # read failures (timeouts, drops mid-answer) are retried in request()
-            status=max_retries,
+            status=0,  # statuses too, under one deadline (see the module docstring)
             other=0,
             allowed_methods=SAFE_METHODS,
-            status_forcelist=RETRY_STATUSES,
             backoff_factor=backoff / 2,
-            backoff_max=15,
-            respect_retry_after_header=True,
+            backoff_max=2,
+            respect_retry_after_header=False,
             raise_on_status=False,
         )
         adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
@@ -164,17 +213,17 @@ class HttpCore:
         """
         url = self.url(path_or_url)
         hdrs = dict(headers or {})
-        if auth:
+        if auth and self._key_may_go_to(url):
             key = self.api_key()
             if key:
                 hdrs["Authorization"] = f"Bearer {key}"
         safe = method.upper() in SAFE_METHODS
-        retry_status = not safe and (
-            idempotent or any(k.lower() == "idempotency-key" for k in hdrs)
-        )
-        may_resend = safe or retry_status
+        may_resend = safe or idempotent or any(k.lower() == "idempotency-key" for k in hdrs)
         wait = read_timeout or self.read_timeout
         deadline = time.monotonic() + max(self.total_timeout, wait)
+        caller = _deadline.get()
+        # The first try is always made in full; retries and their sleeps must end by both.
+        retry_deadline = deadline if caller is None else min(deadline, caller)
         attempt = 0
         while True:
             left = deadline - time.monotonic()
@@ -191,7 +240,7 @@ class HttpCore:
                     may_resend
                     and not never_connected
                     and attempt < self.max_retries
-                    and self._sleep(attempt + 1, None, deadline, reason)
+                    and self._sleep(attempt + 1, None, retry_deadline, reason)
                 ):
                     attempt += 1
                     continue
@@ -201,13 +250,13 @@ class HttpCore:
                     f"request to {redact_url(url)} failed: {_reason(exc)}"
                 ) from exc
             if (
-                retry_status
+                may_resend
                 and resp.status_code in RETRY_STATUSES
                 and attempt < self.max_retries
                 and self._sleep(
                     attempt + 1,
                     resp.headers.get("Retry-After"),
-                    deadline,
+                    retry_deadline,
                     f"HTTP {resp.status_code}",
                 )
             ):
@@ -229,13 +278,26 @@ class HttpCore:
                     truncated
                     and may_resend
                     and attempt < self.max_retries
-                    and self._sleep(attempt + 1, None, deadline, "its answer was cut short")
+                    and self._sleep(attempt + 1, None, retry_deadline, "its answer was cut short")
                 ):
                     attempt += 1
                     continue
                 raise self._not_json(method, url, resp) from None
 
     # -- internals -------------------------------------------------------------------------
+
+    def _key_may_go_to(self, url: str) -> bool:
+        """True for the endpoint's own origin; False (no key) for a signed URL elsewhere;
+        anything else on another origin is refused before any connection is made."""
+        if origin(url) == origin(self.base_url):
+            return True
+        if is_signed(url):
+            return False
+        raise WhisperCliError(
+            f"the server at {redact_url(self.base_url)} sent a URL on another host or scheme "
+            f"({redact_url(url)}); whispercli sends its API key only to the endpoint itself",
+            hint="if that host is the same service, point --url (or the profile's url) at it",
+        )
 
     def _send(
         self,
@@ -333,6 +395,9 @@ class HttpCore:
             )
         if status == 404:
             return NotFoundError(f"not found: {message}", status=status)
+        later = resp.headers.get("Retry-After") if status in RETRY_STATUSES else None
+        if later:
+            message += f" (it asks to retry after {later[:40]} s)"
         if status >= 500:
             return WhisperCliError(
                 f"the server at {self.base_url} failed (HTTP {status}): {message}",

@@ -22,6 +22,7 @@ from filelock import FileLock, Timeout
 
 import whispercli.paths as paths
 from whispercli.errors import UnreachableError, seconds_text
+from whispercli.extras import LOCAL, require
 from whispercli.protocol import HEALTH_PATH
 
 AUTO_IDLE_TIMEOUT = 600
@@ -103,6 +104,7 @@ def ensure_local_server(url: str = paths.DEFAULT_LOCAL_URL, timeout: float = 30.
     """Make sure a local server answers at ``url``; return True if this call started it."""
     if answers(url):
         return False
+    require(LOCAL, "starting the embedded server (nothing answers at the local default URL)")
     port = urlsplit(url).port or paths.DEFAULT_PORT
     state = paths.state_dir()
     state.mkdir(parents=True, exist_ok=True)

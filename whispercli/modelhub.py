@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from whispercli.errors import WhisperCliError
+from whispercli.extras import LOCAL, MissingExtraError
 
 SHIPPED_NAMES = ("tiny", "tiny.en")
 SHIPPED_REPO = "Systran/faster-whisper-tiny.en"
@@ -89,10 +89,7 @@ def catalogue() -> dict[str, str]:
     """
     spec = importlib.util.find_spec("faster_whisper")
     if spec is None:
-        raise WhisperCliError(
-            "managing models needs the local engine, and faster-whisper is not installed",
-            hint="pip install 'whispercli[local]'",
-        )
+        raise MissingExtraError(LOCAL, "managing models", "faster_whisper")
     utils = Path(next(iter(spec.submodule_search_locations or [""]))) / "utils.py"
     module_spec = importlib.util.spec_from_file_location("_faster_whisper_utils", utils)
     if utils.is_file() and module_spec is not None and module_spec.loader is not None:

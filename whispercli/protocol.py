@@ -8,9 +8,12 @@ a poll body nested under ``"response"`` and unknown fields). It imports nothing 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from whispercli.errors import WhisperCliError
 
 UPLOAD_URL_PATH = "/v1/input/upload-url"
 """Step 1: ``POST`` with ``?extension=mp3`` returns 201 ``{"uploadUrl": {"PUT": url}}``."""
@@ -27,6 +30,8 @@ HEALTH_PATH = "/v1/health"
 
 TIERS = ("cpuflex", "gpuflex")
 DEFAULT_TIER = "cpuflex"
+DEFAULT_MODEL = "tiny"
+"""The model of a request that names none."""
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 WAIT_PARAM = "wait"
@@ -58,7 +63,7 @@ ACTIVE_STATUSES = QUEUED_STATUSES | {Status.PROCESSING}
 JOB_FIELDS = frozenset(
     {
         "id", "status", "model", "acceptedAt", "startedAt", "completedAt", "urls",
-        "progress", "segments", "result", "error",
+        "progress", "segments", "result", "error", "waiting",
     }
 )  # fmt: skip
 """The fields of a job body (submit or poll); any other field is kept in ``JobInfo.extra``."""
@@ -81,6 +86,7 @@ WHISPER_PARAMS: dict[str, tuple[type, ...]] = {
     "logprob_threshold": (int, float),
     "condition_on_previous_text": (bool,),
     "initial_prompt": (str,),
+    "hotwords": (str,),
     "suppress_tokens": (str, list),
     "word_timestamps": (bool,),
     "vad_filter": (bool,),
@@ -90,12 +96,27 @@ WHISPER_PARAMS: dict[str, tuple[type, ...]] = {
 TASKS = ("transcribe", "translate")
 SPEEDS = ("accurate", "default", "fast")
 """Extension: ``input.speed`` picks the local engine's decoding speed. Other extensions:
+``hotwords`` (faster-whisper's: names and terms the decoder is prompted with, on every window),
 ``vad_filter`` (default true: decode only what Silero VAD calls speech) and ``no_speech_gate``
 (default: as ``vad_filter``; drop segments Whisper calls probably not speech, and loops)."""
 
 
-class ProtocolError(ValueError):
-    """A body that cannot be read as a job at all (no id, no status)."""
+class ProtocolError(WhisperCliError, ValueError):
+    """A body that cannot be read as a job at all (no id, no status, an id that is not one)."""
+
+
+JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+"""What a job id from any server must look like before it goes into a URL path or a file: our
+server's ids are 32 hex digits, Eden's UUIDs, other vendors' similar; never ``..`` or ``/``."""
+
+
+def check_job_id(job_id: str) -> str:
+    """``job_id`` if it is a plausible id, else :class:`ProtocolError` (a server that names a
+    job ``../../x`` must not make us send a request to another path)."""
+    if not JOB_ID_RE.fullmatch(job_id):
+        shown = job_id if len(job_id) <= 40 else job_id[:40] + "..."
+        raise ProtocolError(f"the server named a job {shown!r}, which is not a job id")
+    return job_id
 
 
 @dataclass
@@ -184,7 +205,12 @@ class JobInfo:
     partial_segments: list[Segment] = field(default_factory=list)
     result: Result | None = None
     error: str | None = None
+    waiting: str | None = None
+    """While pending, why the job has not started (a server with workers says)."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_job_id(self.id)
 
     @property
     def terminal(self) -> bool:
@@ -222,6 +248,7 @@ class JobInfo:
             else [],
             result=Result.from_dict(raw_result) if isinstance(raw_result, dict) else None,
             error=_error_text(data.get("error")),
+            waiting=_opt_str(data.get("waiting")),
             extra={k: v for k, v in data.items() if k not in JOB_FIELDS},
         )
 

@@ -23,6 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE_MP3 = REPO / "samples" / "sample.mp3"
 SAMPLE_TXT = REPO / "samples" / "sample.txt"
 START_TIMEOUT = 60.0
+FAKE_ENGINE_ENV = "WHISPERCLI_FAKE_ENGINE_SECONDS"
+"""A server started with this (``extra_env``) runs the fake engine: N seconds a job."""
 
 
 @contextlib.contextmanager
@@ -84,11 +86,13 @@ def start_server(
     port: int | None = None,
     args: tuple[str, ...] | list[str] = (),
     dirs_from: ServerHandle | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> ServerHandle:
     """Start ``python -m whispercli server run`` and wait until ``/v1/health`` answers 200.
 
     ``dirs_from`` reuses another (stopped) server's config, state and data dirs, as a restart
-    after a crash would. Extra flags (``--max-upload-mb 1``...) go in ``args``.
+    after a crash would. Extra flags (``--max-upload-mb 1``...) go in ``args``; ``extra_env``
+    (e.g. ``WHISPERCLI_FAKE_ENGINE_SECONDS``) goes to the server process only.
     """
     port = port or find_free_port()
     root.mkdir(parents=True, exist_ok=True)
@@ -97,7 +101,7 @@ def start_server(
     else:
         config, state, data = root / "config", root / "state", root / "data"
     url = f"http://127.0.0.1:{port}"
-    env = {
+    dirs = {
         "WHISPERCLI_CONFIG_DIR": str(config),
         "WHISPERCLI_STATE_DIR": str(state),
         "WHISPERCLI_DATA_DIR": str(data),
@@ -108,7 +112,7 @@ def start_server(
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "whispercli", "server", "run", *argv],
-            env={**os.environ, **env, "HF_HUB_OFFLINE": "1"},
+            env={**os.environ, **dirs, "HF_HUB_OFFLINE": "1", **(extra_env or {})},
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -132,7 +136,7 @@ def start_server(
                 if resp.status_code == 200:
                     break
         time.sleep(0.1)
-    return ServerHandle(url, port, key, config, state, data, env, proc, log_path, argv)
+    return ServerHandle(url, port, key, config, state, data, dirs, proc, log_path, argv)
 
 
 class ServerFactory:
@@ -142,8 +146,13 @@ class ServerFactory:
         self.root = root
         self.started: list[ServerHandle] = []
 
-    def start(self, *args: str, dirs_from: ServerHandle | None = None) -> ServerHandle:
-        handle = start_server(self.root, args=list(args), dirs_from=dirs_from)
+    def start(
+        self,
+        *args: str,
+        dirs_from: ServerHandle | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> ServerHandle:
+        handle = start_server(self.root, args=list(args), dirs_from=dirs_from, extra_env=extra_env)
         self.started.append(handle)
         return handle
 

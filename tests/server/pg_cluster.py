@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL 15 cluster for tests: ``postgres`` (session fixture).
+"""A throwaway PostgreSQL 15 cluster for tests: ``postgres`` (session fixture), and
+``workers`` (``whispercli worker run`` processes on a fresh migrated database of it).
 
 initdb and pg_ctl refuse to run as root, so as root the cluster runs as the ``postgres`` user
 in a folder it owns (under /var/tmp: pytest's basetemp is private to root); as a normal user
@@ -16,14 +17,16 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from itertools import count
 from pathlib import Path
 
 import pytest
-from local_server import find_free_port
+from local_server import FAKE_ENGINE_ENV, REPO, find_free_port
 
 TEMPLATE = "whispercli_template"
 
@@ -124,3 +127,64 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.remove()
+
+
+WORKER_RUN = [sys.executable, "-m", "whispercli", "worker", "run"]
+
+
+class Workers:
+    def __init__(self, root: Path, dsn: str) -> None:
+        self.root, self.dsn = root, dsn
+        self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(
+        self, fake_seconds: float | None = None, queues: str = "cpu", *extra: str
+    ) -> subprocess.Popen[bytes]:
+        """A worker with the real model, or the fake engine taking ``fake_seconds`` a job."""
+        n = len(self.procs)
+        data = self.root / f"worker-{n}"
+        data.mkdir(parents=True)
+        log = self.root / f"worker-{n}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*WORKER_RUN, "--database", self.dsn, "--queues", queues, *extra],
+                env={
+                    **os.environ,
+                    "WHISPERCLI_DATA_DIR": str(data),
+                    "HF_HUB_OFFLINE": "1",
+                    FAKE_ENGINE_ENV: "" if fake_seconds is None else str(fake_seconds),
+                },
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        self.procs.append((proc, log))
+        return proc
+
+    def logs(self) -> str:
+        return "\n".join(log.read_text(errors="replace") for _, log in self.procs)
+
+    def stop_all(self) -> list[int | None]:
+        codes = []
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+            codes.append(proc.returncode)
+        return codes
+
+
+@pytest.fixture
+def workers(postgres: PostgresCluster, tmp_path: Path) -> Iterator[Workers]:
+    """Workers on a fresh database (our schema and Procrastinate's migrated); all stopped at
+    the end of the test."""
+    from whispercli.server.scale.queue import migrate
+
+    pool = Workers(tmp_path / "workers", postgres.new_database(migrate))
+    yield pool
+    pool.stop_all()

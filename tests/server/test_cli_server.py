@@ -147,7 +147,11 @@ def test_two_concurrent_auto_starts_end_with_one_server(
 def test_idle_server_exits_by_itself(server_factory: ServerFactory) -> None:
     idle = server_factory.start("--idle-timeout", "2")
     assert idle.proc.wait(timeout=30) == 0
-    assert "no request for" in idle.log()
+    log = idle.log()
+    # Issue 19, polish: why it exits (the setting that decides), and that it is gone.
+    assert "idle: no request for" in log and "(--idle-timeout 2)" in log
+    assert "the CLI starts the server again when it needs it" in log
+    assert log.strip().splitlines()[-1].endswith(f"whispercli server on {idle.url} stopped")
 
 
 def test_sigterm_stops_the_worker_too(server_factory: ServerFactory) -> None:

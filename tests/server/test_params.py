@@ -61,7 +61,7 @@ def test_every_protocol_param_is_handled() -> None:
         "temperature_increment_on_fallback": 0.4, "beam_size": 2, "best_of": 3,
         "patience": 1.5, "length_penalty": 0.5, "no_speech_threshold": 0.5,
         "compression_ratio_threshold": 2.0, "logprob_threshold": -0.5,
-        "condition_on_previous_text": False, "initial_prompt": "Hello.",
+        "condition_on_previous_text": False, "initial_prompt": "Hello.", "hotwords": "Siobhan",
         "suppress_tokens": [1, 2], "word_timestamps": True, "vad_filter": True,
         "speed": "fast", "no_speech_gate": False,
     }  # fmt: skip
@@ -70,6 +70,7 @@ def test_every_protocol_param_is_handled() -> None:
     assert kwargs["log_prob_threshold"] == -0.5 and "logprob_threshold" not in kwargs
     assert kwargs["suppress_tokens"] == [1, 2] and kwargs["initial_prompt"] == "Hello."
     assert kwargs["word_timestamps"] is True and kwargs["vad_filter"] is True
+    assert kwargs["hotwords"] == "Siobhan"
     assert "no_speech_gate" not in kwargs  # the engine's own (engine.gate_on)
 
 
@@ -91,6 +92,7 @@ def test_suppress_tokens_forms(value: object, tokens: list[int]) -> None:
         {"temperature_increment_on_fallback": 0},
         {"logprob_threshold": 1},
         {"initial_prompt": "x" * 5000},
+        {"hotwords": "x" * 1001},
         {"speed": "ludicrous"},
         {"vad_filter": "yes"},
         {"word_timestamps": 0},

@@ -68,45 +68,42 @@ def test_write_names_files_after_the_stem_and_expands_all(tmp_path: Path) -> Non
         formats.expand(["docx"])
 
 
-# What openai-whisper's writers (whisper/utils.py of openai-whisper 20250625: WriteSRT, WriteVTT,
-# WriteTSV, WriteTXT with default options) print for these segments: every cue ends with a blank
-# line, the last one too; with word timings, cues run from the first word to the last.
-WHISPER_PLAIN = {
-    "text": "x",
-    "segments": [
-        {"id": 0, "start": 0.0, "end": 1.5, "text": " Hello --> there."},
-        {"id": 1, "start": 1.5, "end": 3661.25, "text": " Second line. "},
-    ],
-}
-WHISPER_WORDS = {
-    "text": "x",
-    "segments": [
-        {"id": 0, "start": 0.0, "end": 2.0, "text": " Hi you.", "words": [
-            {"start": 0.12, "end": 0.5, "word": " Hi", "probability": 0.9},
-            {"start": 0.6, "end": 1.04, "word": " you-->.", "probability": 0.9},
-        ]},
-        {"id": 1, "start": 2.0, "end": 4.0, "text": " Bye.", "words": [
-            {"start": 2.2, "end": 2.9, "word": " Bye.", "probability": 0.9},
-        ]},
-    ],
-}  # fmt: skip
-WHISPER_OUTPUT = {
-    ("plain", "srt"): "1\n00:00:00,000 --> 00:00:01,500\nHello -> there.\n\n"
-    "2\n00:00:01,500 --> 01:01:01,250\nSecond line.\n\n",
-    ("plain", "vtt"): "WEBVTT\n\n00:00.000 --> 00:01.500\nHello -> there.\n\n"
-    "00:01.500 --> 01:01:01.250\nSecond line.\n\n",
-    ("plain", "tsv"): "start\tend\ttext\n0\t1500\tHello --> there.\n1500\t3661250\tSecond line.\n",
-    ("plain", "txt"): "Hello --> there.\nSecond line.\n",
-    ("words", "srt"): "1\n00:00:00,120 --> 00:00:01,040\nHi you-->.\n\n"
-    "2\n00:00:02,200 --> 00:00:02,900\nBye.\n\n",
-    ("words", "vtt"): "WEBVTT\n\n00:00.120 --> 00:01.040\nHi you-->.\n\n"
-    "00:02.200 --> 00:02.900\nBye.\n\n",
-    ("words", "tsv"): "start\tend\ttext\n0\t2000\tHi you.\n2000\t4000\tBye.\n",
-    ("words", "txt"): "Hi you.\nBye.\n",
-}
+# Byte-identity with openai-whisper's writers, options included: test_formats_reference.py.
 
 
-@pytest.mark.parametrize(("kind", "fmt"), sorted(WHISPER_OUTPUT))
-def test_byte_identical_to_openai_whisper_writers(kind: str, fmt: str) -> None:
-    result = Result.from_dict(WHISPER_PLAIN if kind == "plain" else WHISPER_WORDS)
-    assert formats.render(result, fmt) == WHISPER_OUTPUT[(kind, fmt)]
+def _timed(speaker: int, start: float, *words: str) -> Segment:
+    timings = [{"start": start + i, "end": start + i + 0.5, "word": w} for i, w in enumerate(words)]
+    text = "".join(words)
+    return Segment(0, start, start + len(words), text, {"speaker": speaker, "words": timings})
+
+
+TWO_SPEAKERS = Result(
+    text="", segments=[_timed(1, 0.0, " Hi", " there."), _timed(2, 2.0, " Hello", " back.")]
+)
+
+
+def test_speaker_labels_start_every_cue_and_a_new_speaker_starts_a_new_cue() -> None:
+    # Without a line count cues follow segments; with one they would run across segments, but
+    # a change of speaker still starts a new cue (openai-whisper knows no speakers).
+    for options in (formats.PLAIN, formats.SubtitleOptions(max_line_width=40, max_line_count=3)):
+        assert formats.render(TWO_SPEAKERS, "srt", options) == (
+            "1\n00:00:00,000 --> 00:00:01,500\n[SPEAKER 1] Hi there.\n\n"
+            "2\n00:00:02,000 --> 00:00:03,500\n[SPEAKER 2] Hello back.\n\n"
+        )
+    highlighted = formats.render(TWO_SPEAKERS, "vtt", formats.SubtitleOptions(highlight_words=True))
+    assert "00:00.500 --> 00:01.000\n[SPEAKER 1] Hi there.\n" in highlighted  # the gap
+    assert "00:02.000 --> 00:02.500\n[SPEAKER 2] <u>Hello</u> back.\n" in highlighted
+
+
+def test_options_default_to_none_and_say_when_given() -> None:
+    assert not formats.PLAIN.given and formats.SubtitleOptions(highlight_words=True).given
+    assert formats.SubtitleOptions(max_words_per_line=1).given
+
+
+def test_a_segment_without_words_among_timed_ones_has_no_cue() -> None:
+    """The engine leaves out an empty ``words``; such a segment cuts like openai-whisper's
+    ``"words": []`` (no cue) instead of turning the whole result into segment cues."""
+    silent = Segment(1, 1.5, 2.0, " ")
+    result = Result(text="", segments=[silent, *TWO_SPEAKERS.segments])
+    assert formats.has_words(result)
+    assert formats.render(result, "srt") == formats.render(TWO_SPEAKERS, "srt")

@@ -7,18 +7,28 @@ into its protocol's requests through the client's one HTTP core, and its answers
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from whispercli.backends.streams import ProgressCallback
 from whispercli.errors import UsageError
+from whispercli.protocol import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from whispercli.client import Job
     from whispercli.config import Settings
     from whispercli.http import HttpCore
     from whispercli.protocol import JobInfo
+
+JobCallback = Callable[["JobInfo"], None]
+"""``on_progress(info)``: a job's state as it moves (status, progress, partial segments)."""
+NO_JOBS_HINT = (
+    "its answer comes back in the request that sends the file: use `whispercli transcribe "
+    "FILE` (jobs saved from other profiles resume with their own)"
+)
 
 
 class Transport(Protocol):
@@ -43,7 +53,8 @@ class Submission:
     """One submit: a local file or a URL, and the options for it."""
 
     source: str | os.PathLike[str]
-    model: str
+    model: str | None
+    """None: the protocol's default. After ``Backend.prepare``: what the job runs."""
     tier: str
     params: dict[str, Any] = field(default_factory=dict)
     """Whisper input parameters (``None`` values already dropped)."""
@@ -53,6 +64,10 @@ class Submission:
     on_upload_progress: ProgressCallback | None = None
     webhook: str | None = None
     """A URL the server POSTs the job to when it ends."""
+    on_progress: JobCallback | None = None
+    """For a protocol whose submit answers only once the job has ended (``has_jobs`` False):
+    called with the partial segments as they arrive (OpenAI's ``stream``). Other protocols give
+    them to ``Job.wait``'s ``on_progress`` instead."""
 
 
 class Backend:
@@ -61,6 +76,11 @@ class Backend:
     name: ClassVar[str]
     label: ClassVar[str]
     """How messages name the protocol (``Eden AI``)."""
+    default_model: ClassVar[str] = DEFAULT_MODEL
+    """The model of a submit that names none."""
+    has_jobs: ClassVar[bool] = True
+    """False for a protocol without job ids (OpenAI's answers the transcript in the request
+    that sends the file): nothing is saved to resume, and submit/status/wait refuse."""
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
@@ -72,6 +92,16 @@ class Backend:
             f"{self.name} backend)",
             hint=hint,
         )
+
+    def prepare(self, request: Submission) -> Submission:
+        """``request`` checked (``check``) and as it will be sent: defaults filled in, so its
+        ``model`` says what the job runs (the saved job records it)."""
+        self.check(request)
+        return dataclasses.replace(request, model=request.model or self.default_model)
+
+    def no_jobs(self, verb: str) -> UsageError:
+        """The refusal of a verb that needs job ids, by a protocol without them (exit 2)."""
+        return self.unsupported(verb, NO_JOBS_HINT)
 
     def check(self, request: Submission) -> None:
         """Refuse, before any request, options this protocol has no field for (the default:

@@ -11,6 +11,7 @@ embedded server), which becomes the job's failure here.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,18 @@ class OctoAIBackend(Backend):
                 hint="cut or re-encode it (e.g. ffmpeg -i IN -ac 1 -b:a 32k OUT.mp3), or use a "
                 "profile with another backend",
             )
+
+    def prepare(self, request: Submission) -> Submission:
+        """An OctoAI endpoint serves the one model deployed there: ``-m`` cannot pick one,
+        and what the job runs is that endpoint's model (not known here: saved as None)."""
+        self.check(request)
+        if request.model is not None:
+            raise self.unsupported(
+                f"pick a model (-m {request.model}, or the profile's model)",
+                "an OctoAI endpoint serves one model: drop -m, or point the profile's url at "
+                "the endpoint that serves the model you want",
+            )
+        return dataclasses.replace(request, model=None)
 
     def check(self, request: Submission) -> None:
         super().check(request)
@@ -102,7 +115,9 @@ class OctoAIBackend(Backend):
             status = ENDED_BADLY.get(exc.status or 0)
             if status is None:
                 raise
-            return JobInfo(id=job.id, status=status, poll_url=job.poll_url, error=exc.message)
+            # The job's reason, not the HTTP status that carried it.
+            reason = exc.message.removesuffix(f" (HTTP {exc.status})")
+            return JobInfo(id=job.id, status=status, poll_url=job.poll_url, error=reason)
         if not isinstance(body, dict):
             raise WhisperCliError(f"unexpected poll answer from OctoAI at {self.transport.url}")
         raw = str(body.get("status", ""))

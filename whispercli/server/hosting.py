@@ -220,3 +220,4 @@ def serve(settings: ServerSettings, log_level: str) -> None:
     finally:
         sock.close()
         _remove_own_pid_file(pid_path)
+        log.info("whispercli server on %s stopped", url)

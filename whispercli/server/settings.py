@@ -50,6 +50,8 @@ class ServerSettings:
     idle_timeout: float = 0.0
     """Exit after this many seconds without a request and with no work (0: never)."""
     models_dir: Path | None = field(default_factory=_models_dir_from_env)
+    default_model: str = "tiny"
+    """The model OpenAI's ``whisper-1`` names on this server (``server run --default-model``)."""
     cpu_threads: int = 0
     """CTranslate2 threads for the engine in all (0: one per CPU); see engine.replica_layout."""
     speed: str = "default"

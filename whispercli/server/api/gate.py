@@ -16,17 +16,20 @@ An operation takes a JSON body of at most :data:`DEFAULT_MAX_BODY` unless its ro
 another limit with ``openapi_extra=body_limit(...)``: a number of bytes, or :data:`UPLOAD`
 (the server's ``--max-upload-mb`` plus room for a form around the file) or
 :data:`UPLOAD_BASE64` (the same file as base64 in JSON, at most :data:`MAX_BASE64_BODY`). The
-limit shows in the schema as ``x-body-limit``.
+limit shows in the schema as ``x-body-limit``. A protocol whose errors have another shape
+registers it in :data:`ERROR_SHAPES` and declares it with ``openapi_extra=error_shape(name)``:
+the gate's 401 and 413 then take that shape.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from whispercli.server.api.deps import key_error, key_matches
@@ -34,6 +37,12 @@ from whispercli.server.api.errors import error_response
 from whispercli.server.settings import MIB, ServerSettings
 
 LIMIT_KEY = "x-body-limit"
+SHAPE_KEY = "x-error-shape"
+ErrorShaper = Callable[[str, str, dict[str, str]], Response]
+"""``(code, message, headers) -> the answer``: a refusal of the gate in a protocol's shape."""
+ERROR_SHAPES: dict[str, ErrorShaper] = {}
+"""The error shapes of protocols whose errors are not ours; a router module registers its
+shaper here and its routes declare it with ``openapi_extra=error_shape(name)``."""
 DEFAULT_MAX_BODY = 256 * 1024
 """A route that declares nothing takes a JSON body of at most this many bytes."""
 UPLOAD = "upload"
@@ -54,6 +63,12 @@ def body_limit(limit: int | str) -> dict[str, Any]:
     return {LIMIT_KEY: limit}
 
 
+def error_shape(name: str) -> dict[str, Any]:
+    """``openapi_extra`` naming the :data:`ERROR_SHAPES` entry the gate answers a route's
+    refusals (401, 413) with."""
+    return {SHAPE_KEY: name}
+
+
 class BodyTooLarge(HTTPException):
     """The body went past its route's limit while it was read (a 413; the connection closes)."""
 
@@ -69,6 +84,12 @@ class BodyTooLarge(HTTPException):
 class Rule:
     needs_key: bool
     max_body: int
+    shape: str | None = None
+
+    def refuse(self, code: str, message: str, headers: dict[str, str]) -> Response:
+        if self.shape is not None:
+            return ERROR_SHAPES[self.shape](code, message, headers)
+        return error_response(code, message, headers)
 
 
 class RequestGate:
@@ -81,6 +102,7 @@ class RequestGate:
         self.settings = settings
         self.public_paths = tuple(public_paths)
         self._table: list[tuple[re.Pattern[str], dict[str, Rule]]] | None = None
+        self._lenient: list[tuple[re.Pattern[str], dict[str, Rule]]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,22 +114,25 @@ class RequestGate:
             headers.get(b"authorization", b"").decode("latin-1"), scope["app"].state.api_key
         ):
             exc = key_error()
-            refused = error_response(exc.code, exc.message, _closing(exc.headers, headers))
-            await refused(scope, receive, send)
+            await rule.refuse(exc.code, exc.message, _closing(exc.headers, headers))(
+                scope, receive, send
+            )
             return
         declared = _declared_length(headers)
         if declared is not None and declared > rule.max_body:
             too_large = BodyTooLarge(rule.max_body)
-            refused = error_response("too_large", too_large.detail, _closing({}, headers))
-            await refused(scope, receive, send)
+            await rule.refuse("too_large", too_large.detail, _closing({}, headers))(
+                scope, receive, send
+            )
             return
         await self.app(scope, _capped(receive, rule.max_body), send)
 
     def rule(self, app: Any, method: str, path: str) -> Rule:
         """The key and body rule of ``method path``."""
         if self._table is None:  # the schema is complete once the app serves
-            self._table = self._build(app.openapi())
-        for pattern, rules in self._table:
+            self._table = self._build(app.openapi(), "[^/]+")
+            self._lenient = self._build(app.openapi(), ".+")
+        for pattern, rules in (*self._table, *self._lenient):  # {name:path}: the second pass
             if pattern.match(path) and method in rules:
                 return rules[method]
         public = any(
@@ -115,14 +140,20 @@ class RequestGate:
         )
         return Rule(needs_key=not public, max_body=DEFAULT_MAX_BODY)
 
-    def _build(self, schema: dict[str, Any]) -> list[tuple[re.Pattern[str], dict[str, Rule]]]:
+    def _build(
+        self, schema: dict[str, Any], param: str
+    ) -> list[tuple[re.Pattern[str], dict[str, Rule]]]:
+        """(path regex, rule per method) of each documented path, its ``{params}`` matching
+        ``param`` (the schema does not say which take slashes)."""
         table = []
         for template, operations in schema.get("paths", {}).items():
             rules = {
-                method.upper(): Rule(bool(op.get("security")), self._limit(op.get(LIMIT_KEY)))
+                method.upper(): Rule(
+                    bool(op.get("security")), self._limit(op.get(LIMIT_KEY)), op.get(SHAPE_KEY)
+                )
                 for method, op in operations.items()
             }
-            table.append((_path_pattern(template), rules))
+            table.append((_path_pattern(template, param), rules))
         return table
 
     def _limit(self, declared: int | str | None) -> int:
@@ -134,10 +165,10 @@ class RequestGate:
         return DEFAULT_MAX_BODY if declared is None else int(declared)
 
 
-def _path_pattern(template: str) -> re.Pattern[str]:
+def _path_pattern(template: str, param: str) -> re.Pattern[str]:
     """``/v1/async/jobs/{job_id}`` -> a regex matching its concrete paths."""
     parts = re.split(r"\{[^}]*\}", template)
-    return re.compile("^" + "[^/]+".join(re.escape(part) for part in parts) + "$")
+    return re.compile("^" + param.join(re.escape(part) for part in parts) + "$")
 
 
 def _declared_length(headers: dict[bytes, bytes]) -> int | None:

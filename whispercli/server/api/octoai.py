@@ -60,9 +60,9 @@ def _url(links: UrlSigner, path: str, job_id: str) -> str:
 
 def _check_ended_well(job: JobRecord) -> None:
     code = octoai.ENDED_BADLY.get(job.status)
-    if code is not None:
+    if code is not None:  # the reason alone: clients say "job X failed: <reason>"
         why = (job.error or "no reason given") if job.status == "failed" else "it was cancelled"
-        raise ServiceError(code, f"the job {job.status}: {why}")
+        raise ServiceError(code, why)
 
 
 async def _submit(request: Request, service: JobService) -> JobRecord:

@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from whispercli.extras import GPU, pip_command
+
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "float16", "float32")
 CUDA_BATCH_SIZE = 16
@@ -154,8 +156,8 @@ def choose(
         why = f"CUDA probe failed: {failure}"
     if device == "cuda":
         raise DeviceError(
-            f"--device cuda cannot work here: {why}; install the CUDA libraries with "
-            "`pip install 'whispercli[local,gpu]'` (an NVIDIA driver is needed), or use "
+            f"--device cuda cannot work here: {why}; install the CUDA libraries (the gpu "
+            f"extra) with `{pip_command(GPU)}` (an NVIDIA driver is needed), or use "
             "--device auto or cpu"
         )
     return cpu_plan(compute_type, why)

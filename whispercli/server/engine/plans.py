@@ -47,8 +47,11 @@ _PASSTHROUGH = (
     "language", "task", "beam_size", "best_of", "patience", "length_penalty",
     "no_speech_threshold", "compression_ratio_threshold", "logprob_threshold",
     "condition_on_previous_text", "initial_prompt", "suppress_tokens",
-    "word_timestamps", "vad_filter",
+    "word_timestamps", "vad_filter", "hotwords",
 )  # fmt: skip
+# ``hotwords`` needs no sequential path: faster-whisper 1.2.1 puts them in the prompt of every
+# window on both paths (WhisperModel.generate_segments and BatchedInferencePipeline's
+# generate_segment_batched both call get_prompt(..., hotwords=...)).
 _RENAMED = {"logprob_threshold": "log_prob_threshold"}
 
 

@@ -71,6 +71,15 @@ def declared_duration(path: str) -> float | None:
     return float(duration / av.time_base)
 
 
+def has_audio_track(path: str) -> bool | None:
+    """Whether the container has an audio stream; None when it cannot be opened at all."""
+    try:
+        with av.open(path) as container:
+            return bool(container.streams.audio)
+    except Exception:
+        return None
+
+
 def load_audio(path: str) -> np.ndarray:
     """Decode ``path`` by its content (the upload's extension is only a hint)."""
     if os.path.getsize(path) == 0:
@@ -78,6 +87,10 @@ def load_audio(path: str) -> np.ndarray:
     try:
         audio = decode_audio(path, sampling_rate=SAMPLE_RATE)
     except Exception as exc:  # PyAV raises many types; all mean "not decodable"
+        if has_audio_track(path) is False:
+            raise AudioError(
+                "the upload has no audio track (a video without sound?): nothing to transcribe"
+            ) from None
         reason = getattr(exc, "strerror", None) or str(exc)  # strerror omits the server's path
         raise AudioError(f"could not decode the upload as audio: {reason}") from None
     if audio.size == 0:
@@ -190,7 +203,7 @@ class Engine:
         plan = plans.plan(self.speed, params, duration)
         segments: Generator[Any, None, None]
         progress = _Progress()
-        probability = None
+        probability = speech = None
         if plan.chunked:
             if self.plan.batch_size is not None:
                 plan.kwargs["batch_size"] = self.plan.batch_size
@@ -209,6 +222,7 @@ class Engine:
         else:
             segments, info = self.model.transcribe(audio, **plan.kwargs)
             language, probability = info.language, round(info.language_probability, 4)
+            speech = info.duration_after_vad if plan.kwargs.get("vad_filter") else None
         # The chunked path decodes whole VAD chunks with word timings (see plans.plan):
         # cut them into sentence-sized segments, keeping word timings only if asked for.
         keep_words = bool(params.get("word_timestamps"))
@@ -221,8 +235,9 @@ class Engine:
                 )
 
         collected: list[dict[str, Any]] = []
+        dropped: list[dict[str, Any]] = []  # by the gate: still evidence for the warnings
         with closing(segments):  # on cancel (on_segment raises), stop decoding at once
-            for item in quality.gate(pieces()) if gate_on(params) else pieces():
+            for item in quality.gate(pieces(), dropped) if gate_on(params) else pieces():
                 item["id"] = len(collected)
                 if plan.chunked and not keep_words:
                     item.pop("words", None)
@@ -232,7 +247,12 @@ class Engine:
         schedule = plans.temperatures(params)
         first = schedule[0] if isinstance(schedule, tuple) else schedule or 0.0
         notes = quality.warnings(
-            collected, duration, multilingual=multilingual, first_temperature=first
+            collected,
+            duration,
+            multilingual=multilingual,
+            first_temperature=first,
+            dropped=dropped,
+            speech=speech,
         )
         return {
             "text": "".join(s["text"] for s in collected),

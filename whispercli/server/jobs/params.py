@@ -42,6 +42,10 @@ MAX_DECODE_WORK = 100
 temperature 0, then ``best_of`` at each fallback temperature (Whisper's defaults: 5 + 5 x 5 =
 30). Each window may be decoded that many times over; this caps what one job can cost."""
 _DEFAULT_BEAM, _DEFAULT_BEST_OF = 5, 5
+_MAX_HOTWORDS_CHARS = 1000
+"""A bound on what is stored and sent to the engine. faster-whisper prompts with at most 223
+tokens of hotwords and drops the rest: 1000 characters of English are about 230 tokens of
+Whisper's vocabulary, of names and jargon 350 to 550, so past this nothing more could count."""
 
 
 class ParamError(ValueError):
@@ -211,6 +215,21 @@ def _normalise(name: str, value: Any) -> Any:
     if name == "initial_prompt" and len(value) > _MAX_PROMPT_CHARS:
         raise ParamError(
             f"input parameter 'initial_prompt' is longer than {_MAX_PROMPT_CHARS} characters"
+        )
+    if name == "hotwords":
+        return _hotwords(value)
+    return value
+
+
+def _hotwords(value: str) -> str:
+    if not value.strip():
+        raise ParamError(
+            "input parameter 'hotwords' is blank; give the names or terms to expect, or omit it"
+        )
+    if len(value) > _MAX_HOTWORDS_CHARS:
+        raise ParamError(
+            f"input parameter 'hotwords' is longer than {_MAX_HOTWORDS_CHARS} characters; "
+            "keep the names and terms this recording needs"
         )
     return value
 

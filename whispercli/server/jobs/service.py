@@ -151,7 +151,7 @@ class JobService:
         if info is None:
             raise ServiceError(
                 "model_not_found",
-                f"model 'whisper-{model}' is not installed on this server; installed: "
+                f"model '{model}' is not installed on this server; installed: "
                 + (", ".join(self.installed_models()) or "none"),
             )
         try:

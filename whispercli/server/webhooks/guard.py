@@ -159,10 +159,10 @@ def check(url: str, policy: Policy) -> Target:
             raise RefusedUrl(f"{host!r} resolves to {text!r}, not an IP address") from None
         why = refusal(address, policy)
         if why is not None:
-            hint = (
-                ""
-                if policy.allow_private
-                else " (a server started with --webhook-allow-private allows it)"
+            # Only where the flag would change the answer: never for metadata or multicast.
+            allowed_by_flag = refusal(address, Policy(allow_private=True)) is None
+            hint = " (a server started with --webhook-allow-private allows it)"
+            raise RefusedUrl(
+                f"{host!r} resolves to {address}, which {why}{hint if allowed_by_flag else ''}"
             )
-            raise RefusedUrl(f"{host!r} resolves to {address}, which {why}{hint}")
     return Target(scheme, host, port, path, tuple(addresses))

@@ -6,7 +6,7 @@ sha256) last, in the transaction that drops the previous version: a reader sees 
 or the new one, never a part. Memory stays at one chunk whatever the size; workers on other
 machines read the bytes from the database (no shared disk). ``local_file`` copies them to a
 scratch file for the engine and checks the sha256 on the way. The schema is
-:func:`whispercli.server.storage.postgres.store.migrate`'s.
+:func:`whispercli.server.storage.postgres.schema.migrate`'s.
 """
 
 from __future__ import annotations
