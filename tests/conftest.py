@@ -10,6 +10,8 @@
   fake engine with ``extra_env``); every server it started is stopped at the end of the test.
 * ``postgres`` (a session's throwaway cluster) and ``workers`` (``worker run`` processes on a
   fresh migrated database of it), from ``pg_cluster``.
+* ``no_connect`` / ``no_dns`` -- tripwires: the test fails if this process connects a socket
+  to anything but loopback, or asks for any DNS lookup.
 
 A :class:`ServerHandle` has ``url``, ``api_key``, ``headers`` (the Bearer header),
 ``data_dir``, ``config_dir``, ``state_dir``, ``env`` (the environment variables the server got:
@@ -24,6 +26,7 @@ four protocol steps with requests, ``make_long_clip``) and, from bench/ (on pyte
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,3 +81,36 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
         yield handle
     finally:
         handle.stop()
+
+
+_real_connect = socket.socket.connect
+
+
+@pytest.fixture
+def no_connect(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Fail the test if any socket connects to a non-loopback address; returns the attempts."""
+    attempts: list[object] = []
+
+    def connect(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        host = address[0] if isinstance(address, tuple) else ""
+        if host not in ("127.0.0.1", "::1"):
+            pytest.fail(f"a socket tried to connect to {address!r}")
+        _real_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return attempts
+
+
+@pytest.fixture
+def no_dns(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Fail the test if this process resolves a name (``socket.getaddrinfo``: every lookup
+    goes through it); returns the lookups asked for."""
+    asked: list[object] = []
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        asked.append(host)
+        pytest.fail(f"a DNS lookup of {host!r} was asked for")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked

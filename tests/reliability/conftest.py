@@ -34,16 +34,18 @@ def backend(request: pytest.FixtureRequest) -> str:
 def live_server(sandbox: Sandbox, backend: str, request: pytest.FixtureRequest) -> Iterator[Server]:
     """A real server on a free port with the sandbox's data dir (stopped in teardown); on the
     postgres backend an API server on a fresh database of the session's cluster plus one
-    worker."""
+    worker. ``@pytest.mark.server_args("--flag", "value")`` adds flags to ``server run``."""
+    marker = request.node.get_closest_marker("server_args")
+    args = marker.args if marker else ()
     if backend == "sqlite":
-        server = Server(sandbox).start()
+        server = Server(sandbox, *args).start()
         yield server
         server.stop()
         return
     from whispercli.server.scale.queue import migrate
 
     dsn = request.getfixturevalue("postgres").new_database(migrate)
-    server = Server(sandbox, database=dsn).start()
+    server = Server(sandbox, *args, database=dsn).start()
     server.worker = Worker(sandbox, dsn).start()
     yield server
     server.worker.stop()

@@ -76,7 +76,7 @@ def blobs(request: pytest.FixtureRequest) -> BlobStore:
 
 def uploaded(store: Store, size: int = 10) -> str:
     upload_id = store.create_upload("mp3")
-    store.mark_uploaded(upload_id, size)
+    assert store.commit_upload(upload_id, size, lambda: None)
     return upload_id
 
 
@@ -102,13 +102,54 @@ def test_upload_metadata(store: Store) -> None:
     assert upload is not None
     assert (upload.extension, upload.size, upload.used) == ("mp3", None, False)
     assert abs(upload.created_at - time.time()) < 60
-    store.mark_uploaded(upload_id, 1234)
+    assert store.commit_upload(upload_id, 1234, lambda: None)
     upload = store.get_upload(upload_id)
     assert upload is not None and upload.size == 1234
     assert store.get_upload("0" * 32) is None
     store.create_job("tiny", {}, upload_id, None)
     upload = store.get_upload(upload_id)
     assert upload is not None and upload.used
+
+
+def test_an_upload_commit_publishes_only_while_no_job_uses_it(store: Store) -> None:
+    """The "used" check and the commit of an upload's bytes are one step (issue 20, item 13)."""
+    published: list[int] = []
+    upload_id = store.create_upload(None)
+    assert store.commit_upload(upload_id, 5, lambda: published.append(5))
+    store.create_job("tiny", {}, upload_id, None)
+    assert not store.commit_upload(upload_id, 7, lambda: published.append(7))
+    upload = store.get_upload(upload_id)
+    assert published == [5] and upload is not None and upload.size == 5
+    assert not store.commit_upload("0" * 32, 1, lambda: published.append(1))
+    assert published == [5]
+
+
+def test_a_job_on_an_upload_waits_for_its_commit_in_flight(store: Store) -> None:
+    upload_id = store.create_upload(None)
+    publishing, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def publish() -> None:
+        publishing.set()
+        release.wait(10)
+        order.append("published")
+
+    committed: list[bool] = []
+    commit = threading.Thread(
+        target=lambda: committed.append(store.commit_upload(upload_id, 9, publish))
+    )
+    commit.start()
+    assert publishing.wait(10)
+    submit = threading.Thread(
+        target=lambda: order.append(store.create_job("tiny", {}, upload_id, None)[0].status)
+    )
+    submit.start()
+    submit.join(0.5)
+    assert submit.is_alive(), "create_job went ahead while the upload's bytes were replaced"
+    release.set()
+    commit.join(10)
+    submit.join(10)
+    assert committed == [True] and order == ["published", Status.PENDING.value]
 
 
 # -- jobs -----------------------------------------------------------------------------------------
@@ -476,6 +517,18 @@ def test_blob_replaced_by_a_second_write(blobs: BlobStore) -> None:
     asyncio.run(blobs.write("e" * 32, _chunks(b"first"), 100))
     asyncio.run(blobs.write("e" * 32, _chunks(b"second"), 100))
     assert b"".join(blobs.read("e" * 32)) == b"second"
+
+
+def test_staged_bytes_change_nothing_until_published(blobs: BlobStore) -> None:
+    asyncio.run(blobs.write("a" * 32, _chunks(b"old"), 100))
+    staged = asyncio.run(blobs.stage("a" * 32, _chunks(b"new bytes"), 100))
+    assert staged.size == 9 and b"".join(blobs.read("a" * 32)) == b"old"
+    staged.discard()
+    assert b"".join(blobs.read("a" * 32)) == b"old"
+    staged = asyncio.run(blobs.stage("a" * 32, _chunks(b"new bytes"), 100))
+    staged.publish()
+    staged.discard()  # after publish: nothing to drop
+    assert b"".join(blobs.read("a" * 32)) == b"new bytes"
 
 
 def test_a_50_mb_blob_round_trips_with_flat_memory(blobs: BlobStore) -> None:

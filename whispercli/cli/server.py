@@ -22,6 +22,7 @@ from whispercli.cli.options import choice
 from whispercli.errors import (
     AuthError,
     UnreachableError,
+    UsageError,
     WhisperCliError,
     seconds_text,
 )
@@ -166,22 +167,42 @@ def run(
     webhook_first_retry: Annotated[
         float, typer.Option(hidden=True, min=0.01, help="Seconds before a webhook's first retry.")
     ] = DEFAULTS.webhook_first_retry,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The URL clients reach this server by (e.g. https://stt.example.com): the "
+            "upload and poll URLs it hands out start with it. Default: the bind address.",
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
+    file_url_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds an Eden file_url download may take in all.", min=0.1, metavar="SECONDS"
+        ),
+    ] = DEFAULTS.file_url_seconds,
+    header_timeout: Annotated[
+        float,
+        typer.Option(hidden=True, min=0.1, help="Seconds a client has to send its headers."),
+    ] = DEFAULTS.header_timeout,
     database: DatabaseOpt = None,
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
-    import logging
-
     require(LOCAL, "whispercli server run")
     if database:
         require(POSTGRES, "whispercli server run --database")
     from whispercli.server import hosting
+    from whispercli.server import logs as server_logs
 
     port = _port(port)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from whispercli.server.settings import ServerSettings
+    server_logs.configure(log_level.upper())
+    from whispercli.server.settings import ServerSettings, check_public_url
 
+    try:
+        public = None if public_url is None else check_public_url(public_url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     settings = ServerSettings(
         host=host,
         port=port,
@@ -200,7 +221,10 @@ def run(
         engine_jobs=engine_jobs,
         webhook_allow_private=webhook_allow_private,
         webhook_first_retry=webhook_first_retry,
+        file_url_seconds=file_url_timeout,
+        header_timeout=header_timeout,
     )
+    settings.public_url = public
     if data_dir is not None:
         settings.data_dir = data_dir
     settings.database_url = database or None

@@ -66,12 +66,11 @@ def run(
     max_audio_hours: MaxAudioHoursOpt = DEFAULTS.max_audio_hours,
 ) -> None:
     """Run jobs from PostgreSQL on this machine's engine, one at a time, until SIGTERM."""
-    import logging
-
     require(LOCAL, "whispercli worker run")
     require(POSTGRES, "whispercli worker run")
 
     from whispercli.server import hosting
+    from whispercli.server import logs as server_logs
     from whispercli.server.jobs.service import TIER_QUEUES
     from whispercli.server.scale.worker import run_worker
     from whispercli.server.storage.store import StoreUnavailable
@@ -81,9 +80,7 @@ def run(
     unknown = [q for q in names if q not in known]
     if not names or unknown:
         raise UsageError(f"unknown --queues {queues!r}; use {', '.join(known)}")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    server_logs.configure(log_level.upper())
     from whispercli.server.settings import ServerSettings
 
     settings = ServerSettings(

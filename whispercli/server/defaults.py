@@ -32,3 +32,5 @@ class Defaults:
     max_loaded_models = 2
     webhook_allow_private = False
     webhook_first_retry = schedule.FIRST_DELAY
+    file_url_seconds = 120.0
+    header_timeout = 10.0

@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import whispercli.paths as paths
 from whispercli.fsutil import is_private, read_or_create_secret
@@ -70,6 +71,13 @@ class ServerSettings:
     """Let webhooks and Eden ``file_url`` reach private and loopback addresses."""
     webhook_first_retry: float = Defaults.webhook_first_retry
     """Seconds before the first retry of a failed delivery (tests make it short)."""
+    file_url_seconds: float = Defaults.file_url_seconds
+    """Seconds an Eden ``file_url`` download may take in all."""
+    public_url: str | None = None
+    """The base URL clients reach this server by (``--public-url``): the signed upload and
+    poll URLs it hands out start with it. None: the bind address (never a request's Host)."""
+    header_timeout: float = Defaults.header_timeout
+    """Seconds a client has to send a request's headers (a half-sent request is dropped)."""
     fake_engine_seconds: float | None = field(
         default_factory=lambda: (
             float(os.environ[FAKE_ENGINE_ENV]) if os.environ.get(FAKE_ENGINE_ENV) else None
@@ -94,6 +102,11 @@ class ServerSettings:
         return self.host in LOOPBACK_HOSTS
 
     @property
+    def base_url(self) -> str:
+        """Where the signed URLs point: ``public_url``, else the bind address."""
+        return (self.public_url or display_url(self.host, self.port)).rstrip("/")
+
+    @property
     def webhook_policy(self) -> guard.Policy:
         """Loopback receivers are allowed when the server itself is bound to loopback."""
         return guard.Policy(
@@ -109,6 +122,27 @@ class ServerSettings:
                 f"run `chmod 600 {self.api_key_file}` and start the server again"
             )
         return key
+
+
+def display_url(host: str, port: int) -> str:
+    """How a client reaches a server bound to ``host``:``port`` (a wildcard bind: loopback)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def check_public_url(url: str) -> str:
+    """``url`` as a ``--public-url`` (``http(s)://host[:port][/prefix]``, no trailing slash);
+    ValueError says what is wrong."""
+    parts = urlsplit(url.strip())
+    try:
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        raise ValueError(f"--public-url {url!r} has a bad port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--public-url must look like http://HOST:PORT, not {url!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"--public-url takes no user, query or fragment: {url!r}")
+    return url.strip().rstrip("/")
 
 
 def redact_dsn(dsn: str) -> str:

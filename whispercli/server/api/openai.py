@@ -34,8 +34,15 @@ from starlette.requests import ClientDisconnect
 import whispercli.modelhub as modelhub
 from whispercli.protocol import TERMINAL_STATUSES
 from whispercli.server.api.deps import AUTH, Service
+from whispercli.server.api.gate import (
+    ERROR_SHAPES,
+    UPLOAD,
+    BodyTooLarge,
+    body_limit,
+    error_shape,
+)
 from whispercli.server.jobs import models
-from whispercli.server.jobs.errors import ServiceError
+from whispercli.server.jobs.errors import ERRORS, ServiceError
 from whispercli.server.jobs.service import JobService
 from whispercli.server.storage.store import JobRecord, StoreUnavailable
 from whispercli.server.vendors import openai as shapes
@@ -70,6 +77,8 @@ class _OpenAIRoute(APIRoute):
             except RequestValidationError as exc:
                 where = ".".join(str(p) for p in exc.errors()[0].get("loc", ())[1:]) or None
                 return _error(shapes.OpenAIError(400, f"invalid request: {where}", param=where))
+            except BodyTooLarge as exc:
+                return _gate_error("too_large", str(exc.detail), dict(exc.headers or {}))
             except StoreUnavailable:
                 return _error(
                     shapes.OpenAIError(
@@ -88,11 +97,20 @@ class _OpenAIRoute(APIRoute):
 
 
 router = APIRouter(tags=["OpenAI"], route_class=_OpenAIRoute)
+SHAPE = error_shape("openai")
+"""The gate answers these routes' 401 and 413 in OpenAI's shape too."""
 ModelId = Annotated[str, Path(description="A model name, or whisper-1.")]
 
 
 def _error(exc: shapes.OpenAIError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
+
+
+def _gate_error(code: str, message: str, headers: dict[str, str]) -> Response:
+    return _error(shapes.from_service(ERRORS[code], code, message, headers))
+
+
+ERROR_SHAPES["openai"] = _gate_error
 
 
 class OpenAIErrorDetail(BaseModel):
@@ -355,7 +373,7 @@ async def _events(service: JobService, job_id: str) -> AsyncIterator[str]:
     TRANSCRIPTIONS_PATH,
     dependencies=AUTH,
     responses=_AUDIO_DOC,
-    openapi_extra=_form_doc(shapes.TRANSCRIBE),
+    openapi_extra={**_form_doc(shapes.TRANSCRIBE), **body_limit(UPLOAD), **SHAPE},
     summary="OpenAI: transcribe an audio file (multipart; stream=true for server-sent events)",
 )
 async def transcriptions(request: Request, service: Service) -> Response:
@@ -366,7 +384,7 @@ async def transcriptions(request: Request, service: Service) -> Response:
     TRANSLATIONS_PATH,
     dependencies=AUTH,
     responses=_AUDIO_DOC,
-    openapi_extra=_form_doc(shapes.TRANSLATE),
+    openapi_extra={**_form_doc(shapes.TRANSLATE), **body_limit(UPLOAD), **SHAPE},
     summary="OpenAI: translate an audio file into English text (needs a multilingual model)",
 )
 async def translations(request: Request, service: Service) -> Response:
@@ -393,6 +411,7 @@ def _entries(service: JobService) -> dict[str, dict[str, Any]]:
     response_model=OpenAIModelList,
     dependencies=AUTH,
     responses={401: {"model": OpenAIErrorBody}},
+    openapi_extra=SHAPE,
     summary="OpenAI: the installed models (and whisper-1, the server's default model)",
 )
 async def list_models(service: Service) -> dict[str, Any]:
@@ -404,6 +423,7 @@ async def list_models(service: Service) -> dict[str, Any]:
     response_model=OpenAIModel,
     dependencies=AUTH,
     responses={401: {"model": OpenAIErrorBody}, 404: {"model": OpenAIErrorBody}},
+    openapi_extra=SHAPE,
     summary="OpenAI: one model",
 )
 async def get_model(service: Service, model_id: ModelId) -> dict[str, Any]:

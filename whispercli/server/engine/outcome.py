@@ -6,9 +6,13 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 
-class AudioError(ValueError):
-    """The upload cannot be transcribed (empty, not audio, no samples, too long): the job's
-    error is this message, meant for the person who uploaded it."""
+class JobInputError(ValueError):
+    """The job cannot be run as asked (its upload or its params): the job's error is this
+    message, meant for the person who submitted it (a failure, not a crash)."""
+
+
+class AudioError(JobInputError):
+    """The upload cannot be transcribed (empty, not audio, no samples, too long)."""
 
 
 class JobCancelled(Exception):

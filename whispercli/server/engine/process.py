@@ -26,7 +26,7 @@ from typing import Any
 
 from whispercli.server.engine.device import DevicePlan, cpu_plan
 from whispercli.server.engine.modelcache import DEFAULT_MAX_LOADED, ModelCache
-from whispercli.server.engine.outcome import AudioError, JobCancelled
+from whispercli.server.engine.outcome import JobCancelled, JobInputError
 
 log = logging.getLogger("whispercli.server")
 
@@ -226,7 +226,7 @@ class _Sink:
             outcome = Succeeded(self.job_id, result)
         elif isinstance(error, JobCancelled):
             outcome = Cancelled(self.job_id)
-        elif isinstance(error, AudioError):
+        elif isinstance(error, JobInputError):
             outcome = Failed(self.job_id, str(error))
         else:
             outcome = Failed(self.job_id, f"transcription failed: {type(error).__name__}: {error}")

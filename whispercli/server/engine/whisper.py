@@ -14,11 +14,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from faster_whisper import WhisperModel
 
+from whispercli.modelhub import vocabulary_size
 from whispercli.segments import split_segment
 from whispercli.server.engine import plans, quality
 from whispercli.server.engine.audio import (
@@ -30,8 +32,9 @@ from whispercli.server.engine.audio import (
 from whispercli.server.engine.batcher import JobChunks, Scheduler
 from whispercli.server.engine.decode import BatchDecoder, Setup, batch_key, make_setup
 from whispercli.server.engine.device import DevicePlan, cpu_plan, layout
-from whispercli.server.engine.outcome import AudioError, JobCancelled, JobSink
+from whispercli.server.engine.outcome import AudioError, JobCancelled, JobInputError, JobSink
 from whispercli.server.engine.speech import Chunk, Chunker
+from whispercli.server.jobs.params import ParamError, check_token_ids
 
 __all__ = ["AudioError", "Engine", "JobCancelled", "JobSink"]
 
@@ -129,6 +132,9 @@ class Engine:
             num_workers=self.layout.replicas,
         )
         self._decoder = BatchDecoder(self.model)
+        size = vocabulary_size(Path(model_path))
+        self.vocabulary = size or self.model.hf_tokenizer.get_vocab_size(with_added_tokens=True)
+        """Tokens of the model: a token id at or past this would index past native tables."""
         self._setups: dict[tuple[Any, ...], Setup] = {}
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
@@ -191,8 +197,12 @@ class Engine:
     def _run_job(self, job_id: str, path: str, params: dict[str, Any], sink: JobSink) -> None:
         """The job's own thread: it reads the audio (and closes it: only this thread uses
         the decoder) and feeds the chunks, or decodes sequentially."""
-        try:
+        try:  # the server checks at submit too; a job queued by another server may not be
+            check_token_ids(params, self.vocabulary)
             audio = open_audio(path, self.max_audio_hours)
+        except ParamError as exc:
+            sink.done(None, JobInputError(str(exc)))
+            return
         except Exception as exc:
             sink.done(None, exc)
             return

@@ -30,6 +30,7 @@ tests/server/test_store_contract.py is the contract both pass.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,8 +166,18 @@ class Store:
             row["id"], row["extension"], row["created_at"], row["size"], bool(row["used"])
         )
 
-    def mark_uploaded(self, upload_id: str, size: int) -> None:
-        self._run("UPDATE {uploads} SET size = :size WHERE id = :id", size=size, id=upload_id)
+    def commit_upload(self, upload_id: str, size: int, publish: Callable[[], None]) -> bool:
+        """Unless a job already uses the upload (or it is gone), call ``publish`` (which puts
+        its new bytes in place) and record ``size``, as one atomic step: a ``create_job`` on
+        the upload waits while it runs (the upload row's lock). False: nothing was published."""
+        with self.db.transaction() as tx:
+            if tx.one("SELECT id FROM {uploads} WHERE id = :id {lock}", id=upload_id) is None:
+                return False
+            if tx.one("SELECT 1 FROM {jobs} WHERE upload_id = :id", id=upload_id) is not None:
+                return False
+            tx.run("UPDATE {uploads} SET size = :size WHERE id = :id", size=size, id=upload_id)
+            publish()
+        return True
 
     def _drop_if_unused(self, tx: Session, upload_id: str) -> list[str]:
         """Delete an upload no job uses; ``[upload_id]`` if it went."""
@@ -184,7 +195,9 @@ class Store:
         """Insert a pending job, or return the job of a known idempotency key (created False).
         The key's unique index decides between racing servers: the loser reads the winner's."""
         job_id = new_id()
-        with self.db.session() as session:
+        with self.db.transaction() as session:
+            # Waits for a commit_upload of this upload in flight: no job on bytes being replaced.
+            session.one("SELECT id FROM {uploads} WHERE id = :id {lock}", id=upload_id)
             session.run(
                 "INSERT INTO {jobs} (id, status, model, params, upload_id, idempotency_key,"
                 " accepted_at) VALUES (:id, {pending}, :model, :params, :upload_id, :key, {now})"
