@@ -54,10 +54,14 @@ INPUT_FAILURES = (
     "could not decode",
     "the uploaded file is empty",
     "the upload contains no audio",
+    "the upload has no audio track",
     "the upload looks truncated",
+    "the audio is",  # longer than --max-audio-hours
+    "input parameter",  # a param the engine refused (token ids beyond the model's vocabulary)
 )
-"""How the engine's refusals of an upload start (engine/whisper.py ``AudioError``): a job that
-failed so is the caller's file (400), any other failure is the server's (500)."""
+"""How the engine's refusals of a job's input start (engine/outcome.py ``JobInputError``,
+engine/audio.py's messages): a job that failed so is the caller's request (400), any other
+failure is the server's (500)."""
 
 # openai-whisper's tokenizer.LANGUAGES: verbose_json names the language, as OpenAI does.
 LANGUAGE_NAMES = dict(
