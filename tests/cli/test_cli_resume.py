@@ -355,6 +355,7 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHand
     do not matter (the fake says "The fake engine heard this." ten times)."""
     handle = start_server(
         tmp_path_factory.mktemp("slow-server"),
+        args=["--engine-jobs", "1"],  # one job at a time: the next one is seen pending
         extra_env={FAKE_ENGINE_ENV: str(SLOW_JOB_SECONDS)},
     )
     try:

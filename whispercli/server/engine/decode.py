@@ -79,7 +79,7 @@ def make_setup(
         prepend_punctuations=_PUNCTUATION[0],
         append_punctuations=_PUNCTUATION[1],
         max_new_tokens=None,
-        hotwords=None,
+        hotwords=kwargs.get("hotwords"),
         word_timestamps=True,
         hallucination_silence_threshold=None,
         condition_on_previous_text=False,

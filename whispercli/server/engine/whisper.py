@@ -255,6 +255,8 @@ class Engine:
             run.progress.advance(chunk.end_seconds / run.duration)
             for segment in segments:
                 for piece in split_segment(segment):
+                    if "tokens" not in piece:  # a sentence cut from the chunk: its own tokens
+                        piece["tokens"] = self._text_tokens(piece["text"])
                     if not keep_words:
                         piece.pop("words", None)
                     run.add(piece)
@@ -273,6 +275,10 @@ class Engine:
             return
         except Exception as exc:
             self.scheduler.fail(job, exc)
+
+    def _text_tokens(self, text: str) -> list[int]:
+        """The model's text tokens for ``text`` (what its decoder would emit for it)."""
+        return list(self.model.hf_tokenizer.encode(text, add_special_tokens=False).ids)
 
     def _language(self, first: Chunk | None) -> str:
         if not self.model.model.is_multilingual:
