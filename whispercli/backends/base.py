@@ -11,11 +11,12 @@ import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from whispercli.backends.streams import ProgressCallback
-from whispercli.errors import UsageError
-from whispercli.protocol import DEFAULT_MODEL
+from whispercli.errors import NotFoundError, UsageError
+from whispercli.protocol import DEFAULT_MODEL, is_http_url
 
 if TYPE_CHECKING:
     from whispercli.client import Job
@@ -113,6 +114,23 @@ class Backend:
 
     def check_upload_size(self, path: str | os.PathLike[str], size: int) -> None:
         """Refuse a file larger than this endpoint takes, before it is hashed or sent."""
+
+    def sendable(self, path: str | os.PathLike[str]) -> tuple[Path, int]:
+        """A local file to send, and its size, once ``check_upload_size`` accepts it."""
+        file = Path(path)
+        try:
+            size = file.stat().st_size
+        except OSError as exc:
+            raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
+        self.check_upload_size(file, size)
+        return file, size
+
+    def inline_file(self, request: Submission, why: str) -> tuple[Path, int]:
+        """The request's local file, for a protocol that sends the audio in the request
+        itself (a URL it cannot take: exit 2 with ``why`` as the hint)."""
+        if is_http_url(str(request.source)):
+            raise self.unsupported("transcribe a URL", why)
+        return self.sendable(request.source)
 
     def upload(self, path: str | os.PathLike[str], on_progress: ProgressCallback | None) -> str:
         raise self.unsupported(

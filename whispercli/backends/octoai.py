@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import whispercli.backends as backends
 from whispercli.backends.base import Backend, Submission
 from whispercli.errors import NotFoundError, UsageError, WhisperCliError
-from whispercli.protocol import JobInfo, Result, is_http_url
+from whispercli.protocol import JobInfo, Result
 from whispercli.units import human_bytes
 
 if TYPE_CHECKING:
@@ -71,17 +71,9 @@ class OctoAIBackend(Backend):
             )
 
     def submit(self, request: Submission) -> JobInfo:
-        source = str(request.source)
-        if is_http_url(source):
-            raise self.unsupported(
-                "transcribe a URL", "OctoAI takes the audio inline: download the file first"
-            )
-        file = Path(source)
-        try:
-            size = file.stat().st_size
-        except OSError as exc:
-            raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
-        self.check_upload_size(file, size)
+        file, _ = self.inline_file(
+            request, "OctoAI takes the audio inline: download the file first"
+        )
         audio = file.read_bytes()
         if request.on_upload_progress is not None:
             request.on_upload_progress(0, len(audio))

@@ -33,12 +33,11 @@ from whispercli.backends.streams import CountingReader, MultipartBody, ProgressC
 from whispercli.errors import (
     AuthError,
     JobFailedError,
-    NotFoundError,
     UnreachableError,
     UsageError,
     WhisperCliError,
 )
-from whispercli.protocol import JOB_ID_RE, JobInfo, Result, Segment, is_http_url
+from whispercli.protocol import JOB_ID_RE, JobInfo, Result, Segment
 from whispercli.units import human_bytes
 
 if TYPE_CHECKING:
@@ -105,17 +104,7 @@ class OpenAIBackend(Backend):
         return True  # the file goes in the request
 
     def submit(self, request: Submission) -> JobInfo:
-        source = str(request.source)
-        if is_http_url(source):
-            raise self.unsupported(
-                "transcribe a URL", "the file goes in the request: download it first"
-            )
-        file = Path(source)
-        try:
-            size = file.stat().st_size
-        except OSError as exc:
-            raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
-        self.check_upload_size(file, size)
+        file, size = self.inline_file(request, "the file goes in the request: download it first")
         task = request.params.get("task") or "transcribe"
         stream = request.on_progress is not None and task == "transcribe"
         boundary = uuid.uuid4().hex

@@ -78,12 +78,7 @@ class TiyaroBackend(Backend):
     def upload(self, path: str | os.PathLike[str], on_progress: ProgressCallback | None) -> str:
         """Steps 1 and 2: the file streams from disk with a known Content-Length, so memory
         stays flat whatever its size; a retried PUT re-opens the file and sends it again."""
-        file = Path(path)
-        try:
-            size = file.stat().st_size
-        except OSError as exc:
-            raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
-        self.check_upload_size(file, size)
+        file, size = self.sendable(path)
         extension = file.suffix.lstrip(".").lower() or "mp3"
         body = self.transport.call(
             "POST",

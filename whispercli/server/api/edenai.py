@@ -10,7 +10,6 @@ or wrong key is the server's usual 401.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,6 +20,7 @@ from starlette.requests import ClientDisconnect
 
 from whispercli.protocol import Status
 from whispercli.server.api.deps import AUTH, Service, UrlSigner
+from whispercli.server.api.forms import receive_form
 from whispercli.server.api.gate import UPLOAD, body_limit
 from whispercli.server.api.schemas import ErrorBody, iso_time
 from whispercli.server.api.webhook_bodies import eden_job_body
@@ -28,7 +28,7 @@ from whispercli.server.jobs.errors import ServiceError
 from whispercli.server.jobs.service import JobService
 from whispercli.server.storage.store import JobRecord
 from whispercli.server.vendors import edenai, jsonbody
-from whispercli.server.vendors.multipart import FormError, FormReader, boundary_of
+from whispercli.server.vendors.multipart import FormError, boundary_of
 
 BASE = "/v2/audio/speech_to_text_async"
 MAX_JSON_BYTES = 1024 * 1024
@@ -151,17 +151,8 @@ async def _fields_and_upload(
     content_type = request.headers.get("content-type", "")
     boundary = boundary_of(content_type)
     if boundary is not None:
-        reader = FormReader(boundary)
-        upload_id = await service.new_upload(None)
-
-        async def file_bytes() -> AsyncIterator[bytes]:
-            async for chunk in request.stream():
-                for piece in reader.feed(chunk):
-                    yield piece
-            reader.finish()
-
         try:
-            await service.receive_upload(upload_id, file_bytes(), None)
+            reader, upload_id = await receive_form(request, service, boundary)
         except FormError as exc:
             raise edenai.invalid(exc.field, str(exc)) from None
         except ServiceError as exc:

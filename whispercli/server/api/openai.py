@@ -34,6 +34,7 @@ from starlette.requests import ClientDisconnect
 import whispercli.modelhub as modelhub
 from whispercli.protocol import TERMINAL_STATUSES
 from whispercli.server.api.deps import AUTH, Service
+from whispercli.server.api.forms import receive_form
 from whispercli.server.api.gate import (
     ERROR_SHAPES,
     UPLOAD,
@@ -200,17 +201,8 @@ async def _read_form(request: Request, service: JobService) -> tuple[FormReader,
         raise shapes.OpenAIError(
             400, "send the audio as multipart/form-data with a 'file' part", param="file"
         )
-    reader = FormReader(boundary)
-    upload_id = await service.new_upload(None)
-
-    async def file_bytes() -> AsyncIterator[bytes]:
-        async for chunk in request.stream():
-            for piece in reader.feed(chunk):
-                yield piece
-        reader.finish()
-
     try:
-        await service.receive_upload(upload_id, file_bytes(), None)
+        reader, upload_id = await receive_form(request, service, boundary)
     except FormError as exc:
         raise shapes.OpenAIError(400, str(exc), param=exc.field) from None
     except ClientDisconnect:
