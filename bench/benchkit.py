@@ -110,6 +110,8 @@ class ChildRun:
     max_rss_kib: int
     stdout: str
     stderr: str
+    cpu: float = 0.0
+    """User + system CPU seconds of the child (wait4's rusage)."""
 
 
 def run_child(argv: Sequence[str], env: dict[str, str], cwd: Path = ROOT) -> ChildRun:
@@ -142,6 +144,7 @@ def run_child(argv: Sequence[str], env: dict[str, str], cwd: Path = ROOT) -> Chi
         int(usage.ru_maxrss),
         b"".join(out_chunks).decode("utf-8", "replace"),
         b"".join(err_chunks).decode("utf-8", "replace"),
+        usage.ru_utime + usage.ru_stime,
     )
 
 

@@ -18,7 +18,7 @@ sys.path.insert(0, "bench")
 import benchkit
 from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
 from whispercli import modelhub
-from whispercli.server import device
+from whispercli.server.engine import device
 from whispercli.server.engine.whisper import Engine
 
 name, clip = sys.argv[1], sys.argv[2]
@@ -51,7 +51,7 @@ for size in (8, 16, 32):
 del pipeline, direct
 for profile in ("default", "fast"):
     for size in (8, 16, 32):
-        engine = Engine(str(info.path), profile=profile,
+        engine = Engine(str(info.path), speed=profile,
                         plan=dataclasses.replace(plan, batch_size=size))
         rows.append((f"whispercli {profile}, batch {size}",
                      best(lambda: engine.transcribe(str(path), {}, lambda *_: None))))

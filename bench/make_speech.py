@@ -93,12 +93,13 @@ def reference_text(clip: Clip) -> str:
     return " ".join(" ".join(parts).split())
 
 
-def render(clip: Clip, dest: Path, tmp: Path) -> None:
-    """Speak the clip's text with espeak-ng, convert it to 16 kHz mono, add noise if asked."""
+def render(clip: Clip, dest: Path, tmp: Path, text: str | None = None) -> None:
+    """Speak the clip's text (or ``text``) with espeak-ng, convert it to 16 kHz mono, add noise
+    if asked."""
     raw = tmp / f"{clip.name}.raw.wav"
     clean = tmp / f"{clip.name}.clean.wav"
     text_file = tmp / f"{clip.name}.txt"
-    text_file.write_text(reference_text(clip), encoding="utf-8")
+    text_file.write_text(reference_text(clip) if text is None else text, encoding="utf-8")
     _run(["espeak-ng", "-v", clip.voice, "-s", str(clip.wpm), "-w", str(raw), "-f", str(text_file)])
     _run(["sox", "-D", "-R", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(clean)])
     if clip.noise is None or clip.snr_db is None:

@@ -25,7 +25,10 @@ Fixtures (no import needed):
 * ``cli`` -- whispercli (:class:`support.cli.Cli`) with its own fresh dirs, pointed at
   ``server`` (or ``busy_server``).
 * ``postgres`` -- the session's PostgreSQL cluster (``new_database(migrate)`` clones a fresh
-  database); ``postgres_outage`` for a test that stops it.
+  database); ``postgres_outage`` for a test that stops it; ``workers`` -- ``worker run``
+  processes (``support.servers.Workers``) on a fresh migrated database of it.
+* ``no_connect`` / ``no_dns`` -- tripwires: the test fails if this process connects a socket
+  to anything but loopback, or asks for any DNS lookup.
 * ``long_clip`` (about 3 min of speech), ``minute_clip`` (about 1 min): made once a run (the
   xdist workers share them).
 
@@ -49,6 +52,7 @@ Helpers to import (``tests/`` is on pytest's pythonpath, as is ``bench/`` for ``
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,10 +61,10 @@ import support.figures as figures
 from support.audio import shared_long_clip
 from support.cli import Cli
 from support.net import free_port as find_free_port
-from support.pg_cluster import postgres, postgres_outage  # noqa: F401  (fixtures)
+from support.pg_cluster import PostgresCluster, postgres, postgres_outage  # noqa: F401
 from support.procs import reap
 from support.sandbox import Sandbox
-from support.servers import Server, ServerFactory, serve_module
+from support.servers import Server, ServerFactory, Workers, serve_module
 
 _DIR_VARS = ("WHISPERCLI_CONFIG_DIR", "WHISPERCLI_STATE_DIR", "WHISPERCLI_DATA_DIR")
 
@@ -172,3 +176,47 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def minute_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About a minute of espeak-ng speech (``LONG_TEXT`` once), made once."""
     return shared_long_clip(tmp_path_factory, 1)
+
+
+@pytest.fixture
+def workers(postgres: PostgresCluster, sandbox: Sandbox) -> Iterator[Workers]:
+    """Workers on a fresh database (our schema and Procrastinate's migrated), each with its own
+    data dir and log; all stopped at the end of the test."""
+    from whispercli.server.scale.queue import migrate
+
+    pool = Workers(sandbox, postgres.new_database(migrate))
+    yield pool
+    pool.stop_all()
+
+
+_real_connect = socket.socket.connect
+
+
+@pytest.fixture
+def no_connect(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Fail the test if any socket connects to a non-loopback address; returns the attempts."""
+    attempts: list[object] = []
+
+    def connect(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        host = address[0] if isinstance(address, tuple) else ""
+        if host not in ("127.0.0.1", "::1"):
+            pytest.fail(f"a socket tried to connect to {address!r}")
+        _real_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    return attempts
+
+
+@pytest.fixture
+def no_dns(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Fail the test if this process resolves a name (``socket.getaddrinfo``: every lookup
+    goes through it); returns the lookups asked for."""
+    asked: list[object] = []
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        asked.append(host)
+        pytest.fail(f"a DNS lookup of {host!r} was asked for")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked

@@ -20,7 +20,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -29,7 +28,7 @@ import requests
 
 import whispercli.backends as backends
 import whispercli.protocol as protocol
-from whispercli.backends.base import Submission
+from whispercli.backends.base import JobCallback, Submission
 from whispercli.backends.streams import ProgressCallback
 from whispercli.config import Settings, resolve
 from whispercli.errors import (
@@ -46,9 +45,6 @@ from whispercli.protocol import JobInfo, Result
 
 if TYPE_CHECKING:
     from whispercli.backends.tiyaro import TiyaroBackend
-
-JobCallback = Callable[[JobInfo], None]
-"""``on_progress(info)`` after every poll while waiting."""
 
 POLL_START = 1.0
 POLL_FACTOR = 1.5
@@ -95,6 +91,7 @@ class Client:
         )
         self.backend = backends.create(self.settings.backend, self)
         self._started = False
+        self._start_failure: WhisperCliError | None = None
         self._start_lock = threading.Lock()
 
     @property
@@ -128,15 +125,23 @@ class Client:
 
         Once per client: the first thread that finds the server down starts it, and the
         threads that failed meanwhile (parallel jobs from a cold start) wait here for that
-        start to finish, then try again. A server that goes away later is not restarted.
+        start to finish, then try again. A server that goes away later is not restarted; a
+        start that failed fails every later call the same way (a caller that tolerates a
+        failed request must not hide why the server is not there).
         """
         from whispercli.launcher import ensure_local_server  # heavy-ish; only when needed
 
         with self._start_lock:
+            if self._start_failure is not None:
+                raise self._start_failure
             if self._started:
                 return
             self._started = True
-            ensure_local_server(self.url, AUTO_START_TIMEOUT)
+            try:
+                ensure_local_server(self.url, AUTO_START_TIMEOUT)
+            except WhisperCliError as exc:
+                self._start_failure = exc
+                raise
 
     # -- endpoints (each through the backend) ---------------------------------------------
 
@@ -169,24 +174,29 @@ class Client:
     def submit(
         self,
         path_or_upload_url: str | os.PathLike[str],
-        model: str = "tiny",
+        model: str | None = None,
         tier: str = protocol.DEFAULT_TIER,
         idempotency_key: str | None = None,
         *,
         on_upload_progress: ProgressCallback | None = None,
         providers: list[str] | None = None,
         webhook: str | None = None,
+        on_progress: JobCallback | None = None,
         **whisper_params: Any,
     ) -> Job:
         """Submit a transcription (uploading a local file first) and return its ``Job``.
 
-        ``whisper_params`` are the Whisper input parameters (``language``, ``task``,
-        ``beam_size``, ...; see ``protocol.WHISPER_PARAMS``); ``None`` values are dropped.
+        ``model``: a model name (``tiny`` when None, on the Tiyaro protocol; Eden AI maps it
+        to its ``whisper`` provider, ``whisper/<model>``). ``whisper_params`` are the Whisper
+        input parameters (``language``, ``task``, ``beam_size``, ...; see
+        ``protocol.WHISPER_PARAMS``); ``None`` values are dropped.
         ``providers`` picks Eden AI's vendors (the profile's ``providers`` when not given).
         ``webhook``: a URL the server POSTs the job to when it ends (an extension of the
         embedded server; Eden AI's ``webhook_receiver``). The Tiyaro backend always sends an
         ``Idempotency-Key`` (random unless given), so a retried POST never creates a second
-        job on a server that honours it.
+        job on a server that honours it. ``on_progress``: a backend whose submit answers only
+        once the job has ended (OpenAI's, ``backend.has_jobs`` False) streams and calls it with
+        the segments so far; the returned job has then ended (``job.wait()`` returns at once).
         """
         request = Submission(
             source=path_or_upload_url,
@@ -197,22 +207,27 @@ class Client:
             idempotency_key=idempotency_key,
             on_upload_progress=on_upload_progress,
             webhook=webhook,
+            on_progress=on_progress,
         )
-        self.backend.check(request)
-        info = self.backend.submit(request)
+        self._require_key()
+        info = self.backend.submit(self.backend.prepare(request))
         return Job(self, info.id, info.poll_url, info)
 
-    def check_options(
+    def prepare(
         self,
+        model: str | None,
         params: dict[str, Any],
         providers: list[str] | None = None,
         webhook: str | None = None,
-    ) -> None:
-        """Refuse, before any request, options the backend's protocol cannot carry (a
-        ``UsageError``, exit 2): what ``submit`` checks first, for a caller that uploads or
-        hashes before submitting."""
-        request = Submission("", "", "", params, list(providers or []), webhook=webhook)
-        self.backend.check(request)
+    ) -> Submission:
+        """Check, before any request, what a submit would send, and return it as the backend
+        will send it: ``model`` is then what the job runs (saved with it) and ``providers``
+        Eden AI's vendors. A missing API key comes first (exit 5); options the protocol
+        cannot carry are a ``UsageError`` (exit 2)."""
+        self._require_key()
+        return self.backend.prepare(
+            Submission("", model, "", dict(params), list(providers or []), webhook=webhook)
+        )
 
     def must_download(self, url: str) -> bool:
         """True for a URL this endpoint cannot take as input, so the client downloads it and

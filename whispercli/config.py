@@ -7,10 +7,16 @@ Resolution order, first match wins, for each of the URL and the key separately:
    profile's own key variable, e.g. ``TIYARO_API_KEY`` for ``tiyaro``);
 3. the TOML config file (``paths.config_file()``): a default ``profile`` and ``[profiles.NAME]``
    tables with ``url``, ``api_key``, ``api_key_env``, ``model``, ``tier``, ``backend``
-   (``tiyaro``, ``edenai`` or ``octoai``) and ``providers`` (Eden AI's vendors, comma-separated);
+   (``tiyaro``, ``edenai``, ``octoai`` or ``openai``) and ``providers`` (Eden AI's vendors,
+   comma-separated);
 4. the built-in profiles: ``local`` (the embedded server at the local default URL, key from
-   ``paths.api_key_file()``), ``tiyaro`` (https://api.tiyaro.ai, key from ``TIYARO_API_KEY``)
-   and ``edenai`` (https://api.edenai.run/v2, key from ``EDENAI_API_KEY``).
+   ``paths.api_key_file()``), ``tiyaro`` (https://api.tiyaro.ai, key from ``TIYARO_API_KEY``),
+   ``edenai`` (https://api.edenai.run/v2, key from ``EDENAI_API_KEY``) and ``openai``
+   (https://api.openai.com/v1, key from ``OPENAI_API_KEY``, model ``whisper-1``).
+
+A profile with ``backend = "openai"`` and no ``url`` of its own (the built-in ``openai`` one)
+honours ``OPENAI_BASE_URL`` as the openai SDK does, and takes its key from ``OPENAI_API_KEY``
+unless it names another ``api_key_env``.
 
 Every value in the file must be a string (``load_file`` names the file, key and type of one
 that is not); ``config set``/``unset`` read the file unchecked so they can repair it.
@@ -21,6 +27,7 @@ Only the local default endpoint may be auto-started (see ``Settings.auto_start``
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,18 +37,49 @@ import whispercli.backends as backends
 import whispercli.paths as paths
 from whispercli.errors import UsageError, WhisperCliError
 from whispercli.fsutil import atomic_write_text
-from whispercli.protocol import is_http_url
+from whispercli.protocol import TIERS, is_http_url
 
 LOCAL_PROFILE = "local"
 TIYARO_PROFILE = "tiyaro"
 TIYARO_URL = "https://api.tiyaro.ai"
 EDENAI_PROFILE = "edenai"
 EDENAI_URL = "https://api.edenai.run/v2"
+OPENAI_PROFILE = "openai"
+OPENAI_URL = "https://api.openai.com/v1"
+OPENAI_URL_ENV = "OPENAI_BASE_URL"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
 LOCAL_PORT_ENV = "WHISPERCLI_LOCAL_PORT"
 """Overrides the local default port (tests and machines where 8642 is taken)."""
 
 PROFILE_KEYS = ("url", "api_key", "api_key_env", "model", "tier", "backend", "providers")
 """Keys a ``[profiles.NAME]`` table may hold (``config set`` also takes ``profile``)."""
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def value_problem(key: str, value: str) -> str | None:
+    """Why ``value`` cannot be the profile setting ``key``, or None when it can: the one
+    check for ``config set`` and for a value read from the file."""
+    if key == "url" and not is_http_url(value.rstrip("/")):
+        return "a URL must start with http:// or https://"
+    if key == "tier" and value not in TIERS:
+        return "a tier is one of " + ", ".join(TIERS)
+    if key == "backend" and value not in backends.BACKENDS:
+        return "a backend is one of " + ", ".join(backends.BACKENDS)
+    if key == "api_key_env" and not _ENV_NAME.fullmatch(value):
+        return "an environment variable's name (letters, digits, _), e.g. LAB_KEY"
+    if key == "providers" and not split_providers(value):
+        return "vendors' names, comma-separated, e.g. deepgram,amazon"
+    if key in ("model", "api_key") and not value.strip():
+        return f"{key} cannot be empty"
+    return None
+
+
+def did_you_mean(key: str, known: tuple[str, ...]) -> str:
+    """``"did you mean model? "`` for a close misspelling of a known name, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"did you mean {close[0]}? " if close else ""
 
 
 def local_default_url() -> str:
@@ -54,6 +92,16 @@ def local_default_url() -> str:
     return paths.DEFAULT_LOCAL_URL
 
 
+def is_local_default(url: str) -> bool:
+    """Whether ``url`` is the embedded server's local default endpoint (any path on it, any
+    loopback name): its key is the local key file."""
+    from urllib.parse import urlsplit
+
+    here, there = urlsplit(local_default_url()), urlsplit(url)
+    loopback = ("127.0.0.1", "localhost", "::1")
+    return there.scheme == here.scheme and there.hostname in loopback and there.port == here.port
+
+
 def _builtin_profiles() -> dict[str, dict[str, Any]]:
     return {
         LOCAL_PROFILE: {},
@@ -63,6 +111,7 @@ def _builtin_profiles() -> dict[str, dict[str, Any]]:
             "api_key_env": "EDENAI_API_KEY",
             "backend": backends.EDENAI,
         },
+        OPENAI_PROFILE: {"backend": backends.OPENAI, "model": "whisper-1"},
     }
 
 
@@ -161,34 +210,35 @@ def load_file(path: Path | None = None) -> dict[str, Any]:
             for name, table in value.items():
                 _check_type(path, f"profiles.{name}", table, dict, f"edit {path}")
                 for sub, item in table.items():
-                    if sub not in PROFILE_KEYS:
-                        raise _invalid(
-                            path,
-                            f"profiles.{name}.{sub} is not a setting",
-                            f"a profile takes {', '.join(PROFILE_KEYS)}",
-                        )
-                    _check_type(
-                        path,
-                        f"profiles.{name}.{sub}",
-                        item,
-                        str,
-                        f"`whispercli config set {sub} VALUE --profile {name}` or "
-                        f"`whispercli config unset {sub} --profile {name}`",
-                    )
-                    if sub == "backend" and item not in backends.BACKENDS:
-                        raise _invalid(
-                            path,
-                            f"profiles.{name}.backend is {item!r}",
-                            f"a backend is one of {', '.join(backends.BACKENDS)}",
-                        )
+                    _check_profile_value(path, name, sub, item)
         else:
             where = " (it belongs in a [profiles.NAME] table)" if key in PROFILE_KEYS else ""
             raise _invalid(
                 path,
                 f"{key} is not a top-level setting{where}",
-                "the top level takes profile and [profiles.NAME] tables",
+                f"{did_you_mean(key, ('profile', 'profiles'))}the top level takes profile and "
+                f"[profiles.NAME] tables; `whispercli config unset {key}` removes it",
             )
     return data
+
+
+def _check_profile_value(path: Path, name: str, key: str, value: Any) -> None:
+    """A file's ``[profiles.NAME]`` entry: a known key with a valid string value."""
+    fix = (
+        f"`whispercli config set {key} VALUE --profile {name}` or "
+        f"`whispercli config unset {key} --profile {name}`"
+    )
+    if key not in PROFILE_KEYS:
+        raise _invalid(
+            path,
+            f"profiles.{name}.{key} is not a setting",
+            f"{did_you_mean(key, PROFILE_KEYS)}a profile takes {', '.join(PROFILE_KEYS)}; "
+            f"`whispercli config unset {key} --profile {name}` removes it",
+        )
+    _check_type(path, f"profiles.{name}.{key}", value, str, fix)
+    problem = value_problem(key, value)
+    if problem is not None:
+        raise _invalid(path, f"profiles.{name}.{key} is {value!r}", f"{problem}; fix: {fix}")
 
 
 _TOML_TYPES: dict[type, str] = {
@@ -264,18 +314,22 @@ def resolve(
             hint="known profiles: " + ", ".join(sorted(all_profiles)),
         )
     table = all_profiles[profile]
+    backend = table.get("backend") or backends.DEFAULT
+    openai = backend == backends.OPENAI
 
     url, url_source = _first(
         (url, "--url"),
         (env("WHISPERCLI_URL"), "WHISPERCLI_URL"),
         (table.get("url"), f"profile {profile!r}"),
+        (env(OPENAI_URL_ENV) if openai else None, OPENAI_URL_ENV),
+        (OPENAI_URL if openai else None, "the openai backend's default"),
     )
     auto_start = url is None
     if url is None:
         url, url_source = local_default_url(), "local default"
     url = check_url(url, url_source)
 
-    key_env = table.get("api_key_env")
+    key_env = table.get("api_key_env") or (OPENAI_KEY_ENV if openai else None)
     api_key, key_source = _first(
         (api_key, "--api-key"),
         (env("WHISPERCLI_API_KEY"), "WHISPERCLI_API_KEY"),
@@ -283,11 +337,15 @@ def resolve(
         (table.get("api_key"), f"profile {profile!r} in {paths.config_file()}"),
     )
     key_file: Path | None = None
-    if api_key is None and profile == LOCAL_PROFILE:
+    if api_key is None and (profile == LOCAL_PROFILE or is_local_default(url)):
         key_file = paths.api_key_file()
         key_source = f"key file {key_file}"
     elif api_key is None:
-        key_source = f"none (set {key_env or 'WHISPERCLI_API_KEY'} or --api-key)"
+        key_source = (
+            f"none (set {key_env or 'WHISPERCLI_API_KEY'}, give --api-key, or run `whispercli "
+            f"config set api_key KEY --profile {profile}`; a whispercli server keeps its key in "
+            f"its config dir: {paths.api_key_file()} here)"
+        )
 
     return Settings(
         url=url,
@@ -300,7 +358,7 @@ def resolve(
         auto_start=auto_start,
         model=table.get("model"),
         tier=table.get("tier"),
-        backend=table.get("backend") or backends.DEFAULT,
+        backend=backend,
         providers=split_providers(table.get("providers") or ""),
     )
 
@@ -330,12 +388,11 @@ def set_value(key: str, value: str, profile: str | None = None) -> Path:
             )
         data["profile"] = value
     elif key in PROFILE_KEYS:
+        problem = value_problem(key, value)
+        if problem is not None:
+            raise UsageError(f"{value!r} is not a valid {key}", hint=problem)
         if key == "url":
-            value = check_url(value, "config set")
-        if key == "backend" and value not in backends.BACKENDS:
-            raise UsageError(
-                f"unknown backend {value!r}", hint="choose from " + ", ".join(backends.BACKENDS)
-            )
+            value = value.rstrip("/")
         tables = data.setdefault("profiles", {})
         name = profile or _default_profile(data)
         if not isinstance(tables, dict) or not isinstance(tables.setdefault(name, {}), dict):
@@ -344,7 +401,8 @@ def set_value(key: str, value: str, profile: str | None = None) -> Path:
     else:
         raise UsageError(
             f"unknown setting {key!r}",
-            hint="settings: profile, " + ", ".join(PROFILE_KEYS),
+            hint=f"{did_you_mean(key, ('profile', *PROFILE_KEYS))}settings: profile, "
+            + ", ".join(PROFILE_KEYS),
         )
     _write(path, data)
     return path
@@ -357,14 +415,12 @@ def unset_value(key: str, profile: str | None = None) -> bool:
     data = read_file(path)
     if key == "profile":
         found = data.pop("profile", None) is not None
-    elif key in PROFILE_KEYS:
+    else:  # any key present, known or not (a misspelt one included)
         tables = data.get("profiles")
         table = tables.get(profile or _default_profile(data)) if isinstance(tables, dict) else None
         found = isinstance(table, dict) and table.pop(key, None) is not None
-        if not found and profile is None:  # a profile key misplaced at the top level
+        if not found and profile is None:  # misplaced at the top level
             found = data.pop(key, None) is not None
-    else:
-        found = data.pop(key, None) is not None  # a stray top-level key
     if found:
         _write(path, data)
     return found

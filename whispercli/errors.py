@@ -76,9 +76,12 @@ class WaitTimeoutError(WhisperCliError):
 
 
 class Interrupted(Exception):
-    """Ctrl-C, raised by a command with the jobs it leaves running. Not a KeyboardInterrupt,
-    which typer turns into a silent exit 130: this one reaches ``main()``, which says so."""
+    """Ctrl-C, raised by a command with the jobs it leaves running and, when ``whispercli
+    wait IDS`` would not finish them as asked, the ``command`` that does. Not a
+    KeyboardInterrupt, which typer turns into a silent exit 130: this one reaches ``main()``,
+    which says so."""
 
-    def __init__(self, job_ids: list[str]) -> None:
+    def __init__(self, job_ids: list[str], command: str | None = None) -> None:
         super().__init__(job_ids)
         self.job_ids = job_ids
+        self.command = command

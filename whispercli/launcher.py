@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from filelock import FileLock, Timeout
-
 import whispercli.paths as paths
 from whispercli.errors import UnreachableError, seconds_text
+from whispercli.extras import LOCAL, require
 from whispercli.protocol import HEALTH_PATH
 
 AUTO_IDLE_TIMEOUT = 600
@@ -101,8 +100,11 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float, log_f
 
 def ensure_local_server(url: str = paths.DEFAULT_LOCAL_URL, timeout: float = 30.0) -> bool:
     """Make sure a local server answers at ``url``; return True if this call started it."""
+    from filelock import FileLock, Timeout  # here: filelock costs ~10 ms on every command
+
     if answers(url):
         return False
+    require(LOCAL, "starting the embedded server (nothing answers at the local default URL)")
     port = urlsplit(url).port or paths.DEFAULT_PORT
     state = paths.state_dir()
     state.mkdir(parents=True, exist_ok=True)

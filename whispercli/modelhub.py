@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from whispercli.errors import WhisperCliError
+from whispercli.extras import LOCAL, MissingExtraError
 
 SHIPPED_NAMES = ("tiny", "tiny.en")
 SHIPPED_REPO = "Systran/faster-whisper-tiny.en"
@@ -89,10 +89,7 @@ def catalogue() -> dict[str, str]:
     """
     spec = importlib.util.find_spec("faster_whisper")
     if spec is None:
-        raise WhisperCliError(
-            "managing models needs the local engine, and faster-whisper is not installed",
-            hint="pip install 'whispercli[local]'",
-        )
+        raise MissingExtraError(LOCAL, "managing models", "faster_whisper")
     utils = Path(next(iter(spec.submodule_search_locations or [""]))) / "utils.py"
     module_spec = importlib.util.spec_from_file_location("_faster_whisper_utils", utils)
     if utils.is_file() and module_spec is not None and module_spec.loader is not None:
@@ -124,14 +121,29 @@ def repo_for(name: str) -> str | None:
 
 def english_only(folder: Path, name: str) -> bool:
     """From the vocabulary size, as CTranslate2 decides; by the ``.en`` suffix otherwise."""
-    text = folder / "vocabulary.txt"
-    if text.is_file():
-        with text.open("rb") as fh:
-            return sum(1 for _ in fh) < MULTILINGUAL_VOCABULARY
-    listed = folder / "vocabulary.json"
-    if listed.is_file():
-        return len(json.loads(listed.read_text("utf-8"))) < MULTILINGUAL_VOCABULARY
-    return name.endswith(".en")
+    size = vocabulary_size(folder)
+    return name.endswith(".en") if size is None else size < MULTILINGUAL_VOCABULARY
+
+
+def vocabulary_size(folder: Path) -> int | None:
+    """The number of tokens of the model in ``folder`` (its valid ids are 0 to size - 1),
+    from its vocabulary file; None when it has none."""
+    for name in ("vocabulary.txt", "vocabulary.json"):
+        path = folder / name
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            continue
+        return _vocabulary_size(str(path), stamp)
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _vocabulary_size(path: str, _stamp: int) -> int:
+    if path.endswith(".json"):
+        return len(json.loads(Path(path).read_text("utf-8")))
+    with open(path, "rb") as fh:
+        return sum(1 for _ in fh)
 
 
 def shipped_model() -> Path | None:

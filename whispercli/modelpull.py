@@ -194,12 +194,14 @@ def ensure_installed(
     """Before a local job: pull ``name`` when it is a known model that is not installed.
 
     Offline (``HF_HUB_OFFLINE=1`` or ``no_download``) it is exit 4 with the pull command; a
-    name no hub knows is left to the server, whose 404 lists what is installed.
+    name that is neither installed nor known is exit 4 with the words of ``models pull``.
     """
-    if not modelhub.engine_installed() or not modelhub.valid_name(name):
+    if not modelhub.engine_installed():
         return  # without the engine the local server cannot start: the launcher says so
-    if modelhub.resolve(name, models_dir) is not None or modelhub.repo_for(name) is None:
+    if modelhub.resolve(name, models_dir) is not None:
         return
+    if not modelhub.valid_name(name) or modelhub.repo_for(name) is None:
+        raise _unknown_name(name)
     if no_download or offline():
         why = "--no-download" if no_download else "HF_HUB_OFFLINE is set"
         raise NotFoundError(

@@ -30,6 +30,8 @@ HEALTH_PATH = "/v1/health"
 
 TIERS = ("cpuflex", "gpuflex")
 DEFAULT_TIER = "cpuflex"
+DEFAULT_MODEL = "tiny"
+"""The model of a request that names none."""
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 WAIT_PARAM = "wait"
@@ -61,7 +63,7 @@ ACTIVE_STATUSES = QUEUED_STATUSES | {Status.PROCESSING}
 JOB_FIELDS = frozenset(
     {
         "id", "status", "model", "acceptedAt", "startedAt", "completedAt", "urls",
-        "progress", "segments", "result", "error",
+        "progress", "segments", "result", "error", "waiting",
     }
 )  # fmt: skip
 """The fields of a job body (submit or poll); any other field is kept in ``JobInfo.extra``."""
@@ -203,6 +205,8 @@ class JobInfo:
     partial_segments: list[Segment] = field(default_factory=list)
     result: Result | None = None
     error: str | None = None
+    waiting: str | None = None
+    """While pending, why the job has not started (a server with workers says)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -244,6 +248,7 @@ class JobInfo:
             else [],
             result=Result.from_dict(raw_result) if isinstance(raw_result, dict) else None,
             error=_error_text(data.get("error")),
+            waiting=_opt_str(data.get("waiting")),
             extra={k: v for k, v in data.items() if k not in JOB_FIELDS},
         )
 

@@ -321,7 +321,7 @@ class JobStore:
     def find_reusable(
         self,
         sha256: str,
-        model: str,
+        model: str | None,
         options: dict[str, Any],
         endpoint: str,
         tier: str,

@@ -16,8 +16,9 @@ def test_every_protocol_speed_is_a_profile() -> None:
     assert decoding.DEFAULT_SPEED in decoding.SPEEDS
 
 
-SEED = decoding.Plan({"beam_size": 5, "vad_filter": True})
-"""The seed's decoding (sequential beam 5), with VAD: no "Thank you." on silence."""
+SEED = decoding.Plan({"beam_size": 5, "vad_filter": False})
+"""The seed's decoding: Whisper's sequential beam 5 on the whole audio (the no-speech gate,
+quality.Gate, still drops what Whisper calls silence)."""
 
 
 def test_accurate_is_the_seed_behaviour_whatever_the_duration() -> None:
@@ -25,38 +26,39 @@ def test_accurate_is_the_seed_behaviour_whatever_the_duration() -> None:
         assert decoding.plan("accurate", {}, seconds) == SEED
 
 
-def test_vad_is_on_by_default_and_a_job_can_turn_it_off() -> None:
-    off = decoding.plan("accurate", {"vad_filter": False}, 60.0)
-    assert off.kwargs["vad_filter"] is False
+def test_vad_is_off_for_accurate_on_for_other_sequential_jobs_and_a_job_can_choose() -> None:
+    assert decoding.plan("accurate", {"vad_filter": True}, 60.0).kwargs["vad_filter"] is True
+    fallback = decoding.plan("default", {"condition_on_previous_text": False}, 60.0)
+    assert not fallback.chunked and fallback.kwargs["vad_filter"] is True
     assert not decoding.plan("default", {"vad_filter": False}, 600.0).chunked
 
 
-def test_default_chunks_long_audio_and_decodes_short_audio_sequentially() -> None:
+def test_default_chunks_every_length_with_full_windows_for_long_audio() -> None:
     profile = decoding.SPEEDS["default"]
-    assert profile.chunked_min_seconds is not None
-    long = decoding.plan("default", {}, profile.chunked_min_seconds + 60)
-    assert long.chunked and not long.balanced and long.encoder_padding is None
-    assert long.kwargs["batch_size"] == profile.batch_size
-    assert long.kwargs["beam_size"] == profile.beam_size >= 4
+    long = decoding.plan("default", {}, decoding.WINDOW_SECONDS + 60)
+    assert long.chunked and long.encoder_padding is None  # the batched pipeline's windows
+    assert long.kwargs["beam_size"] == profile.beam_size == 5
     # Chunks are decoded without timestamp tokens, with word timings for the sentence cuts.
     assert long.kwargs["without_timestamps"] is True
     assert long.kwargs["word_timestamps"] is True
-    short = decoding.plan("default", {}, profile.chunked_min_seconds - 1)
-    assert not short.chunked
-    assert "batch_size" not in short.kwargs and "without_timestamps" not in short.kwargs
-    assert decoding.plan("default", {}, None).chunked is False  # unknown duration: the safe path
+    assert "vad_filter" not in long.kwargs  # the chunker is the VAD
+    assert decoding.plan("default", {}, None).encoder_padding is None  # unknown: full windows
 
 
-def test_default_is_accurate_on_short_audio() -> None:
-    """Short files must not get slower or worse: the default plans them like "accurate"."""
-    for seconds in (1.0, 11.4, 29.9, None):
-        assert decoding.plan("default", {}, seconds) == decoding.plan("accurate", {}, seconds)
+def test_short_audio_gets_an_encoder_window_sized_to_it() -> None:
+    """A 3 s clip does not pay for a 30 s window: chunk + SHORT_PADDING, at least
+    MIN_WINDOW_SECONDS (decode.window_frames)."""
+    for speed in ("default", "fast"):
+        for seconds in (1.0, 11.4, 29.9):
+            short = decoding.plan(speed, {}, seconds)
+            assert short.chunked and short.encoder_padding == decoding.SHORT_PADDING
+    assert decoding.MIN_WINDOW_SECONDS >= 10.0
 
 
-def test_fast_chunks_every_length_evenly_with_a_short_encoder_and_a_smaller_beam() -> None:
+def test_fast_sizes_every_window_and_uses_a_smaller_beam() -> None:
     for seconds in (2.0, 11.4, 600.0):
         fast = decoding.plan("fast", {}, seconds)
-        assert fast.chunked and fast.balanced
+        assert fast.chunked
         assert fast.encoder_padding is not None and fast.encoder_padding >= 1.0
     assert (
         decoding.plan("fast", {}, 600.0).kwargs["beam_size"]
@@ -70,7 +72,7 @@ def test_word_timings_stay_on_in_chunks_even_when_a_job_turns_them_off() -> None
     assert decoding.plan("accurate", {"word_timestamps": False}, 600.0).kwargs == {
         "beam_size": 5,
         "word_timestamps": False,
-        "vad_filter": True,
+        "vad_filter": False,
     }
 
 

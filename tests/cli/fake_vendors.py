@@ -275,9 +275,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         job["polls"] += 1
         if job["polls"] >= 3 and job["fail"]:
-            self._send(
-                422, {"error": {"code": "job_failed", "message": "the job failed: bad audio"}}
-            )
+            self._send(422, {"error": {"code": "job_failed", "message": "bad audio"}})
             return
         status = ("pending", "running", "completed")[min(job["polls"], 3) - 1]
         body = {"response_id": response_id, "status": status}

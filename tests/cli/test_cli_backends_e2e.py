@@ -4,6 +4,7 @@ and OctoAI routes (issue 12): transcribe, submit, wait last, status, jobs list, 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,59 @@ def test_octoai_failed_job_on_the_embedded_server_exits_3(
     assert done.code == 3, done.err
     assert_one_error_line(done.err)
     assert "could not decode" in done.err
+
+
+# -- issue 19 --------------------------------------------------------------------------------
+
+
+def test_eden_model_flag_runs_that_model_and_the_job_records_it(cli: Cli) -> None:
+    """Item 3: `-m NAME` is the embedded server's provider `whisper/NAME`; a model it lacks
+    fails (it used to run tiny and exit 0), and the saved job says what ran."""
+    missing = cli.run("--profile", "eden", "transcribe", "-m", "nosuchmodel", str(SAMPLE_MP3))
+    assert missing.code == 1, missing.err
+    assert_one_error_line(missing.err)
+    assert "model 'nosuchmodel' is not installed" in missing.err, missing.err
+    done = cli.run("--profile", "eden", "submit", "-q", "--force", "-m", "tiny", str(SAMPLE_MP3))
+    assert done.code == 0, done.err
+    job_id = done.out.strip()
+    assert cli.run("wait", job_id).code == 0
+    [saved] = [j for j in json.loads(cli.run("jobs", "list", "--json").out) if j["id"] == job_id]
+    assert saved["model"] == "whisper/tiny" and saved["options"]["providers"] == ["whisper/tiny"]
+    shown = json.loads(cli.run("jobs", "show", "--json", job_id).out)
+    assert shown["saved"]["model"] == shown["server"]["model"] == "whisper/tiny"
+
+
+def test_a_profile_at_the_local_default_url_uses_the_local_key_file(
+    server: Any, tmp_path: Path
+) -> None:
+    """Item 10: README's `octo` and `eden` profiles (url = the embedded server, no key) use
+    the local key file; another URL without a key names that file in its hint."""
+    cli = Cli(tmp_path / "cli")
+    config_dir = Path(cli.env["WHISPERCLI_CONFIG_DIR"])
+    key_file = config_dir / "api-key"
+    shutil.copyfile(server.config_dir / "api-key", key_file)
+    key_file.chmod(0o600)
+    (config_dir / "config.toml").write_text(
+        f"""
+[profiles.octo]
+backend = "octoai"
+url = "http://127.0.0.1:{server.port}"
+
+[profiles.eden]
+backend = "edenai"
+url = "http://localhost:{server.port}/v2"
+providers = "whisper"
+
+[profiles.lab]
+url = "http://127.0.0.1:9"
+"""
+    )
+    local = {"WHISPERCLI_LOCAL_PORT": str(server.port)}
+    for profile in ("octo", "eden"):
+        done = cli.run("--profile", profile, "transcribe", "--force", str(SAMPLE_MP3), **local)
+        assert done.code == 0, (profile, done.err)
+        assert wer(SAMPLE_TXT.read_text(), done.out) <= 0.10
+    done = cli.run("--profile", "lab", "status", "0123456789abcdef0123456789abcdef", **local)
+    assert done.code == 5, done.err
+    assert "no API key for profile 'lab'" in done.err
+    assert str(key_file) in done.err and "--profile lab" in done.err

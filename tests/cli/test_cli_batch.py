@@ -126,3 +126,97 @@ def test_submit_of_a_directory_says_it_is_one(cli: Cli, tmp_path: Path) -> None:
     assert done.code == 2, done.err
     assert_one_error_line(done.err)
     assert "is a directory" in done.err and "no such file" not in done.err
+
+
+# -- issue 19: what a new user hit ------------------------------------------------------------
+
+
+def _submit(cli: Cli, path: Path) -> str:
+    done = cli.run("submit", "-q", "--force", str(path))
+    assert done.code == 0, done.err
+    return done.out.strip()
+
+
+def test_wait_of_several_jobs_names_each_and_writes_files_as_transcribe_does(
+    cli: Cli, server: Any, tmp_path: Path
+) -> None:
+    """Item 4: `wait A B` heads each txt transcript, refuses a timed format on stdout, and
+    writes files named after each job's input with -o (-f picks them)."""
+    first = _submit(cli, sample(tmp_path / "one.mp3"))
+    second = _submit(cli, sample(tmp_path / "two.flac"))
+    done = cli.run("wait", first, second)
+    assert done.code == 0, done.err
+    head, rest = done.out.split(f"\n==> {second} <==\n")
+    assert head.startswith(f"==> {first} <==\n") and "snow peas" in head and "snow peas" in rest
+    for fmt in ("srt", "vtt", "tsv", "json"):
+        refused = cli.run("wait", first, second, "-f", fmt)
+        assert refused.code == 2 and refused.out == "", refused.err
+        assert_one_error_line(refused.err)
+        assert "need -o DIR" in refused.err and fmt in refused.err
+    out = tmp_path / "out"
+    done = cli.run("wait", first, second, "-o", str(out))
+    assert done.code == 0 and done.out == "", done.err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{stem}.{fmt}" for stem in ("one", "two") for fmt in ("txt", "srt", "vtt", "tsv", "json")
+    )
+    assert (out / "one.srt").read_text().startswith("1\n00:00:0")
+    assert (out / "two.vtt").read_text().count("WEBVTT") == 1
+    only = tmp_path / "only"
+    assert cli.run("wait", first, "-o", str(only), "-f", "vtt").code == 0
+    assert [p.name for p in only.iterdir()] == ["one.vtt"]
+    again = _submit(cli, tmp_path / "one.mp3")  # the same input: both would write one.txt
+    refused = cli.run("wait", first, again, "-o", str(tmp_path / "clash"))
+    assert refused.code == 2 and "would both write" in refused.err, refused.err
+    assert not (tmp_path / "clash").exists()
+
+
+def test_empty_inputs_are_refused_before_anything_is_uploaded(
+    cli: Cli, server: Any, tmp_path: Path
+) -> None:
+    """Polish: an empty file or an empty stdin is exit 2 here, not a job that fails."""
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    before = server_jobs(server)
+    for command in ("transcribe", "submit"):
+        done = cli.run(command, str(empty))
+        assert done.code == 2, done.err
+        assert_one_error_line(done.err)
+        assert f"{empty} is empty (0 bytes)" in done.err
+    piped = cli.sub("transcribe", "-", input="")
+    assert piped.returncode == 2, piped.stderr
+    assert "stdin was empty" in piped.stderr
+    assert server_jobs(server) == before
+
+
+def test_folders_keep_their_names_and_skip_hidden_files(cli: Cli, tmp_path: Path) -> None:
+    """Polish: `transcribe d1 d2 -o out` writes out/d1/..., out/d2/... (the same name in both
+    is no clash); hidden files and folders are not walked; a batch that reuses its jobs says
+    so in one line."""
+    sample(tmp_path / "d1" / "x.mp3")
+    make_tone(tmp_path / "d2" / "x.wav")
+    (tmp_path / "d1" / "._x.mp3").write_bytes(b"\x00\x05\x16\x07 resource fork")  # macOS junk
+    sample(tmp_path / "d1" / ".cache" / "y.mp3")
+    out = tmp_path / "out"
+    args = ("transcribe", str(tmp_path / "d1"), str(tmp_path / "d2"), "-o", str(out), "-f", "txt")
+    done = cli.run(*args)
+    assert done.code == 0, done.err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.txt")) == ["d1/x.txt", "d2/x.txt"]
+    assert "snow peas" in (out / "d1" / "x.txt").read_text()
+    again = cli.run(*args)
+    assert again.code == 0, again.err
+    assert "reused 2 earlier job(s) for the same files and options" in again.err
+    assert "reusing job" not in again.err and again.err.count("reused") == 1
+
+
+def test_a_video_without_sound_says_so(cli: Cli, tmp_path: Path) -> None:
+    """Polish: not "tuple index out of range"."""
+    video = tmp_path / "silent-film.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=black:s=32x32:d=1", "-an",
+         str(video)],
+        check=True,
+    )  # fmt: skip
+    done = cli.run("transcribe", str(video))
+    assert done.code == 3, done.err
+    assert_one_error_line(done.err)
+    assert "no audio track" in done.err and "index" not in done.err

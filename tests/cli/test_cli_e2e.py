@@ -92,16 +92,24 @@ def test_ctrl_c_while_waiting_leaves_the_job_and_prints_resume(cli: Cli, tmp_pat
     job_id = _busy_job(cli, tmp_path)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "whispercli", "wait", job_id],
+            [sys.executable, "-m", "whispercli", "--debug", "wait", job_id],
             env=cli.subprocess_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(2.0)
+        # Once it has asked the server something, it is waiting (not still starting up, which
+        # a fixed sleep could not tell on a loaded machine).
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "whispercli: debug:" in line:
+                break
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=30)
+        _out, rest = proc.communicate(timeout=30)
+        err = "".join(seen) + rest
         assert proc.returncode == 130, err
         assert f"whispercli wait {job_id}" in err
         assert "Traceback" not in err
@@ -260,7 +268,8 @@ def test_skip_existing_and_directory_input(cli: Cli, tmp_path: Path) -> None:
         "--force",
     )
     assert again.code == 0, again.err
-    assert again.err.count("skipped") == 2
+    assert again.err.count("skipped") == 1  # one line for the batch (issue 19, polish)
+    assert f"skipped 2 of 2 inputs: their outputs exist in {out_dir}" in again.err
     assert {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()} == before
     assert len(saved_jobs(cli)) == jobs_before
 
@@ -293,7 +302,7 @@ def test_json_everywhere_and_jobs_commands(cli: Cli) -> None:
     assert shown["server"]["result"]["text"] and "poll_url" not in shown["saved"]
     assert cli.run("jobs", "cancel", job_id).code == 0  # already finished: a note, exit 0
     pruned = json.loads(cli.run("jobs", "prune", "--json").out)
-    assert pruned == {"removed": 1}
+    assert pruned == {"removed": 1, "gone": 0, "unanswered": 0}
     assert cli.run("status", job_id[:6]).code == 4  # a prefix of a forgotten job
     assert json.loads(cli.run("jobs", "list", "--json").out) == []
 
@@ -352,3 +361,27 @@ def test_ctrl_c_during_a_parallel_transcribe_names_every_running_job(
             proc.wait()
         for job_id in [e["id"] for e in saved_jobs(cli)] if cli.jobs_file.exists() else []:
             cli.run("jobs", "cancel", job_id)
+
+
+# -- issue 19 --------------------------------------------------------------------------------
+
+
+def test_a_model_the_server_lacks_is_named_as_given_with_a_hint(cli: Cli, server: Any) -> None:
+    """Item 12: no internal `whisper-` prefix, and a hint (a remote endpoint: its list)."""
+    done = cli.run("transcribe", "-m", "nosuchmodel", str(SAMPLE_MP3))
+    assert done.code == 4, done.err
+    assert_one_error_line(done.err)
+    assert "model 'nosuchmodel' is not installed on this server" in done.err
+    assert "whisper-nosuchmodel" not in done.err
+    assert f"hint: `whispercli models list` lists the models of {server.url}" in done.err
+
+
+def test_the_metadata_address_refusal_does_not_promise_a_flag(cli: Cli) -> None:
+    """Item 13: --webhook-allow-private never allows the cloud metadata address, so its
+    refusal does not mention it; a private address's does."""
+    metadata = cli.run("submit", "--webhook", "http://169.254.169.254/latest", str(SAMPLE_MP3))
+    assert metadata.code == 1, metadata.err
+    assert "cloud metadata address" in metadata.err
+    assert "webhook-allow-private" not in metadata.err
+    private = cli.run("submit", "--webhook", "http://10.0.0.1/hook", str(SAMPLE_MP3))
+    assert private.code == 1 and "--webhook-allow-private allows it" in private.err

@@ -7,6 +7,7 @@ import http.server
 import json
 from collections.abc import Iterator
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import pytest
 from support.cli import Cli, assert_one_error_line
@@ -20,7 +21,8 @@ class _Files(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
-        if self.path.split("?")[0] != "/audio/a.mp3":
+        path = unquote(self.path.split("?")[0])
+        if not path.startswith("/audio/") or not path.endswith(".mp3") or "nope" in path:
             self.send_error(404)
             return
         body = SAMPLE_MP3.read_bytes()
@@ -36,7 +38,8 @@ class _Files(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def files() -> Iterator[str]:
-    """A loopback HTTP server with /audio/a.mp3 (the sample); records each request."""
+    """A loopback HTTP server with /audio/NAME.mp3 (the sample, any name but nope); records
+    each request."""
     _Files.seen = []
     with serve_http(_Files) as url:
         yield url
@@ -52,6 +55,15 @@ def test_remote_url_is_downloaded_and_uploaded(cli: Cli, server: Any, files: str
     saved = json.loads(cli.jobs_file.read_text())["jobs"][-1]
     # Saved without its query: a token in a URL is a credential the jobs file must not keep.
     assert saved["file"] == url.split("?")[0] and saved["status"] == "success"
+
+
+def test_url_inputs_name_their_files_decoded(cli: Cli, files: str, tmp_path: Path) -> None:
+    """Polish: `my%20talk.mp3` writes `my talk.txt`, `caf%C3%A9.mp3` writes `café.txt`."""
+    out = tmp_path / "out"
+    urls = [f"{files}/audio/my%20talk.mp3", f"{files}/audio/caf%C3%A9.mp3?sig=x"]
+    done = cli.run("transcribe", *urls, "-o", str(out), "-f", "txt")
+    assert done.code == 0, done.err
+    assert sorted(p.name for p in out.iterdir()) == ["café.txt", "my talk.txt"]
 
 
 def test_remote_url_that_is_missing_exits_4(cli: Cli, files: str) -> None:

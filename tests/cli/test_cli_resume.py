@@ -7,8 +7,8 @@ import contextlib
 import http.server
 import json
 import os
-import pty
-import select
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from support.audio import make_tone
-from support.cli import Cli, assert_one_error_line
+from support.cli import Cli, assert_one_error_line, in_a_terminal
 from support.net import serve_http
+from support.servers import Server, serve_module
 from support.samples import REPO, SAMPLE_MP3, SAMPLE_TXT
 from wer import wer
 
@@ -46,42 +48,6 @@ def saved_jobs(cli: Cli) -> list[dict[str, Any]]:
     return json.loads(cli.jobs_file.read_text())["jobs"]
 
 
-def in_a_terminal(cli: Cli, *args: str, timeout: float = 60) -> tuple[int, str]:
-    """Run whispercli with stdout and stderr on a pseudo-terminal; (exit code, all output)."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "whispercli", *args],
-        env=cli.subprocess_env(COLUMNS="200"),
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=slave,
-        cwd=REPO,
-    )
-    os.close(slave)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    return code, b"".join(chunks).decode(errors="replace")
-
-
 # -- 3. wait of several jobs keeps the good transcripts ----------------------------------------
 
 
@@ -93,7 +59,9 @@ def test_wait_of_several_jobs_prints_every_transcript_when_one_fails(
     for order in ([good, bad], [bad, good]):
         done = cli.run("wait", *order)
         assert done.code == 3, done.err
-        assert wer(SAMPLE_TXT.read_text(), done.out) <= 0.10, done.out
+        header, transcript = done.out.split("\n", 1)  # several jobs: each named (issue 19)
+        assert header == f"==> {good} <==" and f"==> {bad} <==" not in done.out, done.out
+        assert wer(SAMPLE_TXT.read_text(), transcript) <= 0.10, done.out
         assert "failed" in done.err and bad in done.err
         assert_one_error_line(done.err)
     done = cli.run("wait", "--json", good, bad)
@@ -240,7 +208,7 @@ def test_wait_several_timeout_or_ctrl_c_prints_one_resume_command(cli: Cli, tmp_
         assert "after 1 s" in done.err and "after 0" not in done.err  # was "after 1s"
         assert json.loads(cli.run("wait", "--json", "--timeout", "1", *ids).out)[1]["error"]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "whispercli", "wait", *ids],
+            [sys.executable, "-m", "whispercli", "--debug", "wait", *ids],
             env=cli.subprocess_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -248,9 +216,17 @@ def test_wait_several_timeout_or_ctrl_c_prints_one_resume_command(cli: Cli, tmp_
             text=True,
             cwd=REPO,
         )
-        time.sleep(3.0)  # past start-up: a Ctrl-C while typer parses exits 130 silently
+        # Past start-up (a Ctrl-C while typer parses exits 130 silently): once it has asked
+        # the server something, it is waiting, however loaded the machine.
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "whispercli: debug:" in line:
+                break
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, rest = proc.communicate(timeout=30)
+        err = "".join(seen) + rest
         assert proc.returncode == 130, err
         resume = [line for line in err.splitlines() if "whispercli wait" in line]
         assert len(resume) == 1 and all(i in resume[0] for i in ids), (out, err)
@@ -353,3 +329,146 @@ def test_a_broken_config_is_shown_and_repaired(tmp_path: Path) -> None:
     assert body["url"] == "http://127.0.0.1:8642" and body["auto_start"] is True
     assert cli.run("config", "show", "-q").out == "http://127.0.0.1:8642\n"
     assert json.loads(cli.run("config", "path", "--json").out) == {"config_file": str(config_file)}
+
+
+# -- issue 19: what a new user hit ------------------------------------------------------------
+
+SLOW_JOB_SECONDS = 3.0
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The fake engine at SLOW_JOB_SECONDS a job (one at a time): long enough to catch a job
+    pending or running, short enough to let it finish. For tests where the transcript's words
+    do not matter (the fake says "The fake engine heard this." ten times)."""
+    # one job at a time: the next one is seen pending
+    yield from serve_module(
+        tmp_path_factory, "--engine-jobs", "1", fake_engine=SLOW_JOB_SECONDS
+    )
+
+
+def _server_status(handle: Server, job_id: str) -> str | None:
+    resp = requests.get(f"{handle.url}/v1/async/jobs", headers=handle.headers, timeout=10)
+    resp.raise_for_status()
+    return next((j["status"] for j in resp.json()["jobs"] if j["id"] == job_id), None)
+
+
+def _server_jobs(handle: Server) -> set[str]:
+    resp = requests.get(f"{handle.url}/v1/async/jobs", headers=handle.headers, timeout=10)
+    resp.raise_for_status()
+    return {job["id"] for job in resp.json()["jobs"]}
+
+
+def test_ctrl_c_in_transcribe_o_prints_the_command_that_finishes_it(
+    slow_server: Server, tmp_path: Path
+) -> None:
+    """Item 6: not `wait ID...` (which writes no files) but the same transcribe with
+    --skip-existing, which reuses the running jobs; "the jobs" when there are several."""
+    cli = Cli(tmp_path / "cli", slow_server)
+    inputs = [make_tone(tmp_path / "in" / "a.wav"), make_tone(tmp_path / "in" / "b.wav", 0.6)]
+    out = tmp_path / "out dir"
+    args = ["transcribe", *map(str, inputs), "-o", str(out), "-f", "txt", "--force"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whispercli", *args],
+        env=cli.subprocess_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (cli.jobs_file.exists() and len(saved_jobs(cli)) == 2):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    [said] = [line for line in err.splitlines() if "Resume with:" in line]
+    assert "the jobs keep running" in said, said
+    command = shlex.split(said.split("Resume with: ", 1)[1])
+    assert command[:2] == ["whispercli", "transcribe"] and "--skip-existing" in command
+    assert "--force" not in command and str(out) in command
+    before = _server_jobs(slow_server)
+    done = cli.run(*command[1:])  # the command as printed
+    assert done.code == 0, done.err
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt"]
+    assert "fake engine heard this" in (out / "a.txt").read_text()
+    assert _server_jobs(slow_server) == before  # the running jobs were reused
+
+
+def test_terminal_lines_keep_their_columns_and_a_resumed_wait_its_clock(
+    slow_server: Server, tmp_path: Path
+) -> None:
+    """Polish: the percent does not move when "pending" becomes "processing"; `wait` counts
+    from when the job was accepted, not from when the wait began."""
+    cli = Cli(tmp_path / "cli", slow_server)
+    tones = [str(make_tone(tmp_path / f"{n}.wav", 0.5 + n / 10)) for n in range(2)]
+    code, shown = in_a_terminal(cli, "transcribe", *tones, "-j", "2", "--force")
+    assert code == 0, shown
+    assert "pending      0%" in shown, shown  # padded to "processing"
+    job_id = submit(cli, "--force", tones[0])
+    time.sleep(SLOW_JOB_SECONDS - 1)
+    code, shown = in_a_terminal(cli, "wait", job_id)
+    assert code == 0, shown
+    times = re.findall(r"\b0:00:(\d\d)\b", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown))
+    assert times and int(times[-1]) >= SLOW_JOB_SECONDS - 1, shown
+
+
+def test_jobs_commands_say_what_they_did(slow_server: Server, tmp_path: Path) -> None:
+    """Polish: `jobs show` options as JSON; `jobs rm --purge` says it deleted the job on the
+    server; `jobs list --endpoint nope` says nothing matched; `--remote` and `models list`
+    have headers on a terminal, and the remote list the saved list's time format."""
+    cli = Cli(tmp_path / "cli", slow_server)
+    job_id = submit(cli, "--force", "-l", "en", "--beam-size", "2", str(SAMPLE_MP3))
+    shown = cli.run("jobs", "show", job_id).out
+    assert 'options: {"language": "en", "beam_size": 2}' in shown, shown
+    nothing = cli.run("jobs", "list", "--endpoint", "nope")
+    assert nothing.code == 0 and nothing.out == ""
+    assert "no saved job matches --endpoint nope" in nothing.err and slow_server.url in nothing.err
+    code, listed = in_a_terminal(cli, "jobs", "list", "--remote")
+    assert code == 0 and listed.splitlines()[0].split() == ["ID", "STATUS", "MODEL", "CREATED"]
+    row = next(line for line in listed.splitlines() if line.startswith(job_id))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row.split()[-1]), row
+    code, models = in_a_terminal(cli, "models", "list")
+    assert code == 0 and models.splitlines()[0].split() == ["NAME", "LOADED"], models
+    assert cli.run("wait", job_id).code == 0  # the server deletes only a job that ended
+    purged = cli.run("jobs", "rm", "--purge", job_id)
+    assert purged.code == 0, purged.err
+    assert f"{job_id}: deleted on the server at {slow_server.url}" in purged.err
+    assert "forgot 1 job(s) here" in purged.err
+    assert job_id not in _server_jobs(slow_server)
+
+
+def test_prune_asks_about_jobs_last_seen_unfinished(
+    slow_server: Server, tmp_path: Path
+) -> None:
+    """Polish: a job last seen pending that has finished since is pruned (its server is asked
+    first); one its server no longer has is pruned too; one whose server does not answer
+    stays."""
+    from whispercli.state import JobStore, SavedJob
+
+    cli = Cli(tmp_path / "cli", slow_server)
+    finished, deleted = (submit(cli, "--force", str(SAMPLE_MP3)) for _ in range(2))
+    requests.delete(
+        f"{slow_server.url}/v1/async/jobs/{deleted}", headers=slow_server.headers, timeout=10
+    ).raise_for_status()
+    JobStore(cli.jobs_file).add(
+        SavedJob(id="a" * 32, endpoint="http://127.0.0.1:9", status="pending")
+    )
+    assert all(s["status"] != "success" for s in saved_jobs(cli))  # last seen: not finished
+    deadline = time.monotonic() + 60  # the server finishes the first (the other is deleted)
+    while _server_status(slow_server, finished) != "success":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    pruned = cli.run("jobs", "prune")
+    assert pruned.code == 0, pruned.err
+    assert "pruned 2 finished job(s) (1 no longer on their server)" in pruned.err, pruned.err
+    assert "kept 1 unfinished job(s) whose server did not answer" in pruned.err
+    assert [s["id"] for s in saved_jobs(cli)] == ["a" * 32]
+    assert finished not in cli.run("jobs", "list", "-q").out

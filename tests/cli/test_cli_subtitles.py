@@ -151,7 +151,8 @@ def test_hotwords_reach_the_server(shared_cli: Cli) -> None:
         (["transcribe", "a.mp3", "--max-line-width", "42"], "none is written"),  # txt
         (["transcribe", "a.mp3", "--json", "--highlight-words"], "none is written"),
         (["wait", "x", "--max-words-per-line", "2"], "none is written"),
-        (["wait", "x", "-f", "vtt", "--json", "--max-line-width", "9"], "none is written"),
+        # wait follows transcribe's rules (issue 19, item 4): -f with --json needs -o
+        (["wait", "x", "-f", "vtt", "--json", "--max-line-width", "9"], "--json and -f both"),
         (["wait", "x", "-f", "srt", "--max-line-count", "1"], "needs --max-line-width"),
         (["transcribe", "a.mp3", "-f", "srt", "--max-line-width", "0"], "'--max-line-width'"),
     ],

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.cli import Cli
-from support.samples import REPO
+import pytest
+from support.cli import Cli, assert_one_error_line
+from support.samples import REPO, SAMPLE_MP3
 
 HEAVY = ("fastapi", "uvicorn", "faster_whisper", "ctranslate2", "numpy", "av", "starlette")
 HUB = ("huggingface_hub", "tqdm")  # only `models` and `doctor` import them, inside the command
@@ -131,3 +132,65 @@ def test_corrupt_config_names_file_and_line(tmp_path: Path) -> None:
     assert done.code == 1
     assert str(config) in done.err and "line 2" in done.err
     assert "Traceback" not in done.err
+
+
+# -- issue 19 --------------------------------------------------------------------------------
+
+NOWHERE = {"WHISPERCLI_URL": "http://127.0.0.1:9"}
+
+
+@pytest.mark.parametrize(
+    ("key", "bad", "said"),
+    [
+        ("tier", "superflex", "a tier is one of cpuflex, gpuflex"),
+        ("backend", "whisperx", "a backend is one of tiyaro, edenai, octoai"),
+        ("url", "ftp://box", "http:// or https://"),
+        ("api_key_env", "MY-KEY", "environment variable"),
+        ("providers", " , ", "comma-separated"),
+        ("model", " ", "cannot be empty"),
+    ],
+)
+def test_config_set_checks_every_value(tmp_path: Path, key: str, bad: str, said: str) -> None:
+    """Item 7: a value that would break later commands is refused when it is set."""
+    cli = Cli(tmp_path / "cli")
+    done = cli.run("config", "set", key, bad, "--profile", "lab")
+    assert done.code == 2, done.err
+    assert_one_error_line(done.err)
+    assert said in done.err and f"valid {key}" in done.err
+    assert not (Path(cli.env["WHISPERCLI_CONFIG_DIR"]) / "config.toml").exists()
+
+
+def test_a_bad_value_in_the_file_is_named_by_file_and_key_not_as_a_flag(tmp_path: Path) -> None:
+    """Item 7: `tier = "superflex"` written by hand: the file and the key, not "--tier"."""
+    cli = Cli(tmp_path / "cli")
+    config = Path(cli.env["WHISPERCLI_CONFIG_DIR"]) / "config.toml"
+    config.write_text('[profiles.lab]\nurl = "http://127.0.0.1:9"\ntier = "superflex"\n')
+    done = cli.run("--profile", "lab", "transcribe", str(SAMPLE_MP3), **NOWHERE)
+    assert done.code == 1, done.err
+    assert_one_error_line(done.err)
+    assert f"the config file {config} is invalid: profiles.lab.tier is 'superflex'" in done.err
+    assert "--tier" not in done.err and "config set tier VALUE --profile lab" in done.err
+
+
+def test_a_misspelt_key_suggests_the_name_and_unset_removes_it(tmp_path: Path) -> None:
+    """Item 8: `modle = "tiny"` says "did you mean model?"; `config unset modle --profile
+    lab` removes it (it said "was not set" and left it)."""
+    cli = Cli(tmp_path / "cli")
+    config = Path(cli.env["WHISPERCLI_CONFIG_DIR"]) / "config.toml"
+    config.write_text('[profiles.lab]\nurl = "http://127.0.0.1:9"\nmodle = "tiny"\n')
+    broken = cli.run("--profile", "lab", "status", **NOWHERE)
+    assert broken.code == 1, broken.err
+    assert "profiles.lab.modle is not a setting" in broken.err
+    assert "did you mean model?" in broken.err
+    removed = cli.run("config", "unset", "modle", "--profile", "lab")
+    assert removed.code == 0 and "removed modle" in removed.err, removed.err
+    assert "modle" not in config.read_text() and 'url = "http://127.0.0.1:9"' in config.read_text()
+    assert cli.run("--profile", "lab", "config", "show").err == ""
+    typo = cli.run("config", "set", "modle", "tiny", "--profile", "lab")
+    assert typo.code == 2 and "did you mean model?" in typo.err, typo.err
+
+
+def test_root_help_names_every_builtin_profile(tmp_path: Path) -> None:
+    """Polish: the edenai profile was missing."""
+    text = Cli(tmp_path / "cli").run("--help").out
+    assert "local, tiyaro, edenai, or your own" in " ".join(text.split())

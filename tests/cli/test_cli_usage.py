@@ -1,9 +1,12 @@
-"""Usage errors: Click's usage line and message on stderr, exit 2 (the documented code), with
-the click that typer runs on (recent typer bundles its own as ``typer._click``)."""
+"""Usage errors: the command's usage line, then one ``whispercli: error:`` line and a hint, as
+every other error reads (issue 19, item 14); exit 2 (the documented code), with the click that
+typer runs on (recent typer bundles its own as ``typer._click``)."""
 
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import signal
 import subprocess
@@ -12,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.cli import Cli
+from support.cli import Cli, assert_one_error_line
 from support.samples import REPO, SAMPLE_MP3
 
 from whispercli.errors import ExitCode
@@ -34,6 +37,8 @@ NOWHERE = {"WHISPERCLI_URL": "http://127.0.0.1:9"}  # nothing must be contacted
         ["transcribe", "--beam-size", "0", SAMPLE],  # bad numbers
         ["transcribe", "-j", "0", SAMPLE],
         ["server", "run", "--port", "99999"],
+        ["server", "run", "--device", "gpu"],  # choices of the server's options
+        ["worker", "run", "--database", "x", "--speed", "turbo"],
         ["wait", "--timeout", "abc", "last"],  # bad durations
         ["jobs", "prune", "--older-than", "xyz"],
         ["upload", str(REPO / "samples")],  # a directory where a file is wanted
@@ -42,13 +47,28 @@ NOWHERE = {"WHISPERCLI_URL": "http://127.0.0.1:9"}  # nothing must be contacted
     ],
     ids=lambda args: " ".join(Path(a).name for a in args),
 )
-def test_usage_errors_exit_2_with_clicks_usage_line(tmp_path: Path, args: list[str]) -> None:
+def test_usage_errors_exit_2_with_the_usage_line_and_one_error_line(
+    tmp_path: Path, args: list[str]
+) -> None:
     done = Cli(tmp_path / "cli").run(*args, **NOWHERE)
     assert done.code == ExitCode.USAGE, done.err
     assert done.out == ""
-    assert "Usage: whispercli" in done.err and "Error: " in done.err, done.err
+    usage, *rest = done.err.splitlines()
+    assert usage.startswith("Usage: whispercli"), done.err
+    assert_one_error_line("\n".join(rest))  # `whispercli: error: ...`, no Click "Error:" block
+    assert rest[-1].startswith("whispercli: hint: see `whispercli") and "--help`" in rest[-1]
+    assert "Error: " not in done.err and "Try '" not in done.err, done.err
     assert "error: unexpected" not in done.err and "--debug" not in done.err
-    assert "Traceback" not in done.err
+
+
+def test_a_usage_error_names_the_option_and_the_command(tmp_path: Path) -> None:
+    done = Cli(tmp_path / "cli").run("wait", "--timeout", "abc", "last", **NOWHERE)
+    assert done.err.splitlines() == [
+        "Usage: whispercli wait [OPTIONS] [JOB]...",
+        "whispercli: error: invalid value for '--timeout': 'abc' is not a duration "
+        "(e.g. 90, 90s, 30m, 1h30m)",
+        "whispercli: hint: see `whispercli wait --help`",
+    ]
 
 
 def test_bad_choices_name_the_choices(tmp_path: Path) -> None:
@@ -147,3 +167,38 @@ def test_ctrl_c_at_any_moment_says_interrupted(tmp_path: Path, delay: float) -> 
     # at an import/run boundary): a shell reports both as $? = 130.
     assert proc.returncode in (ExitCode.INTERRUPTED, -signal.SIGINT), err
     assert said == ["whispercli: interrupted"] and out == "", err
+
+
+def test_server_options_list_their_choices(tmp_path: Path) -> None:
+    """Issue 19, polish: `server run --speed/--device` did not list their choices."""
+    cli = Cli(tmp_path / "cli")
+    for command in (["server", "run"], ["worker", "run"]):
+        text = cli.run(*command, "--help").out
+        for shown in (
+            "--speed [accurate|default|fast]",
+            "--device [auto|cpu|cuda]",
+            "--compute-type [auto|int8|int8_float16|float16|float32]",
+            "--log-level [debug|info|warning|error]",
+        ):
+            assert shown in text, (command, shown, text)
+
+
+def test_transcribe_dash_with_a_terminal_on_stdin_is_refused(tmp_path: Path) -> None:
+    """Issue 19, item 9: it waited silently for audio that a terminal never sends."""
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "whispercli", "transcribe", "-"],
+            env=Cli(tmp_path / "cli").subprocess_env(**NOWHERE),
+            stdin=slave,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == ExitCode.USAGE, done.stderr
+    assert_one_error_line(done.stderr)
+    assert "stdin is a terminal; pipe audio in" in done.stderr

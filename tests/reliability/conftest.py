@@ -4,7 +4,8 @@ tests/conftest.py: support/figures.py).
 ``live_server`` is the module's server for its backend (started on first use), and each test
 gets its own client sandbox pointed at it (the server's key copied into the sandbox's config
 dir, as on one machine); after the test every job is deleted, so each test starts from an
-empty server. A test marked ``own_server`` (it kills or restarts the server) gets a server of
+empty server. ``server_args("--flag", "value")`` adds flags to its ``server run``. A test
+marked ``own_server`` (it kills or restarts the server) gets a server of
 its own, in its sandbox, instead.
 
 Engines: a test (or module) marked ``fake_engine(seconds)`` runs its jobs on the fake engine;
@@ -41,17 +42,24 @@ def _fake_engine(backend: str, request: pytest.FixtureRequest) -> float | None:
     return PG_FAKE_JOB if backend == "postgres" else None
 
 
+def _server_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    marker = request.node.get_closest_marker("server_args")
+    return tuple(marker.args) if marker else ()
+
+
 def _start(
     backend: str, sandbox: Sandbox, request: pytest.FixtureRequest, fake: float | None
 ) -> Server:
-    """A real server on the sandbox's port and dirs; on the postgres backend an API server on
-    a fresh database of the session's cluster plus one worker."""
+    """A real server on the sandbox's port and dirs (with the test's ``server_args``); on the
+    postgres backend an API server on a fresh database of the session's cluster plus one
+    worker."""
+    args = _server_args(request)
     if backend == "sqlite":
-        return Server(sandbox, fake_engine=fake).start()
+        return Server(sandbox, *args, fake_engine=fake).start()
     from whispercli.server.scale.queue import migrate
 
     dsn = request.getfixturevalue("postgres").new_database(migrate)
-    server = Server(sandbox, database=dsn).start()
+    server = Server(sandbox, *args, database=dsn).start()
     server.worker = Worker(sandbox, dsn, fake_engine=fake).start()
     return server
 
@@ -79,9 +87,9 @@ def _delete_every_job(server: Server) -> None:
 @pytest.fixture(scope="module")
 def module_servers(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[dict[tuple[str, float | None], Server]]:
+) -> Iterator[dict[tuple[str, float | None, tuple[str, ...]], Server]]:
     """The module's servers by backend and engine (started by ``live_server`` on first use)."""
-    started: dict[tuple[str, float | None], Server] = {}
+    started: dict[tuple[str, float | None, tuple[str, ...]], Server] = {}
     yield started
     for server in started.values():
         _stop(server)
@@ -93,7 +101,7 @@ def live_server(
     sandbox: Sandbox,
     backend: str,
     request: pytest.FixtureRequest,
-    module_servers: dict[tuple[str, float | None], Server],
+    module_servers: dict[tuple[str, float | None, tuple[str, ...]], Server],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Server]:
     """The module's server for ``backend`` with this test's sandbox pointed at it, or (marked
@@ -104,10 +112,11 @@ def live_server(
         yield server
         _stop(server)
         return
-    server = module_servers.get((backend, fake))
+    key = (backend, fake, _server_args(request))
+    server = module_servers.get(key)
     if server is None:
         box = Sandbox(tmp_path_factory.mktemp(f"{backend}-server"))
-        server = module_servers[backend, fake] = _start(backend, box, request, fake)
+        server = module_servers[key] = _start(backend, box, request, fake)
     sandbox.port = server.port
     shutil.copy2(server.sandbox.key_file, sandbox.key_file)
     yield server

@@ -9,43 +9,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from support.instant_runner import InstantRunner
 from support.samples import SAMPLE_MP3
 
-from whispercli.protocol import JOB_FIELDS, Status
+from whispercli.protocol import JOB_FIELDS
 from whispercli.server.app import create_app
 from whispercli.server.jobs.errors import ERRORS, ServiceError
 from whispercli.server.settings import ServerSettings
 from whispercli.server.storage.sqlite import SqliteStore
-from whispercli.server.storage.store import Store
 
-RESULT = {"text": " fixed text", "segments": [], "language": "en", "duration": 1.0}
 SUBMIT = "/v1/async/ent/tiyarofs/1/openai/whisper-tiny"
-
-
-class InstantRunner:
-    """Finishes every job as soon as it is queued, with a fixed transcript."""
-
-    busy = False
-    device = None
-
-    @property
-    def loaded_paths(self) -> list[str]:
-        return []
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.started = self.stopped = False
-
-    def start(self) -> None:
-        self.started = True
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def wake(self) -> None:
-        job = self.store.claim_next()
-        if job is not None:
-            self.store.finish(job.id, job.attempts, Status.SUCCESS, result=RESULT)
 
 
 @pytest.fixture

@@ -5,8 +5,11 @@ server's URL and key. The ``cli`` fixture (tests/conftest.py) gives one per test
 from __future__ import annotations
 
 import os
+import pty
+import select
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,8 @@ _OWN_VARS = (
     "WHISPERCLI_LOCAL_PORT",
     "TIYARO_API_KEY",
     "EDENAI_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
     "NO_COLOR",
     "WHISPERCLI_DEBUG",
 )
@@ -101,3 +106,87 @@ def assert_one_error_line(err: str) -> None:
     errors = [line for line in lines if line.startswith("whispercli: error:")]
     assert len(errors) == 1, err
     assert all(line.startswith("whispercli: ") for line in lines), err
+
+
+def in_a_terminal(cli: Cli, *args: str, timeout: float = 60) -> tuple[int, str]:
+    """Run whispercli with stdout and stderr on a pseudo-terminal; (exit code, all output)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whispercli", *args],
+        env=cli.subprocess_env(COLUMNS="200"),
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        cwd=REPO,
+    )
+    os.close(slave)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return code, b"".join(chunks).decode(errors="replace")
+
+
+@dataclass
+class Terminal:
+    lines: list[tuple[float, str]]
+    """Each stdout line and when it was complete (seconds since the start)."""
+    err: str
+    code: int
+    ended: float
+
+    @property
+    def text(self) -> str:
+        return "".join(line for _, line in self.lines)
+
+
+def on_terminal(argv: list[str], env: dict[str, str]) -> Terminal:
+    """Run ``argv`` with stdout and stderr on two pseudo-terminals, timing each stdout line."""
+    out_master, out_slave = pty.openpty()
+    err_master, err_slave = pty.openpty()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=out_slave, stderr=err_slave, env=env, cwd=REPO
+    )
+    os.close(out_slave)
+    os.close(err_slave)
+    pending, lines, err = "", list[tuple[float, str]](), b""
+    live = {out_master, err_master}
+    try:
+        while live:
+            for fd in select.select(list(live), [], [], 1.0)[0]:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:  # EIO: the child closed its side
+                    data = b""
+                if not data:
+                    live.discard(fd)
+                elif fd == err_master:
+                    err += data
+                else:
+                    pending += data.decode().replace("\r\n", "\n")
+                    *done, pending = pending.split("\n")
+                    lines += [(time.monotonic() - started, line + "\n") for line in done]
+        code = proc.wait(30)
+    finally:
+        proc.kill()
+        os.close(out_master)
+        os.close(err_master)
+    return Terminal(lines, err.decode(errors="replace"), code, time.monotonic() - started)

@@ -249,6 +249,30 @@ class Worker(_Process):
         return self
 
 
+class Workers:
+    """The workers of one test on one database, each with its own data dir and log."""
+
+    def __init__(self, sandbox: Sandbox, dsn: str) -> None:
+        self.sandbox, self.dsn = sandbox, dsn
+        self.started: list[Worker] = []
+
+    def start(self, fake_seconds: float | None = None, queues: str = "cpu", *extra: str) -> Worker:
+        """A worker with the real model, or the fake engine taking ``fake_seconds`` a job."""
+        n = len(self.started)
+        worker = Worker(
+            self.sandbox, self.dsn, *extra, queues=queues, name=f"worker-{n}",
+            data_dir=self.sandbox.root / f"worker-{n}", fake_engine=fake_seconds, env=FAST_FLEET,
+        )  # fmt: skip
+        self.started.append(worker.start())
+        return worker
+
+    def logs(self) -> str:
+        return "\n".join(worker.log() for worker in self.started)
+
+    def stop_all(self) -> list[int | None]:
+        return [worker.stop(timeout=20) for worker in self.started]
+
+
 class ServerFactory:
     """Servers for one test (``start(*flags)``), each in its own sandbox under ``root``;
     ``dirs_from`` shares another server's dirs (a restart after a crash, or a second API

@@ -1,8 +1,9 @@
 """Client backends: one module per async protocol the CLI and ``Client`` can drive.
 
 ``tiyaro`` (the default, and the embedded server's own protocol), ``edenai`` (Eden AI v2
-async speech-to-text) and ``octoai`` (OctoAI async inference). A profile's ``backend`` picks
-one; ``create`` imports only the module asked for.
+async speech-to-text), ``octoai`` (OctoAI async inference) and ``openai`` (OpenAI's audio API,
+which every OpenAI-compatible server speaks). A profile's ``backend`` picks one; ``create``
+imports only the module asked for.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 TIYARO = "tiyaro"
 EDENAI = "edenai"
 OCTOAI = "octoai"
-BACKENDS = (TIYARO, EDENAI, OCTOAI)
+OPENAI = "openai"
+BACKENDS = (TIYARO, EDENAI, OCTOAI, OPENAI)
 DEFAULT = TIYARO
 
 

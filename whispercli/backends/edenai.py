@@ -12,6 +12,7 @@ job's result is the first vendor that succeeded, with every vendor's under ``res
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,19 +34,56 @@ STATUS = {"processing": "processing", "finished": "success", "failed": "failed"}
 FINAL_OK = ("success", "sucess", "succeeded")  # "sucess": sic, Eden's v2 schema
 PARAMS = frozenset({"language"})
 """The Whisper options Eden's launch has a field for."""
-PROVIDERS_HINT = (
-    "name them with --provider deepgram,amazon or `whispercli config set providers "
-    "deepgram --profile PROFILE`"
-)
+WHISPER = "whisper"
+"""The embedded server's one provider: ``whisper/<model>`` picks its model."""
+
+
+def with_model(providers: list[str], model: str) -> list[str]:
+    """``-m NAME`` as Eden AI carries it: the bare ``whisper`` provider (the embedded
+    server's) becomes ``whisper/NAME``. A vendor that picks its own model, or a
+    ``whisper/OTHER`` already named, is a usage error (exit 2)."""
+    mapped = []
+    for provider in providers:
+        name, _, chosen = provider.partition("/")
+        if name != WHISPER:
+            raise UsageError(
+                f"Eden AI's vendor {provider!r} cannot take a model (-m {model}, or the "
+                "profile's model)",
+                hint=f"-m picks the model of the embedded server's provider ({WHISPER}/NAME); "
+                f"drop -m, or name a vendor's model in the provider (e.g. {name}/MODEL) if "
+                "Eden offers one",
+            )
+        if chosen and chosen != model:
+            raise UsageError(
+                f"-m {model} and --provider {provider} name two models",
+                hint=f"use one: -m {model} with --provider {WHISPER}, or --provider {provider}",
+            )
+        mapped.append(f"{WHISPER}/{model}")
+    return list(dict.fromkeys(mapped))
 
 
 class EdenAIBackend(Backend):
     name = backends.EDENAI
     label = "Eden AI"
 
+    def prepare(self, request: Submission) -> Submission:
+        """The profile's providers unless given, with ``-m`` mapped (``with_model``): the job
+        runs (and the saved job records) ``whisper/small``, or the vendors' names."""
+        providers = request.providers or list(self.transport.settings.providers)
+        if providers and request.model is not None:
+            providers = with_model(providers, request.model)
+        request = dataclasses.replace(request, providers=providers)
+        self.check(request)
+        return dataclasses.replace(request, model=",".join(providers))
+
     def check(self, request: Submission) -> None:
         if not (request.providers or self.transport.settings.providers):
-            raise UsageError("Eden AI runs a job on vendors you pick", hint=PROVIDERS_HINT)
+            profile = self.transport.settings.profile
+            raise UsageError(
+                "Eden AI runs a job on vendors you pick",
+                hint="name them with --provider deepgram,amazon or `whispercli config set "
+                f"providers deepgram --profile {profile}`",
+            )
         # Word timings need no field: every vendor's answer has them (diarization entries).
         others = sorted(
             name

@@ -11,6 +11,7 @@ embedded server), which becomes the job's failure here.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import whispercli.backends as backends
 from whispercli.backends.base import Backend, Submission
 from whispercli.errors import NotFoundError, UsageError, WhisperCliError
-from whispercli.protocol import JobInfo, Result, is_http_url
+from whispercli.protocol import JobInfo, Result
 from whispercli.units import human_bytes
 
 if TYPE_CHECKING:
@@ -50,6 +51,18 @@ class OctoAIBackend(Backend):
                 "profile with another backend",
             )
 
+    def prepare(self, request: Submission) -> Submission:
+        """An OctoAI endpoint serves the one model deployed there: ``-m`` cannot pick one,
+        and what the job runs is that endpoint's model (not known here: saved as None)."""
+        self.check(request)
+        if request.model is not None:
+            raise self.unsupported(
+                f"pick a model (-m {request.model}, or the profile's model)",
+                "an OctoAI endpoint serves one model: drop -m, or point the profile's url at "
+                "the endpoint that serves the model you want",
+            )
+        return dataclasses.replace(request, model=None)
+
     def check(self, request: Submission) -> None:
         super().check(request)
         if request.webhook is not None:
@@ -58,17 +71,9 @@ class OctoAIBackend(Backend):
             )
 
     def submit(self, request: Submission) -> JobInfo:
-        source = str(request.source)
-        if is_http_url(source):
-            raise self.unsupported(
-                "transcribe a URL", "OctoAI takes the audio inline: download the file first"
-            )
-        file = Path(source)
-        try:
-            size = file.stat().st_size
-        except OSError as exc:
-            raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
-        self.check_upload_size(file, size)
+        file, _ = self.inline_file(
+            request, "OctoAI takes the audio inline: download the file first"
+        )
         audio = file.read_bytes()
         if request.on_upload_progress is not None:
             request.on_upload_progress(0, len(audio))
@@ -102,7 +107,9 @@ class OctoAIBackend(Backend):
             status = ENDED_BADLY.get(exc.status or 0)
             if status is None:
                 raise
-            return JobInfo(id=job.id, status=status, poll_url=job.poll_url, error=exc.message)
+            # The job's reason, not the HTTP status that carried it.
+            reason = exc.message.removesuffix(f" (HTTP {exc.status})")
+            return JobInfo(id=job.id, status=status, poll_url=job.poll_url, error=reason)
         if not isinstance(body, dict):
             raise WhisperCliError(f"unexpected poll answer from OctoAI at {self.transport.url}")
         raw = str(body.get("status", ""))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO
 
 ProgressCallback = Callable[[int, int], None]
@@ -42,11 +42,12 @@ class CountingReader:
 
 class MultipartBody:
     """``multipart/form-data`` with text fields and one file part, streamed: the file is read
-    in chunks between a small preamble and epilogue, and ``len()`` is the exact body size."""
+    in chunks between a small preamble and epilogue, and ``len()`` is the exact body size.
+    ``fields`` may be (name, value) pairs: a name may repeat (OpenAI's ``name[]`` lists)."""
 
     def __init__(
         self,
-        fields: dict[str, str],
+        fields: Mapping[str, str] | Sequence[tuple[str, str]],
         file_field: str,
         filename: str,
         file: CountingReader,
@@ -56,7 +57,7 @@ class MultipartBody:
         head = b"".join(
             f'--{boundary}\r\nContent-Disposition: form-data; name="{_quoted(name)}"\r\n\r\n'
             f"{value}\r\n".encode()
-            for name, value in fields.items()
+            for name, value in (fields.items() if isinstance(fields, Mapping) else fields)
         )
         head += (
             f'--{boundary}\r\nContent-Disposition: form-data; name="{_quoted(file_field)}"; '

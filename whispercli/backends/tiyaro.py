@@ -78,12 +78,7 @@ class TiyaroBackend(Backend):
     def upload(self, path: str | os.PathLike[str], on_progress: ProgressCallback | None) -> str:
         """Steps 1 and 2: the file streams from disk with a known Content-Length, so memory
         stays flat whatever its size; a retried PUT re-opens the file and sends it again."""
-        file = Path(path)
-        try:
-            size = file.stat().st_size
-        except OSError as exc:
-            raise NotFoundError(f"cannot read {file}: {exc.strerror}") from None
-        self.check_upload_size(file, size)
+        file, size = self.sendable(path)
         extension = file.suffix.lstrip(".").lower() or "mp3"
         body = self.transport.call(
             "POST",
@@ -127,13 +122,20 @@ class TiyaroBackend(Backend):
         body: dict[str, Any] = {"input": request.params, "URL": upload_url}
         if request.webhook is not None:
             body["webhook"] = request.webhook
-        answer = self.transport.call(
-            "POST",
-            protocol.SUBMIT_PATH.format(model=quote(request.model, safe="")),
-            params={"serviceTier": request.tier},
-            json=body,
-            headers={protocol.IDEMPOTENCY_HEADER: request.idempotency_key or uuid.uuid4().hex},
-        )
+        model = request.model or protocol.DEFAULT_MODEL
+        try:
+            answer = self.transport.call(
+                "POST",
+                protocol.SUBMIT_PATH.format(model=quote(model, safe="")),
+                params={"serviceTier": request.tier},
+                json=body,
+                headers={protocol.IDEMPOTENCY_HEADER: request.idempotency_key or uuid.uuid4().hex},
+            )
+        except NotFoundError as exc:  # the model: the upload was just made
+            exc.hint = exc.hint or (
+                f"`whispercli models list` lists the models of {self.transport.url}"
+            )
+            raise
         return self._parse(answer)
 
     def poll(self, job: Job, wait: float | None = None, until_done: bool = False) -> JobInfo:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -25,6 +25,7 @@ from whispercli.cli.context import globals_of
 from whispercli.cli.helpfmt import use_plain_help
 from whispercli.cli.output import error, exit_interrupted, say
 from whispercli.errors import EXIT_CODE_HELP, ExitCode, Interrupted, WhisperCliError
+from whispercli.extras import from_import_error
 from whispercli.version import __version__
 
 app = typer.Typer(
@@ -77,7 +78,7 @@ def _global_options(
         typer.Option(
             "--profile",
             metavar="NAME",
-            help="Config profile: local, tiyaro, or your own [env WHISPERCLI_PROFILE].",
+            help="Config profile: local, tiyaro, edenai, or your own [env WHISPERCLI_PROFILE].",
         ),
     ] = None,
     debug: Annotated[
@@ -125,6 +126,60 @@ def _click_errors() -> tuple[type[Exception], type[Exception]]:
     return module.ClickException, module.UsageError
 
 
+def _fail(exc: WhisperCliError, debug: bool) -> NoReturn:
+    """One readable error line (and its hint), the exit code of the error."""
+    if debug:  # the traceback, then the same readable lines and exit code
+        import traceback
+
+        traceback.print_exc()
+    error(exc.message, exc.hint)
+    sys.exit(int(exc.exit_code))
+
+
+_GLOBAL_VALUES = ("--url", "--api-key", "--profile")
+
+
+def _command_path(argv: list[str]) -> str:
+    """``whispercli server migrate`` from the arguments, for messages."""
+    import typer.main
+
+    command: object = typer.main.get_command(app)
+    path = ["whispercli"]
+    args = iter(argv)
+    for arg in args:
+        if arg in _GLOBAL_VALUES:
+            next(args, None)
+            continue
+        if arg.startswith("-"):
+            continue
+        subs = getattr(command, "commands", None)
+        if subs is None or arg not in subs:
+            break
+        path.append(arg)
+        command = subs[arg]
+    return " ".join(path)
+
+
+def _click_failure(exc: Exception, usage: bool) -> int:
+    """Print a Click error as every other error reads (``whispercli: error:`` and a hint),
+    after the command's usage line for a usage error; return the exit code."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a group given no command: its help
+        exc.show()  # type: ignore[attr-defined]
+        return int(ExitCode.USAGE)
+    ctx = getattr(exc, "ctx", None)
+    if usage and ctx is not None:
+        say(ctx.get_usage())
+    message = exc.format_message().strip().removesuffix(".")  # type: ignore[attr-defined]
+    if message[:1].isupper() and message[1:2].islower():  # "Invalid value" -> "invalid value"
+        message = message[0].lower() + message[1:]
+    if not usage:
+        error(message)
+        return int(getattr(exc, "exit_code", ExitCode.ERROR))
+    command = ctx.command_path if ctx is not None else "whispercli"
+    error(message, f"see `{command} --help`")
+    return int(ExitCode.USAGE)
+
+
 def main() -> None:
     """Console entry point: run the app, print one readable line per failure."""
     debug = _debug_requested(sys.argv[1:])
@@ -132,23 +187,21 @@ def main() -> None:
     try:
         result = app(prog_name="whispercli", standalone_mode=False)
     except WhisperCliError as exc:
-        if debug:  # the traceback, then the same readable lines and exit code
-            import traceback
-
-            traceback.print_exc()
-        error(exc.message, exc.hint)
-        sys.exit(int(exc.exit_code))
+        _fail(exc, debug)
     except Interrupted as exc:  # Ctrl-C in a command that has jobs to name
-        exit_interrupted(exc.job_ids)
+        exit_interrupted(exc.job_ids, exc.command)
     except (KeyboardInterrupt, typer.Abort):  # Abort: older typer's (click's) Ctrl-C
         exit_interrupted()
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click_error as exc:  # usage errors: Click's usage line and message, exit 2
-        exc.show()  # type: ignore[attr-defined]
-        code = getattr(exc, "exit_code", ExitCode.ERROR)
-        sys.exit(int(ExitCode.USAGE) if isinstance(exc, usage_error) else code)
-    except Exception as exc:  # anything unexpected
+    except click_error as exc:  # usage errors: the usage line, then our error and hint; exit 2
+        sys.exit(_click_failure(exc, isinstance(exc, usage_error)))
+    except Exception as exc:  # anything unexpected, or an extra that is not installed
+        missing = isinstance(exc, ModuleNotFoundError) and from_import_error(
+            exc, _command_path(sys.argv[1:])
+        )
+        if missing:
+            _fail(missing, debug)
         if debug:
             raise
         error(f"unexpected {type(exc).__name__}: {exc}", "run again with --debug for a traceback")

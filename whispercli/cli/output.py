@@ -44,6 +44,28 @@ def say(line: str) -> None:
     print(terminal_safe(line), file=sys.stderr, flush=True)
 
 
+def table_header(columns: Sequence[str]) -> None:
+    """A table's header line on stdout, only when stdout is a terminal (a pipe gets rows)."""
+    if sys.stdout.isatty():
+        data("\t".join(columns))
+
+
+def same_time_format(stamp: str | None) -> str | None:
+    """A server's ISO 8601 time (``2026-01-02T03:04:05.123+00:00``) as the jobs file writes
+    times (``2026-01-02T03:04:05Z``, UTC); anything unreadable as it is."""
+    from datetime import UTC, datetime
+
+    if not stamp:
+        return stamp
+    try:
+        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return stamp
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def emit_json(value: Any) -> None:
     """One JSON document on stdout (control characters as ``\\u`` escapes: still valid JSON,
     and nothing a terminal would act on)."""
@@ -69,11 +91,15 @@ def error(message: str, hint: str | None = None) -> None:
         say(f"whispercli: hint: {hint}")
 
 
-def exit_interrupted(job_ids: Sequence[str] = ()) -> NoReturn:
+def exit_interrupted(job_ids: Sequence[str] = (), command: str | None = None) -> NoReturn:
     """After Ctrl-C, at whatever moment: say so (and how to resume the jobs left running, which
-    keep running), exit 130."""
-    resume = f"; the job keeps running. Resume with: whispercli wait {' '.join(job_ids)}"
-    note("interrupted" + (resume if job_ids else ""))
+    keep running: ``command``, else ``whispercli wait IDS``), exit 130."""
+    if job_ids:
+        running = "the job keeps running" if len(job_ids) == 1 else "the jobs keep running"
+        resume = command or f"whispercli wait {' '.join(job_ids)}"
+        note(f"interrupted; {running}. Resume with: {resume}")
+    else:
+        note("interrupted")
     sys.exit(int(ExitCode.INTERRUPTED))
 
 
@@ -90,6 +116,8 @@ def info_dict(info: JobInfo, *, with_result: bool = False) -> dict[str, Any]:
     }
     if info.error:
         out["error"] = info.error
+    if info.waiting and not info.terminal:
+        out["waiting"] = info.waiting
     if with_result and info.result is not None:
         out["result"] = info.result.to_dict()
     return out

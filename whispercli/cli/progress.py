@@ -34,10 +34,29 @@ class Tracker:
             pct = 100.0 if info.status == "success" else max(0.0, min(info.progress, 1.0)) * 100
         else:
             pct = 100.0 if info.terminal else 0.0
-        self._update(phase="job", status=info.status, total=100, completed=pct)
+        why = info.waiting if info.waiting and not info.terminal else ""
+        self._update(
+            phase="job",
+            status=info.status,
+            total=100,
+            completed=pct,
+            why=why,
+            since=_epoch(info.accepted_at),
+            until=_epoch(info.completed_at),
+        )
 
     def message(self, status: str, done: bool = False) -> None:
         self._update(phase="job", status=status, total=100, completed=100 if done else 0)
+
+
+def _epoch(stamp: str | None) -> float | None:
+    """An ISO 8601 time (``2026-01-02T03:04:05Z``) as seconds since the epoch, if readable."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else None
+    except ValueError:
+        return None
 
 
 class Display:
@@ -68,10 +87,18 @@ class Display:
             self.progress.refresh()
             self.progress.stop()
 
+    def hide(self) -> None:
+        """Take the display off the terminal for good (the transcript prints there next):
+        its lines are erased, and the trackers do nothing from now on."""
+        if self.progress is not None:
+            self.progress.live.transient = True
+            self.progress.stop()
+            self.progress = None
+
     def track(self, name: str) -> Tracker:
         task = None
         if self.progress is not None:
-            task = self.progress.add_task(name, total=None, phase="job", status="starting")
+            task = self.progress.add_task(name, total=None, phase="job", status="starting", why="")
         return Tracker(self, task)
 
 
@@ -112,8 +139,25 @@ def _make_progress() -> Any:
                 "failed",
                 "cancelled",
             ):
-                return Text(f"{status} {task.percentage:3.0f}%")
+                # Padded to the longest status, so the columns stay put as it changes.
+                return Text(f"{status:<10} {task.percentage:3.0f}%")
             return Text(status)
+
+    class SinceAccepted(TimeElapsedColumn):
+        """Time since the job was accepted (a resumed wait goes on counting), else since the
+        line appeared."""
+
+        def render(self, task: Task) -> Text:
+            import time
+            from datetime import timedelta
+
+            since = task.fields.get("since")
+            elapsed = task.finished_time if task.finished else task.elapsed
+            if since is not None:
+                elapsed = max(elapsed or 0.0, (task.fields.get("until") or time.time()) - since)
+            if elapsed is None:
+                return Text("-:--:--", style="progress.elapsed")
+            return Text(str(timedelta(seconds=int(elapsed))), style="progress.elapsed")
 
     class Spinner(SpinnerColumn):
         """A spinner while the job is in flight; a blank once its line is final."""
@@ -130,7 +174,8 @@ def _make_progress() -> Any:
         TextColumn("{task.description}", style="bold"),
         BarColumn(bar_width=24),
         DetailColumn(),
-        TimeElapsedColumn(),
+        SinceAccepted(),
+        TextColumn("{task.fields[why]}"),
         console=console,
         transient=False,
     )

@@ -12,12 +12,13 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 import whispercli.launcher as launcher
 import whispercli.paths as paths
+from whispercli.cli.options import choice
 from whispercli.errors import (
     AuthError,
     UnreachableError,
@@ -25,10 +26,11 @@ from whispercli.errors import (
     WhisperCliError,
     seconds_text,
 )
+from whispercli.extras import LOCAL, POSTGRES, require
 from whispercli.protocol import SPEEDS
-from whispercli.server.settings import MIB, ServerSettings
-
-DEFAULTS = ServerSettings  # the one place the server's defaults live (class attributes)
+from whispercli.server.defaults import MIB
+from whispercli.server.defaults import Defaults as DEFAULTS
+from whispercli.server.engine.device import COMPUTE_TYPES, DEVICES
 
 app = typer.Typer(
     help="Run and manage the embedded local transcription server.", no_args_is_help=True
@@ -47,14 +49,33 @@ DatabaseOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[
-    str, typer.Option(help="auto (CUDA when a probe encode works, else CPU), cpu or cuda.")
+    str,
+    choice("--device", choices=DEVICES, help="auto: CUDA when a probe encode works, else CPU."),
 ]
 ComputeTypeOpt = Annotated[
     str,
-    typer.Option(help="auto (CPU int8, CUDA float16), int8, int8_float16, float16, float32."),
+    choice("--compute-type", choices=COMPUTE_TYPES, help="auto: CPU int8, CUDA float16."),
 ]
+SpeedOpt = Annotated[
+    str,
+    choice(
+        "--speed",
+        choices=SPEEDS,
+        help="Decoding speed: accurate is sequential beam 5. A job's `speed` input wins.",
+    ),
+]
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LogLevelOpt = Annotated[str, choice("--log-level", choices=LOG_LEVELS, help="What to log.")]
 MaxLoadedOpt = Annotated[
     int, typer.Option(help="Models kept loaded at once (least recently used unloaded).", min=1)
+]
+MaxAudioHoursOpt = Annotated[
+    float,
+    typer.Option(
+        help="Longest audio a job may have, in hours (checked from the file's header, then "
+        "while decoding); longer fails the job.",
+        min=0.001,
+    ),
 ]
 PortOpt = Annotated[
     int | None,
@@ -98,6 +119,10 @@ def run(
             help="Folder of CTranslate2 models, one per name.", envvar="WHISPERCLI_MODELS_DIR"
         ),
     ] = None,
+    default_model: Annotated[
+        str,
+        typer.Option(help="The model OpenAI's `whisper-1` names (the OpenAI-compatible routes)."),
+    ] = DEFAULTS.default_model,
     max_queue: Annotated[
         int, typer.Option(help="Queued jobs before submit gets 429.", min=1)
     ] = DEFAULTS.max_queue,
@@ -118,17 +143,20 @@ def run(
             help="Engine threads in all, as single-thread model replicas (0: one per CPU).", min=0
         ),
     ] = DEFAULTS.cpu_threads,
-    speed: Annotated[
-        str,
-        typer.Option(
-            help="Decoding speed: accurate (sequential beam 5), default, or fast. "
-            "A job's `speed` input wins."
-        ),
-    ] = DEFAULTS.speed,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    speed: SpeedOpt = DEFAULTS.speed,
+    log_level: LogLevelOpt = "info",
     device: DeviceOpt = "auto",
     compute_type: ComputeTypeOpt = "auto",
     max_loaded_models: MaxLoadedOpt = DEFAULTS.max_loaded_models,
+    max_audio_hours: MaxAudioHoursOpt = DEFAULTS.max_audio_hours,
+    engine_jobs: Annotated[
+        int,
+        typer.Option(
+            help="Jobs the engine works on at once (their speech is decoded together); "
+            "the rest wait in the queue.",
+            min=1,
+        ),
+    ] = DEFAULTS.engine_jobs,
     webhook_allow_private: Annotated[
         bool,
         typer.Option(
@@ -139,26 +167,49 @@ def run(
     webhook_first_retry: Annotated[
         float, typer.Option(hidden=True, min=0.01, help="Seconds before a webhook's first retry.")
     ] = DEFAULTS.webhook_first_retry,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The URL clients reach this server by (e.g. https://stt.example.com): the "
+            "upload and poll URLs it hands out start with it. Default: the bind address.",
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
+    file_url_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds an Eden file_url download may take in all.", min=0.1, metavar="SECONDS"
+        ),
+    ] = DEFAULTS.file_url_seconds,
+    header_timeout: Annotated[
+        float,
+        typer.Option(hidden=True, min=0.1, help="Seconds a client has to send its headers."),
+    ] = DEFAULTS.header_timeout,
     database: DatabaseOpt = None,
 ) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
-    import logging
-
+    require(LOCAL, "whispercli server run")
+    if database:
+        require(POSTGRES, "whispercli server run --database")
     from whispercli.server import hosting
+    from whispercli.server import logs as server_logs
 
     port = _port(port)
-    if speed not in SPEEDS:
-        raise UsageError(f"unknown --speed {speed!r}; use {', '.join(SPEEDS)}")
-    level = log_level.upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise UsageError(f"unknown --log-level {log_level!r}; use debug, info, warning or error")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server_logs.configure(log_level.upper())
+    from whispercli.server.settings import ServerSettings, check_public_url
+
+    try:
+        public = None if public_url is None else check_public_url(public_url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     settings = ServerSettings(
         host=host,
         port=port,
         max_upload_bytes=int(max_upload_mb * MIB),
         idle_timeout=idle_timeout,
         models_dir=models_dir,
+        default_model=default_model,
         max_queue=max_queue,
         upload_url_ttl=upload_url_ttl,
         retention=retention_hours * 3600,
@@ -166,9 +217,14 @@ def run(
         speed=speed,
         device_plan=hosting.choose_device(device, compute_type),
         max_loaded_models=max_loaded_models,
+        max_audio_hours=max_audio_hours,
+        engine_jobs=engine_jobs,
         webhook_allow_private=webhook_allow_private,
         webhook_first_retry=webhook_first_retry,
+        file_url_seconds=file_url_timeout,
+        header_timeout=header_timeout,
     )
+    settings.public_url = public
     if data_dir is not None:
         settings.data_dir = data_dir
     settings.database_url = database or None
@@ -214,6 +270,7 @@ def start(
         typer.echo(f"a server already answers at {url}", err=True)
         typer.echo(url)
         return
+    require(LOCAL, "whispercli server start")
     log_file = paths.server_log_file()
     proc = launcher.spawn_server(
         ["--port", str(port), "--idle-timeout", str(idle_timeout)], log_file
@@ -294,12 +351,36 @@ def status(
     if as_json:
         typer.echo(json.dumps(body, indent=2))
         return
+    typer.echo("\n".join(_status_lines(body)))
+
+
+def _status_lines(body: dict[str, Any]) -> list[str]:
+    """``server status`` as text: the server, its models and queue, and in PostgreSQL mode
+    the live workers and each queue's depth."""
     queue = body.get("queue", {})
-    typer.echo(
-        f"running at {url} (version {body.get('version')}, pid {body['pid'] or 'unknown'})\n"
-        f"models: {', '.join(body.get('models', [])) or 'none'}\n"
-        f"queue: {queue.get('pending', 0)} pending, {queue.get('processing', 0)} processing"
+    lines = [
+        f"running at {body['url']} (version {body.get('version')}, pid {body['pid'] or 'unknown'})",
+        f"models: {', '.join(body.get('models', [])) or 'none'}",
+        f"queue: {queue.get('pending', 0)} pending, {queue.get('processing', 0)} processing",
+    ]
+    workers = body.get("workers")
+    if not isinstance(workers, list):
+        return lines  # the embedded server runs its own engine
+    lines.append(
+        f"workers: {len(workers)} live"
+        if workers
+        else "workers: none live (pending jobs wait for `whispercli worker run`)"
     )
+    for w in workers:
+        doing = f"running {w.get('currentJob')}" if w.get("currentJob") else "idle"
+        queues = ",".join(w.get("queues") or [])
+        lines.append(f"  {w.get('id')}\tqueues {queues}\t{w.get('device')}\t{doing}")
+    for name, depth in (body.get("queues") or {}).items():
+        lines.append(
+            f"queue {name}: {depth.get('pending', 0)} pending, "
+            f"{depth.get('processing', 0)} processing"
+        )
+    return lines
 
 
 @app.command("webhook-secret")

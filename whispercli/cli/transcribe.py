@@ -2,33 +2,45 @@
 
 Several inputs run as parallel jobs (a few worker threads) under one progress display;
 transcripts print in input order once all are done. Everything that can be checked locally
-(formats, output paths, the jobs file) is checked before the first upload."""
+(formats, output paths, the jobs file, stdin) is checked before the first upload."""
 
 from __future__ import annotations
 
-import os
+import contextlib
+import dataclasses
+import shlex
 import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-import whispercli.formats as formats
+import whispercli.cli.results as results
 from whispercli.cli import options as o
+from whispercli.cli.bundles import expand
 from whispercli.cli.context import get_client, parse_duration
-from whispercli.cli.jobflow import check_state_dir, report_failures, submit_source, wait_for
+from whispercli.cli.jobflow import (
+    check_state_dir,
+    report_failures,
+    reuse_note,
+    submit_source,
+    wait_for,
+)
+from whispercli.cli.live import LiveText
 from whispercli.cli.models_cmd import NoDownload, ensure_local_model
-from whispercli.cli.output import data, emit_json, note, stderr_is_tty, warn
+from whispercli.cli.output import emit_json, note, stderr_is_tty, warn
 from whispercli.cli.progress import Display, Tracker
+from whispercli.cli.results import Destination
 from whispercli.errors import Interrupted, UsageError, WhisperCliError
-from whispercli.protocol import is_http_url
+from whispercli.protocol import DEFAULT_MODEL, DEFAULT_TIER, is_http_url
 
 if TYPE_CHECKING:
+    from whispercli.formats import SubtitleOptions
     from whispercli.protocol import Result
 
 MEDIA_SUFFIXES = frozenset(
@@ -59,71 +71,70 @@ class Item:
     """What the user gave (a path, a URL, or '-')."""
     path: str
     """What to upload: the path, the URL, or a temporary copy of stdin."""
-    stem: str
-    subdir: Path = Path()
-    """Where its files go under -o: its folder relative to the directory given."""
+    place: Destination
+    """Its name in messages and its files under -o."""
     result: Result | None = None
     job_id: str | None = None
     skipped: bool = False
+    reused: bool = False
     failure: WhisperCliError | None = None
+    printed: bool = False
+    """Its transcript is on stdout already (shown as it was decoded: cli/live.py)."""
+
+
+def _read_stdin(tmp: Path) -> Path:
+    """stdin copied to a file; a terminal (nothing piped) or an empty pipe is refused."""
+    if sys.stdin.isatty():
+        raise UsageError(
+            "stdin is a terminal; pipe audio in",
+            hint="e.g. `curl -s URL | whispercli transcribe -`, or give a file name",
+        )
+    copy = tmp / "stdin"
+    with copy.open("wb") as fh:
+        shutil.copyfileobj(sys.stdin.buffer, fh)
+    if copy.stat().st_size == 0:
+        raise UsageError("stdin was empty: no audio to transcribe")
+    return copy
+
+
+def _media_in(folder: Path) -> list[Path]:
+    """The audio and video files under ``folder``, without hidden files and folders."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in MEDIA_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def _expand(sources: list[str], tmp: Path) -> list[Item]:
+    """Inputs as items. A folder's tree is mirrored under -o; with several inputs each
+    folder goes under its own name (``d1 d2 -o out`` -> ``out/d1/...``, ``out/d2/...``)."""
     items: list[Item] = []
     for source in sources:
         if source == "-":
-            copy = tmp / "stdin"
-            with copy.open("wb") as fh:
-                shutil.copyfileobj(sys.stdin.buffer, fh)
-            items.append(Item(source, str(copy), "stdin"))
+            items.append(Item(source, str(_read_stdin(tmp)), Destination(source, "stdin")))
         elif is_http_url(source):
-            stem = Path(source.split("?", 1)[0]).stem or "transcript"
-            items.append(Item(source, source, stem))
+            items.append(Item(source, source, Destination(source, results.stem_of(source))))
         elif Path(source).is_dir():
-            found = sorted(
-                p
-                for p in Path(source).rglob("*")
-                if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
-            )
+            folder = Path(source)
+            found = _media_in(folder)
             if not found:
                 raise UsageError(f"no audio or video files in {source}")
-            items.extend(Item(str(p), str(p), p.stem, p.parent.relative_to(source)) for p in found)
+            top = Path(folder.resolve().name) if len(sources) > 1 else Path()
+            items.extend(
+                Item(
+                    str(p), str(p), Destination(str(p), p.stem, top / p.parent.relative_to(folder))
+                )
+                for p in found
+            )
         else:
-            items.append(Item(source, source, Path(source).stem))
+            items.append(Item(source, source, Destination(source, Path(source).stem)))
     return items
 
 
-def _check_stdout(items: list[Item], fmt: str) -> None:
-    """Several transcripts on stdout: txt gets a header per file; timed formats would run
-    together (two SRTs back to back are not one valid SRT), so they need -o."""
-    if len(items) > 1 and fmt != "txt":
-        raise UsageError(
-            f"{len(items)} inputs with -f {fmt} need -o DIR (one .{fmt} file per input)",
-            hint="add -o DIR, or use --json for all the results in one JSON document",
-        )
-
-
-def _check_outputs(items: list[Item], output_dir: Path, chosen: list[str]) -> None:
-    """No two inputs may write the same file; the output directory must be writable."""
-    owners: dict[Path, Item] = {}
-    for item in items:
-        for path in formats.output_paths(item.stem, output_dir / item.subdir, chosen):
-            other = owners.setdefault(path, item)
-            if other is not item:
-                raise UsageError(
-                    f"{other.source} and {item.source} would both write {path}",
-                    hint="rename one, or transcribe them in separate runs with different -o",
-                )
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(
-            f"cannot create the output directory {output_dir}: {exc.strerror}"
-        ) from None
-    if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write to the output directory {output_dir}")
-
-
+@expand
 def transcribe(
     ctx: typer.Context,
     sources: Annotated[
@@ -133,164 +144,111 @@ def transcribe(
             help="Audio/video files, URLs, directories, or - for stdin.",
         ),
     ],
-    fmt: Annotated[
-        list[str] | None,
-        o.choice("-f", "--format", choices=o.FORMAT_CHOICES, help="Output format (repeatable)."),
-    ] = None,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "-o",
-            "--output-dir",
-            metavar="DIR",
-            help="Write <stem>.<format> files here.",
-            file_okay=False,
-        ),
-    ] = None,
+    *,
+    out: o.OutputOptions,
     skip_existing: Annotated[
         bool, typer.Option("--skip-existing", help="With -o: skip inputs whose outputs exist.")
     ] = False,
-    model: o.Model = None,
-    tier: o.Tier = None,
-    language: o.Language = None,
-    task: o.Task = None,
-    beam_size: o.BeamSize = None,
-    best_of: o.BestOf = None,
-    temperature: o.Temperature = None,
-    patience: o.Patience = None,
-    initial_prompt: o.InitialPrompt = None,
-    hotwords: o.Hotwords = None,
-    condition_on_previous_text: o.ConditionOnPrevious = None,
-    word_timestamps: o.WordTimestamps = None,
-    vad_filter: o.VadFilter = None,
-    speed: o.Speed = None,
-    max_width: o.MaxLineWidth = None,
-    max_lines: o.MaxLineCount = None,
-    max_words: o.MaxWordsPerLine = None,
-    highlight: o.HighlightWords = False,
-    provider: o.Providers = None,
-    webhook: o.Webhook = None,
-    timeout: Annotated[
-        str | None,
-        typer.Option(
-            "--timeout", metavar="DURATION", help="Give up waiting after this long; exit 7."
-        ),
-    ] = None,
+    job: o.JobOptions,
+    timeout: o.Timeout = None,
     parallel: Annotated[
         int,
         typer.Option(
             "-j", "--parallel", metavar="N", min=1, max=16, help="Jobs in flight at once."
         ),
     ] = MAX_WORKERS,
-    force: o.Force = False,
     json_out: o.Json = False,
     quiet: o.Quiet = False,
     no_download: NoDownload = False,
 ) -> None:
     """Transcribe audio: upload, submit, wait, then print the transcript or write files."""
-    chosen = _chosen_formats(sources, fmt, output_dir, skip_existing, json_out)
-    written = [] if json_out and output_dir is None else chosen
-    subtitles = o.subtitle_options(
-        max_width, max_lines, max_words, highlight, word_timestamps, written
-    )
-    params = o.whisper_params(
-        language,
-        task,
-        beam_size,
-        best_of,
-        temperature,
-        patience,
-        initial_prompt,
-        condition_on_previous_text,
-        True if subtitles.given else word_timestamps,  # subtitles are cut at word timings
-        vad_filter,
-        speed,
-        hotwords,
-    )
-    client = get_client(ctx)
-    model_name, tier_name = o.model_and_tier(
-        client.settings.model, client.settings.tier, model, tier
-    )
-    ensure_local_model(client, model_name, no_download=no_download, quiet=quiet)
-    seconds = parse_duration(timeout) if timeout else None
-    display_on = stderr_is_tty() and not quiet
-
-    def run(item: Item, tracker: Tracker) -> None:
-        out = None if output_dir is None else output_dir / item.subdir
-        if (
-            skip_existing
-            and out is not None
-            and all(p.exists() for p in formats.output_paths(item.stem, out, chosen))
-        ):
-            item.skipped = True
-            tracker.message("skipped (outputs exist)", done=True)
-            note(f"{item.source}: skipped, its outputs exist in {output_dir}", quiet=quiet)
-            return
-        done = submit_source(
-            ctx,
-            item.path,
-            model=model_name,
-            tier=tier_name,
-            params=params,
-            force=force,
-            tracker=tracker,
-            quiet=quiet or display_on,
-            providers=o.providers_of(provider),
-            webhook=webhook,
-        )
-        item.job_id = done.job.id
-        item.result = wait_for(
-            ctx,
-            done.job,
-            timeout=seconds,
-            tracker=tracker,
-            display=display_on,
-        )
-        o.check_word_timings(item.source, item.result, subtitles, written)
-        if out is not None:
-            formats.write(item.result, item.stem, out, chosen, subtitles)
-
-    with tempfile.TemporaryDirectory(prefix="whispercli-") as tmp:
-        items = _expand(sources, Path(tmp))
-        if output_dir is None and not json_out:
-            _check_stdout(items, chosen[0])
-        check_state_dir()
-        if output_dir is not None:
-            _check_outputs(items, output_dir, chosen)
-        try:
-            with Display(enabled=display_on) as display:
-                trackers = [display.track(Path(i.source).name or i.source) for i in items]
-                if len(items) == 1:
-                    run(items[0], trackers[0])
-                else:
-                    _run_parallel(items, trackers, run, min(parallel, len(items)))
-        except KeyboardInterrupt:
-            raise Interrupted([i.job_id for i in items if i.job_id and not i.result]) from None
-    _report(items, chosen[0], output_dir, json_out, subtitles)
-
-
-def _chosen_formats(
-    sources: list[str],
-    fmt: list[str] | None,
-    output_dir: Path | None,
-    skip_existing: bool,
-    json_out: bool,
-) -> list[str]:
-    """The formats to write (all with -o, else txt), after the checks of what goes where."""
-    chosen = formats.expand(fmt or ([formats.ALL] if output_dir else ["txt"]))
-    if output_dir is None and len(chosen) > 1:
-        raise UsageError("several formats need -o DIR to write them to")
-    if skip_existing and output_dir is None:
+    if skip_existing and out.output_dir is None:
         raise UsageError("--skip-existing needs -o DIR")
     if sources.count("-") > 1:
         raise UsageError("- (stdin) can be given once")
-    if json_out and fmt and output_dir is None:
-        raise UsageError(
-            "--json and -f both choose what goes to stdout",
-            hint="drop -f (--json prints every result), or add -o DIR: -f then picks the "
-            "files written and --json prints the summary",
+    chosen = results.chosen_formats(out, json_out=json_out)
+    shown = results.written(out, chosen, json_out=json_out)
+    subtitles = out.subtitles(job.word_timestamps, shown)
+    if subtitles.given:  # subtitles are cut at word timings
+        job = dataclasses.replace(job, word_timestamps=True)
+    client = get_client(ctx)
+    model = job.model or client.settings.model
+    tier = job.tier or client.settings.tier or DEFAULT_TIER
+    ensure_local_model(client, model or DEFAULT_MODEL, no_download=no_download, quiet=quiet)
+    seconds = parse_duration(timeout) if timeout else None
+    display_on = stderr_is_tty() and not quiet
+    items: list[Item] = []
+
+    def run(item: Item, tracker: Tracker, live: LiveText | None = None) -> None:
+        if skip_existing and results.existing(out, item.place, chosen):
+            item.skipped = True
+            tracker.message("skipped (outputs exist)", done=True)
+            return
+        feed = live.feed if live else None
+        done = submit_source(
+            ctx, item.path, model=model, tier=tier, job=job, tracker=tracker, on_progress=feed
         )
-    return chosen
+        item.job_id, item.reused = done.job.id, done.reused
+        if done.reused and len(items) == 1 and not display_on:
+            reuse_note(item.source, done.job.id, quiet=quiet)
+        item.result = wait_for(
+            ctx, done.job, timeout=seconds, tracker=tracker, display=display_on, on_progress=feed
+        )
+        results.check_word_timings(item.source, item.result, subtitles, shown)
+        if live is not None:
+            live.finish(item.result)
+            item.printed = True
+        results.write(out, item.place, item.result, chosen, subtitles)
+
+    with tempfile.TemporaryDirectory(prefix="whispercli-") as tmp:
+        items = _expand(sources, Path(tmp))
+        results.check_destinations(out, [i.place for i in items], chosen, json_out=json_out)
+        check_state_dir()
+        try:
+            with Display(enabled=display_on) as display:
+                trackers = [display.track(results.display_name(i.source)) for i in items]
+                if len(items) == 1:
+                    with _live_text(display, chosen, out, json_out) as live:
+                        run(items[0], trackers[0], live)
+                else:
+                    _run_parallel(items, trackers, run, min(parallel, len(items)))
+        except KeyboardInterrupt:
+            running = [i.job_id for i in items if i.job_id and not i.result]
+            if not client.backend.has_jobs:
+                note(f"{client.backend.label}'s API keeps no job: the work in progress is lost")
+            raise Interrupted(running, _resume_command(sources, out, running)) from None
+    _report(items, out, chosen, subtitles, json_out=json_out, quiet=quiet)
+
+
+def _resume_command(sources: list[str], out: o.OutputOptions, running: list[str]) -> str | None:
+    """With -o, what finishes the run as asked: the same command with --skip-existing (it
+    reuses the running jobs and skips the files written), or, for stdin (which cannot be
+    read again), `wait` of the jobs into the same folder. Without -o, `wait` (the default)."""
+    if out.output_dir is None or not running:
+        return None
+    if "-" in sources:
+        return results.wait_command(running, out)
+    argv = [a for a in sys.argv[1:] if a != "--force"]
+    if "--skip-existing" not in argv:
+        argv.append("--skip-existing")
+    return shlex.join(["whispercli", *argv])
+
+
+@contextlib.contextmanager
+def _live_text(
+    display: Display, chosen: list[str], out: o.OutputOptions, json_out: bool
+) -> Iterator[LiveText | None]:
+    """On a terminal, one transcript printed to stdout (txt) shows as it is decoded (the
+    progress display steps aside for it); piped, it prints once at the end, as always."""
+    wanted = out.output_dir is None and not json_out and chosen == ["txt"]
+    if not (wanted and sys.stdout.isatty()):
+        yield None
+        return
+    live = LiveText(display.hide)
+    try:
+        yield live
+    finally:
+        live.close()
 
 
 def _run_parallel(
@@ -327,10 +285,12 @@ def _run_parallel(
 
 def _report(
     items: list[Item],
-    fmt: str,
-    output_dir: Path | None,
+    out: o.OutputOptions,
+    chosen: list[str],
+    subtitles: SubtitleOptions,
+    *,
     json_out: bool,
-    subtitles: formats.SubtitleOptions,
+    quiet: bool,
 ) -> None:
     if json_out:
         emit_json(
@@ -339,19 +299,40 @@ def _report(
                     "input": i.source,
                     "id": i.job_id,
                     "skipped": i.skipped,
+                    "reused": i.reused,
                     "error": i.failure.message if i.failure else None,
                     "result": i.result.to_dict() if i.result else None,
                 }
                 for i in items
             ]
         )
-    elif output_dir is None:
-        printed = [i for i in items if i.result is not None]
-        for n, item in enumerate(printed):
-            assert item.result is not None
-            if len(items) > 1:  # as head(1) names several files
-                data(("\n" if n else "") + f"==> {item.source} <==")
-            data(formats.render(item.result, fmt, subtitles))
+    else:
+        done = [(i.place, None if i.printed else i.result) for i in items]
+        results.print_all(out, done, chosen, subtitles)
+    _summarise(items, out, quiet)
     for item in items:
         warn(item.source, item.result)
     report_failures([(i.source, i.job_id, i.failure) for i in items if i.failure is not None])
+
+
+def _summarise(items: list[Item], out: o.OutputOptions, quiet: bool) -> None:
+    """What was not transcribed anew: one line for a single input (named as given), one
+    line in all for several."""
+    skipped = [i for i in items if i.skipped]
+    reused = [i for i in items if i.reused]
+    if len(items) == 1:
+        if skipped:
+            note(f"{items[0].source}: skipped, its outputs exist in {out.output_dir}", quiet=quiet)
+        return
+    if skipped:
+        note(
+            f"skipped {len(skipped)} of {len(items)} inputs: their outputs exist in "
+            f"{out.output_dir}",
+            quiet=quiet,
+        )
+    if reused:
+        note(
+            f"reused {len(reused)} earlier job(s) for the same files and options "
+            "(--force submits again)",
+            quiet=quiet,
+        )

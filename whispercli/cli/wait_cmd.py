@@ -7,17 +7,18 @@ import stat
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-import whispercli.formats as formats
+import whispercli.cli.results as results
 from whispercli.cli import options as o
+from whispercli.cli.bundles import expand
 from whispercli.cli.context import complete_job_ref, get_store, parse_duration, resolve_job
 from whispercli.cli.jobflow import report_failures, wait_for
 from whispercli.cli.output import data, emit_json, info_dict, stderr_is_tty, warn
 from whispercli.cli.progress import Display
+from whispercli.cli.results import Destination
 from whispercli.errors import Interrupted, JobFailedError, WhisperCliError
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ JobRef = Annotated[
         autocompletion=complete_job_ref,
     ),
 ]
-Format = Annotated[str, typer.Option("-f", "--format", help="txt, srt, vtt, tsv or json (stdout).")]
 
 
 def status(
@@ -59,6 +59,8 @@ def status(
         line += f"\t{info.progress * 100:.0f}%"
     if info.error:
         line += f"\t{info.error}"
+    if info.waiting and not info.terminal:
+        line += f"\t{info.waiting}"
     data(line)
 
 
@@ -73,6 +75,7 @@ def _refs_from_stdin() -> list[str]:
     return sys.stdin.read().split()
 
 
+@expand
 def wait(
     ctx: typer.Context,
     job_refs: Annotated[
@@ -83,11 +86,9 @@ def wait(
             autocompletion=complete_job_ref,
         ),
     ] = None,
-    timeout: Annotated[
-        str | None,
-        typer.Option("--timeout", help="Give up after this long (90, 90s, 30m, 1h); exit 7."),
-    ] = None,
-    fmt: Format = "txt",
+    *,
+    timeout: o.Timeout = None,
+    out: o.OutputOptions,
     provider: Annotated[
         str | None,
         typer.Option(
@@ -96,37 +97,33 @@ def wait(
             help="Eden AI: this vendor's transcript (default: the first that succeeded).",
         ),
     ] = None,
-    max_width: o.MaxLineWidth = None,
-    max_lines: o.MaxLineCount = None,
-    max_words: o.MaxWordsPerLine = None,
-    highlight: o.HighlightWords = False,
     json_out: o.Json = False,
     quiet: o.Quiet = False,
 ) -> None:
-    """Wait for jobs to finish and print their transcripts, in order (exit 3 if one failed:
-    the others still print; its error goes to stderr, or to its entry's "error" with --json)."""
+    """Wait for jobs to finish and print their transcripts in order, or write them under -o
+    (exit 3 if one failed: the others still print; its error goes to stderr, or to its
+    entry's "error" with --json)."""
     refs = list(job_refs or []) or _refs_from_stdin() or ["last"]
-    if fmt not in formats.FORMATS:
-        raise typer.BadParameter(f"choose from {', '.join(formats.FORMATS)}", param_hint="-f")
-    written = [] if json_out else [fmt]
-    subtitles = o.subtitle_options(max_width, max_lines, max_words, highlight, None, written)
+    chosen = results.chosen_formats(out, json_out=json_out)
+    shown = results.written(out, chosen, json_out=json_out)
+    subtitles = out.subtitles(None, shown)
     seconds = parse_duration(timeout) if timeout else None
     deadline = None if seconds is None else time.monotonic() + seconds
-    jobs: list[tuple[Job, SavedJob | None]] = []
-    outcomes: list[_Outcome] = []
+    try:
+        outcomes = [_outcome(job, saved) for job, saved in (resolve_job(ctx, r) for r in refs)]
+    except KeyboardInterrupt:
+        raise Interrupted(refs, results.wait_command(refs, out)) from None
+    results.check_destinations(out, [x.place for x in outcomes], chosen, json_out=json_out)
     display_on = stderr_is_tty() and not quiet
     try:
-        jobs.extend(resolve_job(ctx, ref) for ref in refs)
         with Display(enabled=display_on) as display:
-            for job, saved in jobs:
-                outcome = _Outcome(job, _label(job, saved))
-                outcomes.append(outcome)
-                tracker = display.track(outcome.label)
+            for outcome in outcomes:
+                tracker = display.track(outcome.name)
                 remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
                 try:
-                    outcome.result = wait_for(
+                    result = wait_for(
                         ctx,
-                        job,
+                        outcome.job,
                         timeout=remaining,
                         tracker=tracker,
                         display=display_on,
@@ -135,32 +132,36 @@ def wait(
                     if provider is not None:
                         from whispercli.backends.edenai import pick_provider
 
-                        outcome.result = pick_provider(outcome.result, provider)
+                        result = pick_provider(result, provider)
+                    results.check_word_timings(outcome.name, result, subtitles, shown)
+                    results.write(out, outcome.place, result, chosen, subtitles)
+                    outcome.result = result
                 except WhisperCliError as exc:
                     outcome.failure = exc
-                    tracker.message(job.info.status if job.info else "failed", done=True)
-    except KeyboardInterrupt:  # one resume command: the jobs not finished, or not looked up yet
-        ran = {o.job.id for o in outcomes if o.result or isinstance(o.failure, JobFailedError)}
-        left = [j.id for j, _ in jobs if j.id not in ran] + refs[len(jobs) :]
-        raise Interrupted(left) from None
-    for outcome in outcomes:
-        if outcome.result is not None:
-            o.check_word_timings(outcome.label, outcome.result, subtitles, written)
+                    info = outcome.job.info
+                    tracker.message(info.status if info else "failed", done=True)
+    except KeyboardInterrupt:  # one resume command: the jobs not finished
+        left = [x.job.id for x in outcomes if not x.result and not _ended(x)]
+        raise Interrupted(left, results.wait_command(left, out)) from None
     if json_out:
-        emit_json([o.to_dict() for o in outcomes])
+        emit_json([x.to_dict() for x in outcomes])
     else:
-        for outcome in outcomes:
-            if outcome.result is not None:
-                data(formats.render(outcome.result, fmt, subtitles))
+        results.print_all(out, [(x.place, x.result) for x in outcomes], chosen, subtitles)
     for outcome in outcomes:
-        warn(outcome.label, outcome.result)
-    _report([o for o in outcomes if o.failure is not None])
+        warn(outcome.name, outcome.result)
+    _report([x for x in outcomes if x.failure is not None])
+
+
+def _ended(outcome: _Outcome) -> bool:
+    return isinstance(outcome.failure, JobFailedError)
 
 
 @dataclass
 class _Outcome:
     job: Job
-    label: str
+    name: str
+    place: Destination
+    """``==> ID <==`` on stdout; under -o, files named after the job's input."""
     result: Result | None = None
     failure: WhisperCliError | None = None
 
@@ -177,15 +178,17 @@ class _Outcome:
         return body
 
 
-def _label(job: Job, saved: SavedJob | None) -> str:
-    """What the progress line calls a job: its file's name, else its id."""
-    if saved and saved.file and "://" not in saved.file:
-        return Path(saved.file).name
-    return job.id
+def _outcome(job: Job, saved: SavedJob | None) -> _Outcome:
+    """A job to wait for: named after its input (else its id) on the progress line, headed
+    ``==> ID <==`` on stdout, its files under -o named after its input (else its id)."""
+    if saved is None or not saved.file:
+        return _Outcome(job, job.id, Destination(job.id, job.id))
+    name = results.display_name(saved.file)
+    return _Outcome(job, name, Destination(job.id, results.stem_of(saved.file)))
 
 
 def _report(failed: list[_Outcome]) -> None:
     """One failure: its error and hint as any command's. Several: see ``report_failures``."""
     if len(failed) == 1 and failed[0].failure is not None:
         raise failed[0].failure
-    report_failures([(o.label, o.job.id, o.failure) for o in failed if o.failure is not None])
+    report_failures([(o.name, o.job.id, o.failure) for o in failed if o.failure is not None])

@@ -11,12 +11,17 @@ from typing import Annotated
 
 import typer
 
-from whispercli.cli.server import ComputeTypeOpt, DeviceOpt, MaxLoadedOpt
+from whispercli.cli.server import (
+    ComputeTypeOpt,
+    DeviceOpt,
+    LogLevelOpt,
+    MaxAudioHoursOpt,
+    MaxLoadedOpt,
+    SpeedOpt,
+)
 from whispercli.errors import UnreachableError, UsageError
-from whispercli.protocol import SPEEDS
-from whispercli.server.settings import ServerSettings
-
-DEFAULTS = ServerSettings
+from whispercli.extras import LOCAL, POSTGRES, require
+from whispercli.server.defaults import Defaults as DEFAULTS
 
 app = typer.Typer(
     help="Run transcription workers that take jobs from PostgreSQL.", no_args_is_help=True
@@ -45,7 +50,7 @@ def run(
             help="Folder of CTranslate2 models, one per name.", envvar="WHISPERCLI_MODELS_DIR"
         ),
     ] = None,
-    speed: Annotated[str, typer.Option(help="Decoding profile.")] = DEFAULTS.speed,
+    speed: SpeedOpt = DEFAULTS.speed,
     retention_hours: Annotated[
         float,
         typer.Option(
@@ -54,29 +59,30 @@ def run(
             min=0.001,
         ),
     ] = DEFAULTS.retention / 3600,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: LogLevelOpt = "info",
     device: DeviceOpt = "auto",
     compute_type: ComputeTypeOpt = "auto",
     max_loaded_models: MaxLoadedOpt = DEFAULTS.max_loaded_models,
+    max_audio_hours: MaxAudioHoursOpt = DEFAULTS.max_audio_hours,
 ) -> None:
     """Run jobs from PostgreSQL on this machine's engine, one at a time, until SIGTERM."""
-    import logging
+    require(LOCAL, "whispercli worker run")
+    require(POSTGRES, "whispercli worker run")
 
     from whispercli.server import hosting
+    from whispercli.server import logs as server_logs
     from whispercli.server.jobs.service import TIER_QUEUES
     from whispercli.server.scale.worker import run_worker
     from whispercli.server.storage.store import StoreUnavailable
 
-    if speed not in SPEEDS:
-        raise UsageError(f"unknown --speed {speed!r}; use {', '.join(SPEEDS)}")
     names = [q.strip() for q in queues.split(",") if q.strip()]
     known = sorted(set(TIER_QUEUES.values()))
     unknown = [q for q in names if q not in known]
     if not names or unknown:
         raise UsageError(f"unknown --queues {queues!r}; use {', '.join(known)}")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    server_logs.configure(log_level.upper())
+    from whispercli.server.settings import ServerSettings
+
     settings = ServerSettings(
         database_url=database,
         cpu_threads=cpu_threads,
@@ -85,6 +91,7 @@ def run(
         retention=retention_hours * 3600,
         device_plan=hosting.choose_device(device, compute_type),
         max_loaded_models=max_loaded_models,
+        max_audio_hours=max_audio_hours,
     )
     try:
         run_worker(settings, names)

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 
 from whispercli.fsutil import is_private, read_or_create_secret
 from whispercli.protocol import ACTIVE_STATUSES
 from whispercli.server import api
 from whispercli.server.api import errors
 from whispercli.server.api.deps import Links
+from whispercli.server.api.gate import RequestGate
 from whispercli.server.api.signed_urls import Signer
 from whispercli.server.api.webhook_bodies import body_builder
 from whispercli.server.jobs import models, retention
@@ -45,6 +47,9 @@ from whispercli.version import __version__
 log = logging.getLogger("whispercli.server")
 
 Dispatch = Callable[[JobRecord, str], Awaitable[None]]
+DOCS_URL, REDOC_URL = "/docs", "/redoc"
+DOCS_FILES = "/docs-files"
+"""Where Swagger UI's and ReDoc's scripts are served from (fastapi-offline's copies)."""
 
 
 @dataclass
@@ -81,11 +86,14 @@ def create_app(
         storage = _open_storage(settings)
     links = Links(signer, settings)
     parts = _assemble(settings, storage, runner, links)
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their scripts served here, not by a CDN
         title="whispercli local server",
         version=__version__,
         description="The Tiyaro async speech-to-text API, served locally by faster-whisper.",
         lifespan=_lifespan(settings, parts),
+        docs_url=DOCS_URL,
+        redoc_url=REDOC_URL,
+        static_url=DOCS_FILES,
     )
     app.state.api_key = api_key
     app.state.service = parts.service
@@ -95,6 +103,11 @@ def create_app(
     errors.install(app)
     for router in api.ROUTERS:
         app.include_router(router)
+    # The key and the body cap before any route reads a body; then the log (outermost).
+    public = [app.openapi_url, DOCS_URL, app.swagger_ui_oauth2_redirect_url, REDOC_URL]
+    app.add_middleware(
+        RequestGate, settings=settings, public_paths=[*filter(None, public), DOCS_FILES + "/"]
+    )
     app.middleware("http")(_log_and_touch)
     return app
 
@@ -167,6 +180,7 @@ def _lifespan(
         finally:
             for task in tasks:
                 task.cancel()
+            parts.service.close()
             await asyncio.to_thread(runner.stop)
             await asyncio.to_thread(parts.deliverer.stop)
             if parts.dispatcher is not None:
@@ -203,6 +217,11 @@ async def _exit_when_idle(app: FastAPI, service: JobService, runner: Runner) -> 
         active = sum(counts.get(s, 0) for s in ACTIVE_STATUSES)
         idle_for = time.monotonic() - app.state.last_request
         if active == 0 and not runner.busy and idle_for > idle_timeout:
-            log.info("no request for %.0f s and no work: exiting", idle_for)
+            log.info(
+                "idle: no request for %.0f s (--idle-timeout %g) and no job queued or "
+                "running; exiting (the CLI starts the server again when it needs it)",
+                idle_for,
+                idle_timeout,
+            )
             os.kill(os.getpid(), signal.SIGTERM)
             return

@@ -21,15 +21,9 @@ from whispercli.errors import UnreachableError, UsageError, WhisperCliError
 from whispercli.fsutil import atomic_write_text
 from whispercli.paths import server_pid_file
 from whispercli.server.engine.device import DevicePlan
-from whispercli.server.settings import InsecureKeyFileError, ServerSettings
+from whispercli.server.settings import InsecureKeyFileError, ServerSettings, display_url
 
 log = logging.getLogger("whispercli.server")
-
-
-def display_url(host: str, port: int) -> str:
-    """How a client reaches a server bound to ``host``:``port`` (a wildcard bind: loopback)."""
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -90,6 +84,71 @@ def _server_class() -> type:
     return Server
 
 
+def _protocol_class(header_timeout: float) -> type:
+    """uvicorn's h11 protocol, stricter where uvicorn is lenient: a connection whose request
+    headers are not all in within ``header_timeout`` seconds is closed (uvicorn times out an
+    idle keep-alive connection, never a half-sent request), and a request with both
+    ``Content-Length`` and ``Transfer-Encoding`` (framing two parsers may read differently: a
+    request-smuggling vector) is a 400 that closes the connection (h11 would take chunked)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
+
+    class StrictConnection(h11.Connection):
+        def next_event(self) -> Any:
+            event = super().next_event()
+            if isinstance(event, h11.Request):
+                names = {name.lower() for name, _ in event.headers}
+                if {b"content-length", b"transfer-encoding"} <= names:
+                    raise h11.RemoteProtocolError(
+                        "Content-Length and Transfer-Encoding together", error_status_hint=400
+                    )
+            return event
+
+    class Protocol(H11Protocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            size = self.config.h11_max_incomplete_event_size
+            self.conn = StrictConnection(
+                h11.SERVER, max_incomplete_event_size=size or DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+            )
+            self._header_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:
+                self._disarm()  # the headers are in
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+                self._arm()  # the next request's headers get the same time
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(header_timeout, self._headers_late)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_late(self) -> None:
+            self._header_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                log.info("closed a connection whose request headers took over %g s", header_timeout)
+                self.transport.close()
+
+    return Protocol
+
+
 def _build_app(settings: ServerSettings) -> Any:
     from whispercli.server.app import create_app
     from whispercli.server.storage.store import StoreUnavailable
@@ -130,6 +189,12 @@ def serve(settings: ServerSettings, log_level: str) -> None:
             "and traffic (key, audio, transcripts) is plain HTTP; prefer 127.0.0.1",
             settings.host,
         )
+        if settings.public_url is None:
+            log.warning(
+                "no --public-url: the upload and poll URLs this server hands out start with "
+                "%s; pass --public-url with the address clients reach it by",
+                settings.base_url,
+            )
     application = _build_app(settings)
     sock = bind(settings.host, settings.port)
     url = display_url(settings.host, settings.port)
@@ -148,9 +213,11 @@ def serve(settings: ServerSettings, log_level: str) -> None:
         log_level=log_level.lower(),
         access_log=False,
         timeout_graceful_shutdown=5,
+        http=_protocol_class(settings.header_timeout),
     )
     try:
         _server_class()(config).run(sockets=[sock])
     finally:
         sock.close()
         _remove_own_pid_file(pid_path)
+        log.info("whispercli server on %s stopped", url)

@@ -1,4 +1,5 @@
-"""The embedded server's settings: one dataclass, filled from flags by ``server run``."""
+"""The embedded server's settings: one dataclass, filled from flags by ``server run``
+(defaults: server/defaults.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import whispercli.paths as paths
 from whispercli.fsutil import is_private, read_or_create_secret
+from whispercli.server.defaults import Defaults
 from whispercli.server.engine.device import DevicePlan, cpu_plan
-from whispercli.server.engine.modelcache import DEFAULT_MAX_LOADED
-from whispercli.server.webhooks import guard, schedule
+from whispercli.server.webhooks import guard
 from whispercli.server.webhooks import signatures as signing
 
-MIB = 1024**2
-GIB = 1024**3
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 DATABASE_ENV = "WHISPERCLI_DATABASE_URL"
 FAKE_ENGINE_ENV = "WHISPERCLI_FAKE_ENGINE_SECONDS"
@@ -42,38 +42,52 @@ def _models_dir_from_env() -> Path | None:
 
 @dataclass
 class ServerSettings:
-    host: str = paths.DEFAULT_HOST
-    port: int = paths.DEFAULT_PORT
+    host: str = Defaults.host
+    port: int = Defaults.port
     data_dir: Path = field(default_factory=paths.data_dir)
     api_key_file: Path = field(default_factory=paths.api_key_file)
-    max_upload_bytes: int = 4 * GIB
-    upload_url_ttl: float = 3600.0
+    max_upload_bytes: int = Defaults.max_upload_bytes
+    upload_url_ttl: float = Defaults.upload_url_ttl
     """Seconds an upload URL stays valid (tests use 1 s to see it expire)."""
-    retention: float = 24 * 3600.0
+    retention: float = Defaults.retention
     """Seconds after which uploads, results and finished jobs are deleted."""
-    poll_url_ttl: float = 7 * 24 * 3600.0
+    poll_url_ttl: float = Defaults.poll_url_ttl
     """Seconds a poll URL stays valid from submit: a job may wait in the queue, then is kept
     for ``retention`` after it ends, so this is never less than twice the retention."""
-    max_queue: int = 100
+    max_queue: int = Defaults.max_queue
     """Queued (not yet processing) jobs beyond which submit answers 429."""
-    idle_timeout: float = 0.0
+    idle_timeout: float = Defaults.idle_timeout
     """Exit after this many seconds without a request and with no work (0: never)."""
     models_dir: Path | None = field(default_factory=_models_dir_from_env)
-    cpu_threads: int = 0
-    """CTranslate2 threads for the engine in all (0: one per CPU); see engine.replica_layout."""
-    speed: str = "default"
+    default_model: str = Defaults.default_model
+    """The model OpenAI's ``whisper-1`` names on this server (``server run --default-model``)."""
+    cpu_threads: int = Defaults.cpu_threads
+    """CTranslate2 threads for the engine in all (0: one per CPU); see engine.device.layout."""
+    speed: str = Defaults.speed
     """The decoding speed (whispercli.server.engine.plans.SPEEDS); a job's ``speed`` param wins."""
-    max_attempts: int = 3
+    engine_jobs: int = Defaults.engine_jobs
+    """Jobs the engine works on at once: their chunks are decoded together (engine.batcher)."""
+    max_audio_hours: float = Defaults.max_audio_hours
+    """Longer audio fails its job: checked from the file's header before decoding, and while
+    decoding (a small file can decode to hours of audio)."""
+    max_attempts: int = Defaults.max_attempts
     """Times a job is started before a crash (of the worker or the server) fails it."""
     device_plan: DevicePlan = field(default_factory=lambda: cpu_plan("int8", "default"))
     """Where and how the engine decodes (``server run`` chooses it: ``engine.device``)."""
-    max_loaded_models: int = DEFAULT_MAX_LOADED
+    max_loaded_models: int = Defaults.max_loaded_models
     """Models the engine process keeps loaded (least recently used unloaded first)."""
     webhook_secret_file: Path = field(default_factory=signing.secret_file)
-    webhook_allow_private: bool = False
+    webhook_allow_private: bool = Defaults.webhook_allow_private
     """Let webhooks and Eden ``file_url`` reach private and loopback addresses."""
-    webhook_first_retry: float = schedule.FIRST_DELAY
+    webhook_first_retry: float = Defaults.webhook_first_retry
     """Seconds before the first retry of a failed delivery (tests make it short)."""
+    file_url_seconds: float = Defaults.file_url_seconds
+    """Seconds an Eden ``file_url`` download may take in all."""
+    public_url: str | None = None
+    """The base URL clients reach this server by (``--public-url``): the signed upload and
+    poll URLs it hands out start with it. None: the bind address (never a request's Host)."""
+    header_timeout: float = Defaults.header_timeout
+    """Seconds a client has to send a request's headers (a half-sent request is dropped)."""
     fake_engine_seconds: float | None = field(
         default_factory=lambda: (
             float(os.environ[FAKE_ENGINE_ENV]) if os.environ.get(FAKE_ENGINE_ENV) else None
@@ -112,6 +126,11 @@ class ServerSettings:
         return self.host in LOOPBACK_HOSTS
 
     @property
+    def base_url(self) -> str:
+        """Where the signed URLs point: ``public_url``, else the bind address."""
+        return (self.public_url or display_url(self.host, self.port)).rstrip("/")
+
+    @property
     def webhook_policy(self) -> guard.Policy:
         """Loopback receivers are allowed when the server itself is bound to loopback."""
         return guard.Policy(
@@ -127,6 +146,27 @@ class ServerSettings:
                 f"run `chmod 600 {self.api_key_file}` and start the server again"
             )
         return key
+
+
+def display_url(host: str, port: int) -> str:
+    """How a client reaches a server bound to ``host``:``port`` (a wildcard bind: loopback)."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def check_public_url(url: str) -> str:
+    """``url`` as a ``--public-url`` (``http(s)://host[:port][/prefix]``, no trailing slash);
+    ValueError says what is wrong."""
+    parts = urlsplit(url.strip())
+    try:
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        raise ValueError(f"--public-url {url!r} has a bad port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--public-url must look like http://HOST:PORT, not {url!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"--public-url takes no user, query or fragment: {url!r}")
+    return url.strip().rstrip("/")
 
 
 def redact_dsn(dsn: str) -> str:

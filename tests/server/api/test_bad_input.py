@@ -108,7 +108,8 @@ def test_unknown_model_is_404_listing_installed(server: Server) -> None:
     resp = submit_raw(server, upload(server), model="large")
     assert resp.status_code == 404
     message = resp.json()["error"]["message"]
-    assert "whisper-large" in message and "tiny" in message and "installed" in message
+    assert "'large'" in message and "tiny" in message and "installed" in message
+    assert "whisper-large" not in message  # the name as the user gave it
     resp = submit_raw(server, upload(server), model="..%2F..%2Fetc")
     assert resp.status_code == 404
 

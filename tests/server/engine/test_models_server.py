@@ -93,7 +93,8 @@ def test_what_a_model_can_do_keys_on_the_model_resolved(
     assert accepted.status_code == 202, accepted.text
     missing = submit_raw(server, url, model="Systran/faster-whisper-medium")  # an explicit id
     assert missing.status_code == 404
-    assert "whisper-Systran/faster-whisper-medium" in missing.json()["error"]["message"]
+    # Named as given, without the route's `whisper-` prefix (issue 19, item 12).
+    assert "model 'Systran/faster-whisper-medium' is not" in missing.json()["error"]["message"]
     # Eden's whisper/<model> takes the same names (checked before the file_url is fetched).
     nowhere = f"http://127.0.0.1:{free_port()}/sample.mp3"
     for provider, field in (

@@ -27,12 +27,14 @@ SEQUENTIAL = {"speed": "accurate"}
 segment (the chunked path's progress: tests/server/engine/test_progress.py)."""
 LONG_FAKE = 3.0
 """Seconds a fake-engine job takes: long enough to poll, cancel or kill it mid-way."""
+ONE_AT_A_TIME = ("--engine-jobs", "1")
 
 
 @pytest.fixture(scope="module")
 def fake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """This module's server for the scheduling tests: LONG_FAKE-second fake-engine jobs."""
-    yield from serve_module(tmp_path_factory, fake_engine=LONG_FAKE)
+    """This module's server for the scheduling tests: LONG_FAKE-second fake-engine jobs, one at
+    a time (``--engine-jobs 1``: a second job waits in the queue)."""
+    yield from serve_module(tmp_path_factory, *ONE_AT_A_TIME, fake_engine=LONG_FAKE)
 
 
 def processing_with_progress(server: Server, job: dict[str, object]) -> dict[str, object]:
@@ -59,7 +61,7 @@ def test_partial_progress_while_processing(fake_server: Server) -> None:
 
 
 def test_sigkill_server_mid_job_then_restart_completes_it(server_factory: ServerFactory) -> None:
-    first = server_factory.start(fake_engine=LONG_FAKE)
+    first = server_factory.start(*ONE_AT_A_TIME, fake_engine=LONG_FAKE)
     job = submit(first, upload(first))
     queued = submit(first, upload(first))  # waits behind the long one
     processing_with_progress(first, job)
@@ -70,7 +72,7 @@ def test_sigkill_server_mid_job_then_restart_completes_it(server_factory: Server
         time.sleep(0.1)
     assert not Path(f"/proc/{worker}").exists() or b"Z" in Path(f"/proc/{worker}/stat").read_bytes()
 
-    second = server_factory.start(dirs_from=first, fake_engine=LONG_FAKE)
+    second = server_factory.start(*ONE_AT_A_TIME, dirs_from=first, fake_engine=LONG_FAKE)
     job["urls"]["GET"] = job["urls"]["GET"].replace(first.url, second.url)
     queued["urls"]["GET"] = queued["urls"]["GET"].replace(first.url, second.url)
     body = wait_done(second, job)
@@ -118,8 +120,8 @@ def test_cancel_pending_and_processing(fake_server: Server) -> None:
 def test_cancel_of_a_processing_job_ends_within_a_second(
     server_factory: ServerFactory, minute_clip: Path, speed: str
 ) -> None:
-    """Sequential decoding stops at a segment boundary; the chunked path (progress once per
-    group of chunks) has its engine child killed after a short grace. Either way the job is
+    """Sequential decoding stops at a segment boundary; the chunked path drops the job's
+    chunks at once (a chunk still decoding is dropped when it ends). Either way the job is
     ``cancelled`` within about a second, the next job runs, and no semaphore leaks."""
     handle = server_factory.start()
     running = submit(handle, upload(handle, minute_clip), {"speed": speed})
@@ -143,7 +145,7 @@ def test_cancel_of_a_processing_job_ends_within_a_second(
 def test_full_queue_is_429_with_retry_after_and_long_poll_deadline(
     server_factory: ServerFactory,
 ) -> None:
-    busy = server_factory.start("--max-queue", "1", fake_engine=LONG_FAKE)
+    busy = server_factory.start("--max-queue", "1", *ONE_AT_A_TIME, fake_engine=LONG_FAKE)
     running = submit(busy, upload(busy))
     processing_with_progress(busy, running)
     waiting = submit(busy, upload(busy))

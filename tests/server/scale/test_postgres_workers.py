@@ -4,10 +4,9 @@ else the fake engine; the fleet's timings short (``FAST_FLEET``: dead after 1 s 
 
 from __future__ import annotations
 
-import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from support.procs import gone
 from support.protocol import SUBMIT, poll, submit, upload, wait_done
 from support.samples import assert_sample
 from support.sandbox import Sandbox
-from support.servers import FAST_FLEET, Server, ServerFactory, Worker
+from support.servers import FAST_FLEET, Server, ServerFactory, Workers
 
 from whispercli.server.scale.queue import migrate
 from whispercli.server.settings import QUEUE_POLL_ENV, STALLED_AFTER_ENV
@@ -26,35 +25,6 @@ STALLED_AFTER = float(FAST_FLEET[STALLED_AFTER_ENV])
 POLL = float(FAST_FLEET[QUEUE_POLL_ENV])
 
 
-class Workers:
-    """The workers of one test on one database, each with its own data dir and log."""
-
-    def __init__(self, sandbox: Sandbox, dsn: str) -> None:
-        self.sandbox, self.dsn = sandbox, dsn
-        self.started: list[Worker] = []
-
-    def start(self, fake_seconds: float | None = None, queues: str = "cpu", *extra: str) -> Worker:
-        """A worker with the real model, or the fake engine taking ``fake_seconds`` a job."""
-        n = len(self.started)
-        worker = Worker(
-            self.sandbox, self.dsn, *extra, queues=queues, name=f"worker-{n}",
-            data_dir=self.sandbox.root / f"worker-{n}", fake_engine=fake_seconds, env=FAST_FLEET,
-        )  # fmt: skip
-        self.started.append(worker.start())
-        return worker
-
-    def logs(self) -> str:
-        return "\n".join(worker.log() for worker in self.started)
-
-    def stop_all(self) -> list[int | None]:
-        return [worker.stop(timeout=20) for worker in self.started]
-
-
-@pytest.fixture
-def workers(postgres: PostgresCluster, sandbox: Sandbox) -> Iterator[Workers]:
-    pool = Workers(sandbox, postgres.new_database(migrate))
-    yield pool
-    pool.stop_all()
 
 
 def test_a_job_runs_on_a_worker(server_factory: ServerFactory, workers: Workers) -> None:

@@ -36,7 +36,7 @@ def test_two_servers_racing_on_one_key_create_one_job(postgres: PostgresCluster)
     servers = [PostgresStore(dsn), PostgresStore(dsn)]
     try:
         upload_id = servers[0].create_upload("mp3")
-        servers[0].mark_uploaded(upload_id, 1)
+        servers[0].commit_upload(upload_id, 1, lambda: None)
         results: list[tuple[str, bool]] = []
         barrier = threading.Barrier(8)
 

@@ -20,6 +20,7 @@ from support.pg_cluster import PostgresCluster
 
 from whispercli.protocol import Status
 from whispercli.server.storage.blobs import BlobStore, BlobTooLarge
+from whispercli.server.storage.deliveries import LEASE_SECONDS
 from whispercli.server.storage.disk_blobs import DiskBlobStore
 from whispercli.server.storage.sqlite import SqliteStore
 from whispercli.server.storage.store import Store, Swept
@@ -75,7 +76,7 @@ def blobs(request: pytest.FixtureRequest) -> BlobStore:
 
 def uploaded(store: Store, size: int = 10) -> str:
     upload_id = store.create_upload("mp3")
-    store.mark_uploaded(upload_id, size)
+    assert store.commit_upload(upload_id, size, lambda: None)
     return upload_id
 
 
@@ -101,13 +102,54 @@ def test_upload_metadata(store: Store) -> None:
     assert upload is not None
     assert (upload.extension, upload.size, upload.used) == ("mp3", None, False)
     assert abs(upload.created_at - time.time()) < 60
-    store.mark_uploaded(upload_id, 1234)
+    assert store.commit_upload(upload_id, 1234, lambda: None)
     upload = store.get_upload(upload_id)
     assert upload is not None and upload.size == 1234
     assert store.get_upload("0" * 32) is None
     store.create_job("tiny", {}, upload_id, None)
     upload = store.get_upload(upload_id)
     assert upload is not None and upload.used
+
+
+def test_an_upload_commit_publishes_only_while_no_job_uses_it(store: Store) -> None:
+    """The "used" check and the commit of an upload's bytes are one step (issue 20, item 13)."""
+    published: list[int] = []
+    upload_id = store.create_upload(None)
+    assert store.commit_upload(upload_id, 5, lambda: published.append(5))
+    store.create_job("tiny", {}, upload_id, None)
+    assert not store.commit_upload(upload_id, 7, lambda: published.append(7))
+    upload = store.get_upload(upload_id)
+    assert published == [5] and upload is not None and upload.size == 5
+    assert not store.commit_upload("0" * 32, 1, lambda: published.append(1))
+    assert published == [5]
+
+
+def test_a_job_on_an_upload_waits_for_its_commit_in_flight(store: Store) -> None:
+    upload_id = store.create_upload(None)
+    publishing, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def publish() -> None:
+        publishing.set()
+        release.wait(10)
+        order.append("published")
+
+    committed: list[bool] = []
+    commit = threading.Thread(
+        target=lambda: committed.append(store.commit_upload(upload_id, 9, publish))
+    )
+    commit.start()
+    assert publishing.wait(10)
+    submit = threading.Thread(
+        target=lambda: order.append(store.create_job("tiny", {}, upload_id, None)[0].status)
+    )
+    submit.start()
+    submit.join(0.5)
+    assert submit.is_alive(), "create_job went ahead while the upload's bytes were replaced"
+    release.set()
+    commit.join(10)
+    submit.join(10)
+    assert committed == [True] and order == ["published", Status.PENDING.value]
 
 
 # -- jobs -----------------------------------------------------------------------------------------
@@ -178,6 +220,12 @@ def test_claim_of_a_given_job(store: Store) -> None:
     second = store.claim(job_id, MAX_ATTEMPTS)
     assert second is not None and second.attempts == 2
     assert not store.set_progress(job_id, 1, 0.5, [])  # the first worker is fenced out
+    # the first worker's other writes are fenced out too
+    assert store.requeue_or_fail(job_id, 1, "crashed", MAX_ATTEMPTS) == "gone"
+    store.release(job_id, 1)
+    assert not store.finish(job_id, 1, Status.FAILED, error="zombie")
+    job = store.get_job(job_id)
+    assert job is not None and (job.status, job.attempts, job.error) == ("processing", 2, None)
     assert store.claim(job_id, MAX_ATTEMPTS) is not None  # attempt 3
     assert store.claim(job_id, MAX_ATTEMPTS) is None  # out of attempts: failed
     job = store.get_job(job_id)
@@ -195,6 +243,24 @@ def test_claim_of_a_given_job(store: Store) -> None:
     job = store.get_job(flagged)
     assert job is not None and job.status == "cancelled"
     assert store.claim("0" * 32, MAX_ATTEMPTS) is None
+
+
+def test_racing_take_overs_give_each_attempt_once(store: Store) -> None:
+    """A queue may hand one job to several workers at once (a retry of a task whose worker
+    only looked dead): each claim counts its own attempt, and no more than ``max_attempts``."""
+    job_id = new_job(store)
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def claim() -> None:
+        claimed = store.claim(job_id, MAX_ATTEMPTS)
+        with lock:
+            got.append(claimed.attempts if claimed is not None else 0)
+
+    in_threads(claim, 2 * MAX_ATTEMPTS)
+    assert sorted(got) == [0] * MAX_ATTEMPTS + list(range(1, MAX_ATTEMPTS + 1))
+    job = store.get_job(job_id)
+    assert job is not None and (job.status, job.attempts) == ("failed", MAX_ATTEMPTS)
 
 
 def test_progress_and_finish_are_fenced_by_attempt(store: Store) -> None:
@@ -256,6 +322,9 @@ def test_attempts_are_bounded(store: Store) -> None:
 def test_release_does_not_count_the_attempt(store: Store) -> None:
     job_id = new_job(store)
     assert store.claim_next() is not None
+    store.release(job_id, 2)  # not the attempt that runs: nothing changes
+    job = store.get_job(job_id)
+    assert job is not None and (job.status, job.attempts) == ("processing", 1)
     store.release(job_id, 1)
     job = store.get_job(job_id)
     assert job is not None and (job.status, job.attempts) == ("pending", 0)
@@ -281,6 +350,9 @@ def test_cancel(store: Store) -> None:
     assert store.claim_next() is None  # a cancelled job never runs
     assert store.requeue_or_fail(queued, 1, "crashed", MAX_ATTEMPTS) == "cancelled"
     assert store.cancel("0" * 32) is None
+    finished = store.get_job(running)
+    assert store.cancel(running) == finished  # an ended job stays as it ended
+    assert not store.finish(queued, 1, Status.SUCCESS)  # its worker, late: cancelled stays
 
 
 def test_delete_returns_the_uploads_no_job_uses(store: Store) -> None:
@@ -358,6 +430,19 @@ def test_a_delivery_is_due_once_its_job_ended(store: Store) -> None:
     assert store.due_deliveries(now + 10**6, 10) == []
 
 
+def test_a_leased_delivery_is_due_again_when_its_lease_ends(store: Store) -> None:
+    """A deliverer that claimed a delivery and died before recording the attempt: another
+    sends it once the lease is over."""
+    job_id = new_job(store)
+    store.add_delivery(job_id, "msg_1", "http://127.0.0.1:9/h", "tiyaro", "http://b", {})
+    assert store.cancel(job_id) is not None
+    now = time.time()
+    assert [d.job_id for d in store.due_deliveries(now, 10)] == [job_id]
+    assert store.due_deliveries(now + LEASE_SECONDS - 1, 10) == []
+    [again] = store.due_deliveries(now + LEASE_SECONDS, 10)
+    assert (again.job_id, again.attempts) == (job_id, 0)
+
+
 def test_a_delivery_given_up_or_of_a_deleted_job_is_never_due(store: Store) -> None:
     given_up, deleted = new_job(store), new_job(store)
     for job_id in (given_up, deleted):
@@ -432,6 +517,18 @@ def test_blob_replaced_by_a_second_write(blobs: BlobStore) -> None:
     asyncio.run(blobs.write("e" * 32, _chunks(b"first"), 100))
     asyncio.run(blobs.write("e" * 32, _chunks(b"second"), 100))
     assert b"".join(blobs.read("e" * 32)) == b"second"
+
+
+def test_staged_bytes_change_nothing_until_published(blobs: BlobStore) -> None:
+    asyncio.run(blobs.write("a" * 32, _chunks(b"old"), 100))
+    staged = asyncio.run(blobs.stage("a" * 32, _chunks(b"new bytes"), 100))
+    assert staged.size == 9 and b"".join(blobs.read("a" * 32)) == b"old"
+    staged.discard()
+    assert b"".join(blobs.read("a" * 32)) == b"old"
+    staged = asyncio.run(blobs.stage("a" * 32, _chunks(b"new bytes"), 100))
+    staged.publish()
+    staged.discard()  # after publish: nothing to drop
+    assert b"".join(blobs.read("a" * 32)) == b"new bytes"
 
 
 def test_a_50_mb_blob_round_trips_with_flat_memory(blobs: BlobStore) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from whispercli.server.jobs.errors import ERRORS
 from whispercli.server.vendors import DEFAULT_MODEL, edenai, octoai
@@ -168,27 +171,49 @@ def test_webhook_body_and_list_entry() -> None:
 
 
 # -- OctoAI -------------------------------------------------------------------------------------
-def test_predict_body_splits_audio_from_params() -> None:
-    audio = base64.b64encode(b"RIFF....").decode()
-    data, params = octoai.parse_predict({"audio": audio, "language": "en", "task": "transcribe"})
-    assert data == b"RIFF...." and params == {"language": "en", "task": "transcribe"}
-    data, _ = octoai.parse_predict({"audio": "data:audio/wav;base64," + audio})
-    assert data == b"RIFF...."
+def _read_predict(body: bytes, step: int) -> tuple[bytes, dict[str, object]]:
+    """A predict body fed to the reader ``step`` bytes at a time."""
+    reader = octoai.PredictReader()
+    audio = b"".join(reader.feed(body[i : i + step]) for i in range(0, len(body), step))
+    audio += reader.finish()
+    return audio, reader.params
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 1000])
+def test_predict_body_splits_audio_from_params(step: int) -> None:
+    raw = bytes(range(256)) * 3
+    audio = base64.b64encode(raw).decode()
+    body = json.dumps({"language": "en", "audio": audio, "task": "transcribe"}).encode()
+    assert _read_predict(body, step) == (raw, {"language": "en", "task": "transcribe"})
+    body = json.dumps({"audio": "data:audio/wav;base64," + audio}).encode()
+    assert _read_predict(body, step) == (raw, {})
+    escaped = json.dumps({"audio": audio}).replace("/", "\\/").replace("A", "\\u0041")
+    assert _read_predict(escaped.encode(), step) == (raw, {})
 
 
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        ([], "JSON object"),
-        ({}, "'audio'"),
-        ({"audio": 5}, "'audio'"),
-        ({"audio": "not base64!"}, "not valid base64"),
-        ({"audio": "===="}, "not valid base64"),
+        (b"[]", "JSON object"),
+        (b"{}", "'audio'"),
+        (b'{"audio": 5}', "'audio'"),
+        (b'{"audio": ""}', "'audio'"),
+        (b'{"audio": "not base64!"}', "not valid base64"),
+        (b'{"audio": "===="}', "not valid base64"),
+        (b'{"audio": "AAA"}', "not valid base64"),
+        (b'{"audio": "AA==AAAA"}', "not valid base64"),
+        (b'{"audio": "AAA\\ud800"}', "not valid base64"),
+        (b'{"audio": "AAA\\u00e9"}', "not valid base64"),
+        (b'{"audio": "AAAA", "audio": "AAAA"}', "twice"),
+        (b'{"audio": "AAAA"', "ended"),
+        (b"not json", "not valid JSON"),
+        (b'{"audio": "AAAA", "x": ' + b"[" * 100 + b"]" * 100 + b"}", "nested deeper"),
+        (b'{"audio": "AAAA", "x": "' + b"y" * 70_000 + b'"}', "larger than 65536 bytes"),
     ],
 )
-def test_bad_predict_bodies(body: object, words: str) -> None:
+def test_bad_predict_bodies(body: bytes, words: str) -> None:
     with pytest.raises(octoai.OctoError, match=words):
-        octoai.parse_predict(body)
+        _read_predict(body, 5)
 
 
 def test_poll_and_result_bodies() -> None:
@@ -222,3 +247,33 @@ def test_public_ids_and_providers_of_a_job() -> None:
     )
     busy = edenai.simple_error(429, "queue_full", "later", {"Retry-After": "10"})
     assert busy.headers == {"Retry-After": "10"} and busy.body["error"]["type"] == "queue_full"
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.dictionaries(st.sampled_from(["audio", "language", "x"]), _JSON, max_size=3).map(
+            lambda d: json.dumps(d).encode()
+        ),
+        st.text(max_size=200).map(lambda t: json.dumps({"audio": t}).encode()),
+    ),
+    step=st.integers(1, 50),
+)
+def test_a_predict_body_of_any_shape_is_read_or_refused_as_an_octo_error(
+    body: bytes, step: int
+) -> None:
+    """Whatever the bytes, the reader answers audio and params or an OctoError (a 400)."""
+    try:
+        audio, params = _read_predict(body, step)
+    except octoai.OctoError:
+        return
+    assert isinstance(audio, bytes) and audio and isinstance(params, dict)
+    assert "audio" not in params

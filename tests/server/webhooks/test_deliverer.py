@@ -211,3 +211,75 @@ def test_a_receiver_that_never_answers_does_not_hold_the_others(no_connect: list
             silent.close()
     assert store.rows["fast"]["state"] == "delivered"
     assert store.rows["slow"]["errors"][0] and "timed out" in store.rows["slow"]["errors"][0]
+
+
+class Trickler:
+    """A receiver that sends its status line one byte every 0.2 s (no socket timeout fires)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+        self.accepted = threading.Event()
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        self.accepted.set()
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                if self.stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+def test_an_attempt_ends_at_its_deadline_however_slowly_the_receiver_answers(
+    no_connect: list[object],
+) -> None:
+    import time
+
+    slow, store = Trickler(), MemoryOutbox()
+    store.add_delivery("j", "msg_j", slow.url, "tiyaro", "", {})
+    deliverer = Deliverer(
+        store,
+        WebhookSigner(new_secret()),
+        guard.Policy(allow_loopback=True),
+        lambda d: b"{}",
+        attempt_seconds=1,
+    )
+    started = time.monotonic()
+    try:
+        assert deliverer.run_once() == 1
+    finally:
+        slow.close()
+    assert time.monotonic() - started < 3
+    assert store.rows["j"]["errors"] == ["it took longer than 1 s"]
+
+
+def test_stop_cuts_the_sends_in_flight_short(no_connect: list[object]) -> None:
+    import time
+
+    slow, store = Trickler(), MemoryOutbox()
+    store.add_delivery("j", "msg_j", slow.url, "tiyaro", "", {})
+    deliverer = Deliverer(
+        store, WebhookSigner(new_secret()), guard.Policy(allow_loopback=True), lambda d: b"{}"
+    )
+    deliverer.start()
+    try:
+        assert slow.accepted.wait(10)
+        started = time.monotonic()
+        deliverer.stop()
+        assert time.monotonic() - started < 1
+    finally:
+        slow.close()
+    time.sleep(0.3)  # the cut send ends; nothing is recorded for it
+    assert store.rows["j"]["errors"] == [] and store.rows["j"]["delivery"].attempts == 0

@@ -7,7 +7,8 @@
 - :mod:`.deps` -- what a route may depend on, read from ``app.state``: the service, the URL
   signer (:class:`~.deps.Links`), the API key check;
 - :mod:`.errors` -- the ``{"error": {"code", "message"}}`` answers of every failure;
-- :mod:`.edenai`, :mod:`.octoai` -- the other vendors' protocols over the same service;
+- :mod:`.edenai`, :mod:`.octoai`, :mod:`.openai` -- the other vendors' protocols over the same
+  service;
 - the wire shapes: :mod:`.schemas` (our bodies), :mod:`.signed_urls` (HMAC-signed upload and
   poll URLs), :mod:`.webhook_bodies` (what a webhook delivery POSTs).
 
@@ -17,7 +18,7 @@ A new protocol is one new module here with an ``APIRouter`` named ``router``, ad
 
 from fastapi import APIRouter
 
-from whispercli.server.api import edenai, health, jobs, octoai, uploads
+from whispercli.server.api import edenai, health, jobs, octoai, openai, uploads
 
 ROUTERS: tuple[APIRouter, ...] = (
     uploads.router,
@@ -25,4 +26,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     edenai.router,
     octoai.router,
+    openai.router,
 )

@@ -10,8 +10,6 @@ or wrong key is the server's usual 401.
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,13 +20,15 @@ from starlette.requests import ClientDisconnect
 
 from whispercli.protocol import Status
 from whispercli.server.api.deps import AUTH, Service, UrlSigner
+from whispercli.server.api.forms import receive_form
+from whispercli.server.api.gate import UPLOAD, body_limit
 from whispercli.server.api.schemas import ErrorBody, iso_time
 from whispercli.server.api.webhook_bodies import eden_job_body
 from whispercli.server.jobs.errors import ServiceError
 from whispercli.server.jobs.service import JobService
 from whispercli.server.storage.store import JobRecord
-from whispercli.server.vendors import edenai
-from whispercli.server.vendors.multipart import FormError, FormReader, boundary_of
+from whispercli.server.vendors import edenai, jsonbody
+from whispercli.server.vendors.multipart import FormError, boundary_of
 
 BASE = "/v2/audio/speech_to_text_async"
 MAX_JSON_BYTES = 1024 * 1024
@@ -73,6 +73,7 @@ _ERRORS_DOC: dict[int | str, dict[str, Any]] = {
     404: {"model": EdenNotFound},
 }
 _LAUNCH_BODY = {
+    **body_limit(UPLOAD),
     "requestBody": {
         "required": True,
         "content": {
@@ -110,7 +111,7 @@ _LAUNCH_BODY = {
                 }
             },
         },
-    }
+    },
 }
 
 
@@ -150,17 +151,8 @@ async def _fields_and_upload(
     content_type = request.headers.get("content-type", "")
     boundary = boundary_of(content_type)
     if boundary is not None:
-        reader = FormReader(boundary)
-        upload_id = await service.new_upload(None)
-
-        async def file_bytes() -> AsyncIterator[bytes]:
-            async for chunk in request.stream():
-                for piece in reader.feed(chunk):
-                    yield piece
-            reader.finish()
-
         try:
-            await service.receive_upload(upload_id, file_bytes(), None)
+            reader, upload_id = await receive_form(request, service, boundary)
         except FormError as exc:
             raise edenai.invalid(exc.field, str(exc)) from None
         except ServiceError as exc:
@@ -173,10 +165,10 @@ async def _fields_and_upload(
         except UnicodeDecodeError:
             raise edenai.invalid("body", "The form is not UTF-8 text.") from None
     try:
-        fields = json.loads(raw) if raw.strip() else {}
-    except ValueError:
+        fields = jsonbody.loads(raw) if raw.strip() else {}
+    except jsonbody.JsonBodyError as exc:
         raise edenai.invalid(
-            "body", "JSON parse error: send JSON or multipart/form-data."
+            "body", f"JSON parse error ({exc}): send JSON or multipart/form-data."
         ) from None
     if not isinstance(fields, dict):
         raise edenai.invalid("body", "The body must be a JSON object.")
@@ -234,7 +226,7 @@ async def launch(request: Request, service: Service, links: UrlSigner) -> Any:
                 job,
                 parsed.webhook_receiver,
                 "edenai",
-                links.base_url(request),
+                links.base_url,
                 {
                     "users_webhook_parameters": parsed.users_webhook_parameters,
                     "send_webhook_data": parsed.send_webhook_data,

@@ -25,16 +25,11 @@ JobId = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
 async def job_body(
-    request: Request,
-    service: JobService,
-    links: UrlSigner,
-    job: JobRecord,
-    *,
-    with_result: bool = True,
+    service: JobService, links: UrlSigner, job: JobRecord, *, with_result: bool = True
 ) -> JobBody:
     result = await service.result(job) if with_result else None
     waiting = await service.waiting(job) if with_result else None  # not for each of a list
-    return JobBody.from_job(job, links.poll_url(request, job), result, waiting)
+    return JobBody.from_job(job, links.poll_url(job), result, waiting)
 
 
 @router.post(
@@ -50,7 +45,6 @@ async def job_body(
     summary="Step 3: submit a transcription job",
 )
 async def submit(
-    request: Request,
     service: Service,
     links: UrlSigner,
     model: str,
@@ -59,13 +53,13 @@ async def submit(
     idempotency_key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER, max_length=200)] = None,
 ) -> dict[str, Any]:
     job_request = service.validate(model, service_tier, body.input)
-    upload_id = links.upload_id(body.URL, request)
+    upload_id = links.upload_id(body.URL)
     if body.webhook is not None:
         await service.check_webhook(body.webhook)
     job = await service.submit(job_request, upload_id, idempotency_key)
     if body.webhook is not None:
-        await service.add_webhook(job, body.webhook, "tiyaro", links.base_url(request))
-    return {"response": await job_body(request, service, links, job)}
+        await service.add_webhook(job, body.webhook, "tiyaro", links.base_url)
+    return {"response": await job_body(service, links, job)}
 
 
 @router.get(
@@ -104,7 +98,7 @@ async def poll(
         )
     else:
         job = await service.get(job_id)
-    return await job_body(request, service, links, job)
+    return await job_body(service, links, job)
 
 
 @router.get(
@@ -116,14 +110,13 @@ async def poll(
     summary="List jobs, newest first (without results)",
 )
 async def list_jobs(
-    request: Request,
     service: Service,
     links: UrlSigner,
     status: Annotated[Status | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     jobs = await service.list(status, limit)
-    return {"jobs": [await job_body(request, service, links, j, with_result=False) for j in jobs]}
+    return {"jobs": [await job_body(service, links, j, with_result=False) for j in jobs]}
 
 
 @router.post(
@@ -134,9 +127,9 @@ async def list_jobs(
     responses=errors_doc("job_not_found", "already_finished"),
     summary="Cancel a queued or processing job",
 )
-async def cancel(request: Request, service: Service, links: UrlSigner, job_id: JobId) -> JobBody:
+async def cancel(service: Service, links: UrlSigner, job_id: JobId) -> JobBody:
     job = await service.cancel(job_id)
-    return await job_body(request, service, links, job)
+    return await job_body(service, links, job)
 
 
 @router.delete(

@@ -9,7 +9,6 @@ SDK raises instead of polling for ever. The body may be far larger than OctoAI's
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -19,6 +18,7 @@ from starlette.requests import ClientDisconnect
 
 from whispercli.protocol import Status
 from whispercli.server.api.deps import AUTH, ID_PATTERN, Service, UrlSigner, errors_doc
+from whispercli.server.api.gate import UPLOAD_BASE64, body_limit
 from whispercli.server.api.schemas import iso_time
 from whispercli.server.jobs.errors import ServiceError
 from whispercli.server.jobs.service import JobService
@@ -29,8 +29,6 @@ HEALTH_PATH = "/healthcheck"
 PREDICT_PATH = "/predict"
 POLL_PATH = "/v1/octoai/requests/{response_id}"
 RESPONSE_PATH = POLL_PATH + "/response"
-MAX_BODY_BYTES = 128 * 1024 * 1024
-"""A predict body (base64 JSON): about 96 MB of audio, ten times OctoAI's cap."""
 
 router = APIRouter(tags=["OctoAI"])
 ResponseId = Annotated[str, Path(pattern=ID_PATTERN)]
@@ -56,51 +54,39 @@ class OctoResult(BaseModel):
     transcription: str
 
 
-def _url(request: Request, links: UrlSigner, path: str, job_id: str) -> str:
-    return links.base_url(request) + path.format(response_id=job_id)
+def _url(links: UrlSigner, path: str, job_id: str) -> str:
+    return links.base_url + path.format(response_id=job_id)
 
 
 def _check_ended_well(job: JobRecord) -> None:
     code = octoai.ENDED_BADLY.get(job.status)
-    if code is not None:
+    if code is not None:  # the reason alone: clients say "job X failed: <reason>"
         why = (job.error or "no reason given") if job.status == "failed" else "it was cancelled"
-        raise ServiceError(code, f"the job {job.status}: {why}")
+        raise ServiceError(code, why)
 
 
-async def _read_body(request: Request, service: JobService) -> Any:
-    limit = min(MAX_BODY_BYTES, service.settings.max_upload_bytes * 4 // 3 + 64 * 1024)
-    declared = request.headers.get("content-length", "")
-    too_big = ServiceError("too_large", f"the request body is larger than {limit} bytes")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_big
-    body = bytearray()
-    try:
+async def _submit(request: Request, service: JobService) -> JobRecord:
+    """Stream the body's base64 audio into a new upload (the rest of the body is small and
+    parsed at its end), then submit a job on it."""
+    reader = octoai.PredictReader()
+    upload_id = await service.new_upload(None)
+
+    async def audio() -> AsyncIterator[bytes]:
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise too_big
+            if data := reader.feed(chunk):
+                yield data
+        if tail := reader.finish():
+            yield tail
+
+    try:
+        await service.receive_upload(upload_id, audio(), None)
+    except octoai.OctoError as exc:
+        raise ServiceError("invalid_input", str(exc)) from None
     except ClientDisconnect:
         raise ServiceError(
             "upload_interrupted", "the request was interrupted; send it again"
         ) from None
-    try:
-        return json.loads(body)
-    except ValueError:
-        raise ServiceError("invalid_request", "the body must be JSON") from None
-
-
-async def _submit(request: Request, service: JobService) -> JobRecord:
-    try:
-        audio, params = octoai.parse_predict(await _read_body(request, service))
-    except octoai.OctoError as exc:
-        raise ServiceError("invalid_input", str(exc)) from None
-    job_request = service.validate(DEFAULT_MODEL, "cpuflex", params)
-    upload_id = await service.new_upload(None)
-
-    async def chunks() -> AsyncIterator[bytes]:
-        yield audio
-
-    await service.receive_upload(upload_id, chunks(), len(audio))
+    job_request = service.validate(DEFAULT_MODEL, "cpuflex", reader.params)
     return await service.submit(job_request, upload_id, None)
 
 
@@ -121,6 +107,7 @@ async def healthcheck() -> dict[str, str]:
     responses=errors_doc("invalid_input", "too_large", "queue_full", "job_failed", "job_cancelled"),
     summary="OctoAI: transcribe base64 audio (async with X-OctoAI-Async: 1, else waits)",
     openapi_extra={
+        **body_limit(UPLOAD_BASE64),
         "requestBody": {
             "required": True,
             "content": {
@@ -137,7 +124,7 @@ async def healthcheck() -> dict[str, str]:
                     }
                 }
             },
-        }
+        },
     },
 )
 async def predict(
@@ -148,7 +135,7 @@ async def predict(
 ) -> dict[str, Any]:
     job = await _submit(request, service)
     if octoai.is_async(octoai_async):
-        return octoai.accepted_body(job.id, _url(request, links, POLL_PATH, job.id))
+        return octoai.accepted_body(job.id, _url(links, POLL_PATH, job.id))
     while not Status(job.status).terminal:
         if await request.is_disconnected():
             break
@@ -167,16 +154,14 @@ async def predict(
     responses=errors_doc("job_not_found", "job_failed", "job_cancelled"),
     summary="OctoAI: poll a request (pending, running, completed)",
 )
-async def poll(
-    request: Request, service: Service, links: UrlSigner, response_id: ResponseId
-) -> dict[str, Any]:
+async def poll(service: Service, links: UrlSigner, response_id: ResponseId) -> dict[str, Any]:
     job = await service.get(response_id)
     _check_ended_well(job)
     return octoai.poll_body(
         job.id,
         job.status,
-        _url(request, links, POLL_PATH, job.id),
-        _url(request, links, RESPONSE_PATH, job.id),
+        _url(links, POLL_PATH, job.id),
+        _url(links, RESPONSE_PATH, job.id),
         iso_time(job.accepted_at),
     )
 

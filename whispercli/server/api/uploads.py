@@ -9,6 +9,7 @@ from starlette.requests import ClientDisconnect
 
 from whispercli.protocol import UPLOAD_PUT_PATH, UPLOAD_URL_PATH
 from whispercli.server.api.deps import AUTH, ID_PATTERN, Service, UrlSigner, errors_doc
+from whispercli.server.api.gate import UPLOAD, body_limit
 from whispercli.server.api.schemas import UploadDone, UploadUrlResponse
 from whispercli.server.jobs.errors import ServiceError
 
@@ -24,7 +25,6 @@ router = APIRouter()
     summary="Step 1: get a signed URL to upload a file to",
 )
 async def create_upload_url(
-    request: Request,
     service: Service,
     links: UrlSigner,
     extension: Annotated[
@@ -32,7 +32,7 @@ async def create_upload_url(
     ] = None,
 ) -> dict[str, Any]:
     upload_id = await service.new_upload(extension)
-    return {"uploadUrl": {"PUT": links.upload_url(request, upload_id)}}
+    return {"uploadUrl": {"PUT": links.upload_url(upload_id)}}
 
 
 @router.put(
@@ -49,11 +49,12 @@ async def create_upload_url(
     ),
     summary="Step 2: upload the raw bytes (the signed URL is the credential; it takes one file)",
     openapi_extra={
+        **body_limit(UPLOAD),
         "requestBody": {
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             }
-        }
+        },
     },
 )
 async def put_upload(

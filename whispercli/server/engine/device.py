@@ -4,7 +4,7 @@
 process (CUDA library errors show only at the first encode, and a cuDNN mismatch aborts the
 whole process); otherwise the CPU with int8, logged with the reason. An explicit ``cuda`` that
 cannot work is a :class:`DeviceError` at start. The plans differ: on a CPU the engine loads
-single-thread replicas (``engine.replica_layout``); on CUDA one model and faster-whisper's
+single-thread replicas (:func:`layout`); on CUDA one model and batches of
 batched pipeline, ``CUDA_BATCH_SIZE`` chunks per call.
 
 The ``gpu`` extra installs the CUDA runtime libraries from PyPI (``nvidia-cublas-cu12``,
@@ -24,9 +24,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from whispercli.extras import GPU, pip_command
+
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "float16", "float32")
 CUDA_BATCH_SIZE = 16
+CPU_BATCH_SIZE = 1
+"""Chunks a CPU replica encodes and decodes in one call: a single-thread replica gained
+nothing from batches of 2, 4 or 8 on the bench (bench/RESULTS.md); the scheduler still
+spreads every job's chunks over the replicas."""
+MAX_REPLICAS = 4
+"""Past this many replicas the cores go into threads per replica (each replica keeps its own
+encoder activations, and the batcher reads ahead for each)."""
 """faster-whisper's documented batch size for its batched pipeline on a GPU (not measured here:
 bench/gpu.sh measures 8, 16 and 32 where a GPU exists)."""
 PROBE_TIMEOUT = 180.0
@@ -52,10 +61,42 @@ class DevicePlan:
     device: str
     compute_type: str
     replicas: int | None
-    """Model replicas; ``None`` = one single-thread replica per core (engine.replica_layout)."""
+    """Model replicas; ``None`` = one single-thread replica per core (:func:`layout`)."""
     batch_size: int | None
-    """Chunks per batched-pipeline call; ``None`` = the decoding profile's."""
+    """Chunks per encoder/decoder call; ``None`` = the device's rule (:func:`layout`)."""
     reason: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a plan uses the machine: model replicas, threads each, chunks per call."""
+
+    replicas: int
+    threads: int
+    batch_size: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.replicas} replica(s) x {self.threads} thread(s), "
+            f"{self.batch_size} chunk(s) per call"
+        )
+
+
+def layout(plan: DevicePlan, cpu_threads: int = 0, cores: int | None = None) -> Layout:
+    """The layout of ``plan`` on this machine (``cpu_threads``: the thread budget, 0 = every
+    core the process may use).
+
+    The rule, CPU: Whisper decodes one token at a time through matrix-vector products as wide
+    as the model (384 for tiny), too little work to split between threads (one thread decoded
+    a chunk faster than two on the 2-core machines this was measured on), so each core gets
+    its own single-thread replica decoding its own chunks, up to ``MAX_REPLICAS``; past that
+    the cores go into threads per replica. CUDA: one replica, ``CUDA_BATCH_SIZE`` chunks a call.
+    """
+    if plan.device == "cuda":
+        return Layout(plan.replicas or 1, max(1, cpu_threads), plan.batch_size or CUDA_BATCH_SIZE)
+    total = cpu_threads or cores or len(os.sched_getaffinity(0)) or 1
+    replicas = plan.replicas or min(total, MAX_REPLICAS)
+    return Layout(replicas, max(1, total // replicas), plan.batch_size or CPU_BATCH_SIZE)
 
 
 def cpu_plan(compute_type: str, reason: str) -> DevicePlan:
@@ -154,8 +195,8 @@ def choose(
         why = f"CUDA probe failed: {failure}"
     if device == "cuda":
         raise DeviceError(
-            f"--device cuda cannot work here: {why}; install the CUDA libraries with "
-            "`pip install 'whispercli[local,gpu]'` (an NVIDIA driver is needed), or use "
+            f"--device cuda cannot work here: {why}; install the CUDA libraries (the gpu "
+            f"extra) with `{pip_command(GPU)}` (an NVIDIA driver is needed), or use "
             "--device auto or cpu"
         )
     return cpu_plan(compute_type, why)

@@ -11,10 +11,12 @@ and the PostgreSQL mode's queue worker both use it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from whispercli.protocol import Status
@@ -25,6 +27,7 @@ from whispercli.server.engine.process import (
     EngineProcess,
     Evicted,
     Failed,
+    FromEngine,
     Loaded,
     Progress,
     Succeeded,
@@ -40,7 +43,8 @@ log = logging.getLogger("whispercli.server")
 CANCEL_CHECK_SECONDS = 0.2
 """How often a running job's cancel flag is read."""
 CANCEL_GRACE_SECONDS = 0.5
-"""A cancelled job's engine gets this long to stop at a segment boundary before it is killed."""
+"""A cancelled job's engine gets this long to confirm before the job is recorded cancelled
+anyway (the engine drops its chunks; other jobs keep running, so it is not killed)."""
 PROGRESS_WRITE_INTERVAL = 0.3
 
 
@@ -54,11 +58,31 @@ def engine_config(settings: ServerSettings) -> EngineConfig:
         fake_seconds=settings.fake_engine_seconds,
         plan=settings.device_plan,
         max_loaded=settings.max_loaded_models,
+        max_audio_hours=settings.max_audio_hours,
     )
 
 
+@dataclass
+class _InFlight:
+    """A job the engine process is working on, seen from the server."""
+
+    job: JobRecord
+    model_path: str
+    files: contextlib.ExitStack
+    began: float = field(default_factory=time.monotonic)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    last_write: float = 0.0
+    cancel_sent_at: float | None = None
+
+
 class JobExecutor:
-    """Runs claimed jobs one at a time on one engine child process."""
+    """Runs claimed jobs on one engine child process, several at once (``capacity``).
+
+    The engine decodes the chunks of every job in flight together (engine.batcher), so the
+    runner keeps up to ``capacity`` jobs there. After an engine crash the jobs it had are
+    re-queued and the next ones run one at a time until they are done, so a poison file
+    crashes the engine on its own attempts only.
+    """
 
     def __init__(
         self,
@@ -76,6 +100,18 @@ class JobExecutor:
         self.engine = EngineProcess(engine_config(settings))
         self.loaded_paths: list[str] = []
         """Model folders loaded in the engine child, least recently used first."""
+        self._jobs: dict[str, _InFlight] = {}
+        self._solo = 0
+        """Jobs left to run one at a time after a crash."""
+        self._last_check = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._jobs)
+
+    @property
+    def capacity(self) -> int:
+        return 1 if self._solo > 0 else max(1, self.settings.engine_jobs)
 
     def ensure_engine(self) -> None:
         if not self.engine.alive:
@@ -102,80 +138,132 @@ class JobExecutor:
         device = self.settings.device_plan.device
         log.info("model %s loaded in %.2f s on %s", message.model_path, message.seconds, device)
 
-    def run(self, job: JobRecord) -> None:
+    # -- starting jobs -----------------------------------------------------------------------
+    def submit(self, job: JobRecord) -> bool:
+        """Hand ``job`` to the engine; False if it ended at once (model or upload gone)."""
         model = models.resolve(job.model, self.settings.models_dir)
         if model is None:
             error = f"model '{job.model}' is no longer installed"
             self.store.finish(job.id, job.attempts, Status.FAILED, error=error)
-            return
+            return False
+        files = contextlib.ExitStack()
         try:
-            with self.blobs.local_file(job.upload_id) as audio:
-                self.engine.send(Transcribe(job.id, str(model.path), str(audio), job.params))
-                self._follow(job)
+            audio = files.enter_context(self.blobs.local_file(job.upload_id))
         except FileNotFoundError:
+            files.close()
             error = "the upload of this job is gone (deleted or expired)"
             self.store.finish(job.id, job.attempts, Status.FAILED, error=error)
+            return False
+        self._jobs[job.id] = _InFlight(job, str(model.path), files)
+        try:
+            self.engine.send(Transcribe(job.id, str(model.path), str(audio), job.params))
+        except (EngineDied, OSError) as exc:
+            self._engine_lost(exc)
+        return True
+
+    def run(self, job: JobRecord) -> None:
+        """Run one job to its end (the queue worker's way: one task at a time)."""
+        if not self.submit(job):
+            return
+        while job.id in self._jobs:
+            self.pump(CANCEL_CHECK_SECONDS / 2)
+
+    # -- following them ----------------------------------------------------------------------
+    def pump(self, timeout: float) -> list[str]:
+        """Relay the engine's messages into the store for ``timeout`` seconds at most; the ids
+        of the jobs that ended."""
+        ended: list[str] = []
+        try:
+            self._check_cancels(ended)
+            deadline = time.monotonic() + timeout
+            while self._jobs:
+                if self.stopping.is_set():
+                    raise EngineDied("server stopping")
+                message = self.engine.receive(max(0.0, deadline - time.monotonic()))
+                if message is None:
+                    break
+                self._handle(message, ended)
         except StoreUnavailable:
             # The database went away mid-job: stop decoding (nothing could be recorded); the
-            # job stays processing and is taken over (one more attempt) once it is back.
+            # jobs stay processing and are taken over (one more attempt) once it is back.
             self.engine.kill()
+            self._drop_all()
             raise
         except (EngineDied, OSError) as exc:
-            if self.stopping.is_set():
-                self.store.release(job.id, job.attempts)
-                return
-            if self.engine.alive:  # the pipe broke but the process lives: make it a crash
-                self.engine.kill()
-            reason = f"the transcription engine crashed ({self.engine.describe_exit()})"
+            ended.extend(self._engine_lost(exc))
+        return ended
+
+    def _check_cancels(self, ended: list[str]) -> None:
+        now = time.monotonic()
+        if now - self._last_check < CANCEL_CHECK_SECONDS:
+            return
+        self._last_check = now
+        for flight in list(self._jobs.values()):
+            if flight.cancel_sent_at is None:
+                current = self.store.get_job(flight.job.id)
+                if current is None or current.cancel_requested:
+                    self.engine.cancel(flight.job.id)
+                    flight.cancel_sent_at = now
+            elif now - flight.cancel_sent_at > CANCEL_GRACE_SECONDS:
+                # The engine has not confirmed yet (a chunk still decoding): the job is
+                # cancelled all the same; what the engine says about it later is dropped.
+                self._finish(flight, Cancelled(flight.job.id))
+                ended.append(flight.job.id)
+
+    def _handle(self, message: FromEngine, ended: list[str]) -> None:
+        if isinstance(message, Loaded | Evicted):
+            self._record_model(message)
+            return
+        flight = self._jobs.get(message.job_id)
+        if flight is None:
+            return
+        if isinstance(message, Progress):
+            if message.segment is not None:
+                flight.segments.append(message.segment)
+            now = time.monotonic()
+            if now - flight.last_write >= PROGRESS_WRITE_INTERVAL:
+                job = flight.job
+                self.store.set_progress(job.id, job.attempts, message.progress, flight.segments)
+                flight.last_write = now
+            return
+        if flight.cancel_sent_at is not None:  # finished before it saw the cancel: cancelled
+            message = Cancelled(flight.job.id)
+        self._finish(flight, message)
+        ended.append(flight.job.id)
+
+    def _engine_lost(self, exc: BaseException) -> list[str]:
+        """The engine process died: re-queue (or fail) every job it had."""
+        flights = self._drop_all()
+        if self.stopping.is_set():
+            for flight in flights:
+                self.store.release(flight.job.id, flight.job.attempts)
+            return [f.job.id for f in flights]
+        if self.engine.alive:  # the pipe broke but the process lives: make it a crash
+            self.engine.kill()
+        reason = f"the transcription engine crashed ({self.engine.describe_exit()})"
+        self._solo = len(flights) if len(flights) > 1 else 0
+        for flight in flights:
+            job = flight.job
             status = self.store.requeue_or_fail(
                 job.id, job.attempts, reason, self.settings.max_attempts
             )
             log.warning("job %s: %s (%s); now %s", job.id, reason, type(exc).__name__, status)
-            # the next ensure_engine restarts the engine process (with a back-off if it keeps dying)
+        # the next ensure_engine restarts the engine process (with a back-off if it keeps dying)
+        return [f.job.id for f in flights]
 
-    def _follow(self, job: JobRecord) -> None:
-        """Relay the child's messages for ``job`` into the store until it ends."""
-        began = time.monotonic()
-        segments: list[dict[str, Any]] = []
-        last_write = last_check = 0.0
-        cancel_sent_at: float | None = None
-        while True:
-            if self.stopping.is_set():
-                raise EngineDied("server stopping")
-            now = time.monotonic()
-            if cancel_sent_at is None and now - last_check >= CANCEL_CHECK_SECONDS:
-                last_check = now
-                current = self.store.get_job(job.id)
-                if current is None or current.cancel_requested:
-                    self.engine.cancel(job.id)
-                    cancel_sent_at = now
-            if cancel_sent_at is not None and now - cancel_sent_at > CANCEL_GRACE_SECONDS:
-                self.engine.kill()
-                self._finish(job, began, Cancelled(job.id))
-                return
-            message = self.engine.receive(CANCEL_CHECK_SECONDS / 2)
-            if message is None:
-                continue
-            if isinstance(message, Loaded | Evicted):
-                self._record_model(message)
-                continue
-            if message.job_id != job.id:
-                continue
-            if isinstance(message, Progress):
-                if message.segment is not None:
-                    segments.append(message.segment)
-                if now - last_write >= PROGRESS_WRITE_INTERVAL:
-                    self.store.set_progress(job.id, job.attempts, message.progress, segments)
-                    last_write = now
-                continue
-            if cancel_sent_at is not None:  # finished before it saw the cancel: still cancelled
-                message = Cancelled(job.id)
-            self._finish(job, began, message)
-            return
+    def _drop_all(self) -> list[_InFlight]:
+        flights = list(self._jobs.values())
+        self._jobs.clear()
+        for flight in flights:
+            flight.files.close()
+        return flights
 
-    def _finish(
-        self, job: JobRecord, began: float, outcome: Succeeded | Failed | Cancelled
-    ) -> None:
+    def _finish(self, flight: _InFlight, outcome: Succeeded | Failed | Cancelled) -> None:
+        job = flight.job
+        self._jobs.pop(job.id, None)
+        flight.files.close()
+        if self._solo > 0:
+            self._solo -= 1
         if isinstance(outcome, Succeeded):
             status = Status.SUCCESS
             done = self.store.finish(job.id, job.attempts, status, result=outcome.result)
@@ -185,11 +273,12 @@ class JobExecutor:
         else:
             status = Status.CANCELLED
             done = self.store.finish(job.id, job.attempts, status)
-        took = time.monotonic() - began
+        took = time.monotonic() - flight.began
         if done:
             log.info("job %s %s in %.2f s", job.id, status, took)
         else:
             log.warning("job %s %s in %.2f s, but it was taken away: dropped", job.id, status, took)
 
     def close(self) -> None:
+        self._drop_all()
         self.engine.stop(idle=True)

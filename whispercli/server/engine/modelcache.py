@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
+from whispercli.server.defaults import Defaults
+
 T = TypeVar("T")
-DEFAULT_MAX_LOADED = 2
+DEFAULT_MAX_LOADED = Defaults.max_loaded_models
 
 
 class ModelCache(Generic[T]):
@@ -24,12 +26,15 @@ class ModelCache(Generic[T]):
         load: Callable[[str], T],
         capacity: int = DEFAULT_MAX_LOADED,
         on_evict: Callable[[str], None] | None = None,
+        close: Callable[[T], None] | None = None,
     ) -> None:
+        """``close`` is called on a model as it is evicted (to stop its threads)."""
         if capacity < 1:
             raise ValueError("the cache must hold at least one model")
         self._load = load
         self.capacity = capacity
         self._on_evict = on_evict
+        self._close = close
         self._models: OrderedDict[str, T] = OrderedDict()
         self._pins: dict[str, int] = {}
         self._lock = threading.RLock()  # load and on_evict may call loaded()
@@ -45,7 +50,9 @@ class ModelCache(Generic[T]):
             if len(self._models) + room <= self.capacity:
                 return
             if not self._pins.get(key):
-                del self._models[key]
+                model = self._models.pop(key)
+                if self._close is not None:
+                    self._close(model)
                 if self._on_evict is not None:
                     self._on_evict(key)
 

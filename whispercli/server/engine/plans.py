@@ -5,10 +5,9 @@ The measurements behind the choices are in bench/RESULTS.md (bench/engine.py mak
 
 The engine calls :func:`plan` once per job and follows it::
 
-    plan = decoding.plan(server_speed, params, duration_seconds)
-    if plan.chunked:   # VAD chunks decoded in parallel (whispercli.server.engine.chunked)
-        segments, language = chunked_decoder.transcribe(
-            audio, balanced=plan.balanced, encoder_padding=plan.encoder_padding, **plan.kwargs)
+    plan = plans.plan(server_speed, params, duration_seconds)
+    if plan.chunked:   # VAD chunks, batched with other jobs' (engine.speech, engine.batcher)
+        options = batch_options(plan.kwargs); window = plan.encoder_padding
     else:              # Whisper's own sequential algorithm
         segments, info = model.transcribe(audio, **plan.kwargs)
 
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_SPEED = "default"
+WINDOW_SECONDS = 30.0
 
 # Whisper's default temperature schedule: 0.0, then fallback steps of 0.2 up to 1.0.
 _DEFAULT_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -59,36 +59,44 @@ _RENAMED = {"logprob_threshold": "log_prob_threshold"}
 class Speed:
     """One decoding strategy (a ``--speed``; "speed", not "profile", which names a config).
 
-    Audio at least ``chunked_min_seconds`` long is cut at pauses into chunks of at most one
-    Whisper window, decoded without timestamp tokens (they cost 5-7 WER points there) but with
-    word timings, which the engine uses to cut sentence-sized segments; shorter audio, or every
-    file when it is None, goes through Whisper's sequential algorithm.
+    The chunked path (engine.speech + engine.batcher) cuts the audio at pauses into chunks of
+    at most one Whisper window, as faster-whisper's batched pipeline does, and decodes them
+    without timestamp tokens (they cost 5-7 WER points there) but with word timings, which cut
+    the sentence-sized segments; every job's chunks share the engine's decoding threads. With
+    ``chunked`` False, Whisper's sequential algorithm (timestamp tokens, temperature fallback).
     """
 
     beam_size: int = 5
-    chunked_min_seconds: float | None = None
-    batch_size: int = 2
-    """Chunks a replica decodes at once (its first batch holds fewer, see
-    server.chunked.batch_sizes): 4, 8 and 16 were within noise of each other; 2 moves the
-    progress twice as often as 4."""
-    balanced: bool = False
-    """Chunks of equal length (replicas finish together) rather than filled to 30 s."""
+    chunked: bool = False
     encoder_padding: float | None = None
-    """Encode each chunk plus this many seconds instead of a full 30 s window (None)."""
-    sequential: tuple[tuple[str, Any], ...] = ()  # kwargs overriding the above when sequential
+    """Encode a chunk plus this many seconds (at least ``MIN_WINDOW_SECONDS``) instead of a
+    full 30 s window (None); the encoder's cost grows faster than its input (attention)."""
+    short_padding: float | None = None
+    """The same for audio shorter than one window (one chunk): a 3 s clip needs no 30 s
+    window's work."""
+    sequential_vad: bool = True
+    """The sequential path skips what Silero VAD calls silence (no "Thank you." on it); off
+    for ``accurate``, which is Whisper's own algorithm (VAD cost it 5.8 WER points on the
+    real recordings of bench/real: it cut words at the joins)."""
 
+
+MIN_WINDOW_SECONDS = 10.0
+"""The shortest encoder input: 1-3 s clips encoded with 3 s of padding looped on their words
+("10 of clubs 10 of clubs ..."); from 10 s, real clips kept the full window's WER."""
+SHORT_PADDING = 5.0
+"""Seconds of padding after a short chunk (3 or 4 s cost accuracy on real clips)."""
 
 SPEEDS: dict[str, Speed] = {
     # The seed's behaviour, faster-whisper's and whisper-ctranslate2's default: sequential beam
     # search of 5 with temperature fallback. Timestamped segments of a few seconds.
-    "accurate": Speed(beam_size=5),
-    # From 30 s: chunks filled to 30 s, beam 4, decoded in parallel; measured on the bench set
-    # at about 2.2x the speed of faster-whisper's sequential beam 5, WER -0.1 to -0.3 points.
-    # Below 30 s there is one window: the "accurate" path (short files never get slower).
-    "default": Speed(beam_size=4, chunked_min_seconds=30.0, sequential=(("beam_size", 5),)),
-    # Every length: balanced chunks, a short encoder input, beam 2: about 3.2x, WER +1.4 points.
-    "fast": Speed(beam_size=2, chunked_min_seconds=0.0, balanced=True, encoder_padding=3.0),
-}
+    "accurate": Speed(beam_size=5, sequential_vad=False),
+    # faster-whisper's batched pipeline's chunks and beam 5 (its WER on the bench), full
+    # windows for long audio, a window sized to the clip for short audio.
+    "default": Speed(beam_size=5, chunked=True, short_padding=SHORT_PADDING),
+    # Windows sized to every chunk, beam 2.
+    "fast": Speed(beam_size=2, chunked=True, encoder_padding=SHORT_PADDING,
+                  short_padding=SHORT_PADDING),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,8 +105,8 @@ class Plan:
 
     kwargs: dict[str, Any]
     chunked: bool = False
-    balanced: bool = False
     encoder_padding: float | None = None
+    """Seconds of encoder input after a chunk's speech (None: a full 30 s window)."""
 
 
 def temperatures(params: Mapping[str, Any]) -> float | tuple[float, ...] | None:
@@ -143,29 +151,26 @@ def plan(speed_name: str | None, params: Mapping[str, Any], duration_seconds: fl
     """Choose the path and build the transcribe kwargs for one job.
 
     ``speed_name`` is the server's setting (None = "default"); ``params["speed"]`` overrides
-    it. A chunked plan's kwargs include ``batch_size`` and go to the engine's chunked decoder,
-    a sequential one's to ``WhisperModel.transcribe``. An unknown duration (None) plans like
-    short audio. Raises ValueError for an unknown speed.
+    it. A chunked plan's kwargs become the batcher's decoding options; a sequential one's go to
+    ``WhisperModel.transcribe``. An unknown duration (None) plans like long audio (full
+    windows). Raises ValueError for an unknown speed.
     """
     name = params.get("speed") or speed_name or DEFAULT_SPEED
     if name not in SPEEDS:
         raise ValueError(f"unknown decoding speed {name!r} (known: {', '.join(SPEEDS)})")
     speed = SPEEDS[name]
-    chunked = (
-        speed.chunked_min_seconds is not None
-        and duration_seconds is not None
-        and duration_seconds >= speed.chunked_min_seconds
-        and not needs_sequential(params)
-    )
+    chunked = speed.chunked and not needs_sequential(params)
     kwargs: dict[str, Any] = {"beam_size": speed.beam_size}
     if not chunked:
-        kwargs.update(speed.sequential)
         kwargs.update(whisper_kwargs(params))
-        kwargs.setdefault("vad_filter", True)  # no "Thank you." on silence (off: vad_filter)
+        kwargs.setdefault("vad_filter", speed.sequential_vad)
         return Plan(kwargs)
-    kwargs.update(batch_size=speed.batch_size, without_timestamps=True)
+    kwargs.update(without_timestamps=True)
     kwargs.update(whisper_kwargs(params))
-    # Word timings let the engine cut each chunk into sentences (server/resegment.py); it
+    # Word timings let the engine cut each chunk into sentences (whispercli/segments.py); it
     # drops them from the result unless the job asked for them.
     kwargs["word_timestamps"] = True
-    return Plan(kwargs, True, speed.balanced, speed.encoder_padding)
+    kwargs.pop("vad_filter", None)
+    short = duration_seconds is not None and duration_seconds < WINDOW_SECONDS
+    padding = speed.short_padding if short else speed.encoder_padding
+    return Plan(kwargs, True, padding)

@@ -26,6 +26,7 @@ from typing import Any
 
 from whispercli.server.engine.device import DevicePlan, cpu_plan
 from whispercli.server.engine.modelcache import DEFAULT_MAX_LOADED, ModelCache
+from whispercli.server.engine.outcome import JobCancelled, JobInputError
 
 log = logging.getLogger("whispercli.server")
 
@@ -48,6 +49,8 @@ class EngineConfig:
     """Where and how the engine decodes (whispercli.server.engine.device)."""
     max_loaded: int = DEFAULT_MAX_LOADED
     """Models the child keeps loaded (least recently used unloaded first)."""
+    max_audio_hours: float = 12.0
+    """Longer audio fails its job (checked from the header, then while decoding)."""
 
 
 # -- messages -----------------------------------------------------------------------------------
@@ -111,14 +114,10 @@ class Cancelled:
 
 
 Outcome = Succeeded | Failed | Cancelled
-FromWorker = Loaded | Evicted | Progress | Outcome
+FromEngine = Loaded | Evicted | Progress | Outcome
 
 
 # -- the child ----------------------------------------------------------------------------------
-class _Cancelled(Exception):
-    pass
-
-
 def _exit_with_parent(parent_pid: int) -> None:
     """Die when the server dies (even by SIGKILL): an orphaned engine must not linger."""
     while True:
@@ -137,44 +136,124 @@ def _thread_lock_for_tqdm() -> None:
         tqdm.set_lock(threading.RLock())
 
 
-def _engine_factory(config: EngineConfig) -> tuple[Callable[[str], Any], type[Exception]]:
-    """How to build the engine for a model folder, and the error a bad upload raises."""
+def _engine_factory(config: EngineConfig) -> Callable[[str], Any]:
+    """How to build the engine for a model folder."""
     fake_seconds = config.fake_seconds
     if fake_seconds is not None:
         from whispercli.server.engine.fake import FakeEngine
 
-        return (lambda path: FakeEngine(path, seconds=fake_seconds)), ValueError
-    from whispercli.server.engine.whisper import AudioError, Engine
+        return lambda path: FakeEngine(path, seconds=fake_seconds)
+    from whispercli.server.engine.whisper import Engine
 
     def make(path: str) -> Engine:
-        return Engine(path, cpu_threads=config.cpu_threads, speed=config.speed, plan=config.plan)
+        return Engine(
+            path,
+            cpu_threads=config.cpu_threads,
+            speed=config.speed,
+            plan=config.plan,
+            max_audio_hours=config.max_audio_hours,
+        )
 
-    return make, AudioError
+    return make
+
+
+class _Child:
+    """The engine process's state: loaded models, running jobs, one lock on the pipe."""
+
+    def __init__(self, conn: Connection, config: EngineConfig) -> None:
+        self.conn = conn
+        self._send_lock = threading.Lock()
+        self.make_engine = _engine_factory(config)
+        self.running: dict[str, Any] = {}
+        """Job id -> the engine decoding it."""
+        self.lock = threading.Lock()
+        self.cache: ModelCache[Any] = ModelCache(
+            self._load,
+            config.max_loaded,
+            lambda path: self.send(Evicted(path, tuple(self.cache.loaded()))),
+            close=lambda engine: engine.close(),
+        )
+
+    def send(self, message: FromEngine) -> None:
+        with self._send_lock:
+            self.conn.send(message)
+
+    def _load(self, model_path: str) -> Any:
+        started = time.perf_counter()
+        engine = self.make_engine(model_path)
+        seconds = time.perf_counter() - started
+        self.send(Loaded(model_path, seconds, (*self.cache.loaded(), model_path)))
+        return engine
+
+    def start(self, message: Transcribe) -> None:
+        job_id = message.job_id
+        try:
+            engine = self.cache.acquire(message.model_path)
+        except Exception as exc:
+            self.send(Failed(job_id, f"transcription failed: {type(exc).__name__}: {exc}"))
+            return
+        with self.lock:
+            self.running[job_id] = engine
+        engine.start(job_id, message.audio_path, message.params, _Sink(self, job_id, message))
+
+    def cancel(self, job_id: str) -> None:
+        with self.lock:
+            engine = self.running.get(job_id)
+        if engine is not None:
+            engine.cancel(job_id)
+
+    def finish(self, job_id: str, model_path: str, outcome: Outcome) -> None:
+        with self.lock:
+            self.running.pop(job_id, None)
+        self.cache.release(model_path)
+        self.send(outcome)
+
+
+class _Sink:
+    """One job's news, sent to the server as typed messages."""
+
+    def __init__(self, child: _Child, job_id: str, message: Transcribe) -> None:
+        self.child = child
+        self.job_id = job_id
+        self.model_path = message.model_path
+
+    def segment(self, segment: dict[str, Any] | None, progress: float) -> None:
+        self.child.send(Progress(self.job_id, progress, segment))
+
+    def done(self, result: dict[str, Any] | None, error: BaseException | None) -> None:
+        outcome: Outcome
+        if error is None and result is not None:
+            outcome = Succeeded(self.job_id, result)
+        elif isinstance(error, JobCancelled):
+            outcome = Cancelled(self.job_id)
+        elif isinstance(error, JobInputError):
+            outcome = Failed(self.job_id, str(error))
+        else:
+            outcome = Failed(self.job_id, f"transcription failed: {type(error).__name__}: {error}")
+        self.child.finish(self.job_id, self.model_path, outcome)
+
+
+def _read_cancels(cancels: Connection, child: _Child) -> None:
+    while True:
+        try:
+            message = cancels.recv()
+        except (EOFError, OSError):
+            return
+        if isinstance(message, Cancel):
+            child.cancel(message.job_id)
 
 
 def engine_main(conn: Connection, cancels: Connection, config: EngineConfig) -> None:
-    """Entry point of the child process."""
+    """Entry point of the child process: jobs start as they arrive and run side by side."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the engine stops
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _thread_lock_for_tqdm()
-    make_engine, audio_error = _engine_factory(config)
-
-    def load(model_path: str) -> Any:
-        started = time.perf_counter()
-        engine = make_engine(model_path)
-        seconds = time.perf_counter() - started
-        conn.send(Loaded(model_path, seconds, (*cache.loaded(), model_path)))
-        return engine
-
-    cache: ModelCache[Any] = ModelCache(
-        load,
-        config.max_loaded,
-        lambda path: conn.send(Evicted(path, tuple(cache.loaded()))),
-    )
+    child = _Child(conn, config)
+    threading.Thread(target=_read_cancels, args=(cancels, child), daemon=True).start()
     if config.preload:
-        cache.acquire(config.preload)
-        cache.release(config.preload)
+        child.cache.acquire(config.preload)
+        child.cache.release(config.preload)
     while True:
         try:
             message = conn.recv()
@@ -182,29 +261,7 @@ def engine_main(conn: Connection, cancels: Connection, config: EngineConfig) -> 
             return
         if not isinstance(message, Transcribe):  # Stop: return so the process exits cleanly
             return
-        job_id = message.job_id
-
-        def on_segment(
-            segment: dict[str, Any] | None, progress: float, job_id: str = job_id
-        ) -> None:
-            while cancels.poll():
-                if cancels.recv() == Cancel(job_id):
-                    raise _Cancelled
-            conn.send(Progress(job_id, progress, segment))
-
-        outcome: Outcome
-        try:
-            with cache.use(message.model_path) as engine:
-                result = engine.transcribe(message.audio_path, message.params, on_segment)
-        except _Cancelled:
-            outcome = Cancelled(job_id)
-        except audio_error as exc:
-            outcome = Failed(job_id, str(exc))
-        except Exception as exc:
-            outcome = Failed(job_id, f"transcription failed: {type(exc).__name__}: {exc}")
-        else:
-            outcome = Succeeded(job_id, result)
-        conn.send(outcome)
+        child.start(message)
 
 
 # -- the parent's side --------------------------------------------------------------------------
@@ -272,7 +329,7 @@ class EngineProcess:
             with contextlib.suppress(OSError):
                 self._cancels.send(Cancel(job_id))
 
-    def receive(self, timeout: float) -> FromWorker | None:
+    def receive(self, timeout: float) -> FromEngine | None:
         """The next message, or None after ``timeout``; EngineDied when the child is gone."""
         if self._conn is None:
             raise EngineDied("no engine process")
@@ -281,7 +338,7 @@ class EngineProcess:
                 if not self.alive:
                     raise EngineDied("engine process exited")
                 return None
-            message: FromWorker = self._conn.recv()
+            message: FromEngine = self._conn.recv()
         except (EOFError, OSError) as exc:
             raise EngineDied(str(exc) or type(exc).__name__) from exc
         return message

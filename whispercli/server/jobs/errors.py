@@ -35,6 +35,7 @@ ERRORS: Mapping[str, int] = {
     "too_large": 413,
     "job_failed": 422,
     "queue_full": 429,
+    "outbound_busy": 429,
     # the server
     "internal_error": 500,
     "unavailable": 503,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from whispercli.modelhub import ModelInfo, resolve
+from whispercli.modelhub import ModelInfo, resolve, vocabulary_size
 
-__all__ = ["ModelInfo", "installed", "keep_hub_offline", "resolve"]
+__all__ = ["ModelInfo", "installed", "keep_hub_offline", "resolve", "vocabulary_size"]
 
 
 def keep_hub_offline() -> None:

@@ -33,6 +33,15 @@ _RANGES: dict[str, tuple[float, float]] = {
     "logprob_threshold": (-100.0, 0.0),
 }
 _MAX_PROMPT_CHARS = 2000
+MAX_TEMPERATURES = 11
+"""A temperature schedule (a list, or a start and an increment) holds at most this many:
+Whisper's has 6 (0.0 to 1.0 by 0.2), every 0.1 makes 11."""
+MAX_SUPPRESS_TOKENS = 1024
+MAX_DECODE_WORK = 100
+"""Hypotheses a job may have decoded per 30 s window at worst: ``beam_size`` x ``patience`` at
+temperature 0, then ``best_of`` at each fallback temperature (Whisper's defaults: 5 + 5 x 5 =
+30). Each window may be decoded that many times over; this caps what one job can cost."""
+_DEFAULT_BEAM, _DEFAULT_BEST_OF = 5, 5
 _MAX_HOTWORDS_CHARS = 1000
 """A bound on what is stored and sent to the engine. faster-whisper prompts with at most 223
 tokens of hotwords and drops the rest: 1000 characters of English are about 230 tokens of
@@ -90,7 +99,24 @@ def _suppress_tokens(value: str | list[Any]) -> list[int]:
         tokens = list(value)
     if any(t < -1 for t in tokens):
         raise ParamError("input parameter 'suppress_tokens' may hold -1 and token ids >= 0 only")
+    if len(tokens) > MAX_SUPPRESS_TOKENS:
+        raise ParamError(
+            f"input parameter 'suppress_tokens' holds {len(tokens)} ids; at most "
+            f"{MAX_SUPPRESS_TOKENS} are accepted"
+        )
     return tokens
+
+
+def check_token_ids(params: dict[str, Any], vocabulary: int) -> None:
+    """Refuse token ids the model's vocabulary (``vocabulary`` tokens) does not have: they
+    would index past its tables in native code."""
+    tokens = params.get("suppress_tokens") or []
+    beyond = [t for t in tokens if t >= vocabulary]
+    if beyond:
+        raise ParamError(
+            f"input parameter 'suppress_tokens' holds {beyond[0]}, which is not a token id "
+            f"of this model (its ids go from 0 to {vocabulary - 1}; -1 means the default set)"
+        )
 
 
 def validate_input(raw: Any) -> dict[str, Any]:
@@ -114,7 +140,48 @@ def validate_input(raw: Any) -> dict[str, Any]:
                 f"input parameter '{name}' must be {_expected(types)}, not {_type_name(value)}"
             )
         params[name] = _normalise(name, value)
+    _check_decode_work(params)
     return params
+
+
+def temperature_count(params: dict[str, Any]) -> int:
+    """How many temperatures the job's schedule holds (as ``plans.temperatures`` builds it)."""
+    temperature = params.get("temperature")
+    increment = params.get("temperature_increment_on_fallback")
+    if isinstance(temperature, list):
+        return len(temperature)
+    if increment is None:
+        return 1 if temperature is not None else 6
+    start = 0.0 if temperature is None else float(temperature)
+    return int((1.0 - start) / float(increment) + 1e-6) + 1
+
+
+def decode_work(params: dict[str, Any]) -> float:
+    """The hypotheses decoded per window at worst (see :data:`MAX_DECODE_WORK`)."""
+    temperatures = temperature_count(params)
+    temperature = params.get("temperature")
+    first = temperature[0] if isinstance(temperature, list) else temperature or 0.0
+    beam = params.get("beam_size") or _DEFAULT_BEAM
+    best_of = params.get("best_of") or _DEFAULT_BEST_OF
+    at_first = beam * max(1.0, params.get("patience") or 1.0) if first == 0 else best_of
+    return at_first + best_of * (temperatures - 1)
+
+
+def _check_decode_work(params: dict[str, Any]) -> None:
+    count = temperature_count(params)
+    if count > MAX_TEMPERATURES:
+        raise ParamError(
+            f"the temperature schedule holds {count} temperatures; at most {MAX_TEMPERATURES} "
+            "are accepted (give fewer, or a larger 'temperature_increment_on_fallback')"
+        )
+    work = decode_work(params)
+    if work > MAX_DECODE_WORK:
+        raise ParamError(
+            f"the input parameters ask for up to {work:g} hypotheses per 30-second window "
+            f"(beam_size x patience, then best_of at each fallback temperature); at most "
+            f"{MAX_DECODE_WORK} are accepted: use fewer temperatures or a smaller beam_size, "
+            "best_of or patience"
+        )
 
 
 def _normalise(name: str, value: Any) -> Any:
@@ -167,8 +234,13 @@ def _hotwords(value: str) -> str:
     return value
 
 
-def check_model_can(params: dict[str, Any], model: str, english_only: bool) -> None:
-    """Refuse what an English-only model cannot do (another language, translation)."""
+def check_model_can(
+    params: dict[str, Any], model: str, english_only: bool, vocabulary: int | None = None
+) -> None:
+    """Refuse what the model cannot do: token ids beyond its ``vocabulary`` (when known) and,
+    for an English-only model, another language or translation."""
+    if vocabulary is not None:
+        check_token_ids(params, vocabulary)
     if not english_only:
         return
     language = params.get("language")

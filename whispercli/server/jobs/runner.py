@@ -1,7 +1,8 @@
 """How jobs get run for the app: :class:`Runner` is what the app starts and stops.
 
-- :class:`LocalRunner` (the embedded default) is one thread that claims the oldest queued job
-  from the store and hands it to a :class:`~whispercli.server.engine.executor.JobExecutor`.
+- :class:`LocalRunner` (the embedded default) is one thread that claims the oldest queued jobs
+  from the store, up to the executor's capacity, and hands them to a
+  :class:`~whispercli.server.engine.executor.JobExecutor` (the engine decodes them together).
 - :class:`NoRunner`: an API server whose jobs run on queue workers elsewhere (PostgreSQL mode,
   :mod:`whispercli.server.scale.worker`, which hands jobs to the same executor).
 """
@@ -19,6 +20,9 @@ from whispercli.server.storage.blobs import BlobStore
 from whispercli.server.storage.store import Store
 
 log = logging.getLogger("whispercli.server")
+
+PUMP_SECONDS = 0.05
+"""How long the runner relays engine news before it looks for new jobs again."""
 
 
 class Runner(Protocol):
@@ -69,7 +73,8 @@ class NoRunner:
 
 
 class LocalRunner:
-    """The embedded default: one thread claims queued jobs from the store and runs them."""
+    """The embedded default: one thread claims queued jobs from the store and runs them,
+    several at once."""
 
     def __init__(
         self,
@@ -85,11 +90,10 @@ class LocalRunner:
         self._wake = threading.Event()
         self._executor = JobExecutor(settings, store, blobs, notify, self._stopping)
         self._thread = threading.Thread(target=self._run, name="runner", daemon=True)
-        self._busy = False
 
     @property
     def busy(self) -> bool:
-        return self._busy
+        return self._executor.in_flight > 0
 
     @property
     def loaded_paths(self) -> list[str]:
@@ -124,17 +128,20 @@ class LocalRunner:
                 self._stopping.wait(1.0)
 
     def _tick(self) -> None:
-        self._executor.ensure_engine()
+        """Fill the engine up to its capacity, then relay its news for a moment."""
+        executor = self._executor
+        executor.ensure_engine()
         self._wake.clear()
-        job = self.store.claim_next()
-        if job is None:
-            self._executor.drain_idle()
+        while executor.in_flight < executor.capacity and not self._stopping.is_set():
+            job = self.store.claim_next()
+            if job is None:
+                break
+            self.notify(job.id)
+            if not executor.submit(job):
+                self.notify(job.id)
+        if executor.in_flight == 0:
+            executor.drain_idle()
             self._wake.wait(0.5)
             return
-        self.notify(job.id)
-        self._busy = True
-        try:
-            self._executor.run(job)
-        finally:
-            self._busy = False
-            self.notify(job.id)
+        for job_id in executor.pump(PUMP_SECONDS):
+            self.notify(job_id)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -33,7 +33,8 @@ from whispercli.server.settings import ServerSettings
 from whispercli.server.storage.blobs import BlobStore, BlobTooLarge, StorageFull
 from whispercli.server.storage.notify import Notifier
 from whispercli.server.storage.store import JobRecord, Store
-from whispercli.server.webhooks import guard, sender
+from whispercli.server.webhooks import guard
+from whispercli.server.webhooks.outbound import DownloadFailed, Outbound, OutboundBusy
 from whispercli.server.webhooks.signatures import new_message_id
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ TIER_QUEUES = {"cpuflex": "cpu", "gpuflex": "gpu"}
 """The protocol's ``serviceTier`` -> the queue whose workers run the job."""
 _EXTENSION_RE = re.compile(r"^[A-Za-z0-9]{1,10}$")
 RETRY_AFTER_SECONDS = 10
-CHUNK_BYTES = 1024 * 1024
+OUTBOUND_RETRY_SECONDS = 5
 LONG_POLL_RECHECK_SECONDS = 5.0
 """A long-poll re-reads the job at least this often, notification or not."""
 
@@ -80,6 +81,9 @@ class JobService:
         self.notifier = notifier
         self.dispatch = dispatch
         self.fleet = fleet
+        self.outbound = Outbound(
+            settings.webhook_policy, download_seconds=settings.file_url_seconds
+        )
 
     async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -96,6 +100,35 @@ class JobService:
         self, upload_id: str, chunks: AsyncIterable[bytes], declared_size: int | None
     ) -> int:
         """Store an upload's bytes (again, until a job uses them); return the size."""
+        await self._check_upload_open(upload_id)
+        limit = self.settings.max_upload_bytes
+        too_big = ServiceError(
+            "too_large", f"the file is larger than this server's limit of {limit} bytes"
+        )
+        if declared_size is not None and declared_size > limit:  # refuse before reading a byte
+            raise too_big
+        try:
+            staged = await self.blobs.stage(upload_id, chunks, limit)
+        except BlobTooLarge:
+            raise too_big from None
+        except StorageFull:
+            raise ServiceError(
+                "disk_full",
+                "the server's disk is full; free space in its data dir, then PUT the file again",
+            ) from None
+        try:  # a submit may have taken the upload while its bytes arrived: check again, at once
+            committed = await self._call(
+                self.store.commit_upload, upload_id, staged.size, staged.publish
+            )
+        finally:
+            await self._call(staged.discard)
+        if not committed:  # a job took it (or it was deleted) meanwhile: say which
+            await self._check_upload_open(upload_id)
+            raise ServiceError("upload_not_found", "this upload URL is unknown or was deleted")
+        return staged.size
+
+    async def _check_upload_open(self, upload_id: str) -> None:
+        """Refuse an upload that is unknown, or that a job already uses."""
         upload = await self._call(self.store.get_upload, upload_id)
         if upload is None:
             raise ServiceError("upload_not_found", "this upload URL is unknown or was deleted")
@@ -105,23 +138,6 @@ class JobService:
                 "a job was already submitted with this upload URL; get a new one from "
                 f"POST {UPLOAD_URL_PATH} to upload another file",
             )
-        limit = self.settings.max_upload_bytes
-        too_big = ServiceError(
-            "too_large", f"the file is larger than this server's limit of {limit} bytes"
-        )
-        if declared_size is not None and declared_size > limit:  # refuse before reading a byte
-            raise too_big
-        try:
-            size = await self.blobs.write(upload_id, chunks, limit)
-        except BlobTooLarge:
-            raise too_big from None
-        except StorageFull:
-            raise ServiceError(
-                "disk_full",
-                "the server's disk is full; free space in its data dir, then PUT the file again",
-            ) from None
-        await self._call(self.store.mark_uploaded, upload_id, size)
-        return size
 
     # -- submit --------------------------------------------------------------------------------
     def installed_models(self) -> list[str]:
@@ -135,12 +151,13 @@ class JobService:
         if info is None:
             raise ServiceError(
                 "model_not_found",
-                f"model 'whisper-{model}' is not installed on this server; installed: "
+                f"model '{model}' is not installed on this server; installed: "
                 + (", ".join(self.installed_models()) or "none"),
             )
         try:
             params = validate_input(raw_input)
-            check_model_can(params, model, info.english_only)
+            vocabulary = models.vocabulary_size(info.path)
+            check_model_can(params, model, info.english_only, vocabulary)
         except ParamError as exc:
             raise ServiceError("invalid_input", str(exc)) from None
         return JobRequest(model, params, TIER_QUEUES[tier])
@@ -263,11 +280,14 @@ class JobService:
 
     # -- webhooks, fetched files and a protocol's metadata ---------------------------------------
     async def check_webhook(self, url: str) -> None:
-        """Refuse (``invalid_webhook``) a URL the SSRF guard would not send to."""
+        """Refuse (``invalid_webhook``) a URL the SSRF guard would not send to (its DNS lookup
+        runs on an outbound thread, never in the pool the store calls use)."""
         try:
-            await self._call(guard.check, url, self.settings.webhook_policy)
+            await self.outbound.run(guard.check, url, self.settings.webhook_policy)
         except guard.RefusedUrl as exc:
             raise ServiceError("invalid_webhook", f"the webhook URL is refused: {exc}") from None
+        except OutboundBusy:
+            raise _outbound_busy() from None
 
     async def add_webhook(
         self,
@@ -283,36 +303,33 @@ class JobService:
         )
 
     async def fetch_to_upload(self, url: str) -> str:
-        """Download ``url`` into a new upload under the webhook SSRF rules (no redirects,
-        10 s per read); return the upload id."""
-        outcome, response, conn = await self._call(
-            sender.request, "GET", url, self.settings.webhook_policy
-        )
-        if response is None or conn is None or not outcome.ok:
-            if conn is not None:
-                conn.close()
-            why = outcome.error or f"HTTP {outcome.status}"
-            raise ServiceError("invalid_file_url", f"cannot download the file URL: {why}")
+        """Download ``url`` into a new upload under the webhook SSRF rules (no redirects, the
+        upload size limit, a total deadline; :mod:`~whispercli.server.webhooks.outbound`);
+        return the upload id."""
         try:
-            upload_id = await self.new_upload(None)
-            length = response.getheader("content-length") or ""
-
-            async def chunks() -> AsyncIterator[bytes]:
-                while data := await self._call(response.read, CHUNK_BYTES):
-                    yield data
-
-            declared = int(length) if length.isdigit() else None
-            await self.receive_upload(upload_id, chunks(), declared)
-        except OSError as exc:
-            raise ServiceError(
-                "invalid_file_url", f"the download of the file URL broke off: {exc}"
-            ) from None
-        finally:
-            conn.close()
+            async with self.outbound.download(url) as download:
+                upload_id = await self.new_upload(None)
+                await self.receive_upload(upload_id, download.chunks, download.length)
+        except OutboundBusy:
+            raise _outbound_busy() from None
+        except DownloadFailed as exc:
+            raise ServiceError("invalid_file_url", f"cannot download the file URL: {exc}") from None
         return upload_id
+
+    def close(self) -> None:
+        """End outbound work in flight (downloads) at shutdown."""
+        self.outbound.close()
 
     async def set_meta(self, job_id: str, data: dict[str, Any]) -> None:
         await self._call(self.store.set_meta, job_id, data)
 
     async def get_meta(self, job_id: str) -> dict[str, Any] | None:
         return await self._call(self.store.get_meta, job_id)
+
+
+def _outbound_busy() -> ServiceError:
+    return ServiceError(
+        "outbound_busy",
+        "the server is busy with other downloads and webhook checks; retry in a few seconds",
+        {"Retry-After": str(OUTBOUND_RETRY_SECONDS)},
+    )

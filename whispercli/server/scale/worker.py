@@ -136,8 +136,28 @@ async def _serve_until_stopped(
         delay = min(MAX_RECONNECT_DELAY, delay * 2)
 
 
+class MaintenanceNoise(logging.Filter):
+    """Drops Procrastinate's INFO lines about the fleet's periodic tasks (deferred, started,
+    ended: about 1.4 lines a second from an idle worker); their warnings and errors, and every
+    line about a transcription job, stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO or not record.name.startswith("procrastinate"):
+            return True
+        job = getattr(record, "job", None)
+        return not (isinstance(job, dict) and job.get("queue") == MAINTENANCE_QUEUE)
+
+
+def quiet_maintenance_logs() -> None:
+    """Install ``MaintenanceNoise`` on the handlers of the root logger (once)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaintenanceNoise) for f in handler.filters):
+            handler.addFilter(MaintenanceNoise())
+
+
 def run_worker(settings: ServerSettings, queues: list[str]) -> None:
     """``whispercli worker run``: serve ``queues`` until SIGINT/SIGTERM."""
+    quiet_maintenance_logs()
     models.keep_hub_offline()
     dsn = settings.database_url or ""
     migrate(dsn)  # like the API server

@@ -1,13 +1,9 @@
-"""The storage side of webhook delivery: the :class:`Outbox` every store implements, and the
-delivery rows it hands out (:mod:`whispercli.server.webhooks.outbox` sends them).
-
-Shared by both stores: :func:`delivery_from_row` and :func:`delivery_state`, so that the two
-dialects decide a row's shape and state the same way.
+"""The storage side of webhook delivery: the :class:`Outbox` the job store implements, and
+the delivery rows it hands out (:mod:`whispercli.server.webhooks.outbox` sends them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,28 +27,6 @@ class Delivery:
     body: bytes | None = None
     """The body sent, kept from the first attempt on."""
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def delivery_from_row(row: Mapping[str, Any], extra: dict[str, Any]) -> Delivery:
-    """A store's delivery row, with its job's ``ended_at``, as a :class:`Delivery`; ``extra``
-    is the row's JSON already decoded (each store's dialect stores it its own way)."""
-    return Delivery(
-        job_id=row["job_id"],
-        message_id=row["message_id"],
-        url=row["url"],
-        kind=row["kind"],
-        base_url=row["base_url"],
-        ended_at=row["ended_at"],
-        attempts=row["attempts"],
-        body=bytes(row["body"]) if row["body"] is not None else None,
-        extra=extra,
-    )
-
-
-def delivery_state(delivered: bool, next_at: float | None) -> str:
-    """A delivery row's state after an attempt: ``delivered``, ``waiting`` for the retry at
-    ``next_at``, or ``abandoned`` (no retry left)."""
-    return "delivered" if delivered else "waiting" if next_at is not None else "abandoned"
 
 
 class Outbox(Protocol):

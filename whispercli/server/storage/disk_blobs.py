@@ -8,9 +8,25 @@ import errno
 import os
 import time
 from collections.abc import AsyncIterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from whispercli.server.storage.blobs import READ_CHUNK, BlobTooLarge, StorageFull
+
+
+@dataclass
+class StagedFile:
+    """A written temp file, renamed over the blob on publish."""
+
+    size: int
+    partial: Path
+    final: Path
+
+    def publish(self) -> None:
+        os.replace(self.partial, self.final)
+
+    def discard(self) -> None:
+        self.partial.unlink(missing_ok=True)
 
 
 class DiskBlobStore:
@@ -24,6 +40,11 @@ class DiskBlobStore:
         return self.folder / blob_id
 
     async def write(self, blob_id: str, chunks: AsyncIterable[bytes], limit: int) -> int:
+        staged = await self.stage(blob_id, chunks, limit)
+        staged.publish()
+        return staged.size
+
+    async def stage(self, blob_id: str, chunks: AsyncIterable[bytes], limit: int) -> StagedFile:
         final = self._path(blob_id)
         partial = final.with_name(f"{final.name}.{os.getpid()}.{time.monotonic_ns()}.part")
         size = 0
@@ -35,14 +56,12 @@ class DiskBlobStore:
                     if size > limit:
                         raise BlobTooLarge
                     out.write(chunk)
-            os.replace(partial, final)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            raise StorageFull from None
-        finally:
+        except BaseException as exc:
             partial.unlink(missing_ok=True)
-        return size
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull from None
+            raise
+        return StagedFile(size, partial, final)
 
     def read(self, blob_id: str) -> Iterator[bytes]:
         with self._path(blob_id).open("rb") as fh:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from whispercli.server.vendors import DEFAULT_MODEL
+from whispercli.server.vendors import DEFAULT_MODEL, jsonbody
 
 PROVIDER = "whisper"
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -135,8 +135,8 @@ def _str(name: str, value: Any) -> str:
 def _object(name: str, value: Any) -> dict[str, Any]:
     if isinstance(value, str):  # multipart: a JSON text
         try:
-            value = json.loads(value) if value.strip() else {}
-        except ValueError:
+            value = jsonbody.loads(value) if value.strip() else {}
+        except jsonbody.JsonBodyError:
             raise invalid(name, "Value must be valid JSON.") from None
     if not isinstance(value, dict):
         raise invalid(name, "Must be a JSON object.")

@@ -34,6 +34,9 @@ class FormReader:
     def __init__(self, boundary: bytes, file_field: str = "file") -> None:
         self.file_field = file_field
         self.fields: dict[str, str] = {}
+        """The text fields by name (a repeated name keeps its last value)."""
+        self.pairs: list[tuple[str, str]] = []
+        """Every text field in order, repeats included (OpenAI's ``name[]`` lists)."""
         self.has_file = False
         self.file_name: str | None = None
         self._out: list[bytes] = []
@@ -84,7 +87,7 @@ class FormReader:
                 raise FormError(self._name, f"only one file part, named {self.file_field!r}")
             self.has_file = True
             self.file_name = options[b"filename"].decode("utf-8", "replace")
-        elif len(self.fields) >= MAX_FIELDS:
+        elif len(self.pairs) >= MAX_FIELDS:
             raise FormError(self._name, f"more than {MAX_FIELDS} form fields")
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
@@ -99,9 +102,11 @@ class FormReader:
     def _part_end(self) -> None:
         if not self._is_file and self._name is not None:
             try:
-                self.fields[self._name] = self._value.decode("utf-8")
+                value = self._value.decode("utf-8")
             except UnicodeDecodeError:
                 raise FormError(self._name, "the field is not UTF-8 text") from None
+            self.fields[self._name] = value
+            self.pairs.append((self._name, value))
 
     def _end(self) -> None:
         self._ended = True

@@ -1,23 +1,71 @@
 """One HTTP request to a URL the guard checked, connecting only to the checked address.
 
 The Host header and TLS server name stay the URL's host; redirects are not followed (a 3xx is
-a failed attempt); each socket operation times out after ``TIMEOUT`` seconds; the response body
-is read (a little) and dropped, never stored.
+a failed attempt); each socket operation times out after ``TIMEOUT`` seconds, and a
+:class:`Watchdog` bounds the whole exchange (a peer that trickles its status line, headers or
+body a byte at a time never times a socket operation out); a webhook's response body is read
+(a little) and dropped, never stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from whispercli.server.webhooks import guard
 
 TIMEOUT = 10.0
+"""Seconds one socket operation (connect, a read, a write) may take."""
+ATTEMPT_SECONDS = 15.0
+"""Seconds a whole webhook attempt may take, however the receiver paces its bytes."""
 _DRAIN_BYTES = 64 * 1024
+
+
+class Watchdog:
+    """Ends an exchange that runs past ``seconds``: the socket of the connection it watches is
+    shut down, so a blocking read in any phase returns at once. ``fire`` ends it now."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.fired = False
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self.fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._conn = conn
+        if self.fired:
+            self._shut(conn)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            conn = self._conn
+        self._timer.cancel()
+        if conn is not None:
+            self._shut(conn)
+
+    @staticmethod
+    def _shut(conn: http.client.HTTPConnection) -> None:
+        sock = conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass(frozen=True)
@@ -76,8 +124,10 @@ def request(
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
     timeout: float = TIMEOUT,
+    watchdog: Watchdog | None = None,
 ) -> tuple[Outcome, http.client.HTTPResponse | None, http.client.HTTPConnection | None]:
-    """Check ``url``, connect to its checked address and send; the caller closes the connection."""
+    """Check ``url``, connect to its checked address and send; the caller closes the connection
+    (and reads the body while ``watchdog``, if any, still watches it)."""
     try:
         target = guard.check(url, policy)
     except guard.RefusedUrl as exc:
@@ -85,7 +135,11 @@ def request(
     last_error = "no address"
     kind = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
     for address in target.addresses:
+        if watchdog is not None and watchdog.fired:
+            break
         conn = kind(target, address, timeout)
+        if watchdog is not None:
+            watchdog.watch(conn)
         try:
             conn.request(method, target.path, body=body, headers=dict(headers or {}))
             response = conn.getresponse()
@@ -97,6 +151,8 @@ def request(
             conn.close()
             return Outcome(response.status, "redirects are not followed"), None, None
         return Outcome(response.status), response, conn
+    if watchdog is not None and watchdog.fired:
+        last_error = f"it took longer than {watchdog.seconds:g} s"
     return Outcome(None, last_error), None, None
 
 
@@ -107,16 +163,21 @@ def post(
     policy: guard.Policy,
     *,
     timeout: float = TIMEOUT,
+    watchdog: Watchdog | None = None,
 ) -> Outcome:
-    """POST ``body``; the outcome only (the response body is drained and dropped)."""
+    """POST ``body`` within ``watchdog``'s time (default :data:`ATTEMPT_SECONDS`); the outcome
+    only (the response body is drained and dropped)."""
     sent = {"Content-Type": "application/json", "User-Agent": "whispercli-webhooks", **headers}
-    outcome, response, conn = request("POST", url, policy, body=body, headers=sent, timeout=timeout)
-    if conn is not None:
-        try:
-            if response is not None:
-                response.read(_DRAIN_BYTES)
-        except (OSError, http.client.HTTPException):
-            pass
-        finally:
-            conn.close()
+    with watchdog or Watchdog(ATTEMPT_SECONDS) as dog:
+        outcome, response, conn = request(
+            "POST", url, policy, body=body, headers=sent, timeout=timeout, watchdog=dog
+        )
+        if conn is not None:
+            try:
+                if response is not None:
+                    response.read(_DRAIN_BYTES)
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                conn.close()
     return outcome

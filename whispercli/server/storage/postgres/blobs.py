@@ -6,7 +6,7 @@ sha256) last, in the transaction that drops the previous version: a reader sees 
 or the new one, never a part. Memory stays at one chunk whatever the size; workers on other
 machines read the bytes from the database (no shared disk). ``local_file`` copies them to a
 scratch file for the engine and checks the sha256 on the way. The schema is
-:func:`whispercli.server.storage.postgres.store.migrate`'s.
+:func:`whispercli.server.storage.postgres.schema.migrate`'s.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import hashlib
 import secrets
 import tempfile
 from collections.abc import AsyncIterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,28 @@ CHUNK_BYTES = 4 * 1024 * 1024
 
 class BlobCorrupt(OSError):
     """The bytes read back do not match the manifest's sha256 or size."""
+
+
+@dataclass
+class StagedChunks:
+    """Chunks written under a fresh version; publishing writes the manifest that names it."""
+
+    blobs: PostgresBlobStore
+    blob_id: str
+    version: str
+    chunks: int
+    size: int
+    sha256: str
+    published: bool = False
+
+    def publish(self) -> None:
+        self.blobs._commit(self.blob_id, self.version, self.chunks, self.size, self.sha256)
+        self.published = True
+
+    def discard(self) -> None:
+        if not self.published:
+            with contextlib.suppress(Exception):
+                self.blobs._drop_version(self.blob_id, self.version)
 
 
 class PostgresBlobStore(Pooled):
@@ -77,6 +100,14 @@ class PostgresBlobStore(Pooled):
             )
 
     async def write(self, blob_id: str, chunks: AsyncIterable[bytes], limit: int) -> int:
+        staged = await self.stage(blob_id, chunks, limit)
+        try:
+            await asyncio.to_thread(staged.publish)
+        finally:
+            await asyncio.to_thread(staged.discard)
+        return staged.size
+
+    async def stage(self, blob_id: str, chunks: AsyncIterable[bytes], limit: int) -> StagedChunks:
         version = secrets.token_hex(8)
         digest = hashlib.sha256()
         buffer = bytearray()
@@ -97,12 +128,11 @@ class PostgresBlobStore(Pooled):
             if buffer or seq == 0:
                 await asyncio.to_thread(self._put_chunk, blob_id, version, seq, bytes(buffer))
                 seq += 1
-            await asyncio.to_thread(self._commit, blob_id, version, seq, size, digest.hexdigest())
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._drop_version, blob_id, version)
             raise
-        return size
+        return StagedChunks(self, blob_id, version, seq, size, digest.hexdigest())
 
     def _manifest(self, blob_id: str) -> dict[str, Any]:
         with self._conn() as conn:

@@ -1,7 +1,7 @@
 """Change notification across machines: PostgreSQL LISTEN/NOTIFY.
 
-The jobs table's trigger (see :mod:`whispercli.server.storage.postgres.store`) NOTIFYs the job id on
-every insert, update and delete, whoever writes it -- an API server or a worker on another
+The jobs table's trigger (see :mod:`whispercli.server.storage.postgres.schema`) NOTIFYs the job
+id on every insert, update and delete, whoever writes it -- an API server or a worker on another
 machine -- so :meth:`PostgresNotifier.notify` only needs to wake this process's waiters. One
 listening connection per API server feeds a :class:`~..local_notify.LocalNotifier`;
 when that connection drops it reconnects with a back-off and wakes every waiter (they re-read

@@ -1,0 +1,83 @@
+"""Audio in bounded pieces (engine/audio.py) and chunks found piece by piece (engine/speech.py)."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from faster_whisper import decode_audio
+from faster_whisper.vad import collect_chunks, get_speech_timestamps
+
+from whispercli.server.engine.audio import SAMPLE_RATE, AudioError, open_audio
+from whispercli.server.engine.speech import VAD, Chunk, Chunker, Span
+
+REAL = Path(__file__).resolve().parents[3] / "bench" / "real" / "clips"
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 45 s of real speech with pauses (several bench/real clips in a row)."""
+    gap = np.zeros(SAMPLE_RATE // 2, np.float32)
+    names = ["jfk", "austen_0870", "wizard", "digits", "austen_0920", "arctic_a0024", "jfk"]
+    parts = [p for n in names for p in (decode_audio(str(REAL / f"{n}.flac")), gap)]
+    samples = (np.concatenate(parts) * 32767).astype("<i2")
+    path = tmp_path_factory.mktemp("audio") / "speech.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(samples.tobytes())
+    return path
+
+
+def test_pieces_are_bounded_and_add_up_to_the_whole_file(speech: Path) -> None:
+    audio = open_audio(str(speech))
+    pieces = list(audio.pieces(seconds=10.0))
+    audio.close()
+    assert max(p.size for p in pieces) == 10 * SAMPLE_RATE
+    whole = decode_audio(str(speech))
+    joined = np.concatenate(pieces)
+    assert joined.size == whole.size
+    assert np.abs(joined - whole).max() < 1e-3
+    assert audio.header_seconds == pytest.approx(whole.size / SAMPLE_RATE, abs=0.01)
+
+
+def test_chunks_found_piece_by_piece_match_the_batched_pipelines(speech: Path) -> None:
+    whole = decode_audio(str(speech))
+    _, expected = collect_chunks(whole, get_speech_timestamps(whole, VAD), max_duration=30.0)
+    audio = open_audio(str(speech))
+    chunker, found = Chunker(), []
+    pieces = list(audio.pieces())
+    for i, piece in enumerate(pieces):
+        found += list(chunker.feed(piece, final=i == len(pieces) - 1))
+    assert [c.index for c in found] == list(range(len(found)))
+    assert len(found) == len(expected)
+    for chunk, meta in zip(found, expected, strict=True):
+        assert chunk.seconds <= 30.0
+        assert chunk.seconds == pytest.approx(meta["duration"], abs=0.5)
+    ends = [c.end_seconds for c in found]
+    assert ends == sorted(ends)
+
+
+def test_chunk_times_map_back_to_the_file_with_the_pauses() -> None:
+    spans = (Span(16000, 48000), Span(160000, 192000))  # 1-3 s and 10-12 s of the file
+    chunk = Chunk(0, np.zeros(64000, np.float32), spans)
+    assert chunk.file_time(0.5) == pytest.approx(1.5)
+    assert chunk.file_time(2.5) == pytest.approx(10.5)
+    assert chunk.file_time(2.0, is_end=True) == pytest.approx(3.0)
+    assert chunk.file_time(2.0) == pytest.approx(10.0)
+    assert chunk.end_seconds == pytest.approx(12.0)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [(b"", "empty"), (b"not audio at all" * 64, "could not decode the upload as audio")],
+)
+def test_bad_files_are_audio_errors(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "bad.mp3"
+    path.write_bytes(data)
+    with pytest.raises(AudioError, match=message):
+        audio = open_audio(str(path))
+        list(audio.pieces())

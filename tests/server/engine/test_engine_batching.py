@@ -1,0 +1,129 @@
+"""Jobs decoded together by the real engine (real recordings from bench/real/, a few seconds
+each): every job gets its own transcript, segments, warnings and end; a bad upload fails only
+its job; a cancel stops one job of a batch; two clients at once get their own text."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import wave
+from pathlib import Path
+
+import pytest
+import requests
+from support.audio import make_long_clip
+from support.protocol import TIMEOUT, poll, submit, upload, wait_done
+from support.servers import Server
+from wer import wer
+
+REAL = Path(__file__).resolve().parents[3] / "bench" / "real" / "clips"
+REFERENCE = {
+    "jfk": "And so my fellow Americans, ask not what your country can do for you, ask what you "
+    "can do for your country.",
+    "wizard": "He began a confused complaint against the wizard, who had vanished behind the "
+    "curtain on the left.",
+    "new_home": "we must find a new home in the stars",
+    "arctic_a0024": "It was my reports from the north which chiefly induced people to buy.",
+}
+WER_BOUND = 0.25  # a few words of a short clip; tiny.en gets these nearly right
+
+
+def silence(path: Path, seconds: float) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(int(seconds * 16000) * 2))
+    return path
+
+
+def check_segments(result: dict[str, object]) -> None:
+    segments = result["segments"]
+    assert isinstance(segments, list)
+    duration = float(result["duration"])  # type: ignore[arg-type]
+    assert [s["id"] for s in segments] == list(range(len(segments)))
+    for seg in segments:
+        assert 0 <= seg["start"] <= seg["end"] <= duration + 0.5, seg
+        assert seg["end"] - seg["start"] <= 18.0, seg  # sentence-sized
+        assert seg["text"].strip()
+    starts = [s["start"] for s in segments]
+    assert starts == sorted(starts)
+
+
+def test_jobs_in_flight_together_each_get_their_own_result(
+    server: Server, tmp_path: Path
+) -> None:
+    quiet = silence(tmp_path / "quiet.wav", 6.0)
+    jobs = {name: submit(server, upload(server, REAL / f"{name}.flac")) for name in REFERENCE}
+    jobs["quiet"] = submit(server, upload(server, quiet))
+    jobs["broken"] = submit(server, upload(server, b"this is not audio at all" * 100))
+    bodies = {name: wait_done(server, job) for name, job in jobs.items()}
+
+    for name, text in REFERENCE.items():
+        body = bodies[name]
+        assert body["status"] == "success", body
+        assert wer(text, body["result"]["text"]) <= WER_BOUND, (name, body["result"]["text"])
+        assert body["result"]["warnings"] == []
+        check_segments(body["result"])
+    assert bodies["quiet"]["status"] == "success"
+    assert bodies["quiet"]["result"]["segments"] == []
+    assert bodies["quiet"]["result"]["warnings"] == ["no speech was found in 6.0 s of audio"]
+    assert bodies["broken"]["status"] == "failed"
+    assert "could not decode the upload as audio" in bodies["broken"]["error"]
+
+
+def test_cancel_stops_one_job_and_the_other_finishes(server: Server, tmp_path: Path) -> None:
+    long = make_long_clip(tmp_path, 2)
+    doomed = submit(server, upload(server, long))
+    other = submit(server, upload(server, REAL / "jfk.flac"))
+    deadline = time.monotonic() + 60
+    while poll(server, doomed)["status"] != "processing" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    cancel = f"{server.url}/v1/async/jobs/{doomed['id']}/cancel"
+    assert requests.post(cancel, headers=server.headers, timeout=TIMEOUT).status_code == 200
+    assert wait_done(server, doomed, timeout=10)["status"] == "cancelled"
+    assert time.monotonic() - started < 1.5
+    body = wait_done(server, other)
+    assert body["status"] == "success"
+    assert wer(REFERENCE["jfk"], body["result"]["text"]) <= WER_BOUND
+
+
+def test_two_clients_at_once_get_their_own_transcripts(server: Server) -> None:
+    outputs: dict[str, subprocess.CompletedProcess[str]] = {}
+
+    def transcribe(name: str) -> None:
+        outputs[name] = subprocess.run(
+            [sys.executable, "-m", "whispercli", "transcribe", str(REAL / f"{name}.flac")],
+            env=server.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    threads = [threading.Thread(target=transcribe, args=(n,)) for n in ("wizard", "arctic_a0024")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(150)
+    for name in ("wizard", "arctic_a0024"):
+        done = outputs[name]
+        assert done.returncode == 0, done.stderr
+        assert wer(REFERENCE[name], done.stdout) <= WER_BOUND, (name, done.stdout)
+
+
+@pytest.mark.parametrize("speed", ["default", "fast"])
+def test_a_short_clip_keeps_its_words_with_a_short_encoder_window(
+    server: Server, speed: str
+) -> None:
+    """Short audio is encoded with a window sized to it (plans.SHORT_PADDING, at least
+    plans.MIN_WINDOW_SECONDS): no repeated words, no lost ones."""
+    body = wait_done(
+        server, submit(server, upload(server, REAL / "cards_001.flac"), {"speed": speed})
+    )
+    assert body["status"] == "success"
+    text = body["result"]["text"].lower()
+    assert "clubs" in text
+    assert text.count("clubs") == 1, text

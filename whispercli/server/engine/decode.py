@@ -1,0 +1,158 @@
+"""One batch of chunks through faster-whisper: features, an encoder window, a batched decode.
+
+:class:`BatchDecoder` is what the scheduler (engine.batcher) calls: the chunks of a batch may
+come from several jobs that share one :class:`Setup` (language, task, beam...). It encodes them
+in one call with an input as long as the longest chunk needs (``Setup.padding``: a full 30 s
+window, or the chunk plus some seconds), decodes them with faster-whisper's batched pipeline
+(one ``generate`` for the whole batch, word timings from the same encoder output) and maps every
+time back from the chunk's packed speech to the file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+
+from whispercli.server.engine.plans import MIN_WINDOW_SECONDS
+from whispercli.server.engine.speech import Chunk
+
+FRAMES_PER_SECOND = 100
+WINDOW_FRAMES = 3000
+_DEFAULTS = inspect.signature(BatchedInferencePipeline.transcribe).parameters
+_PUNCTUATION = (_DEFAULTS["prepend_punctuations"].default, _DEFAULTS["append_punctuations"].default)
+"""faster-whisper's own punctuation sets for word timings."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the chunks of one batch share: how to decode them."""
+
+    tokenizer: Tokenizer
+    options: TranscriptionOptions
+    padding: float | None
+    """Seconds of encoder input after the longest chunk (None: a full window)."""
+
+
+def batch_key(kwargs: Mapping[str, Any], language: str, padding: float | None) -> tuple[Any, ...]:
+    """The options that must be equal for two jobs' chunks to share a batch."""
+    return (language, padding, *sorted((k, repr(v)) for k, v in kwargs.items()))
+
+
+def make_setup(
+    model: WhisperModel, kwargs: Mapping[str, Any], language: str, padding: float | None
+) -> Setup:
+    """A :class:`Setup` from a chunked plan's kwargs (plans.plan)."""
+    tokenizer = Tokenizer(
+        model.hf_tokenizer,
+        model.model.is_multilingual,
+        task=kwargs.get("task", "transcribe"),
+        language=language,
+    )
+    temperature = kwargs.get("temperature", 0.0)
+    first = temperature[0] if isinstance(temperature, list | tuple) else temperature
+    suppress = kwargs.get("suppress_tokens", [-1])
+    if isinstance(suppress, str):
+        suppress = [int(t) for t in suppress.split(",") if t.strip()]
+    options = TranscriptionOptions(
+        beam_size=kwargs.get("beam_size", 5),
+        best_of=kwargs.get("best_of", 5),
+        patience=kwargs.get("patience", 1),
+        length_penalty=kwargs.get("length_penalty", 1),
+        repetition_penalty=1,
+        no_repeat_ngram_size=0,
+        log_prob_threshold=-1.0,
+        no_speech_threshold=0.6,
+        compression_ratio_threshold=2.4,
+        temperatures=[float(first or 0.0)],
+        initial_prompt=kwargs.get("initial_prompt"),
+        prefix=None,
+        suppress_blank=True,
+        suppress_tokens=get_suppressed_tokens(tokenizer, suppress) if suppress else suppress,
+        prepend_punctuations=_PUNCTUATION[0],
+        append_punctuations=_PUNCTUATION[1],
+        max_new_tokens=None,
+        hotwords=kwargs.get("hotwords"),
+        word_timestamps=True,
+        hallucination_silence_threshold=None,
+        condition_on_previous_text=False,
+        clip_timestamps="0",
+        prompt_reset_on_temperature=0.5,
+        multilingual=False,
+        without_timestamps=True,
+        max_initial_timestamp=0.0,
+    )
+    return Setup(tokenizer, options, padding)
+
+
+def window_frames(longest_seconds: float, padding: float | None) -> int:
+    """Encoder input frames for a batch whose longest chunk lasts ``longest_seconds``."""
+    if padding is None:
+        return WINDOW_FRAMES
+    seconds = max(MIN_WINDOW_SECONDS, math.ceil(longest_seconds + padding))
+    return min(WINDOW_FRAMES, int(seconds * FRAMES_PER_SECOND))
+
+
+class BatchDecoder:
+    """Decodes batches of chunks on ``model`` (thread-safe: one pipeline object per call)."""
+
+    def __init__(self, model: WhisperModel) -> None:
+        self.model = model
+
+    def features(self, chunks: Sequence[Chunk], padding: float | None) -> np.ndarray:
+        extract = self.model.feature_extractor
+        feats = [extract(chunk.audio)[..., :-1] for chunk in chunks]
+        frames = window_frames(max(c.seconds for c in chunks), padding)
+        out = np.zeros((len(feats), feats[0].shape[0], frames), np.float32)
+        for i, feat in enumerate(feats):
+            n = min(frames, feat.shape[-1])
+            out[i, :, :n] = feat[:, :n]
+        return out
+
+    def decode(self, setup: Setup, chunks: Sequence[Chunk]) -> list[list[dict[str, Any]]]:
+        """Each chunk's segments (usually one), with file times and words."""
+        features = self.features(chunks, setup.padding)
+        meta = [{"offset": 0.0, "duration": c.seconds, "segments": []} for c in chunks]
+        pipeline = BatchedInferencePipeline(self.model)
+        outputs = pipeline.forward(features, setup.tokenizer, meta, setup.options)
+        temperature = setup.options.temperatures[0]
+        return [
+            [_to_file_times(chunk, seg, temperature) for seg in segments]
+            for chunk, segments in zip(chunks, outputs, strict=True)
+        ]
+
+
+def _to_file_times(chunk: Chunk, seg: dict[str, Any], temperature: float) -> dict[str, Any]:
+    words = [
+        {
+            "start": round(chunk.file_time(float(w["start"])), 3),
+            "end": round(chunk.file_time(float(w["end"]), is_end=True), 3),
+            "word": w["word"],
+            "probability": w["probability"],
+        }
+        for w in seg.get("words") or []
+    ]
+    start = words[0]["start"] if words else chunk.file_time(float(seg["start"]))
+    end = words[-1]["end"] if words else chunk.file_time(float(seg["end"]), is_end=True)
+    out: dict[str, Any] = {
+        "id": 0,
+        "seek": int(chunk.spans[0].start / 160),
+        "start": round(float(start), 3),
+        "end": round(float(end), 3),
+        "text": seg["text"],
+        "tokens": list(seg["tokens"]),
+        "temperature": temperature,
+        "avg_logprob": seg["avg_logprob"],
+        "compression_ratio": seg["compression_ratio"],
+        "no_speech_prob": seg["no_speech_prob"],
+    }
+    if words:
+        out["words"] = words
+    return out

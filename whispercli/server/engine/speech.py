@@ -1,0 +1,117 @@
+"""Where the speech is: Silero VAD over pieces of audio, packed into Whisper-window chunks.
+
+:class:`Chunker` is fed the audio piece by piece (engine.audio) and yields :class:`Chunk` s in
+time order as soon as they are complete. A chunk is what faster-whisper's
+``BatchedInferencePipeline`` decodes as one window: the speech spans Silero finds (pauses of
+160 ms are cut points, each span at most 30 s), the silence between them dropped, packed while
+their speech fits in one window. Cutting the same way keeps the pipeline's accuracy (the bench
+measures it); packing speech without the silences keeps the windows few.
+
+Memory stays bounded: the chunker holds at most the current piece, one span carried over from
+the previous piece (a span that touches a piece's end may go on in the next one, so it waits
+for it) and the chunk being packed.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from whispercli.server.engine.audio import SAMPLE_RATE
+
+WINDOW_SECONDS = 30.0
+VAD = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
+"""faster-whisper's batched pipeline's VAD settings."""
+_TOUCH_SAMPLES = SAMPLE_RATE * VAD.speech_pad_ms // 1000 + 512
+"""A span ending this close to a piece's end may continue in the next piece."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """Speech Silero found: samples ``start``..``end`` of the whole file."""
+
+    start: int
+    end: int
+
+    @property
+    def samples(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One window's worth of speech: ``audio`` is its spans' samples joined."""
+
+    index: int
+    audio: np.ndarray
+    spans: tuple[Span, ...]
+
+    @property
+    def seconds(self) -> float:
+        return self.audio.size / SAMPLE_RATE
+
+    @property
+    def end_seconds(self) -> float:
+        """Where the chunk's speech ends in the file."""
+        return self.spans[-1].end / SAMPLE_RATE
+
+    def file_time(self, seconds: float, *, is_end: bool = False) -> float:
+        """A time in the chunk's audio -> the same moment in the file (pauses put back).
+
+        A time on the border of two spans is the first one's end when ``is_end``, else the
+        second one's start.
+        """
+        offsets = np.cumsum([0] + [s.samples for s in self.spans[:-1]]) / SAMPLE_RATE
+        pick = bisect.bisect_left if is_end else bisect.bisect_right
+        index = min(max(pick(offsets.tolist(), seconds) - 1, 0), len(self.spans) - 1)
+        local = seconds - float(offsets[index])
+        span = self.spans[index]
+        return min(span.start / SAMPLE_RATE + max(local, 0.0), span.end / SAMPLE_RATE)
+
+
+class Chunker:
+    """Turns a stream of audio pieces into chunks, in order, as soon as each is complete."""
+
+    def __init__(self, window_seconds: float = WINDOW_SECONDS) -> None:
+        self.limit = int(window_seconds * SAMPLE_RATE)
+        self._carry = np.zeros(0, np.float32)
+        self._carry_start = 0
+        self._next_start = 0  # file position of the next piece's first sample
+        self._packed: list[tuple[Span, np.ndarray]] = []
+        self._count = 0
+
+    def feed(self, piece: np.ndarray, *, final: bool = False) -> Iterator[Chunk]:
+        """Take the next piece; yield the chunks it completes (all of them when ``final``)."""
+        buffer = np.concatenate([self._carry, piece]) if self._carry.size else piece
+        start = self._carry_start if self._carry.size else self._next_start
+        self._next_start += piece.size
+        spans = [Span(s["start"], s["end"]) for s in get_speech_timestamps(buffer, VAD)]
+        self._carry = np.zeros(0, np.float32)
+        if spans and not final and spans[-1].end >= buffer.size - _TOUCH_SAMPLES:
+            held = spans.pop()
+            self._carry, self._carry_start = buffer[held.start :].copy(), start + held.start
+        for span in spans:
+            yield from self._pack(
+                Span(start + span.start, start + span.end), buffer[span.start : span.end]
+            )
+        if final:
+            yield from self._emit()
+
+    def _pack(self, span: Span, samples: np.ndarray) -> Iterator[Chunk]:
+        packed = sum(s.samples for s, _ in self._packed)
+        if self._packed and packed + span.samples > self.limit:
+            yield from self._emit()
+        self._packed.append((span, samples.copy()))
+
+    def _emit(self) -> Iterator[Chunk]:
+        if not self._packed:
+            return
+        spans = tuple(s for s, _ in self._packed)
+        audio = np.concatenate([a for _, a in self._packed])
+        self._packed = []
+        yield Chunk(self._count, audio, spans)
+        self._count += 1
