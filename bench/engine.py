@@ -167,9 +167,7 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def server_job(
-    server: bk.Server, path: Path, params: dict[str, Any] | None = None
-) -> Outcome:
+def server_job(server: bk.Server, path: Path, params: dict[str, Any] | None = None) -> Outcome:
     """Upload, submit, long-poll to the end; the transcript and the engine's CPU seconds."""
     pid = engine_pid(server)
     cpu = process_cpu(pid)

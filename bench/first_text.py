@@ -29,7 +29,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchkit as bk
-
 import openai
 import requests
 from support.audio import make_long_clip

@@ -61,10 +61,10 @@ import support.figures as figures
 from support.audio import shared_long_clip
 from support.cli import Cli
 from support.net import free_port as find_free_port
-from support.pg_cluster import PostgresCluster, postgres, postgres_outage  # noqa: F401
+from support.pg_cluster import postgres, postgres_outage, workers  # noqa: F401  (fixtures)
 from support.procs import reap
 from support.sandbox import Sandbox
-from support.servers import Server, ServerFactory, Workers, serve_module
+from support.servers import Server, ServerFactory, serve_module
 
 _DIR_VARS = ("WHISPERCLI_CONFIG_DIR", "WHISPERCLI_STATE_DIR", "WHISPERCLI_DATA_DIR")
 
@@ -176,17 +176,6 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def minute_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About a minute of espeak-ng speech (``LONG_TEXT`` once), made once."""
     return shared_long_clip(tmp_path_factory, 1)
-
-
-@pytest.fixture
-def workers(postgres: PostgresCluster, sandbox: Sandbox) -> Iterator[Workers]:
-    """Workers on a fresh database (our schema and Procrastinate's migrated), each with its own
-    data dir and log; all stopped at the end of the test."""
-    from whispercli.server.scale.queue import migrate
-
-    pool = Workers(sandbox, postgres.new_database(migrate))
-    yield pool
-    pool.stop_all()
 
 
 _real_connect = socket.socket.connect

@@ -289,28 +289,30 @@ def test_a_saved_job_of_an_unknown_backend_is_refused(vendor_cli: Cli) -> None:
 # -- issue 19 --------------------------------------------------------------------------------
 
 
-def test_a_model_flag_is_refused_where_the_protocol_cannot_carry_it(cli: Cli, fake: Fake) -> None:
+def test_a_model_flag_is_refused_where_the_protocol_cannot_carry_it(
+    vendor_cli: Cli, fake: Fake
+) -> None:
     """Item 3: Eden's own vendors (amazon, google) pick their models, and an OctoAI endpoint
     serves one: -m is exit 2 before any request, not silently dropped."""
-    code, _, err = _eden(cli, "transcribe", "-m", "small", str(SAMPLE_MP3))
+    code, _, err = _eden(vendor_cli, "transcribe", "-m", "small", str(SAMPLE_MP3))
     assert code == 2, err
     assert_one_error_line(err)
     assert "'amazon' cannot take a model" in err and "whisper/NAME" in err
-    done = cli.run("--profile", "octo", "transcribe", "-m", "small", str(SAMPLE_MP3))
+    done = vendor_cli.run("--profile", "octo", "transcribe", "-m", "small", str(SAMPLE_MP3))
     assert done.code == 2, done.err
     assert "OctoAI cannot pick a model (-m small" in done.err
-    assert fake.launches == [] and fake.predicts == [] and not cli.jobs_file.exists()
+    assert fake.launches == [] and fake.predicts == [] and not vendor_cli.jobs_file.exists()
 
 
-def test_the_builtin_edenai_profile_asks_for_its_key_first(cli: Cli, fake: Fake) -> None:
+def test_the_builtin_edenai_profile_asks_for_its_key_first(vendor_cli: Cli, fake: Fake) -> None:
     """Item 11: without EDENAI_API_KEY the key is the first complaint; the hints name the
     real profile. Nothing is sent (the built-in profile points at api.edenai.run)."""
-    done = cli.run("--profile", "edenai", "transcribe", str(SAMPLE_MP3))
+    done = vendor_cli.run("--profile", "edenai", "transcribe", str(SAMPLE_MP3))
     assert done.code == 5, done.err
     assert_one_error_line(done.err)
     assert "no API key for profile 'edenai'" in done.err and "vendors" not in done.err
     assert "EDENAI_API_KEY" in done.err and "--profile edenai" in done.err
-    done = cli.run("--profile", "edenai", "transcribe", str(SAMPLE_MP3), EDENAI_API_KEY="k")
+    done = vendor_cli.run("--profile", "edenai", "transcribe", str(SAMPLE_MP3), EDENAI_API_KEY="k")
     assert done.code == 2, done.err
     assert "vendors you pick" in done.err and "--profile edenai" in done.err
     assert "PROFILE" not in done.err

@@ -89,20 +89,26 @@ def test_octoai_failed_job_on_the_embedded_server_exits_3(
 # -- issue 19 --------------------------------------------------------------------------------
 
 
-def test_eden_model_flag_runs_that_model_and_the_job_records_it(cli: Cli) -> None:
+def test_eden_model_flag_runs_that_model_and_the_job_records_it(profiles_cli: Cli) -> None:
     """Item 3: `-m NAME` is the embedded server's provider `whisper/NAME`; a model it lacks
     fails (it used to run tiny and exit 0), and the saved job says what ran."""
-    missing = cli.run("--profile", "eden", "transcribe", "-m", "nosuchmodel", str(SAMPLE_MP3))
+    missing = profiles_cli.run(
+        "--profile", "eden", "transcribe", "-m", "nosuchmodel", str(SAMPLE_MP3)
+    )
     assert missing.code == 1, missing.err
     assert_one_error_line(missing.err)
     assert "model 'nosuchmodel' is not installed" in missing.err, missing.err
-    done = cli.run("--profile", "eden", "submit", "-q", "--force", "-m", "tiny", str(SAMPLE_MP3))
+    done = profiles_cli.run(
+        "--profile", "eden", "submit", "-q", "--force", "-m", "tiny", str(SAMPLE_MP3)
+    )
     assert done.code == 0, done.err
     job_id = done.out.strip()
-    assert cli.run("wait", job_id).code == 0
-    [saved] = [j for j in json.loads(cli.run("jobs", "list", "--json").out) if j["id"] == job_id]
+    assert profiles_cli.run("wait", job_id).code == 0
+    [saved] = [
+        j for j in json.loads(profiles_cli.run("jobs", "list", "--json").out) if j["id"] == job_id
+    ]
     assert saved["model"] == "whisper/tiny" and saved["options"]["providers"] == ["whisper/tiny"]
-    shown = json.loads(cli.run("jobs", "show", "--json", job_id).out)
+    shown = json.loads(profiles_cli.run("jobs", "show", "--json", job_id).out)
     assert shown["saved"]["model"] == shown["server"]["model"] == "whisper/tiny"
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import requests
+from fake_openai import KEY, SEGMENTS, TEXT, Fake, serve
 from support.cli import Cli, assert_one_error_line
 from support.samples import REPO, SAMPLE_MP3, SAMPLE_TXT
-from fake_openai import KEY, SEGMENTS, TEXT, Fake, serve
 from wer import wer
 
 import whispercli.formats as formats

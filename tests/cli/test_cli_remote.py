@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote
 

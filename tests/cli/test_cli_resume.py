@@ -22,8 +22,8 @@ import requests
 from support.audio import make_tone
 from support.cli import Cli, assert_one_error_line, in_a_terminal
 from support.net import serve_http
-from support.servers import Server, serve_module
 from support.samples import REPO, SAMPLE_MP3, SAMPLE_TXT
+from support.servers import Server, serve_module
 from wer import wer
 
 from whispercli.client import Client
@@ -342,9 +342,7 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     pending or running, short enough to let it finish. For tests where the transcript's words
     do not matter (the fake says "The fake engine heard this." ten times)."""
     # one job at a time: the next one is seen pending
-    yield from serve_module(
-        tmp_path_factory, "--engine-jobs", "1", fake_engine=SLOW_JOB_SECONDS
-    )
+    yield from serve_module(tmp_path_factory, "--engine-jobs", "1", fake_engine=SLOW_JOB_SECONDS)
 
 
 def _server_status(handle: Server, job_id: str) -> str | None:
@@ -445,9 +443,7 @@ def test_jobs_commands_say_what_they_did(slow_server: Server, tmp_path: Path) ->
     assert job_id not in _server_jobs(slow_server)
 
 
-def test_prune_asks_about_jobs_last_seen_unfinished(
-    slow_server: Server, tmp_path: Path
-) -> None:
+def test_prune_asks_about_jobs_last_seen_unfinished(slow_server: Server, tmp_path: Path) -> None:
     """Polish: a job last seen pending that has finished since is pruned (its server is asked
     first); one its server no longer has is pruned too; one whose server does not answer
     stays."""

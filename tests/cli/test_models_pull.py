@@ -233,15 +233,15 @@ def test_transcribe_uses_the_pulled_copy_and_pulls_a_missing_model_first(
     assert status["device"] == "cpu"
 
 
-def test_an_unknown_model_reads_the_same_for_transcribe_and_pull(cli: Cli) -> None:
+def test_an_unknown_model_reads_the_same_for_transcribe_and_pull(hub_cli: Cli) -> None:
     """Issue 19, item 12: `transcribe -m nosuchmodel` on the local default says what
     `models pull nosuchmodel` says (exit 4, same error and hint), before any server starts."""
-    pulled = cli.sub("models", "pull", "nosuchmodel")
-    transcribed = cli.sub("transcribe", "-m", "nosuchmodel", str(SAMPLE_MP3))
+    pulled = hub_cli.sub("models", "pull", "nosuchmodel")
+    transcribed = hub_cli.sub("transcribe", "-m", "nosuchmodel", str(SAMPLE_MP3))
     assert pulled.returncode == transcribed.returncode == 4, transcribed.stderr
     assert transcribed.stderr == pulled.stderr, (transcribed.stderr, pulled.stderr)
     assert (
         "unknown model 'nosuchmodel'" in transcribed.stderr and "whisper-" not in transcribed.stderr
     )
     assert_one_error_line(transcribed.stderr)
-    assert not (Path(cli.env["WHISPERCLI_STATE_DIR"]) / "server.log").exists()
+    assert not (Path(hub_cli.env["WHISPERCLI_STATE_DIR"]) / "server.log").exists()

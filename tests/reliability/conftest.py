@@ -9,8 +9,9 @@ marked ``own_server`` (it kills or restarts the server) gets a server of
 its own, in its sandbox, instead.
 
 Engines: a test (or module) marked ``fake_engine(seconds)`` runs its jobs on the fake engine;
-the PostgreSQL backend's worker always does (what runs there is auth, ids, crashes and the
-queue, never a transcript); the rest run the real model.
+the PostgreSQL backend's worker does too (what runs there is auth, ids, crashes and the
+queue), unless the test is marked ``fake_engine(None)`` (its words matter); the rest run the
+real model.
 """
 
 from __future__ import annotations
@@ -37,23 +38,28 @@ PG_FAKE_JOB = 0.5
 
 def _fake_engine(backend: str, request: pytest.FixtureRequest) -> float | None:
     marker = request.node.get_closest_marker("fake_engine")
-    if marker is not None:
-        return float(marker.args[0])
+    if marker is not None:  # fake_engine(None): the real model on both backends
+        return None if marker.args[0] is None else float(marker.args[0])
     return PG_FAKE_JOB if backend == "postgres" else None
 
 
-def _server_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
+@pytest.fixture
+def server_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """The extra ``server run`` flags of the test's ``server_args`` marker (a module may
+    override this fixture: flags known only at run time, such as a proxy's URL)."""
     marker = request.node.get_closest_marker("server_args")
     return tuple(marker.args) if marker else ()
 
 
 def _start(
-    backend: str, sandbox: Sandbox, request: pytest.FixtureRequest, fake: float | None
+    backend: str,
+    sandbox: Sandbox,
+    request: pytest.FixtureRequest,
+    fake: float | None,
+    args: tuple[str, ...],
 ) -> Server:
-    """A real server on the sandbox's port and dirs (with the test's ``server_args``); on the
-    postgres backend an API server on a fresh database of the session's cluster plus one
-    worker."""
-    args = _server_args(request)
+    """A real server on the sandbox's port and dirs with ``args``; on the postgres backend an
+    API server on a fresh database of the session's cluster plus one worker."""
     if backend == "sqlite":
         return Server(sandbox, *args, fake_engine=fake).start()
     from whispercli.server.scale.queue import migrate
@@ -103,20 +109,22 @@ def live_server(
     request: pytest.FixtureRequest,
     module_servers: dict[tuple[str, float | None, tuple[str, ...]], Server],
     tmp_path_factory: pytest.TempPathFactory,
+    server_args: tuple[str, ...],
 ) -> Iterator[Server]:
-    """The module's server for ``backend`` with this test's sandbox pointed at it, or (marked
-    ``own_server``) a server of the test's own on the sandbox's port and dirs."""
+    """The module's server for ``backend`` (and ``server_args``) with this test's sandbox
+    pointed at it, or (marked ``own_server``) a server of the test's own on the sandbox's
+    port and dirs."""
     fake = _fake_engine(backend, request)
     if request.node.get_closest_marker("own_server"):
-        server = _start(backend, sandbox, request, fake)
+        server = _start(backend, sandbox, request, fake, server_args)
         yield server
         _stop(server)
         return
-    key = (backend, fake, _server_args(request))
+    key = (backend, fake, server_args)
     server = module_servers.get(key)
     if server is None:
         box = Sandbox(tmp_path_factory.mktemp(f"{backend}-server"))
-        server = module_servers[key] = _start(backend, box, request, fake)
+        server = module_servers[key] = _start(backend, box, request, fake, server_args)
     sandbox.port = server.port
     shutil.copy2(server.sandbox.key_file, sandbox.key_file)
     yield server

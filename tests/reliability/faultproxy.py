@@ -106,6 +106,14 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def reset(self, target_port: int) -> None:
+        """Forward to ``target_port`` from now on, with no rule armed and fresh stats (a proxy
+        made before its server, whose ``--public-url`` it is, then reused by each test)."""
+        with self._lock:
+            self.target = (self.target[0], target_port)
+            self._rules.clear()
+            self.stats = Stats()
+
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> FaultProxy:
         self._acceptor.start()

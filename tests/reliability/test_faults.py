@@ -78,10 +78,24 @@ def assert_no_traceback(stderr: str) -> None:
     assert "Traceback" not in stderr, stderr
 
 
-@pytest.fixture
-def proxy(live_server: Server) -> Iterator[FaultProxy]:
-    with FaultProxy(live_server.sandbox.port) as p:
+@pytest.fixture(scope="module")
+def module_proxy() -> Iterator[FaultProxy]:
+    """One proxy for the module, made before its servers: a server behind a reverse proxy
+    is told its public URL (``--public-url``), or the URLs it hands out bypass the proxy."""
+    with FaultProxy(0) as p:
         yield p
+
+
+@pytest.fixture
+def server_args(request: pytest.FixtureRequest, module_proxy: FaultProxy) -> tuple[str, ...]:
+    """The proxy's URL as the server's public URL, for a test that goes through the proxy."""
+    return ("--public-url", module_proxy.url) if "proxy" in request.fixturenames else ()
+
+
+@pytest.fixture
+def proxy(live_server: Server, module_proxy: FaultProxy) -> FaultProxy:
+    module_proxy.reset(live_server.port)
+    return module_proxy
 
 
 # -- the proxy between the CLI and the server ----------------------------------------------------

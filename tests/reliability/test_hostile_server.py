@@ -156,6 +156,7 @@ def test_bodies_without_the_key_are_refused_before_they_are_read(
 
 # -- item 10: OctoAI's base64 audio streamed, the rest parsed small ------------------------------
 @BOTH_BACKENDS
+@pytest.mark.fake_engine(None)  # the words say which bytes were decoded
 def test_predict_streams_its_audio_field_with_flat_memory(
     live_server: Server, sandbox: Sandbox
 ) -> None:
@@ -193,6 +194,7 @@ def test_predict_streams_its_audio_field_with_flat_memory(
 
 # -- item 13: a PUT that ends after a submit -------------------------------------------------------
 @BOTH_BACKENDS
+@pytest.mark.fake_engine(None)  # the words say which bytes were decoded
 def test_a_put_that_ends_after_a_submit_cannot_replace_the_jobs_bytes(
     live_server: Server, sandbox: Sandbox
 ) -> None:

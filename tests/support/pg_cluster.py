@@ -18,9 +18,7 @@ import contextlib
 import os
 import pwd
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from itertools import count
@@ -28,6 +26,8 @@ from pathlib import Path
 
 import pytest
 from support.net import free_port
+from support.sandbox import Sandbox
+from support.servers import Workers
 
 TEMPLATE = "whispercli_template"
 
@@ -149,3 +149,14 @@ def postgres_outage(postgres: PostgresCluster) -> Iterator[PostgresCluster]:
     yield postgres
     if not postgres.running():
         postgres.start()
+
+
+@pytest.fixture
+def workers(postgres: PostgresCluster, sandbox: Sandbox) -> Iterator[Workers]:
+    """Workers on a fresh database (our schema and Procrastinate's migrated), each with its own
+    data dir and log; all stopped at the end of the test."""
+    from whispercli.server.scale.queue import migrate
+
+    pool = Workers(sandbox, postgres.new_database(migrate))
+    yield pool
+    pool.stop_all()

@@ -20,14 +20,16 @@ from typing import Any
 import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
+from support.instant_runner import InstantRunner
 from support.samples import SAMPLE_MP3
-from test_app_inprocess import SUBMIT, InstantRunner
 
 from whispercli.server.api.deps import AUTH
 from whispercli.server.app import create_app
 from whispercli.server.defaults import MIB
 from whispercli.server.settings import ServerSettings
 from whispercli.server.storage.sqlite import SqliteStore
+
+SUBMIT = "/v1/async/ent/tiyarofs/1/openai/whisper-tiny"
 
 MAX_UPLOAD = 2 * MIB
 DEFAULT_MAX_BODY = 256 * 1024

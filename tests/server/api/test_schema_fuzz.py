@@ -30,6 +30,11 @@ EXPECTED_PATHS = {
     "/predict",
     "/v1/octoai/requests/{response_id}",
     "/v1/octoai/requests/{response_id}/response",
+    # OpenAI's audio API
+    "/v1/audio/transcriptions",
+    "/v1/audio/translations",
+    "/v1/models",
+    "/v1/models/{model_id}",
 }
 
 

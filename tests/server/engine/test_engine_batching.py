@@ -52,9 +52,7 @@ def check_segments(result: dict[str, object]) -> None:
     assert starts == sorted(starts)
 
 
-def test_jobs_in_flight_together_each_get_their_own_result(
-    server: Server, tmp_path: Path
-) -> None:
+def test_jobs_in_flight_together_each_get_their_own_result(server: Server, tmp_path: Path) -> None:
     quiet = silence(tmp_path / "quiet.wav", 6.0)
     jobs = {name: submit(server, upload(server, REAL / f"{name}.flac")) for name in REFERENCE}
     jobs["quiet"] = submit(server, upload(server, quiet))

@@ -4,6 +4,7 @@ else the fake engine; the fleet's timings short (``FAST_FLEET``: dead after 1 s 
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -23,8 +24,6 @@ from whispercli.server.settings import QUEUE_POLL_ENV, STALLED_AFTER_ENV
 
 STALLED_AFTER = float(FAST_FLEET[STALLED_AFTER_ENV])
 POLL = float(FAST_FLEET[QUEUE_POLL_ENV])
-
-
 
 
 def test_a_job_runs_on_a_worker(server_factory: ServerFactory, workers: Workers) -> None:
@@ -248,7 +247,10 @@ def test_a_stopped_worker_wakes_as_a_zombie_whose_writes_change_nothing(
     os.kill(first.pid, signal.SIGSTOP)
     try:
         workers.start(fake_seconds=2)  # takes the job over once the heartbeat is stale
-        body = wait_done(server, job, timeout=60)
+        try:
+            body = wait_done(server, job, timeout=60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{workers.logs()[-4000:]}") from None
     finally:
         os.kill(first.pid, signal.SIGCONT)
     assert body["status"] == "success" and _attempts(workers.dsn, job["id"]) == 2

@@ -6,8 +6,8 @@ local file for the engine (``local_file``), and deleted. ``stage`` stores a stre
 lets the caller publish it only if it still may (an upload's bytes are published inside the
 store's ``commit_upload``, so a job never starts on bytes being replaced). Blob ids are chosen
 by the server (upload ids), never taken from a request. Implementations: :mod:`.disk_blobs`
-(the embedded default) and :mod:`.postgres.blobs`; tests/server/storage/test_store_contract.py checks
-both.
+(the embedded default) and :mod:`.postgres.blobs`;
+tests/server/storage/test_store_contract.py checks both.
 """
 
 from __future__ import annotations
