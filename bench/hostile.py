@@ -34,6 +34,12 @@ from urllib.parse import urlsplit
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from support.net import read_status, trickler  # noqa: E402
+from support.procs import children_of, rss_mib  # noqa: E402
+from support.watch import Watch  # noqa: E402
+
 SAMPLE = ROOT / "samples" / "sample.mp3"
 MIB = 1024 * 1024
 SUBMIT = "/v1/async/ent/tiyarofs/1/openai/whisper-tiny"
@@ -42,24 +48,6 @@ BLOCK = b"A" * MIB
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def rss_mib(pid: int) -> float:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if f"PPid:\t{pid}\n" in (entry / "status").read_text():
-                    found.append(int(entry.name))
-    return found
 
 
 class Server:
@@ -96,7 +84,7 @@ class Server:
         return {"Authorization": f"Bearer {self.key}"}
 
     def engine_pid(self) -> int | None:
-        return next((p for p in children(self.proc.pid) if rss_mib(p) > 50), None)
+        return next((p for p in children_of(self.proc.pid) if rss_mib(p) > 50), None)
 
     def stop(self) -> float:
         """SIGTERM; returns the seconds it took to exit (SIGKILL after 30 s)."""
@@ -114,57 +102,21 @@ class Server:
         return took
 
 
-class Watch:
-    """Peak RSS of the server (and its engine child) and the slowest health answer."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.base = rss_mib(server.proc.pid)
-        self.peak = self.base
-        self.engine_peak = 0.0
-        self.worst_health = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mib(self.server.proc.pid))
-            engine = self.server.engine_pid()
-            if engine:
-                self.engine_peak = max(self.engine_peak, rss_mib(engine))
-            started = time.monotonic()
-            with contextlib.suppress(requests.RequestException):
-                requests.get(self.server.url + "/v1/health", headers=self.server.auth, timeout=60)
-            self.worst_health = max(self.worst_health, time.monotonic() - started)
-            self._stop.wait(0.1)
-
-    def __enter__(self) -> Watch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(70)
-
-    def figures(self) -> dict[str, float]:
-        return {
-            "rss_start_mib": round(self.base),
-            "rss_peak_mib": round(self.peak),
-            "engine_rss_peak_mib": round(self.engine_peak),
-            "health_worst_ms": round(self.worst_health * 1000, 1),
-        }
+def watch(server: Server) -> Watch:
+    """The server's peak RSS (and its engine child's) and its slowest health answer."""
+    return Watch(
+        server.proc.pid, server.url + "/v1/health", server.auth,
+        engine=server.engine_pid, timeout=60,
+    )  # fmt: skip
 
 
-def _status(sock: socket.socket, timeout: float) -> int | None:
-    sock.settimeout(timeout)
-    data = b""
-    with contextlib.suppress(OSError):
-        while b"\r\n" not in data:
-            piece = sock.recv(4096)
-            if not piece:
-                break
-            data += piece
-    return int(data.split()[1]) if data.startswith(b"HTTP/1.1 ") else None
+def figures(watched: Watch) -> dict[str, float]:
+    return {
+        "rss_start_mib": round(watched.base),
+        "rss_peak_mib": round(watched.peak),
+        "engine_rss_peak_mib": round(watched.engine_peak),
+        "health_worst_ms": round(watched.worst_health * 1000, 1),
+    }
 
 
 def _send(port: int, head: bytes, total: int) -> tuple[int | None, int, float]:
@@ -179,7 +131,7 @@ def _send(port: int, head: bytes, total: int) -> tuple[int | None, int, float]:
             except OSError:
                 break
             sent += min(MIB, total - sent)
-        return _status(sock, 60), sent, time.monotonic() - started
+        return read_status(sock, 60), sent, time.monotonic() - started
 
 
 def _upload(server: Server, data: bytes) -> str:
@@ -201,38 +153,6 @@ def _wait(server: Server, job: dict[str, Any], limit: float = 300) -> dict[str, 
     return body
 
 
-@contextlib.contextmanager
-def trickler(interval: float) -> Iterator[str]:
-    """A loopback HTTP server answering every request one byte every ``interval`` s."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"\0" * 100000
-
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            for byte in answer:
-                if stop.wait(interval):
-                    return
-                try:
-                    conn.sendall(bytes([byte]))
-                except OSError:
-                    return
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError, OSError):
-                conn, _ = listener.accept()
-                threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        listener.close()
-
-
 # -- the attacks ----------------------------------------------------------------------------------
 def unauthenticated_bodies(server: Server) -> dict[str, Any]:
     """Item 1: five concurrent 200 MiB JSON submits without the key."""
@@ -240,9 +160,9 @@ def unauthenticated_bodies(server: Server) -> dict[str, Any]:
         f"POST {SUBMIT} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {200 * MIB}\r\n\r\n"
     ).encode()
-    with Watch(server) as watch, ThreadPoolExecutor(5) as pool:
+    with watch(server) as watched, ThreadPoolExecutor(5) as pool:
         results = list(pool.map(lambda _: _send(server.port, head, 200 * MIB), range(5)))
-    return watch.figures() | {
+    return figures(watched) | {
         "answers": sorted(str(r[0]) for r in results),
         "sent_before_answer_mib": round(max(r[1] for r in results) / MIB, 1),
         "slowest_answer_s": round(max(r[2] for r in results), 2),
@@ -251,7 +171,7 @@ def unauthenticated_bodies(server: Server) -> dict[str, Any]:
 
 def out_of_vocabulary_tokens(server: Server) -> dict[str, Any]:
     """Item 2: suppress_tokens [2147483647], then an ordinary job."""
-    with Watch(server) as watch:
+    with watch(server) as watched:
         body = {
             "input": {"suppress_tokens": [2147483647]},
             "URL": _upload(server, SAMPLE.read_bytes()),
@@ -266,13 +186,13 @@ def out_of_vocabulary_tokens(server: Server) -> dict[str, Any]:
         after = requests.post(server.url + SUBMIT, json=body, headers=server.auth, timeout=30)
         _wait(server, after.json()["response"])
         next_job = time.monotonic() - started
-    return watch.figures() | {"answer": outcome, "next_job_s": round(next_job, 1)}
+    return figures(watched) | {"answer": outcome, "next_job_s": round(next_job, 1)}
 
 
 def slow_file_urls(server: Server) -> dict[str, Any]:
     """Item 4: six Eden launches whose file_url trickles a byte every 2 s; health and
     upload-url latency over the first 30 s."""
-    with trickler(2.0) as slow, Watch(server) as watch:
+    with trickler(2.0) as slow, watch(server) as watched:
         pool = ThreadPoolExecutor(6)
         launches = [
             pool.submit(
@@ -293,7 +213,7 @@ def slow_file_urls(server: Server) -> dict[str, Any]:
             time.sleep(0.2)
         answered = [f.result().status_code for f in launches if f.done()]
         pool.shutdown(wait=False, cancel_futures=True)
-    return watch.figures() | {
+    return figures(watched) | {
         "upload_url_worst_ms": round(worst_upload_url * 1000, 1),
         "launches_answered_in_30s": sorted(answered),
     }
@@ -348,7 +268,7 @@ def slow_webhook_receiver(server: Server) -> dict[str, Any]:
 def temperature_list(server: Server) -> dict[str, Any]:
     """Item 9: 100 temperatures with the fallback forced (logprob_threshold 0)."""
     params = {"temperature": [0.2] * 100, "logprob_threshold": 0.0, "vad_filter": False}
-    with Watch(server) as watch:
+    with watch(server) as watched:
         body = {"input": params, "URL": _upload(server, SAMPLE.read_bytes())}
         started = time.monotonic()
         answer = requests.post(server.url + SUBMIT, json=body, headers=server.auth, timeout=30)
@@ -357,7 +277,7 @@ def temperature_list(server: Server) -> dict[str, Any]:
             ended = _wait(server, answer.json()["response"], limit=600)
             outcome += f", job {ended['status']}"
         took = time.monotonic() - started
-    return watch.figures() | {"answer": outcome, "job_s": round(took, 1)}
+    return figures(watched) | {"answer": outcome, "job_s": round(took, 1)}
 
 
 def big_predicts(server: Server) -> dict[str, Any]:
@@ -374,9 +294,9 @@ def big_predicts(server: Server) -> dict[str, Any]:
         answer = requests.post(server.url + "/predict", data=body(), headers=headers, timeout=300)
         return answer.status_code
 
-    with Watch(server) as watch, ThreadPoolExecutor(6) as pool:
+    with watch(server) as watched, ThreadPoolExecutor(6) as pool:
         statuses = list(pool.map(predict, range(6)))
-    return watch.figures() | {"answers": sorted(statuses)}
+    return figures(watched) | {"answers": sorted(statuses)}
 
 
 HIDDEN = ("64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::", "::a9fe:a9fe", "::ffff:0:a9fe:a9fe",
@@ -427,7 +347,7 @@ def small_attacks(server: Server) -> dict[str, Any]:
         time.sleep(0.5)
         requests.post(server.url + SUBMIT, json={"URL": put_url}, headers=server.auth, timeout=30)
         sock.sendall(other[50000:])
-        out["late_put_after_submit"] = _status(sock, 30)
+        out["late_put_after_submit"] = read_status(sock, 30)
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Half: ")
         sock.settimeout(15)
@@ -442,7 +362,7 @@ def small_attacks(server: Server) -> dict[str, Any]:
         sock.sendall(
             head.encode() + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
         )
-        out["content_length_and_chunked"] = _status(sock, 10)
+        out["content_length_and_chunked"] = read_status(sock, 10)
     made = requests.post(
         server.url + "/v1/input/upload-url",
         headers={**server.auth, "Host": "evil.example"},

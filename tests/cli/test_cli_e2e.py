@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from support.audio import make_tone
-from support.cli import Cli, assert_one_error_line
+from support.cli import Cli, assert_one_error_line, interrupt_while_waiting
 from support.samples import REPO, SAMPLE_MP3, SAMPLE_TXT
 from wer import wer
 
@@ -92,25 +92,8 @@ def test_wait_timeout_exits_7_with_resume_command(cli: Cli, tmp_path: Path) -> N
 def test_ctrl_c_while_waiting_leaves_the_job_and_prints_resume(cli: Cli, tmp_path: Path) -> None:
     job_id = _busy_job(cli, tmp_path)
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "whispercli", "--debug", "wait", job_id],
-            env=cli.subprocess_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        # Once it has asked the server something, it is waiting (not still starting up, which
-        # a fixed sleep could not tell on a loaded machine).
-        assert proc.stderr is not None
-        seen = []
-        for line in proc.stderr:
-            seen.append(line)
-            if "whispercli: debug:" in line:
-                break
-        proc.send_signal(signal.SIGINT)
-        _out, rest = proc.communicate(timeout=30)
-        err = "".join(seen) + rest
+        proc = cli.start("--debug", "wait", job_id)
+        _out, err = interrupt_while_waiting(proc)
         assert proc.returncode == 130, err
         assert f"whispercli wait {job_id}" in err
         assert "Traceback" not in err
@@ -160,17 +143,7 @@ def test_no_server_at_explicit_url_exits_6_without_auto_start(cli: Cli, free_por
 
 def test_twenty_concurrent_submits_lose_no_entry(cli: Cli, tmp_path: Path) -> None:
     clip = make_tone(tmp_path / "beep.wav", 0.3)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "whispercli", "submit", "-q", "--force", str(clip)],
-            env=cli.subprocess_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(20)
-    ]
+    procs = [cli.start("submit", "-q", "--force", str(clip)) for _ in range(20)]
     ids = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ import pytest
 import requests
 from fake_openai import KEY, SEGMENTS, TEXT, Fake, serve
 from support.cli import Cli, assert_one_error_line
-from support.samples import REPO, SAMPLE_MP3, SAMPLE_TXT
+from support.samples import SAMPLE_MP3, SAMPLE_TXT
 from wer import wer
 
 import whispercli.formats as formats
@@ -285,15 +283,7 @@ def test_an_interrupted_transcribe_says_the_work_is_lost(
     slow = tmp_path / "slow.mp3"
     slow.write_bytes(b"SLOW" + SAMPLE_MP3.read_bytes())
     fake.slow_seconds = 20
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "whispercli", "--profile", "oa", "transcribe", str(slow)],
-        env=fake_cli.subprocess_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+    proc = fake_cli.start("--profile", "oa", "transcribe", str(slow))
     try:
         deadline = time.monotonic() + 30
         while not fake.posts:

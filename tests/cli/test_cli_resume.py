@@ -10,8 +10,6 @@ import os
 import re
 import shlex
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +18,9 @@ from typing import Any
 import pytest
 import requests
 from support.audio import make_tone
-from support.cli import Cli, assert_one_error_line, in_a_terminal
+from support.cli import Cli, assert_one_error_line, in_a_terminal, interrupt_while_waiting
 from support.net import serve_http
-from support.samples import REPO, SAMPLE_MP3, SAMPLE_TXT
+from support.samples import SAMPLE_MP3, SAMPLE_TXT
 from support.servers import Server, serve_module
 from wer import wer
 
@@ -207,26 +205,8 @@ def test_wait_several_timeout_or_ctrl_c_prints_one_resume_command(cli: Cli, tmp_
         assert len(resume) == 1 and all(i in resume[0] for i in ids), done.err
         assert "after 1 s" in done.err and "after 0" not in done.err  # was "after 1s"
         assert json.loads(cli.run("wait", "--json", "--timeout", "1", *ids).out)[1]["error"]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "whispercli", "--debug", "wait", *ids],
-            env=cli.subprocess_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )
-        # Past start-up (a Ctrl-C while typer parses exits 130 silently): once it has asked
-        # the server something, it is waiting, however loaded the machine.
-        assert proc.stderr is not None
-        seen = []
-        for line in proc.stderr:
-            seen.append(line)
-            if "whispercli: debug:" in line:
-                break
-        proc.send_signal(signal.SIGINT)
-        out, rest = proc.communicate(timeout=30)
-        err = "".join(seen) + rest
+        proc = cli.start("--debug", "wait", *ids)
+        out, err = interrupt_while_waiting(proc)
         assert proc.returncode == 130, err
         resume = [line for line in err.splitlines() if "whispercli wait" in line]
         assert len(resume) == 1 and all(i in resume[0] for i in ids), (out, err)
@@ -366,15 +346,7 @@ def test_ctrl_c_in_transcribe_o_prints_the_command_that_finishes_it(
     inputs = [make_tone(tmp_path / "in" / "a.wav"), make_tone(tmp_path / "in" / "b.wav", 0.6)]
     out = tmp_path / "out dir"
     args = ["transcribe", *map(str, inputs), "-o", str(out), "-f", "txt", "--force"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "whispercli", *args],
-        env=cli.subprocess_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+    proc = cli.start(*args)
     try:
         deadline = time.monotonic() + 60
         while not (cli.jobs_file.exists() and len(saved_jobs(cli)) == 2):

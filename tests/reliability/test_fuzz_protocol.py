@@ -15,7 +15,7 @@ from whispercli.protocol import JOB_FIELDS, JobInfo, ProtocolError
 
 pytestmark = pytest.mark.reliability
 
-SETTINGS = fuzz_settings(max_examples=800)
+SETTINGS = fuzz_settings(max_examples=400)
 field_names = st.sampled_from(
     sorted(JOB_FIELDS | {"text", "language", "duration", "start", "end", "GET", "response"})
 )
@@ -24,7 +24,7 @@ field_names = st.sampled_from(
 protocol_like = st.recursive(
     scalars,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(field_names, inner, max_size=8),
-    max_leaves=30,
+    max_leaves=12,
 )
 
 

@@ -292,7 +292,7 @@ def test_schemathesis_over_openapi(live_server: Server, sandbox: Sandbox, tmp_pa
             "schemathesis", "run", sandbox.url + "/openapi.json",
             "-H", f"Authorization: Bearer {sandbox.key()}",
             "--checks", "not_a_server_error,ignored_auth",
-            "--max-examples", "25", "--max-time", "20", "--request-timeout", "10",
+            "--max-examples", "25", "--max-time", "10", "--request-timeout", "10",
             "--phases", "examples,coverage,fuzzing", "--generation-database", "none",
             "--exclude-path-regex", "^/v1/input/uploads/", "--seed", "5",
             "--no-color", "--output-sanitize", "true",

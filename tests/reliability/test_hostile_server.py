@@ -14,15 +14,16 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from support.net import read_status, trickler
 from support.samples import SAMPLE_MP3 as SAMPLE
 from support.sandbox import Sandbox
 from support.servers import BOTH_BACKENDS, Server
+from support.watch import Watch
 
 pytestmark = pytest.mark.reliability
 
@@ -32,46 +33,8 @@ EDEN = "/v2/audio/speech_to_text_async"
 BLOCK = b"A" * MIB
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-class Watch:
-    """While the block runs: the server's peak RSS, and the slowest of the /v1/health calls
-    made every 0.1 s (a call that never came back counts as its timeout)."""
-
-    def __init__(self, server: Server, sandbox: Sandbox) -> None:
-        self.server, self.sandbox = server, sandbox
-        self.base = self.peak = rss_mib(server.pid)
-        self.worst_health = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mib(self.server.pid))
-            started = time.monotonic()
-            with contextlib.suppress(requests.RequestException):
-                requests.get(
-                    self.sandbox.url + "/v1/health", headers=self.sandbox.auth(), timeout=30
-                )
-            self.worst_health = max(self.worst_health, time.monotonic() - started)
-            self._stop.wait(0.1)
-
-    def __enter__(self) -> Watch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(40)
-
-    @property
-    def growth(self) -> float:
-        return self.peak - self.base
+def _watch(server: Server, sandbox: Sandbox) -> Watch:
+    return Watch(server.pid, sandbox.url + "/v1/health", sandbox.auth())
 
 
 def _head(method: str, path: str, headers: dict[str, str]) -> bytes:
@@ -81,18 +44,6 @@ def _head(method: str, path: str, headers: dict[str, str]) -> bytes:
         *(f"{k}: {v}" for k, v in headers.items()),
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def _status(sock: socket.socket, timeout: float) -> int | None:
-    sock.settimeout(timeout)
-    data = b""
-    with contextlib.suppress(OSError):
-        while b"\r\n" not in data:
-            piece = sock.recv(4096)
-            if not piece:
-                break
-            data += piece
-    return int(data.split()[1]) if data.startswith(b"HTTP/1.1 ") else None
 
 
 def send_until_answered(
@@ -112,7 +63,7 @@ def send_until_answered(
             except OSError:  # the server closed after answering
                 break
             sent += len(chunk)
-        return _status(sock, 15), sent
+        return read_status(sock, 15), sent
 
 
 def _blocks(count: int, first: bytes = b"", last: bytes = b"") -> Iterator[bytes]:
@@ -133,7 +84,7 @@ def test_bodies_without_the_key_are_refused_before_they_are_read(
     head = _head(
         "POST", SUBMIT, {"Content-Type": "application/json", "Content-Length": str(200 * MIB)}
     )
-    with Watch(live_server, sandbox) as watch, ThreadPoolExecutor(5) as pool:
+    with _watch(live_server, sandbox) as watch, ThreadPoolExecutor(5) as pool:
         results = list(
             pool.map(
                 lambda _: send_until_answered(port, head, _blocks(200, b'{"URL": "'), 40 * MIB),
@@ -165,7 +116,7 @@ def test_predict_streams_its_audio_field_with_flat_memory(
     prefix, suffix = b'{"language": "en", "audio": "', b'"}'
     headers = {**sandbox.auth(), "X-OctoAI-Async": "1", "Content-Type": "application/json"}
     peaks = []
-    with Watch(live_server, sandbox) as watch:
+    with _watch(live_server, sandbox) as watch:
         for blocks in (112, 112):
             answer = requests.post(  # a generator body goes chunked
                 sandbox.url + "/predict",
@@ -211,7 +162,7 @@ def test_a_put_that_ends_after_a_submit_cannot_replace_the_jobs_bytes(
         job = requests.post(sandbox.url + SUBMIT, json={"URL": put_url}, headers=auth, timeout=30)
         assert job.status_code == 202, job.text
         sock.sendall(other[len(other) // 2 :])
-        assert _status(sock, 30) == 409, "the late PUT replaced the bytes of a submitted job"
+        assert read_status(sock, 30) == 409, "the late PUT replaced the bytes of a submitted job"
     poll_url = job.json()["response"]["urls"]["GET"]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -223,36 +174,6 @@ def test_a_put_that_ends_after_a_submit_cannot_replace_the_jobs_bytes(
 
 
 # -- item 4: a slow file_url ----------------------------------------------------------------------
-@contextlib.contextmanager
-def trickler(interval: float) -> Iterator[str]:
-    """An HTTP server on loopback that answers every request one byte every ``interval`` s."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"\0" * 100000
-
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            for byte in answer:
-                if stop.wait(interval):
-                    return
-                with contextlib.suppress(OSError):
-                    conn.sendall(bytes([byte]))
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                conn, _ = listener.accept()
-                threading.Thread(target=serve, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
 
 
 @BOTH_BACKENDS
@@ -260,7 +181,7 @@ def trickler(interval: float) -> Iterator[str]:
 def test_slow_file_urls_never_starve_the_api(live_server: Server, sandbox: Sandbox) -> None:
     """Six launches whose file_url trickles a byte every 0.5 s: four downloads run (each ends
     at its 2 s deadline), the other two are refused at once (429), health stays quick."""
-    with trickler(0.5) as slow, Watch(live_server, sandbox) as watch:
+    with trickler(0.5) as slow, _watch(live_server, sandbox) as watch:
 
         def launch(i: int) -> tuple[int, float, str]:
             started = time.monotonic()
@@ -377,7 +298,7 @@ def test_half_sent_and_ambiguous_requests_are_dropped(
     framing = {"Content-Length": "5", "Transfer-Encoding": "chunked", **sandbox.auth()}
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(_head("POST", SUBMIT, framing) + b"5\r\nhello\r\n0\r\n\r\n")
-        assert _status(sock, 10) == 400
+        assert read_status(sock, 10) == 400
         sock.settimeout(10)
         with contextlib.suppress(OSError):
             while sock.recv(4096):

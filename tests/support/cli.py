@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -95,6 +96,19 @@ class Cli:
             capture_output=True,
             text=True,
             timeout=timeout,
+            cwd=REPO,
+        )
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        """As a separate process in the background (stdin closed, stdout and stderr text
+        pipes): for a test that signals it or watches it while it runs."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "whispercli", *args],
+            env=self.subprocess_env(**env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             cwd=REPO,
         )
 
@@ -190,3 +204,18 @@ def on_terminal(argv: list[str], env: dict[str, str]) -> Terminal:
         os.close(out_master)
         os.close(err_master)
     return Terminal(lines, err.decode(errors="replace"), code, time.monotonic() - started)
+
+
+def interrupt_while_waiting(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl-C a CLI started with ``--debug`` once it has asked the server something (so it is
+    waiting, not still starting up, which a fixed sleep could not tell on a loaded machine:
+    a Ctrl-C while typer parses exits 130 silently); its (stdout, stderr)."""
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "whispercli: debug:" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, rest = proc.communicate(timeout=30)
+    return out, "".join(seen) + rest

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import http.server
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -23,6 +25,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _StubServer(http.server.ThreadingHTTPServer):
+    quiet = False
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A handler's traceback goes to the test process's own stderr, never into the
+        ``sys.stderr`` an in-process CLI run has swapped in (it would read as the CLI's);
+        a connection the client dropped is not an error of the stub's."""
+        error = sys.exc_info()[1]
+        if self.quiet or isinstance(error, ConnectionError):
+            return
+        traceback.print_exc(file=sys.__stderr__)
+
+
 @contextlib.contextmanager
 def serve_http(
     handler: type[http.server.BaseHTTPRequestHandler], port: int = 0, *, quiet: bool = False
@@ -30,10 +45,9 @@ def serve_http(
     """Serve ``handler`` on loopback ``port`` (0: a free one) in a thread; yields the base URL
     (``http://127.0.0.1:PORT``) and stops the server on exit. ``quiet``: no traceback for a
     connection the handler or the client broke (fault-injection tests break them on purpose)."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    httpd = _StubServer(("127.0.0.1", port), handler)
     httpd.daemon_threads = True
-    if quiet:
-        httpd.handle_error = lambda *_: None  # type: ignore[method-assign]
+    httpd.quiet = quiet
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -104,3 +118,48 @@ def receiver(statuses: list[int] | None = None, port: int = 0) -> Iterator[Recei
     with serve_http(Handler, port) as base:
         state.port = port_of(base)
         yield state
+
+
+@contextlib.contextmanager
+def trickler(interval: float) -> Iterator[str]:
+    """An HTTP server on loopback that answers every request one byte every ``interval`` s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"\0" * 100000
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            for byte in answer:
+                if stop.wait(interval):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(bytes([byte]))
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                conn, _ = listener.accept()
+                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def read_status(sock: socket.socket, timeout: float) -> int | None:
+    """The status code of the HTTP/1.1 answer arriving on ``sock`` (None: none came)."""
+    sock.settimeout(timeout)
+    data = b""
+    with contextlib.suppress(OSError):
+        while b"\r\n" not in data:
+            piece = sock.recv(4096)
+            if not piece:
+                break
+            data += piece
+    return int(data.split()[1]) if data.startswith(b"HTTP/1.1 ") else None

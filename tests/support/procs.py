@@ -11,10 +11,15 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 TAG = "WHISPERCLI_SANDBOX"
 """The environment variable that marks a process as started for one sandbox (its root)."""
+
+
+T = TypeVar("T")
 
 
 def cmdline(pid: int) -> str:
@@ -33,6 +38,26 @@ def children_of(pid: int) -> list[int]:
             with contextlib.suppress(OSError):
                 found += [int(c) for c in (task / "children").read_text().split()]
     return found
+
+
+def until(check: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05) -> T:
+    """``check()``'s first truthy answer, asked every ``interval`` s for up to ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s")
+
+
+def rss_mib(pid: int) -> float:
+    """The process's resident memory in MiB (0 once it is gone)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def alive(pid: int) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 import openai
 import pytest
 import requests
-from support.procs import reap
+from support.procs import reap, until
 from support.samples import SAMPLE_MP3, SAMPLE_TXT
 from support.sandbox import Sandbox
 from support.servers import Server, ServerFactory, Workers
@@ -248,21 +248,11 @@ def test_a_worker_killed_mid_request_still_answers(
         workers.start(FAKE_SECONDS), workers.start(FAKE_SECONDS)
         caller = threading.Thread(target=call)
         caller.start()
-        job = _until(lambda: (j := deployment.newest_job())["status"] == "processing" and j)
-        running = _until(lambda: next((w for w in workers.started if job["id"] in w.log()), None))
+        job = until(lambda: (j := deployment.newest_job())["status"] == "processing" and j)
+        running = until(lambda: next((w for w in workers.started if job["id"] in w.log()), None))
         running.kill()
         caller.join(60)
         assert answer.get("text") == (FAKE_TEXT * TICKS).strip(), workers.logs()
         assert f"job {job['id']}: attempt 2" in workers.logs()
     finally:
         workers.stop_all()
-
-
-def _until(check: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError("timed out")

@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
 from support.pg_cluster import PostgresCluster
-from support.procs import gone
+from support.procs import gone, until
 from support.protocol import SUBMIT, poll, submit, upload, wait_done
 from support.samples import assert_sample
 from support.sandbox import Sandbox
@@ -129,16 +128,6 @@ def _health(server: Server) -> dict[str, Any]:
     return body
 
 
-def _until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def test_health_lists_live_workers_and_a_job_without_one_says_why(
     server_factory: ServerFactory, workers: Workers
 ) -> None:
@@ -154,8 +143,8 @@ def test_health_lists_live_workers_and_a_job_without_one_says_why(
     assert resp.status_code == 202, resp.text
     gpu_job = resp.json()["response"]
     cpu_job = submit(server, upload(server))
-    _until(lambda: poll(server, cpu_job)["status"] == "processing")
-    health = _until(lambda: (h := _health(server))["workers"] and h)
+    until(lambda: poll(server, cpu_job)["status"] == "processing")
+    health = until(lambda: (h := _health(server))["workers"] and h)
     [worker] = health["workers"]
     assert worker["queues"] == ["cpu"] and worker["device"] == "cpu"
     assert worker["id"] == f"{worker['host']}-{proc.pid}"
@@ -173,7 +162,7 @@ def test_health_lists_live_workers_and_a_job_without_one_says_why(
     workers.start(fake_seconds=0.2, queues="cpu,gpu")
     assert wait_done(server, gpu_job, timeout=30)["status"] == "success"
     proc.stop(timeout=20)
-    _until(lambda: [w["queues"] for w in _health(server)["workers"]] == [["cpu", "gpu"]])
+    until(lambda: [w["queues"] for w in _health(server)["workers"]] == [["cpu", "gpu"]])
 
 
 def _rows(dsn: str, sql: str) -> int:
@@ -198,10 +187,10 @@ def test_one_worker_sweeps_expired_jobs_uploads_and_chunks(
     spare = upload(server)  # an upload no job used expires too
     assert _rows(workers.dsn, "SELECT count(*) FROM whispercli_blob_chunks") >= 2
     ended = time.monotonic()
-    _until(lambda: _rows(workers.dsn, "SELECT count(*) FROM whispercli_jobs") == 0, 40)
+    until(lambda: _rows(workers.dsn, "SELECT count(*) FROM whispercli_jobs") == 0, 40)
     assert time.monotonic() - ended >= 3.6 - 1  # not before the retention period
     for table in ("whispercli_uploads", "whispercli_blobs", "whispercli_blob_chunks"):
-        _until(lambda t=table: _rows(workers.dsn, f"SELECT count(*) FROM {t}") == 0, 20)
+        until(lambda t=table: _rows(workers.dsn, f"SELECT count(*) FROM {t}") == 0, 20)
     resp = requests.get(job["urls"]["GET"], headers=server.headers, timeout=10)
     assert resp.status_code == 404
     assert requests.put(spare, data=b"late", timeout=10).status_code in (403, 404, 410)
