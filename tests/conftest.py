@@ -1,6 +1,6 @@
 """Fixtures for every test directory, and where the shared test helpers live.
 
-Session fixtures are per process: with pytest-xdist (README's ``-n 2``) each worker starts its
+Session fixtures are per process: with pytest-xdist (README's ``-n 3``) each worker starts its
 own servers and PostgreSQL cluster, and a test file runs on one worker (``--dist loadfile``).
 
 Fixtures (no import needed):
