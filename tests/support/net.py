@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -121,26 +121,21 @@ def receiver(statuses: list[int] | None = None, port: int = 0) -> Iterator[Recei
 
 
 @contextlib.contextmanager
-def trickler(interval: float) -> Iterator[str]:
-    """An HTTP server on loopback that answers every request one byte every ``interval`` s."""
+def raw_server(serve: Callable[[socket.socket, threading.Event], None]) -> Iterator[str]:
+    """A loopback listener handing each connection to ``serve(conn, stop)`` in a thread of its
+    own; yields the base URL (``http://127.0.0.1:PORT``). On exit ``stop`` is set, then the
+    listener and every connection are closed."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
-    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"\0" * 100000
-
-    def serve(conn: socket.socket) -> None:
-        with conn:
-            for byte in answer:
-                if stop.wait(interval):
-                    return
-                with contextlib.suppress(OSError):
-                    conn.sendall(bytes([byte]))
+    held: list[socket.socket] = []
 
     def accept() -> None:
-        listener.settimeout(0.2)
+        listener.settimeout(0.1)
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(TimeoutError, OSError):
                 conn, _ = listener.accept()
-                threading.Thread(target=serve, args=(conn,), daemon=True).start()
+                held.append(conn)
+                threading.Thread(target=serve, args=(conn, stop), daemon=True).start()
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -149,7 +144,28 @@ def trickler(interval: float) -> Iterator[str]:
     finally:
         stop.set()
         thread.join(5)
+        for conn in held:
+            conn.close()
         listener.close()
+
+
+def trickler(interval: float) -> contextlib.AbstractContextManager[str]:
+    """An HTTP server on loopback that answers every request one byte every ``interval`` s."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"\0" * 100000
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        for byte in answer:
+            if stop.wait(interval):
+                return
+            with contextlib.suppress(OSError):
+                conn.sendall(bytes([byte]))
+
+    return raw_server(serve)
+
+
+def silent_http() -> contextlib.AbstractContextManager[str]:
+    """A loopback port that accepts connections, reads nothing and never answers."""
+    return raw_server(lambda conn, stop: None)
 
 
 def read_status(sock: socket.socket, timeout: float) -> int | None:

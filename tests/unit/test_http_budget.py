@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.cli import Cli
+from support.net import silent_http
 
 from whispercli.errors import ExitCode, UnreachableError
 from whispercli.http import HttpCore
@@ -18,32 +17,8 @@ from whispercli.http import HttpCore
 
 @pytest.fixture
 def silent_server() -> Iterator[str]:
-    """A loopback port that accepts connections, reads, and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            held.append(conn)
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(2)
-        for conn in held:
-            conn.close()
-        listener.close()
+    with silent_http() as url:
+        yield url
 
 
 def test_the_whole_request_is_bounded_and_each_retry_is_logged(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,15 @@ from whispercli.server.storage.deliveries import Delivery
 from whispercli.server.webhooks import guard, schedule
 from whispercli.server.webhooks.outbox import Deliverer
 from whispercli.server.webhooks.signatures import WebhookSigner, new_secret
+
+
+def _deliverer(
+    outbox: Any, build: Callable[[Delivery], bytes | None] = lambda d: b"{}", **options: Any
+) -> Deliverer:
+    """A Deliverer of ``outbox`` to loopback receivers, signed with a fresh secret."""
+    return Deliverer(
+        outbox, WebhookSigner(new_secret()), guard.Policy(allow_loopback=True), build, **options
+    )
 
 
 class MemoryOutbox:
@@ -111,13 +121,7 @@ def test_gives_up_after_a_day_and_drops_deliveries_of_deleted_jobs(
         port = rx.port
     outbox.add_delivery("dead", "msg_d", f"http://127.0.0.1:{port}/hook", "tiyaro", "", {})
     outbox.add_delivery("gone", "msg_g", f"http://127.0.0.1:{port}/hook", "tiyaro", "", {})
-    deliverer = Deliverer(
-        outbox,
-        WebhookSigner(new_secret()),
-        guard.Policy(allow_loopback=True),
-        lambda d: None if d.job_id == "gone" else b"{}",
-        clock=clock,
-    )
+    deliverer = _deliverer(outbox, lambda d: None if d.job_id == "gone" else b"{}", clock=clock)
     for _ in range(100):
         deliverer.run_once()
         row = outbox.rows["dead"]
@@ -135,13 +139,7 @@ def test_refused_url_is_never_connected(names: Any, no_connect: list[object]) ->
     names({"lan.test": ["10.0.0.7"]})
     outbox, clock = MemoryOutbox(), Clock()
     outbox.add_delivery("j", "msg_j", "http://lan.test/hook", "tiyaro", "", {})
-    deliverer = Deliverer(
-        outbox,
-        WebhookSigner(new_secret()),
-        guard.Policy(allow_loopback=True),
-        lambda d: b"{}",
-        clock=clock,
-    )
+    deliverer = _deliverer(outbox, clock=clock)
     deliverer.run_once()
     assert outbox.rows["j"]["errors"][0].startswith("refused")
     assert no_connect == []
@@ -167,9 +165,7 @@ def test_the_thread_outlives_a_store_outage(
     store.due_deliveries = flaky_due  # type: ignore[method-assign]
     with receiver() as rx:
         store.add_delivery("j", "msg_j", rx.url, "tiyaro", "", {})
-        deliverer = Deliverer(
-            store, WebhookSigner(new_secret()), guard.Policy(allow_loopback=True), lambda d: b"{}"
-        )
+        deliverer = _deliverer(store)
         deliverer.start()
         try:
             assert rx.wait(1, 10)
@@ -193,13 +189,7 @@ def test_a_receiver_that_never_answers_does_not_hold_the_others(no_connect: list
             "slow", "msg_s", f"http://127.0.0.1:{silent.getsockname()[1]}/", "t", "", {}
         )
         store.add_delivery("fast", "msg_f", rx.url, "tiyaro", "", {})
-        deliverer = Deliverer(
-            store,
-            WebhookSigner(new_secret()),
-            guard.Policy(allow_loopback=True),
-            lambda d: b"{}",
-            timeout=3,
-        )
+        deliverer = _deliverer(store, timeout=3)
         started = time.monotonic()
         thread = threading.Thread(target=deliverer.run_once)
         thread.start()
@@ -249,13 +239,7 @@ def test_an_attempt_ends_at_its_deadline_however_slowly_the_receiver_answers(
 
     slow, store = Trickler(), MemoryOutbox()
     store.add_delivery("j", "msg_j", slow.url, "tiyaro", "", {})
-    deliverer = Deliverer(
-        store,
-        WebhookSigner(new_secret()),
-        guard.Policy(allow_loopback=True),
-        lambda d: b"{}",
-        attempt_seconds=1,
-    )
+    deliverer = _deliverer(store, attempt_seconds=1)
     started = time.monotonic()
     try:
         assert deliverer.run_once() == 1
@@ -270,9 +254,7 @@ def test_stop_cuts_the_sends_in_flight_short(no_connect: list[object]) -> None:
 
     slow, store = Trickler(), MemoryOutbox()
     store.add_delivery("j", "msg_j", slow.url, "tiyaro", "", {})
-    deliverer = Deliverer(
-        store, WebhookSigner(new_secret()), guard.Policy(allow_loopback=True), lambda d: b"{}"
-    )
+    deliverer = _deliverer(store)
     deliverer.start()
     try:
         assert slow.accepted.wait(10)
