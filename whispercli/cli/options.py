@@ -17,17 +17,21 @@ rendered (``cli/results.py``), so both commands honour it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 import whispercli.formats as formats
 from whispercli.cli.context import check_duration
 from whispercli.errors import UsageError
-from whispercli.protocol import DEFAULT_TIER, SPEEDS, TASKS, TIERS
+from whispercli.protocol import DEFAULT_TIER, SPEEDS, TASKS, TIERS, WHISPER_PARAMS
+
+if TYPE_CHECKING:
+    from whispercli.config import Settings
 
 _W = "Whisper options"
 _S = "Subtitle options (srt, vtt)"
@@ -169,25 +173,14 @@ class JobOptions:
         typer.Option("--force", help="Submit again even if the same file and options already ran."),
     ] = False
 
-    _PARAMS = (
-        "language",
-        "task",
-        "beam_size",
-        "best_of",
-        "temperature",
-        "patience",
-        "initial_prompt",
-        "hotwords",
-        "condition_on_previous_text",
-        "word_timestamps",
-        "vad_filter",
-        "speed",
-    )
-
     def whisper_params(self) -> dict[str, Any]:
         """The Whisper input parameters given on the command line (unset ones left out)."""
-        params = {name: getattr(self, name) for name in self._PARAMS}
-        return {k: v for k, v in params.items() if v is not None}
+        params = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return {k: v for k, v in params.items() if k in WHISPER_PARAMS and v is not None}
+
+    def model_and_tier(self, settings: Settings) -> tuple[str | None, str]:
+        """The model and tier asked for, else the profile's (the tier defaults to cpuflex)."""
+        return self.model or settings.model, self.tier or settings.tier or DEFAULT_TIER
 
     def providers(self) -> list[str]:
         """``--provider a,b --provider c`` -> ``["a", "b", "c"]``."""

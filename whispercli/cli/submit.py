@@ -14,7 +14,6 @@ from whispercli.cli.jobflow import reuse_note, submit_source
 from whispercli.cli.output import data, emit_json, note, stderr_is_tty
 from whispercli.cli.progress import Display
 from whispercli.cli.results import display_name
-from whispercli.protocol import DEFAULT_TIER
 
 
 def upload(
@@ -46,13 +45,12 @@ def submit(
     client = get_client(ctx)
     if not client.backend.has_jobs:
         raise client.backend.no_jobs("submit a job to wait for later")
-    settings = client.settings
-    tier = job.tier or settings.tier or DEFAULT_TIER
+    model, tier = job.model_and_tier(client.settings)
     with Display(enabled=stderr_is_tty() and not quiet) as display:
         done = submit_source(
             ctx,
             source,
-            model=job.model or settings.model,
+            model=model,
             tier=tier,
             job=job,
             tracker=display.track(display_name(source)),

@@ -37,7 +37,7 @@ from whispercli.cli.output import emit_json, note, stderr_is_tty, warn
 from whispercli.cli.progress import Display, Tracker
 from whispercli.cli.results import Destination
 from whispercli.errors import Interrupted, UsageError, WhisperCliError
-from whispercli.protocol import DEFAULT_MODEL, DEFAULT_TIER, is_http_url
+from whispercli.protocol import DEFAULT_MODEL, is_http_url
 
 if TYPE_CHECKING:
     from whispercli.formats import SubtitleOptions
@@ -172,8 +172,7 @@ def transcribe(
     if subtitles.given:  # subtitles are cut at word timings
         job = dataclasses.replace(job, word_timestamps=True)
     client = get_client(ctx)
-    model = job.model or client.settings.model
-    tier = job.tier or client.settings.tier or DEFAULT_TIER
+    model, tier = job.model_and_tier(client.settings)
     ensure_local_model(client, model or DEFAULT_MODEL, no_download=no_download, quiet=quiet)
     seconds = parse_duration(timeout) if timeout else None
     display_on = stderr_is_tty() and not quiet

@@ -8,6 +8,7 @@ server (``whispercli --help`` stays as light as the client).
 from __future__ import annotations
 
 import whispercli.paths as paths
+from whispercli.protocol import DEFAULT_MODEL
 from whispercli.server.webhooks import schedule
 
 MIB = 1024**2
@@ -23,7 +24,7 @@ class Defaults:
     poll_url_ttl = 7 * 24 * 3600.0
     max_queue = 100
     idle_timeout = 0.0
-    default_model = "tiny"
+    default_model = DEFAULT_MODEL
     cpu_threads = 0
     speed = "default"
     engine_jobs = 8

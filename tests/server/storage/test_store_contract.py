@@ -20,6 +20,7 @@ from support.pg_cluster import PostgresCluster
 
 from whispercli.protocol import Status
 from whispercli.server.storage.blobs import BlobStore, BlobTooLarge
+from whispercli.server.storage.blobs import write as write_blob
 from whispercli.server.storage.deliveries import LEASE_SECONDS
 from whispercli.server.storage.disk_blobs import DiskBlobStore
 from whispercli.server.storage.sqlite import SqliteStore
@@ -484,7 +485,7 @@ async def _chunks(
 
 def test_blob_round_trip(blobs: BlobStore) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
-    assert asyncio.run(blobs.write("b" * 32, _chunks(data), len(data))) == len(data)
+    assert asyncio.run(write_blob(blobs, "b" * 32, _chunks(data), len(data))) == len(data)
     read = hashlib.sha256()
     for chunk in blobs.read("b" * 32):
         read.update(chunk)
@@ -501,26 +502,28 @@ def test_blob_round_trip(blobs: BlobStore) -> None:
 
 def test_blob_over_the_limit_keeps_nothing_new(blobs: BlobStore) -> None:
     old = b"old bytes"
-    asyncio.run(blobs.write("c" * 32, _chunks(old), 100))
+    asyncio.run(write_blob(blobs, "c" * 32, _chunks(old), 100))
     with pytest.raises(BlobTooLarge):
-        asyncio.run(blobs.write("c" * 32, _chunks(os.urandom(300_000)), 200_000))
+        asyncio.run(write_blob(blobs, "c" * 32, _chunks(os.urandom(300_000)), 200_000))
     with pytest.raises(ConnectionError):
-        asyncio.run(blobs.write("c" * 32, _chunks(os.urandom(300_000), fail_at=100_000), 10**6))
+        asyncio.run(
+            write_blob(blobs, "c" * 32, _chunks(os.urandom(300_000), fail_at=100_000), 10**6)
+        )
     assert b"".join(blobs.read("c" * 32)) == old
     with pytest.raises(BlobTooLarge):
-        asyncio.run(blobs.write("d" * 32, _chunks(b"x" * 10), 9))
+        asyncio.run(write_blob(blobs, "d" * 32, _chunks(b"x" * 10), 9))
     with pytest.raises(FileNotFoundError):
         list(blobs.read("d" * 32))
 
 
 def test_blob_replaced_by_a_second_write(blobs: BlobStore) -> None:
-    asyncio.run(blobs.write("e" * 32, _chunks(b"first"), 100))
-    asyncio.run(blobs.write("e" * 32, _chunks(b"second"), 100))
+    asyncio.run(write_blob(blobs, "e" * 32, _chunks(b"first"), 100))
+    asyncio.run(write_blob(blobs, "e" * 32, _chunks(b"second"), 100))
     assert b"".join(blobs.read("e" * 32)) == b"second"
 
 
 def test_staged_bytes_change_nothing_until_published(blobs: BlobStore) -> None:
-    asyncio.run(blobs.write("a" * 32, _chunks(b"old"), 100))
+    asyncio.run(write_blob(blobs, "a" * 32, _chunks(b"old"), 100))
     staged = asyncio.run(blobs.stage("a" * 32, _chunks(b"new bytes"), 100))
     assert staged.size == 9 and b"".join(blobs.read("a" * 32)) == b"old"
     staged.discard()
@@ -544,7 +547,7 @@ def test_a_50_mb_blob_round_trips_with_flat_memory(blobs: BlobStore) -> None:
         expected.update(block[i:] + block[:i])
     tracemalloc.start()
     try:
-        assert asyncio.run(blobs.write("f" * 32, stream(), total + 1)) == total
+        assert asyncio.run(write_blob(blobs, "f" * 32, stream(), total + 1)) == total
         _, write_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
         read = hashlib.sha256()

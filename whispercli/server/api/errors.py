@@ -18,7 +18,8 @@ from whispercli.server.storage.store import StoreUnavailable
 log = logging.getLogger("whispercli.server")
 
 UNAVAILABLE_RETRY_SECONDS = 2
-_INTERNAL = "the server hit an unexpected error; see the server log"
+INTERNAL = "the server hit an unexpected error; see the server log"
+UNAVAILABLE = "the server's database is unavailable; retry in a few seconds"
 
 
 def error_response(
@@ -58,21 +59,19 @@ async def _database(_: Request, exc: Exception) -> JSONResponse:
             "disk_full", "the server's disk is full; free space in its data dir and retry"
         )
     log.error("database error while serving a request", exc_info=exc)
-    return error_response("internal_error", _INTERNAL)
+    return error_response("internal_error", INTERNAL)
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
     log.warning("storage unavailable: %s", exc)
     return error_response(
-        "unavailable",
-        "the server's database is unavailable; retry in a few seconds",
-        {"Retry-After": str(UNAVAILABLE_RETRY_SECONDS)},
+        "unavailable", UNAVAILABLE, {"Retry-After": str(UNAVAILABLE_RETRY_SECONDS)}
     )
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected %s while serving a request", type(exc).__name__, exc_info=exc)
-    return error_response("internal_error", _INTERNAL)
+    return error_response("internal_error", INTERNAL)
 
 
 def install(app: FastAPI) -> None:

@@ -34,6 +34,7 @@ from starlette.requests import ClientDisconnect
 import whispercli.modelhub as modelhub
 from whispercli.protocol import TERMINAL_STATUSES
 from whispercli.server.api.deps import AUTH, Service
+from whispercli.server.api.errors import INTERNAL, UNAVAILABLE, UNAVAILABLE_RETRY_SECONDS
 from whispercli.server.api.forms import receive_form
 from whispercli.server.api.gate import (
     ERROR_SHAPES,
@@ -81,18 +82,11 @@ class _OpenAIRoute(APIRoute):
             except BodyTooLarge as exc:
                 return _gate_error("too_large", str(exc.detail), dict(exc.headers or {}))
             except StoreUnavailable:
-                return _error(
-                    shapes.OpenAIError(
-                        503,
-                        "the server's database is unavailable; retry in a few seconds",
-                        code="unavailable",
-                        headers={"Retry-After": "2"},
-                    )
-                )
+                retry = {"Retry-After": str(UNAVAILABLE_RETRY_SECONDS)}
+                return _gate_error("unavailable", UNAVAILABLE, retry)
             except Exception:
                 log.exception("unexpected error on %s", request.url.path)
-                message = "the server hit an unexpected error; see the server log"
-                return _error(shapes.OpenAIError(500, message, code="internal_error"))
+                return _gate_error("internal_error", INTERNAL, {})
 
         return route
 

@@ -18,12 +18,13 @@ from typing import Any
 import av
 import numpy as np
 
+from whispercli.server.defaults import Defaults
 from whispercli.server.engine.outcome import AudioError
 
 SAMPLE_RATE = 16000
 PIECE_SECONDS = 30.0
 """Samples decoded at a time (one Whisper window: about 2 MB of float32)."""
-DEFAULT_MAX_AUDIO_HOURS = 12.0
+DEFAULT_MAX_AUDIO_HOURS = Defaults.max_audio_hours
 
 
 def _mp3_has_length_header(path: str) -> bool:
@@ -177,13 +178,3 @@ def _stream_seconds(container: Any, stream: Any) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     return None
-
-
-def load_audio(path: str, max_hours: float = DEFAULT_MAX_AUDIO_HOURS) -> np.ndarray:
-    """The whole file as one array (short files, tests and benchmarks)."""
-    audio = open_audio(path, max_hours)
-    try:
-        pieces = list(audio.pieces())
-    finally:
-        audio.close()
-    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

@@ -61,7 +61,6 @@ class JobChunks(Generic[R]):
     fed: bool = False
     """The feeder has produced every chunk."""
     ended: bool = False
-    cancelled: bool = False
     results: dict[int, tuple[Chunk, R]] = field(default_factory=dict)
     emitted: int = 0
     decoded_seconds: float = 0.0
@@ -131,7 +130,6 @@ class Scheduler(Generic[R]):
             job = next((j for j in self._jobs if j.id == job_id), None)
             if job is None or job.ended:
                 return False
-            job.cancelled = True
         self._end(job, JobCancelled(job_id))
         return True
 
@@ -221,7 +219,7 @@ class Scheduler(Generic[R]):
                     job.on_result(done, result)
                 except Exception as exc:  # the job's own callback failed: end that job
                     job.results.clear()
-                    self._end(job, exc, locked=True)
+                    self._end(job, exc)
                     return
         self._maybe_done(job)
 
@@ -231,7 +229,7 @@ class Scheduler(Generic[R]):
         if finished:
             self._end(job, None)
 
-    def _end(self, job: JobChunks[R], error: BaseException | None, *, locked: bool = False) -> None:
+    def _end(self, job: JobChunks[R], error: BaseException | None) -> None:
         with self._cond:
             if job.ended:
                 return
@@ -240,10 +238,7 @@ class Scheduler(Generic[R]):
             if job in self._jobs:
                 self._jobs.remove(job)
             self._cond.notify_all()
-        if locked:
-            job.on_done(error)
-            return
-        with job.lock:
+        with job.lock:  # reentrant: a callback that fails ends its job from inside the lock
             job.on_done(error)
 
     # -- progress while a batch decodes ----------------------------------------------------
@@ -262,7 +257,7 @@ class Scheduler(Generic[R]):
                     try:
                         job.on_progress(job.decoded_seconds + self._running_share(job, now))
                     except Exception as exc:
-                        self._end(job, exc, locked=True)
+                        self._end(job, exc)
 
     def _running_share(self, job: JobChunks[R], now: float) -> float:
         """Seconds of the job's running chunks its elapsed time suggests are decoded (at most

@@ -21,11 +21,11 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
-from whispercli.server.engine.plans import MIN_WINDOW_SECONDS
+from whispercli.server.engine.plans import MIN_WINDOW_SECONDS, WINDOW_SECONDS
 from whispercli.server.engine.speech import Chunk
 
 FRAMES_PER_SECOND = 100
-WINDOW_FRAMES = 3000
+WINDOW_FRAMES = int(WINDOW_SECONDS * FRAMES_PER_SECOND)
 _DEFAULTS = inspect.signature(BatchedInferencePipeline.transcribe).parameters
 _PUNCTUATION = (_DEFAULTS["prepend_punctuations"].default, _DEFAULTS["append_punctuations"].default)
 """faster-whisper's own punctuation sets for word timings."""

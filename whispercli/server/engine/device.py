@@ -29,6 +29,8 @@ from whispercli.extras import GPU, pip_command
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "float16", "float32")
 CUDA_BATCH_SIZE = 16
+"""faster-whisper's documented batch size for its batched pipeline on a GPU (not measured here:
+bench/gpu.sh measures 8, 16 and 32 where a GPU exists)."""
 CPU_BATCH_SIZE = 1
 """Chunks a CPU replica encodes and decodes in one call: a single-thread replica gained
 nothing from batches of 2, 4 or 8 on the bench (bench/RESULTS.md); the scheduler still
@@ -36,8 +38,6 @@ spreads every job's chunks over the replicas."""
 MAX_REPLICAS = 4
 """Past this many replicas the cores go into threads per replica (each replica keeps its own
 encoder activations, and the batcher reads ahead for each)."""
-"""faster-whisper's documented batch size for its batched pipeline on a GPU (not measured here:
-bench/gpu.sh measures 8, 16 and 32 where a GPU exists)."""
 PROBE_TIMEOUT = 180.0
 _NVIDIA_LIBS = ("cublas", "cudnn")
 _PROBE = """

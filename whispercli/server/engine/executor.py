@@ -15,7 +15,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +66,6 @@ class _InFlight:
     """A job the engine process is working on, seen from the server."""
 
     job: JobRecord
-    model_path: str
     files: contextlib.ExitStack
     began: float = field(default_factory=time.monotonic)
     segments: list[dict[str, Any]] = field(default_factory=list)
@@ -89,13 +87,11 @@ class JobExecutor:
         settings: ServerSettings,
         store: Store,
         blobs: BlobStore,
-        notify: Callable[[str], None],
         stopping: threading.Event,
     ) -> None:
         self.settings = settings
         self.store = store
         self.blobs = blobs
-        self.notify = notify
         self.stopping = stopping
         self.engine = EngineProcess(engine_config(settings))
         self.loaded_paths: list[str] = []
@@ -154,7 +150,7 @@ class JobExecutor:
             error = "the upload of this job is gone (deleted or expired)"
             self.store.finish(job.id, job.attempts, Status.FAILED, error=error)
             return False
-        self._jobs[job.id] = _InFlight(job, str(model.path), files)
+        self._jobs[job.id] = _InFlight(job, files)
         try:
             self.engine.send(Transcribe(job.id, str(model.path), str(audio), job.params))
         except (EngineDied, OSError) as exc:

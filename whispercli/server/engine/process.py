@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from whispercli.server.defaults import Defaults
 from whispercli.server.engine.device import DevicePlan, cpu_plan
 from whispercli.server.engine.modelcache import DEFAULT_MAX_LOADED, ModelCache
 from whispercli.server.engine.outcome import JobCancelled, JobInputError
@@ -49,7 +50,7 @@ class EngineConfig:
     """Where and how the engine decodes (whispercli.server.engine.device)."""
     max_loaded: int = DEFAULT_MAX_LOADED
     """Models the child keeps loaded (least recently used unloaded first)."""
-    max_audio_hours: float = 12.0
+    max_audio_hours: float = Defaults.max_audio_hours
     """Longer audio fails its job (checked from the header, then while decoding)."""
 
 

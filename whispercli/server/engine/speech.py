@@ -22,8 +22,8 @@ import numpy as np
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from whispercli.server.engine.audio import SAMPLE_RATE
+from whispercli.server.engine.plans import WINDOW_SECONDS
 
-WINDOW_SECONDS = 30.0
 VAD = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=160)
 """faster-whisper's batched pipeline's VAD settings."""
 _TOUCH_SAMPLES = SAMPLE_RATE * VAD.speech_pad_ms // 1000 + 512

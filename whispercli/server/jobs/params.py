@@ -12,13 +12,26 @@ from typing import Any
 
 from whispercli.protocol import SPEEDS, TASKS, WHISPER_PARAMS
 
-# Whisper's language codes (openai-whisper's tokenizer.LANGUAGES keys).
-LANGUAGES = frozenset(
-    """af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw
-    he hi hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my
-    ne nl nn no oc pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt
-    uk ur uz vi yi yo yue zh""".split()  # noqa: SIM905
+# openai-whisper's tokenizer.LANGUAGES: Whisper's language codes and their names (OpenAI's
+# verbose_json names the language).
+LANGUAGE_NAMES = dict(
+    pair.split(":")
+    for pair in """en:english zh:chinese de:german es:spanish ru:russian ko:korean fr:french
+    ja:japanese pt:portuguese tr:turkish pl:polish ca:catalan nl:dutch ar:arabic sv:swedish
+    it:italian id:indonesian hi:hindi fi:finnish vi:vietnamese he:hebrew uk:ukrainian el:greek
+    ms:malay cs:czech ro:romanian da:danish hu:hungarian ta:tamil no:norwegian th:thai ur:urdu
+    hr:croatian bg:bulgarian lt:lithuanian la:latin mi:maori ml:malayalam cy:welsh sk:slovak
+    te:telugu fa:persian lv:latvian bn:bengali sr:serbian az:azerbaijani sl:slovenian
+    kn:kannada et:estonian mk:macedonian br:breton eu:basque is:icelandic hy:armenian
+    ne:nepali mn:mongolian bs:bosnian kk:kazakh sq:albanian sw:swahili gl:galician mr:marathi
+    pa:punjabi si:sinhala km:khmer sn:shona yo:yoruba so:somali af:afrikaans oc:occitan
+    ka:georgian be:belarusian tg:tajik sd:sindhi gu:gujarati am:amharic yi:yiddish lo:lao
+    uz:uzbek fo:faroese ht:haitian_creole ps:pashto tk:turkmen nn:nynorsk mt:maltese
+    sa:sanskrit lb:luxembourgish my:myanmar bo:tibetan tl:tagalog mg:malagasy as:assamese
+    tt:tatar haw:hawaiian ln:lingala ha:hausa ba:bashkir jw:javanese su:sundanese
+    yue:cantonese""".split()  # noqa: SIM905
 )
+LANGUAGES = frozenset(LANGUAGE_NAMES)
 
 # Inclusive numeric ranges; a parameter outside its range is refused.
 _RANGES: dict[str, tuple[float, float]] = {

@@ -88,7 +88,7 @@ class LocalRunner:
         self.notify = notify
         self._stopping = threading.Event()
         self._wake = threading.Event()
-        self._executor = JobExecutor(settings, store, blobs, notify, self._stopping)
+        self._executor = JobExecutor(settings, store, blobs, self._stopping)
         self._thread = threading.Thread(target=self._run, name="runner", daemon=True)
 
     @property

@@ -165,7 +165,7 @@ def run_worker(settings: ServerSettings, queues: list[str]) -> None:
     store = storage.store
     assert isinstance(store, PostgresStore)
     stopping = threading.Event()
-    executor = JobExecutor(settings, store, storage.blobs, lambda _id: None, stopping)
+    executor = JobExecutor(settings, store, storage.blobs, stopping)
     heartbeat = Heartbeat(
         Fleet(store.pool, settings.stalled_after_seconds, TASK),
         f"{socket.gethostname()}-{os.getpid()}",

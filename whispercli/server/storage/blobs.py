@@ -1,6 +1,6 @@
 """The bytes of uploads: the :class:`BlobStore` interface.
 
-A blob is written once from a stream (``write``: memory stays flat, the limit is checked as
+A blob is written once from a stream (:func:`write`: memory stays flat, the limit is checked as
 bytes arrive, a partial write leaves nothing behind), read back as a stream (``read``) or as a
 local file for the engine (``local_file``), and deleted. ``stage`` stores a stream aside and
 lets the caller publish it only if it still may (an upload's bytes are published inside the
@@ -12,6 +12,7 @@ tests/server/storage/test_store_contract.py checks both.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterable, Iterator
 from pathlib import Path
@@ -44,11 +45,6 @@ class Staged(Protocol):
 
 
 class BlobStore(Protocol):
-    async def write(self, blob_id: str, chunks: AsyncIterable[bytes], limit: int) -> int:
-        """Store the stream under ``blob_id`` (replacing any previous one); return its size:
-        :meth:`stage`, then publish."""
-        ...
-
     async def stage(self, blob_id: str, chunks: AsyncIterable[bytes], limit: int) -> Staged:
         """Store the stream aside as the next bytes of ``blob_id``; the blob is unchanged
         until the result is published (the caller discards it if it is not).
@@ -70,3 +66,14 @@ class BlobStore(Protocol):
     def delete(self, blob_id: str) -> None:
         """Remove the blob; no error when there is none."""
         ...
+
+
+async def write(blobs: BlobStore, blob_id: str, chunks: AsyncIterable[bytes], limit: int) -> int:
+    """Store the stream under ``blob_id`` (replacing any previous one); return its size:
+    :meth:`BlobStore.stage`, then publish (what is left unpublished is discarded)."""
+    staged = await blobs.stage(blob_id, chunks, limit)
+    try:
+        await asyncio.to_thread(staged.publish)
+    finally:
+        await asyncio.to_thread(staged.discard)
+    return staged.size

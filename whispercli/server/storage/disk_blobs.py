@@ -39,11 +39,6 @@ class DiskBlobStore:
     def _path(self, blob_id: str) -> Path:
         return self.folder / blob_id
 
-    async def write(self, blob_id: str, chunks: AsyncIterable[bytes], limit: int) -> int:
-        staged = await self.stage(blob_id, chunks, limit)
-        staged.publish()
-        return staged.size
-
     async def stage(self, blob_id: str, chunks: AsyncIterable[bytes], limit: int) -> StagedFile:
         final = self._path(blob_id)
         partial = final.with_name(f"{final.name}.{os.getpid()}.{time.monotonic_ns()}.part")

@@ -19,6 +19,7 @@ from typing import Any
 
 import whispercli.formats as formats
 from whispercli.protocol import WHISPER_PARAMS, Result
+from whispercli.server.jobs.params import LANGUAGE_NAMES
 
 WHISPER_1 = "whisper-1"
 """OpenAI's model name; an alias of the server's default model here."""
@@ -63,24 +64,6 @@ INPUT_FAILURES = (
 engine/audio.py's messages): a job that failed so is the caller's request (400), any other
 failure is the server's (500)."""
 
-# openai-whisper's tokenizer.LANGUAGES: verbose_json names the language, as OpenAI does.
-LANGUAGE_NAMES = dict(
-    pair.split(":")
-    for pair in """en:english zh:chinese de:german es:spanish ru:russian ko:korean fr:french
-    ja:japanese pt:portuguese tr:turkish pl:polish ca:catalan nl:dutch ar:arabic sv:swedish
-    it:italian id:indonesian hi:hindi fi:finnish vi:vietnamese he:hebrew uk:ukrainian el:greek
-    ms:malay cs:czech ro:romanian da:danish hu:hungarian ta:tamil no:norwegian th:thai ur:urdu
-    hr:croatian bg:bulgarian lt:lithuanian la:latin mi:maori ml:malayalam cy:welsh sk:slovak
-    te:telugu fa:persian lv:latvian bn:bengali sr:serbian az:azerbaijani sl:slovenian
-    kn:kannada et:estonian mk:macedonian br:breton eu:basque is:icelandic hy:armenian
-    ne:nepali mn:mongolian bs:bosnian kk:kazakh sq:albanian sw:swahili gl:galician mr:marathi
-    pa:punjabi si:sinhala km:khmer sn:shona yo:yoruba so:somali af:afrikaans oc:occitan
-    ka:georgian be:belarusian tg:tajik sd:sindhi gu:gujarati am:amharic yi:yiddish lo:lao
-    uz:uzbek fo:faroese ht:haitian_creole ps:pashto tk:turkmen nn:nynorsk mt:maltese
-    sa:sanskrit lb:luxembourgish my:myanmar bo:tibetan tl:tagalog mg:malagasy as:assamese
-    tt:tatar haw:hawaiian ln:lingala ha:hausa ba:bashkir jw:javanese su:sundanese
-    yue:cantonese""".split()  # noqa: SIM905
-)
 _TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error"}
 _TYPES |= {403: "invalid_request_error", 409: "invalid_request_error", 410: "invalid_request_error"}
 _TYPES |= {413: "invalid_request_error", 422: "invalid_request_error", 429: "requests"}

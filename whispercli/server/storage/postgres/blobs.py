@@ -99,14 +99,6 @@ class PostgresBlobStore(Pooled):
                 (blob_id, version),
             )
 
-    async def write(self, blob_id: str, chunks: AsyncIterable[bytes], limit: int) -> int:
-        staged = await self.stage(blob_id, chunks, limit)
-        try:
-            await asyncio.to_thread(staged.publish)
-        finally:
-            await asyncio.to_thread(staged.discard)
-        return staged.size
-
     async def stage(self, blob_id: str, chunks: AsyncIterable[bytes], limit: int) -> StagedChunks:
         version = secrets.token_hex(8)
         digest = hashlib.sha256()
