@@ -31,6 +31,27 @@ def test_migrate_twice_and_from_racing_processes(postgres: PostgresCluster) -> N
     assert errors == []
 
 
+def test_a_migrated_database_is_not_locked_by_a_process_starting(
+    postgres: PostgresCluster,
+) -> None:
+    """Every server and worker migrates at start; on a database already migrated that must
+    take no lock on the tables in use (DDL such as re-creating a trigger waits for every open
+    transaction on the jobs table, and queues everyone else behind it: a worker starting
+    while another held a row lock stalled the fleet)."""
+    import psycopg
+
+    dsn = postgres.new_database(migrate)
+    with psycopg.connect(dsn) as busy:  # a transaction in flight on the jobs table
+        busy.execute("SELECT id FROM whispercli_jobs FOR UPDATE")
+        done = threading.Event()
+        starting = threading.Thread(target=lambda: (migrate(dsn), done.set()), daemon=True)
+        starting.start()
+        migrated = done.wait(10)
+        busy.rollback()
+        starting.join(30)
+    assert migrated, "migrate waited on a transaction of another process"
+
+
 def test_two_servers_racing_on_one_key_create_one_job(postgres: PostgresCluster) -> None:
     dsn = postgres.new_database(migrate)
     servers = [PostgresStore(dsn), PostgresStore(dsn)]

@@ -8,6 +8,9 @@ same lock.
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import psycopg
 
 from whispercli.server.storage.postgres.pool import connection_errors
@@ -100,17 +103,46 @@ CREATE TRIGGER whispercli_jobs_notify AFTER INSERT OR UPDATE OR DELETE ON whispe
 _MIGRATE_LOCK = 0x77686973  # pg_advisory_lock key: two servers starting at once migrate once
 
 
+_STAMP = "whispercli_schema"
+"""One row: the fingerprint of the schema scripts last applied."""
+
+
 def migrate(dsn: str, *also: tuple[str, str]) -> None:
     """Install or update our schema, then each ``(table, script)`` of ``also`` whose table
-    does not exist yet; safe to run twice and from racing processes."""
+    does not exist yet; safe to run twice and from racing processes.
+
+    Every server and worker calls this at start, so on a database whose schema is current it
+    only reads the stamp: the scripts' DDL (a trigger re-created, columns added) would wait
+    for every transaction open on the jobs table and queue every later query behind it."""
+    digest = hashlib.sha256(SCHEMA.encode())
+    for table, script in also:
+        digest.update(f"\0{table}\0{script}".encode())
+    fingerprint = digest.hexdigest()
     with connection_errors(), psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATE_LOCK,))
         try:
+            if _applied(conn) == fingerprint:
+                return
             with conn.transaction():
                 conn.execute(SCHEMA)
                 for table, script in also:
-                    found = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
-                    if found is None or found[0] is None:
+                    if not _exists(conn, table):
                         conn.execute(script)
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {_STAMP} (fingerprint text NOT NULL)")
+                conn.execute(f"DELETE FROM {_STAMP}")
+                conn.execute(f"INSERT INTO {_STAMP} VALUES (%s)", (fingerprint,))
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK,))
+
+
+def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
+    found = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+    return found is not None and found[0] is not None
+
+
+def _applied(conn: psycopg.Connection[Any]) -> str | None:
+    """The fingerprint of the scripts last applied (None before the first migration)."""
+    if not _exists(conn, _STAMP):
+        return None
+    row = conn.execute(f"SELECT fingerprint FROM {_STAMP}").fetchone()
+    return None if row is None else str(row[0])
