@@ -40,12 +40,14 @@ def _screen() -> tuple[int, int]:
     return size.columns or 80, size.lines or 24
 
 
-def _byte_bar(show: bool, label: str) -> type:
+def _byte_bar(show: bool, label: str) -> type[Any]:
     """A tqdm class for ``snapshot_download``: one byte bar on stderr, every other bar off.
 
     huggingface_hub 2.x makes two byte bars of the same counts (transfer and reconstruction)
     and 0.x one; the last byte bar created is the one with a total, so the first two share
-    one display: the second one made replaces the first.
+    one display: the second one made replaces the first. huggingface_hub never closes them,
+    and a bar draws only every 0.1 s, so a fast download would end on a stale figure unless
+    ``finish`` closes it (a close draws the final count).
     """
     from tqdm.auto import tqdm
 
@@ -66,6 +68,12 @@ def _byte_bar(show: bool, label: str) -> type:
             super().__init__(*args, **kwargs)
             if bytes_bar:
                 made.append(self)
+
+        @classmethod
+        def finish(cls) -> None:
+            """Close the shown bar, drawing its final count ("100%")."""
+            for bar in made:
+                bar.close()
 
         def set_description(self, *args: Any, **kwargs: Any) -> None:
             """Keep the model's name as the label."""
@@ -106,13 +114,15 @@ def pull(name: str, *, revision: str | None = None, progress: bool = False) -> m
     )
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    bar = _byte_bar(progress, name)
     try:
         folder = snapshot_download(
             repo,
             revision=revision,
             allow_patterns=list(modelhub.ALLOW_PATTERNS),
-            tqdm_class=_byte_bar(progress, name),
+            tqdm_class=bar,
         )
+        bar.finish()
     except GatedRepoError:
         raise AuthError(
             f"{repo} is gated: accept its terms on the Hub, then download with a token",
