@@ -191,6 +191,6 @@ def test_a_misspelt_key_suggests_the_name_and_unset_removes_it(tmp_path: Path) -
 
 
 def test_root_help_names_every_builtin_profile(tmp_path: Path) -> None:
-    """Polish: the edenai profile was missing."""
+    """Polish: the edenai profile was missing, then the openai one."""
     text = Cli(tmp_path / "cli").run("--help").out
-    assert "local, tiyaro, edenai, or your own" in " ".join(text.split())
+    assert "local, tiyaro, edenai, openai or your own" in " ".join(text.split())

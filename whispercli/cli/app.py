@@ -24,6 +24,7 @@ from whispercli.cli import server as server_cmd
 from whispercli.cli.context import globals_of
 from whispercli.cli.helpfmt import use_plain_help
 from whispercli.cli.output import error, exit_interrupted, say
+from whispercli.config import BUILTIN_PROFILES
 from whispercli.errors import EXIT_CODE_HELP, ExitCode, Interrupted, WhisperCliError
 from whispercli.extras import from_import_error
 from whispercli.version import __version__
@@ -78,7 +79,8 @@ def _global_options(
         typer.Option(
             "--profile",
             metavar="NAME",
-            help="Config profile: local, tiyaro, edenai, or your own [env WHISPERCLI_PROFILE].",
+            help=f"Config profile: {', '.join(BUILTIN_PROFILES)} or your own "
+            "[env WHISPERCLI_PROFILE].",
         ),
     ] = None,
     debug: Annotated[

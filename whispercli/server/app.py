@@ -21,13 +21,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from whispercli.fsutil import is_private, read_or_create_secret
 from whispercli.protocol import ACTIVE_STATUSES
 from whispercli.server import api
 from whispercli.server.api import errors
+from whispercli.server.api.access_log import AccessLog
 from whispercli.server.api.deps import Links
 from whispercli.server.api.gate import RequestGate
 from whispercli.server.api.signed_urls import Signer
@@ -108,7 +109,7 @@ def create_app(
     app.add_middleware(
         RequestGate, settings=settings, public_paths=[*filter(None, public), DOCS_FILES + "/"]
     )
-    app.middleware("http")(_log_and_touch)
+    app.add_middleware(AccessLog)
     return app
 
 
@@ -189,24 +190,6 @@ def _lifespan(
             storage.close()
 
     return lifespan
-
-
-async def _log_and_touch(request: Request, call_next: Any) -> Response:
-    """Log each request (the path only: query strings carry URL signatures) and note the
-    time for the idle exit."""
-    state = request.app.state
-    state.last_request = time.monotonic()
-    started = time.perf_counter()
-    response: Response = await call_next(request)
-    state.last_request = time.monotonic()
-    log.info(
-        "%s %s %d %.1f ms",
-        request.method,
-        request.url.path,
-        response.status_code,
-        (time.perf_counter() - started) * 1000,
-    )
-    return response
 
 
 async def _exit_when_idle(app: FastAPI, service: JobService, runner: Runner) -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
-from whispercli.protocol import Status
 from whispercli.server.api.deps import AUTH, ID_PATTERN, Service, UrlSigner, errors_doc
 from whispercli.server.api.gate import UPLOAD_BASE64, body_limit
 from whispercli.server.api.schemas import iso_time
@@ -132,16 +131,14 @@ async def predict(
     service: Service,
     links: UrlSigner,
     octoai_async: Annotated[str | None, Header(alias=octoai.ASYNC_HEADER)] = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | Response:
     job = await _submit(request, service)
     if octoai.is_async(octoai_async):
         return octoai.accepted_body(job.id, _url(links, POLL_PATH, job.id))
-    while not Status(job.status).terminal:
-        if await request.is_disconnected():
-            break
-        job = await service.wait(
-            job.id, 3600, until_done=True, disconnected=request.is_disconnected
-        )
+    ended = await service.hold(job, request.is_disconnected)
+    if ended is None:
+        return Response(status_code=499)  # the client went away: nobody reads it
+    job = ended
     _check_ended_well(job)
     return octoai.result_body(await service.result(job) or {})
 

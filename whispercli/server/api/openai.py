@@ -16,11 +16,9 @@ Every failure of these routes answers OpenAI's ``{"error": {"message", "type", "
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 import anyio
@@ -56,8 +54,6 @@ MODELS_PATH = "/v1/models"
 STREAM_POLL_SECONDS = 0.25
 """How often a stream reads the job's partial segments (the engine writes them every 0.3 s)."""
 KEEPALIVE_SECONDS = 10.0
-HOLD_CHECK_SECONDS = 1.0
-"""A held request looks whether its client is still there at least this often."""
 JOB_HEADER = "x-request-id"
 log = logging.getLogger("whispercli.server")
 
@@ -238,51 +234,6 @@ async def _submit(
     return job, audio
 
 
-async def _cancel(service: JobService, job_id: str) -> None:
-    """Cancel a job whose caller went away (nothing if it ended meanwhile)."""
-    with contextlib.suppress(ServiceError):
-        await service.cancel(job_id)
-        log.info("job %s cancelled: its OpenAI-protocol client went away", job_id)
-
-
-@contextlib.asynccontextmanager
-async def _watch(request: Request) -> AsyncIterator[Callable[[], Awaitable[bool]]]:
-    """Whether the client went away, as a ``disconnected()`` for ``service.wait``: a task
-    reads the request's next message (once the body is read, only a disconnect can come).
-    ``request.is_disconnected()`` would not do: behind the app's HTTP middleware it never
-    sees the disconnect (its receive runs in a cancelled scope)."""
-    gone = asyncio.Event()
-
-    async def listen() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        gone.set()
-
-    async def disconnected() -> bool:
-        return gone.is_set()
-
-    listener = asyncio.create_task(listen())
-    try:
-        yield disconnected
-    finally:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-
-
-async def _hold(request: Request, service: JobService, job: JobRecord) -> JobRecord | None:
-    """The job once it has ended; None (and the job cancelled) when the client went away."""
-    async with _watch(request) as disconnected:
-        while job.status not in TERMINAL_STATUSES:
-            if await disconnected():
-                await _cancel(service, job.id)
-                return None
-            job = await service.wait(
-                job.id, HOLD_CHECK_SECONDS, until_done=True, disconnected=disconnected
-            )
-    return job
-
-
 async def _answer(request: Request, service: Service, task: str) -> Response:
     job, audio = await _submit(request, service, task)
     headers = {JOB_HEADER: job.id}
@@ -292,7 +243,7 @@ async def _answer(request: Request, service: Service, task: str) -> Response:
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache"},
         )
-    ended = await _hold(request, service, job)
+    ended = await service.hold(job, request.is_disconnected)
     if ended is None:
         return Response(status_code=499)  # nobody reads it
     job = ended
@@ -352,7 +303,7 @@ async def _events(service: JobService, job_id: str) -> AsyncIterator[str]:
     finally:
         if not ended:
             with anyio.CancelScope(shield=True):
-                await _cancel(service, job_id)
+                await service.abandon(job_id)
 
 
 @router.post(

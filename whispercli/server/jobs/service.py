@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
@@ -46,6 +47,10 @@ _EXTENSION_RE = re.compile(r"^[A-Za-z0-9]{1,10}$")
 RETRY_AFTER_SECONDS = 10
 OUTBOUND_RETRY_SECONDS = 5
 LONG_POLL_RECHECK_SECONDS = 5.0
+HOLD_CHECK_SECONDS = 1.0
+"""How often a held request (:meth:`JobService.hold`) looks whether its client went away."""
+
+log = logging.getLogger("whispercli.server")
 """A long-poll re-reads the job at least this often, notification or not."""
 
 P = ParamSpec("P")
@@ -228,6 +233,27 @@ class JobService:
                     await asyncio.wait_for(event.wait(), min(remaining, LONG_POLL_RECHECK_SECONDS))
             job = await self.get(job_id)
         return job
+
+    async def hold(
+        self, job: JobRecord, disconnected: Callable[[], Awaitable[bool]]
+    ) -> JobRecord | None:
+        """The job once it has ended, for a request answered with its result (OpenAI's audio
+        routes, OctoAI's synchronous ``/predict``); None, and the job cancelled, when the client
+        went away first: nobody would read the answer."""
+        while not Status(job.status).terminal:
+            if await disconnected():
+                await self.abandon(job.id)
+                return None
+            job = await self.wait(
+                job.id, HOLD_CHECK_SECONDS, until_done=True, disconnected=disconnected
+            )
+        return job
+
+    async def abandon(self, job_id: str) -> None:
+        """Cancel a job whose client went away (nothing if it ended meanwhile)."""
+        with contextlib.suppress(ServiceError):
+            await self.cancel(job_id)
+            log.info("job %s cancelled: its client went away", job_id)
 
     async def result(self, job: JobRecord) -> dict[str, Any] | None:
         if not job.has_result:
