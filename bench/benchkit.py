@@ -85,9 +85,9 @@ def client_env(server: Server | None = None, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_server(root: Path, *args: str) -> Iterator[Server]:
+def running_server(root: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
     """A real server for the duration of the block (SIGTERM, then SIGKILL if it lingers)."""
-    handle = Server(Sandbox(root), *args).start()
+    handle = Server(Sandbox(root), *args, env=env).start()
     try:
         yield handle
     finally:

@@ -8,10 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from faster_whisper import decode_audio
-from faster_whisper.vad import collect_chunks, get_speech_timestamps
+from faster_whisper.utils import get_assets_path
+from faster_whisper.vad import SileroVADModel, collect_chunks, get_speech_timestamps, get_vad_model
 
 from whispercli.server.engine.audio import SAMPLE_RATE, AudioError, open_audio
-from whispercli.server.engine.speech import VAD, Chunk, Chunker, Span
+from whispercli.server.engine.speech import (
+    VAD,
+    VAD_BATCH_FRAMES,
+    BoundedSileroVad,
+    Chunk,
+    Chunker,
+    Span,
+    bound_vad_batches,
+)
 
 REAL = Path(__file__).resolve().parents[3] / "bench" / "real" / "clips"
 
@@ -59,6 +68,22 @@ def test_chunks_found_piece_by_piece_match_the_batched_pipelines(speech: Path) -
         assert chunk.seconds == pytest.approx(meta["duration"], abs=0.5)
     ends = [c.end_seconds for c in found]
     assert ends == sorted(ends)
+
+
+def test_the_bounded_vad_gives_faster_whispers_probabilities(speech: Path) -> None:
+    """BoundedSileroVad runs the model a few seconds at a time; the probabilities (so the spans
+    get_speech_timestamps makes of them) are faster-whisper's own, to the bit, on 45 s."""
+    library = SileroVADModel(str(Path(get_assets_path()) / "silero_vad_v6.onnx"))
+    bounded = SileroVADModel(str(Path(get_assets_path()) / "silero_vad_v6.onnx"))
+    bounded.__class__ = BoundedSileroVad
+    whole = decode_audio(str(speech))
+    padded = np.pad(whole, (0, 512 - whole.size % 512))
+    assert padded.size // 512 > 3 * VAD_BATCH_FRAMES
+    expected = library(padded.copy())
+    got = bounded(padded.copy())
+    assert got.shape == expected.shape and np.array_equal(got, expected)
+    bound_vad_batches()  # the model every get_speech_timestamps in this process uses
+    assert isinstance(get_vad_model(), BoundedSileroVad)
 
 
 def test_chunk_times_map_back_to_the_file_with_the_pauses() -> None:

@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from whispercli.server.defaults import Defaults
+from whispercli.server.engine import memory
 from whispercli.server.engine.device import DevicePlan, cpu_plan
 from whispercli.server.engine.modelcache import DEFAULT_MAX_LOADED, ModelCache
 from whispercli.server.engine.outcome import JobCancelled, JobInputError
@@ -206,8 +207,11 @@ class _Child:
     def finish(self, job_id: str, model_path: str, outcome: Outcome) -> None:
         with self.lock:
             self.running.pop(job_id, None)
+            idle = not self.running
         self.cache.release(model_path)
         self.send(outcome)
+        if idle:  # after the answer: nobody waits for this
+            memory.give_back()
 
 
 class _Sink:
@@ -244,14 +248,24 @@ def _read_cancels(cancels: Connection, child: _Child) -> None:
             child.cancel(message.job_id)
 
 
+def _trim_while_busy(child: _Child) -> None:
+    """Hand free heap memory back while jobs run (engine.memory says why)."""
+    while True:
+        time.sleep(memory.TRIM_SECONDS)
+        if child.running:
+            memory.give_back()
+
+
 def engine_main(conn: Connection, cancels: Connection, config: EngineConfig) -> None:
     """Entry point of the child process: jobs start as they arrive and run side by side."""
+    memory.tune_heap()  # before any decoding thread makes its own arena
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when the engine stops
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _thread_lock_for_tqdm()
     child = _Child(conn, config)
     threading.Thread(target=_read_cancels, args=(cancels, child), daemon=True).start()
+    threading.Thread(target=_trim_while_busy, args=(child,), daemon=True).start()
     if config.preload:
         child.cache.acquire(config.preload)
         child.cache.release(config.preload)

@@ -9,7 +9,8 @@ measures it); packing speech without the silences keeps the windows few.
 
 Memory stays bounded: the chunker holds at most the current piece, one span carried over from
 the previous piece (a span that touches a piece's end may go on in the next one, so it waits
-for it) and the chunk being packed.
+for it) and the chunk being packed; and the VAD runs its model ``VAD_BATCH_FRAMES`` at a time
+(:func:`bound_vad_batches`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from faster_whisper import vad
 from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from whispercli.server.engine.audio import SAMPLE_RATE
@@ -28,6 +30,48 @@ VAD = VadOptions(max_speech_duration_s=WINDOW_SECONDS, min_silence_duration_ms=1
 """faster-whisper's batched pipeline's VAD settings."""
 _TOUCH_SAMPLES = SAMPLE_RATE * VAD.speech_pad_ms // 1000 + 512
 """A span ending this close to a piece's end may continue in the next piece."""
+VAD_BATCH_FRAMES = 256
+"""Frames of 32 ms the VAD model runs in one call (about 8 s of audio)."""
+
+
+class BoundedSileroVad(vad.SileroVADModel):
+    """faster-whisper's Silero VAD run ``VAD_BATCH_FRAMES`` frames per ONNX call.
+
+    faster-whisper runs up to 10,000 frames (320 s) in one call, and the call's buffers grow
+    with it: on the engine's 120 s pieces about 75 MiB at once, on top of the decoders' (the
+    20-minute job's peak fell by about 50 MiB, bench/engine_memory.py). This is faster-whisper
+    1.2's ``__call__`` with a smaller batch; each frame still gets the previous frame's last
+    64 samples as context and the model's state is carried between calls as faster-whisper
+    carries it between its own batches, so the probabilities are the same
+    (tests/server/engine/test_speech.py compares them).
+    """
+
+    def __call__(
+        self, audio: np.ndarray, num_samples: int = 512, context_size_samples: int = 64
+    ) -> np.ndarray:
+        frames = audio.reshape(-1, num_samples)
+        # As faster-whisper does, to the sample: the view's last row zeroed (in ``audio`` too,
+        # the padded copy get_speech_timestamps made), then rolled to be the first's context.
+        context = frames[..., -context_size_samples:]
+        context[-1] = 0
+        context = np.roll(context, 1, 0)
+        framed = np.concatenate([context, frames], 1)
+        h = np.zeros((1, 1, 128), np.float32)
+        c = np.zeros((1, 1, 128), np.float32)
+        outputs = []
+        for start in range(0, framed.shape[0], VAD_BATCH_FRAMES):
+            batch = framed[start : start + VAD_BATCH_FRAMES]
+            output, h, c = self.session.run(None, {"input": batch, "h": h, "c": c})
+            outputs.append(output)
+        return np.concatenate(outputs, axis=0)
+
+
+def bound_vad_batches() -> None:
+    """Make faster-whisper's shared VAD model (every ``get_speech_timestamps`` in this process:
+    the chunker's and the sequential path's) a :class:`BoundedSileroVad`."""
+    model = vad.get_vad_model()
+    if type(model) is vad.SileroVADModel:
+        model.__class__ = BoundedSileroVad
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from whispercli.server.engine.batcher import JobChunks, Scheduler
 from whispercli.server.engine.decode import BatchDecoder, Setup, batch_key, make_setup
 from whispercli.server.engine.device import DevicePlan, cpu_plan, layout
 from whispercli.server.engine.outcome import AudioError, JobCancelled, JobInputError, JobSink
-from whispercli.server.engine.speech import Chunk, Chunker
+from whispercli.server.engine.speech import Chunk, Chunker, bound_vad_batches
 from whispercli.server.jobs.params import ParamError, check_token_ids
 
 __all__ = ["AudioError", "Engine", "JobCancelled", "JobSink"]
@@ -132,6 +132,7 @@ class Engine:
             num_workers=self.layout.replicas,
         )
         self._decoder = BatchDecoder(self.model)
+        bound_vad_batches()
         size = vocabulary_size(Path(model_path))
         self.vocabulary = size or self.model.hf_tokenizer.get_vocab_size(with_added_tokens=True)
         """Tokens of the model: a token id at or past this would index past native tables."""
