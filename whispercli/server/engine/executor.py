@@ -135,13 +135,21 @@ class JobExecutor:
         log.info("model %s loaded in %.2f s on %s", message.model_path, message.seconds, device)
 
     # -- starting jobs -----------------------------------------------------------------------
-    def submit(self, job: JobRecord) -> bool:
-        """Hand ``job`` to the engine; False if it ended at once (model or upload gone)."""
+    @property
+    def accepting(self) -> bool:
+        """Whether a job can be handed to the engine now (its process runs)."""
+        return self.engine.alive
+
+    def submit(self, job: JobRecord) -> list[str]:
+        """Hand ``job`` to the engine. Returns the ids of the jobs whose state changed on the
+        way, for the runner to tell their waiters: ``job`` if it ended at once (its model or
+        upload gone), or every job in flight if the engine turned out to be gone (re-queued,
+        or failed past their attempts)."""
         model = models.resolve(job.model, self.settings.models_dir)
         if model is None:
             error = f"model '{job.model}' is no longer installed"
             self.store.finish(job.id, job.attempts, Status.FAILED, error=error)
-            return False
+            return [job.id]
         files = contextlib.ExitStack()
         try:
             audio = files.enter_context(self.blobs.local_file(job.upload_id))
@@ -149,18 +157,17 @@ class JobExecutor:
             files.close()
             error = "the upload of this job is gone (deleted or expired)"
             self.store.finish(job.id, job.attempts, Status.FAILED, error=error)
-            return False
+            return [job.id]
         self._jobs[job.id] = _InFlight(job, files)
         try:
             self.engine.send(Transcribe(job.id, str(model.path), str(audio), job.params))
         except (EngineDied, OSError) as exc:
-            self._engine_lost(exc)
-        return True
+            return self._engine_lost(exc)
+        return []
 
     def run(self, job: JobRecord) -> None:
         """Run one job to its end (the queue worker's way: one task at a time)."""
-        if not self.submit(job):
-            return
+        self.submit(job)
         while job.id in self._jobs:
             self.pump(CANCEL_CHECK_SECONDS / 2)
 

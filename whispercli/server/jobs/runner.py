@@ -132,13 +132,19 @@ class LocalRunner:
         executor = self._executor
         executor.ensure_engine()
         self._wake.clear()
-        while executor.in_flight < executor.capacity and not self._stopping.is_set():
+        # An engine lost while a job was handed over re-queued its jobs: claiming more before
+        # the next tick restarts it would spend their attempts on a dead process.
+        while (
+            executor.in_flight < executor.capacity
+            and executor.accepting
+            and not self._stopping.is_set()
+        ):
             job = self.store.claim_next()
             if job is None:
                 break
             self.notify(job.id)
-            if not executor.submit(job):
-                self.notify(job.id)
+            for changed in executor.submit(job):
+                self.notify(changed)
         if executor.in_flight == 0:
             executor.drain_idle()
             self._wake.wait(0.5)

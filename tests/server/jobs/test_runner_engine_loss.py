@@ -1,0 +1,82 @@
+"""The embedded runner when the engine process is found dead at the moment a job is handed to
+it (it died between the runner's check and the hand-over: a crash, the OOM killer).
+
+Before, the runner went on claiming: every claim counted an attempt and every hand-over to the
+dead process failed, so within one tick every queued job was failed "after 3 attempts" without
+ever reaching an engine. Now the jobs in flight go back to the queue and the runner claims no
+more until the next tick has started a fresh engine, on which they succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from whispercli.protocol import Status
+from whispercli.server.jobs.runner import LocalRunner
+from whispercli.server.settings import ServerSettings
+from whispercli.server.storage.blobs import write as write_blob
+from whispercli.server.storage.open import open_storage
+from whispercli.server.storage.store import JobRecord
+
+FAKE_SECONDS = 0.2
+
+
+async def _bytes(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def test_an_engine_found_dead_at_hand_over_costs_one_attempt_and_no_more(tmp_path: Path) -> None:
+    settings = ServerSettings(
+        data_dir=tmp_path / "data",
+        api_key_file=tmp_path / "api-key",
+        fake_engine_seconds=FAKE_SECONDS,
+        engine_jobs=4,
+    )
+    storage = open_storage(settings)
+    store, blobs = storage.store, storage.blobs
+    ids = []
+    for _ in range(3):
+        upload_id = store.create_upload("mp3")
+        size = asyncio.run(write_blob(blobs, upload_id, _bytes(b"audio"), 1024))
+        assert store.commit_upload(upload_id, size, lambda: None)
+        job, _ = store.create_job("tiny", {}, upload_id, None)
+        ids.append(job.id)
+    notified: list[str] = []
+    runner = LocalRunner(settings, store, blobs, notified.append)
+    executor = runner._executor
+    claim = store.claim_next
+    killed: list[int] = []
+
+    def claim_as_the_engine_dies() -> JobRecord | None:
+        """The real claim; the first time, the real engine process is SIGKILLed meanwhile."""
+        if not killed:
+            process = executor.engine._proc
+            os.kill(process.pid, signal.SIGKILL)
+            process.join(10)
+            killed.append(process.pid)
+        return claim()
+
+    store.claim_next = claim_as_the_engine_dies  # type: ignore[method-assign]
+    try:
+        runner._tick()
+        jobs = [store.get_job(job_id) for job_id in ids]
+        assert [(j.status, j.attempts) for j in jobs if j] == [
+            (Status.PENDING, 1),  # handed to the dead engine: back in the queue, one attempt
+            (Status.PENDING, 0),  # not claimed
+            (Status.PENDING, 0),
+        ]
+        assert notified == [ids[0], ids[0]]  # claimed, then re-queued: its waiters are told
+        deadline = time.monotonic() + 60
+        while any(store.get_job(i).status != Status.SUCCESS for i in ids):  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, [store.get_job(i) for i in ids]
+            runner._tick()
+        assert executor.engine._proc.pid != killed[0]
+    finally:
+        runner._stopping.set()
+        executor.close()
+        storage.close()
