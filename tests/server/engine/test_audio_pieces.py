@@ -96,6 +96,24 @@ def test_chunk_times_map_back_to_the_file_with_the_pauses() -> None:
     assert chunk.end_seconds == pytest.approx(12.0)
 
 
+def test_a_chunk_halves_at_a_span_border_and_counts_the_speech_after_a_time() -> None:
+    """What a cut-short chunk's second decode uses (decode.RESCUE_TAIL_SECONDS)."""
+    spans = (Span(0, 16000), Span(32000, 48000), Span(64000, 112000), Span(128000, 144000))
+    audio = np.arange(96000, dtype=np.float32)  # 1 + 1 + 3 + 1 s of speech, packed
+    chunk = Chunk(3, audio, spans)
+    assert chunk.speech_after(0.0) == pytest.approx(6.0)
+    assert chunk.speech_after(2.5) == pytest.approx(4.5)  # from the middle of the second span
+    assert chunk.speech_after(4.5) == pytest.approx(3.5)  # inside the third
+    assert chunk.speech_after(9.0) == 0.0
+    first, second = chunk.halves()
+    assert (first.spans, second.spans) == (spans[:2], spans[2:])  # borders at 1, 2, 5 s of 6
+    assert np.array_equal(np.concatenate([first.audio, second.audio]), audio)
+    assert first.index == second.index == 3
+    assert second.file_time(0.5) == pytest.approx(4.5)
+    two = Chunk(0, np.zeros(32000, np.float32), spans[:2])
+    assert [h.spans for h in two.halves()] == [spans[:1], spans[1:2]]
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [(b"", "empty"), (b"not audio at all" * 64, "could not decode the upload as audio")],

@@ -5,11 +5,13 @@ come from several jobs that share one :class:`Setup` (language, task, beam...). 
 in one call with an input as long as the longest chunk needs (``Setup.padding``: a full 30 s
 window, or the chunk plus some seconds), decodes them with faster-whisper's batched pipeline
 (one ``generate`` for the whole batch, word timings from the same encoder output) and maps every
-time back from the chunk's packed speech to the file.
+time back from the chunk's packed speech to the file. A chunk whose text stops well before its
+speech does is decoded again in halves (``RESCUE_TAIL_SECONDS``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from collections.abc import Mapping, Sequence
@@ -21,7 +23,8 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
-from whispercli.server.engine.plans import MIN_WINDOW_SECONDS, WINDOW_SECONDS
+from whispercli.server.engine.audio import SAMPLE_RATE
+from whispercli.server.engine.plans import MIN_WINDOW_SECONDS, SHORT_PADDING, WINDOW_SECONDS
 from whispercli.server.engine.speech import Chunk
 
 FRAMES_PER_SECOND = 100
@@ -29,6 +32,15 @@ WINDOW_FRAMES = int(WINDOW_SECONDS * FRAMES_PER_SECOND)
 _DEFAULTS = inspect.signature(BatchedInferencePipeline.transcribe).parameters
 _PUNCTUATION = (_DEFAULTS["prepend_punctuations"].default, _DEFAULTS["append_punctuations"].default)
 """faster-whisper's own punctuation sets for word timings."""
+RESCUE_TAIL_SECONDS = 4.0
+"""A chunk whose text ends with this much of its speech still to come was cut short: without
+timestamp tokens the decoder sometimes ends a window packed with many short phrases after the
+first few ("Ten of clubs. Four queen of clubs. ..." and the rest lost; faster-whisper's batched
+pipeline loses the same words). Such a chunk is decoded again as two halves, each in a window
+sized to it, up to ``RESCUE_DEPTH`` times. On 13 minutes of the real recordings (bench/real
+joined, 8 times over) WER went from 25.9 % (the batched pipeline's too) to 12.8 % for 25 % more
+time; no chunk of the bench's other files was cut short."""
+RESCUE_DEPTH = 2
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,12 @@ class BatchDecoder:
 
     def decode(self, setup: Setup, chunks: Sequence[Chunk]) -> list[list[dict[str, Any]]]:
         """Each chunk's segments (usually one), with file times and words."""
+        return [
+            self._rescue(setup, chunk, segments, RESCUE_DEPTH)
+            for chunk, segments in zip(chunks, self._decode(setup, chunks), strict=True)
+        ]
+
+    def _decode(self, setup: Setup, chunks: Sequence[Chunk]) -> list[list[dict[str, Any]]]:
         features = self.features(chunks, setup.padding)
         meta = [{"offset": 0.0, "duration": c.seconds, "segments": []} for c in chunks]
         pipeline = BatchedInferencePipeline(self.model)
@@ -126,6 +144,25 @@ class BatchDecoder:
         return [
             [_to_file_times(chunk, seg, temperature) for seg in segments]
             for chunk, segments in zip(chunks, outputs, strict=True)
+        ]
+
+    def _rescue(
+        self, setup: Setup, chunk: Chunk, segments: list[dict[str, Any]], depth: int
+    ) -> list[dict[str, Any]]:
+        """``segments``, or the chunk decoded again in halves if its text was cut short."""
+        if depth == 0 or len(chunk.spans) < 2:
+            return segments
+        words = [w for seg in segments for w in seg.get("words", ())]
+        ended = words[-1]["end"] if words else chunk.spans[0].start / SAMPLE_RATE
+        if chunk.speech_after(ended) < RESCUE_TAIL_SECONDS:
+            return segments
+        padding = SHORT_PADDING if setup.padding is None else setup.padding
+        sized = dataclasses.replace(setup, padding=padding)
+        halves = chunk.halves()
+        return [
+            segment
+            for half, decoded in zip(halves, self._decode(sized, halves), strict=True)
+            for segment in self._rescue(sized, half, decoded, depth - 1)
         ]
 
 

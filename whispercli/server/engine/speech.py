@@ -103,6 +103,22 @@ class Chunk:
         """Where the chunk's speech ends in the file."""
         return self.spans[-1].end / SAMPLE_RATE
 
+    def speech_after(self, seconds: float) -> float:
+        """Seconds of the chunk's speech after ``seconds`` (a time in the file)."""
+        sample = int(seconds * SAMPLE_RATE)
+        return sum(max(0, s.end - max(s.start, sample)) for s in self.spans) / SAMPLE_RATE
+
+    def halves(self) -> tuple[Chunk, Chunk]:
+        """The chunk cut in two at the border between spans nearest the middle of its speech
+        (it needs two spans at least)."""
+        ends = np.cumsum([s.samples for s in self.spans])[:-1]  # where each border falls
+        cut = int(np.argmin(np.abs(ends - self.audio.size / 2))) + 1
+        at = int(ends[cut - 1])
+        return (
+            Chunk(self.index, self.audio[:at], self.spans[:cut]),
+            Chunk(self.index, self.audio[at:], self.spans[cut:]),
+        )
+
     def file_time(self, seconds: float, *, is_end: bool = False) -> float:
         """A time in the chunk's audio -> the same moment in the file (pauses put back).
 
