@@ -105,6 +105,20 @@ def test_live_text_of_a_whole_job_is_the_txt_format(
     assert capsys.readouterr().out == formats.to_txt(final)
 
 
+def test_live_text_of_a_result_with_speakers_keeps_their_labels(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Eden AI's diarized result comes whole at the end: its lines carry [SPEAKER n]."""
+    segments = _segments(" Hello.", " Hi there.", " Bye.")
+    for segment, speaker in zip(segments, ["0", "1", "0"], strict=True):
+        segment.extra["speaker"] = speaker
+    final = Result(" Hello. Hi there. Bye.", segments)
+    LiveText().finish(final)
+    printed = capsys.readouterr().out
+    assert printed == formats.to_txt(final)
+    assert printed.splitlines()[1] == "[SPEAKER 1] Hi there."
+
+
 def test_live_text_ends_a_line_left_open(capsys: pytest.CaptureFixture[str]) -> None:
     live = LiveText()
     live.close()  # nothing printed: nothing to end

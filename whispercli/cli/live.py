@@ -44,11 +44,13 @@ class LiveText:
             self._show(info.partial_segments, final=False)
 
     def finish(self, result: Result) -> None:
-        """The job's result: print what is left, ending the last line."""
-        if result.segments:
+        """The job's result: print what is left, ending the last line (all of it, speaker
+        labels included, when nothing was shown while it ran: Eden AI's diarized results)."""
+        if not self.started:
+            with self._lock:
+                self._write(formats.to_txt(result))
+        elif result.segments:
             self._show(result.segments, final=True)
-        elif not self.started:
-            self._write(formats.to_txt(result))
 
     def close(self) -> None:
         """End a line left open (a job that failed or was interrupted mid-segment), so that
