@@ -46,6 +46,10 @@ class WhisperCliError(Exception):
         self.message = message
         self.hint = hint
         self.status = status
+        self.code: str | None = None
+        """The server's ``error.code`` when an HTTP error carried one (``job_failed``...)."""
+        self.reply: str | None = None
+        """The server's own message, for an HTTP error."""
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message

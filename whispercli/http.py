@@ -375,6 +375,11 @@ class HttpCore:
         )
 
     def _error(self, resp: requests.Response, url: str, auth: bool) -> WhisperCliError:
+        error = self._classify(resp, url, auth)
+        error.code, error.reply = _server_code(resp), _server_message(resp)
+        return error
+
+    def _classify(self, resp: requests.Response, url: str, auth: bool) -> WhisperCliError:
         status = resp.status_code
         message = _server_message(resp)
         where = f"{resp.request.method} {redact_url(url)}"

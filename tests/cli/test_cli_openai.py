@@ -295,3 +295,15 @@ def test_an_interrupted_transcribe_says_the_work_is_lost(
         proc.kill()
     assert proc.returncode == 130, err
     assert out == "" and "the work in progress is lost" in err and "Traceback" not in err
+
+
+def test_a_job_that_fails_on_the_embedded_server_exits_3(server: Any, tmp_path: Path) -> None:
+    """As through the Tiyaro backend: the job ran and failed (the server's OpenAI route says so
+    with its error code), so exit 3, not the 1 of a server error."""
+    cli = _cli(tmp_path / "cli", server.url + "/v1", server.api_key)
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"this is not audio at all" * 100)
+    done = cli.run("--profile", "oa", "transcribe", str(bad))
+    assert done.code == 3, done.err
+    assert "could not decode the upload as audio" in done.err
+    assert_one_error_line(done.err)
