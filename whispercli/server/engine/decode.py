@@ -23,7 +23,6 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
-from whispercli.server.engine.audio import SAMPLE_RATE
 from whispercli.server.engine.plans import MIN_WINDOW_SECONDS, SHORT_PADDING, WINDOW_SECONDS
 from whispercli.server.engine.speech import Chunk
 
@@ -36,10 +35,12 @@ RESCUE_TAIL_SECONDS = 4.0
 """A chunk whose text ends with this much of its speech still to come was cut short: without
 timestamp tokens the decoder sometimes ends a window packed with many short phrases after the
 first few ("Ten of clubs. Four queen of clubs. ..." and the rest lost; faster-whisper's batched
-pipeline loses the same words). Such a chunk is decoded again as two halves, each in a window
-sized to it, up to ``RESCUE_DEPTH`` times. On 13 minutes of the real recordings (bench/real
-joined, 8 times over) WER went from 25.9 % (the batched pipeline's too) to 12.8 % for 25 % more
-time; no chunk of the bench's other files was cut short."""
+pipeline loses the same words). A cut-short chunk is decoded again as two halves, each in a
+window sized to it, up to ``RESCUE_DEPTH`` times; a chunk with no words at all is left alone
+(noise or music the VAD let through: decoding it again would only cost time). On 13 minutes of
+the real recordings (bench/real joined, 8 times over) WER went from 25.9 % (the batched
+pipeline's too) to 12.8 % for 25 % more time; no chunk of the bench's other files was cut
+short (bench/phrases.py, bench/RESULTS.md)."""
 RESCUE_DEPTH = 2
 
 
@@ -153,9 +154,8 @@ class BatchDecoder:
         if depth == 0 or len(chunk.spans) < 2:
             return segments
         words = [w for seg in segments for w in seg.get("words", ())]
-        ended = words[-1]["end"] if words else chunk.spans[0].start / SAMPLE_RATE
-        if chunk.speech_after(ended) < RESCUE_TAIL_SECONDS:
-            return segments
+        if not words or chunk.speech_after(words[-1]["end"]) < RESCUE_TAIL_SECONDS:
+            return segments  # no words at all: no speech Whisper knows (noise, music), not cut
         padding = SHORT_PADDING if setup.padding is None else setup.padding
         sized = dataclasses.replace(setup, padding=padding)
         halves = chunk.halves()
