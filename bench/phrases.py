@@ -13,31 +13,20 @@ import argparse
 import sys
 import tempfile
 import time
-import wave
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import engine as eb
 import realset
-import wer
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 import whispercli.server.engine.decode as decode
 from whispercli.modelhub import shipped_model
 from whispercli.server.engine.whisper import Engine
 
-
-def repeated(out: Path, copies: int) -> Path:
-    joined = realset.write_joined(out / "real-joined.wav")
-    with wave.open(str(joined)) as w:
-        frames = w.readframes(w.getnframes())
-    path = out / f"real-x{copies}.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(realset.SAMPLE_RATE)
-        w.writeframes(frames * copies)
-    return path
+LIMIT = "limit (batched b8 beam 5)"
 
 
 def main() -> None:
@@ -45,17 +34,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--copies", type=int, default=8)
     args = parser.parse_args()
-    path = repeated(Path(tempfile.mkdtemp()), args.copies)
-    reference = " ".join([realset.joined_reference()] * args.copies)
+    path = realset.write_joined(Path(tempfile.mkdtemp()) / "phrases.wav", copies=args.copies)
+    reference = realset.joined_reference(copies=args.copies)
     rescue = decode.RESCUE_DEPTH
     model_path = str(shipped_model())
-    engine = Engine(model_path)
+    whisper = Engine(model_path)
     model = WhisperModel(model_path, device="cpu", compute_type="int8", cpu_threads=2)
     pipeline = BatchedInferencePipeline(model)
 
     def engine_at(depth: int) -> str:
         decode.RESCUE_DEPTH = depth
-        result = engine.transcribe(str(path), {}, lambda segment, progress: None)
+        result = whisper.transcribe(str(path), {}, lambda segment, progress: None)
         return " ".join(s["text"] for s in result["segments"])
 
     def limit() -> str:
@@ -67,24 +56,25 @@ def main() -> None:
         return " ".join(s.text for s in segments)
 
     contenders = {
-        "limit (batched b8 beam 5)": limit,
+        LIMIT: limit,
         "sequential beam 5 (VAD)": sequential,
         "engine default, cut-short chunks kept": lambda: engine_at(0),
         "engine default (decoded again in halves)": lambda: engine_at(rescue),
     }
-    best: dict[str, tuple[float, str]] = {}
-    for r in range(args.rounds):
-        for name in list(contenders)[r % 4 :] + list(contenders)[: r % 4]:
-            started = time.perf_counter()
-            text = contenders[name]()
-            took = time.perf_counter() - started
-            best[name] = (min(took, best.get(name, (took, ""))[0]), text)
-            print(f"  round {r + 1} {name}: {took:.2f} s", file=sys.stderr, flush=True)
-    base = best["limit (batched b8 beam 5)"][0]
-    print(f"{args.copies} copies of the real clips joined, {len(reference.split())} words\n")
-    print("| run | seconds | x limit | WER % |\n|---|---|---|---|")
-    for name, (took, text) in best.items():
-        print(f"| {name} | {took:.2f} | {took / base:.2f} | {100 * wer.wer(reference, text):.2f} |")
+    best = eb.interleaved({name: _with_cpu(run) for name, run in contenders.items()}, args.rounds)
+    what = f"{args.copies} copies of the real clips joined ({len(reference.split())} words)"
+    print(eb.markdown("phrases", eb.rows_against(best, reference, LIMIT, what)))
+
+
+def _with_cpu(run: Callable[[], str]) -> Callable[[], eb.Outcome]:
+    """A contender as engine.interleaved takes it: its text and this process's CPU seconds."""
+
+    def measured() -> eb.Outcome:
+        started = time.process_time()
+        text = run()
+        return text, time.process_time() - started
+
+    return measured
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import wave
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,24 +36,41 @@ def clips() -> list[RealClip]:
     ]
 
 
-def joined_reference() -> str:
-    return " ".join(c.reference for c in clips())
+def joined_reference(names: Sequence[str] | None = None, copies: int = 1) -> str:
+    """The reference of :func:`write_joined`'s file with the same ``names`` and ``copies``."""
+    chosen = _chosen(names)
+    return " ".join([" ".join(c.reference for c in chosen)] * copies)
 
 
-def write_joined(out: Path) -> Path:
-    """The clips one after the other, each followed by ``GAP_SECONDS`` of silence (16-bit WAV)."""
+def write_joined(
+    out: Path,
+    names: Sequence[str] | None = None,
+    *,
+    gap: float = GAP_SECONDS,
+    copies: int = 1,
+) -> Path:
+    """The clips ``names`` (all of them by default) one after the other, each followed by
+    ``gap`` seconds of silence, the whole ``copies`` times over: a 16-bit WAV at ``out``."""
     from faster_whisper import decode_audio
 
-    gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), np.float32)
-    parts = [part for c in clips() for part in (decode_audio(str(c.path)), gap)]
+    silence = np.zeros(int(gap * SAMPLE_RATE), np.float32)
+    parts = [part for c in _chosen(names) for part in (decode_audio(str(c.path)), silence)]
     samples = np.clip(np.concatenate(parts) * 32768.0, -32768, 32767).astype("<i2")
     out.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(out), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(SAMPLE_RATE)
-        w.writeframes(samples.tobytes())
+        w.writeframes(samples.tobytes() * copies)
     return out
+
+
+def _chosen(names: Sequence[str] | None) -> list[RealClip]:
+    every = clips()
+    if names is None:
+        return every
+    by_name = {c.name: c for c in every}
+    return [by_name[name] for name in names]
 
 
 if __name__ == "__main__":

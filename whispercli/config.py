@@ -45,7 +45,6 @@ TIYARO_URL = "https://api.tiyaro.ai"
 EDENAI_PROFILE = "edenai"
 EDENAI_URL = "https://api.edenai.run/v2"
 OPENAI_PROFILE = "openai"
-BUILTIN_PROFILES = (LOCAL_PROFILE, TIYARO_PROFILE, EDENAI_PROFILE, OPENAI_PROFILE)
 OPENAI_URL = "https://api.openai.com/v1"
 OPENAI_URL_ENV = "OPENAI_BASE_URL"
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
@@ -114,6 +113,10 @@ def _builtin_profiles() -> dict[str, dict[str, Any]]:
         },
         OPENAI_PROFILE: {"backend": backends.OPENAI, "model": "whisper-1"},
     }
+
+
+BUILTIN_PROFILES = tuple(_builtin_profiles())
+"""The built-in profile names, in the order ``--help`` lists them."""
 
 
 @dataclass(frozen=True)

@@ -375,15 +375,17 @@ class HttpCore:
         )
 
     def _error(self, resp: requests.Response, url: str, auth: bool) -> WhisperCliError:
-        error = self._classify(resp, url, auth)
-        error.code, error.reply = _server_code(resp), _server_message(resp)
+        code, message = _server_code(resp), _server_message(resp)
+        error = self._classify(resp, url, auth, code, message)
+        error.code, error.reply = code, message
         return error
 
-    def _classify(self, resp: requests.Response, url: str, auth: bool) -> WhisperCliError:
+    def _classify(
+        self, resp: requests.Response, url: str, auth: bool, code: str | None, message: str
+    ) -> WhisperCliError:
         status = resp.status_code
-        message = _server_message(resp)
         where = f"{resp.request.method} {redact_url(url)}"
-        signed = "sig=" in url or _server_code(resp) == "bad_signature"
+        signed = "sig=" in url or code == "bad_signature"
         if status == 401 or (status == 403 and auth and not signed):
             return AuthError(
                 f"the server at {self.base_url} rejected the API key "

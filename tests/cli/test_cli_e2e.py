@@ -144,11 +144,17 @@ def test_no_server_at_explicit_url_exits_6_without_auto_start(cli: Cli, free_por
 def test_twenty_concurrent_submits_lose_no_entry(cli: Cli, tmp_path: Path) -> None:
     clip = make_tone(tmp_path / "beep.wav", 0.3)
     procs = [cli.start("submit", "-q", "--force", str(clip)) for _ in range(20)]
-    ids = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        ids.append(out.strip())
+    ids, errors = [], []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            ids.append(out.strip())
+            errors.append((proc.returncode, err))
+    finally:
+        for proc in procs:
+            proc.kill()  # none is left behind if one hangs (no-op once it exited)
+    for code, err in errors:
+        assert code == 0, err
     entries = saved_jobs(cli)
     assert len(entries) == 20
     assert {e["id"] for e in entries} == set(ids)

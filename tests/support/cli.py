@@ -217,5 +217,8 @@ def interrupt_while_waiting(proc: subprocess.Popen[str]) -> tuple[str, str]:
         if "whispercli: debug:" in line:
             break
     proc.send_signal(signal.SIGINT)
-    out, rest = proc.communicate(timeout=30)
+    try:
+        out, rest = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # a CLI that ignored the Ctrl-C is not left behind (no-op once it exited)
     return out, "".join(seen) + rest

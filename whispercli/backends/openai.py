@@ -36,7 +36,7 @@ from whispercli.errors import (
     UsageError,
     WhisperCliError,
 )
-from whispercli.protocol import JOB_ID_RE, JobInfo, Result, Segment
+from whispercli.protocol import JOB_ENDED_CODES, JOB_ID_RE, JobInfo, Result, Segment
 from whispercli.units import human_bytes
 
 if TYPE_CHECKING:
@@ -48,9 +48,6 @@ OPENAI_MAX_BYTES = 25 * 1024 * 1024
 TRANSCRIPTIONS_PATH = "/audio/transcriptions"
 TRANSLATIONS_PATH = "/audio/translations"
 READ_TIMEOUT = 600.0
-JOB_ENDED_CODES = frozenset({"job_failed", "invalid_file", "job_cancelled"})
-"""The embedded server's error codes for a job that ran and did not succeed (its OpenAI route:
-server/vendors/openai.py ``ended_badly``): exit 3, as with the other backends."""
 """Seconds without a byte from the server before giving up (the openai SDK's timeout); on a
 stream every delta and keep-alive starts it again."""
 NATIVE_PARAMS = frozenset({"language", "initial_prompt", "temperature", "task", "word_timestamps"})
@@ -127,8 +124,8 @@ class OpenAIBackend(Backend):
                 read_timeout=READ_TIMEOUT,
             )
         except WhisperCliError as exc:
-            if exc.code in JOB_ENDED_CODES and exc.reply:
-                raise JobFailedError(exc.reply) from None  # the job ran and failed (exit 3)
+            if exc.code in JOB_ENDED_CODES:  # the job ran and did not succeed: exit 3
+                raise JobFailedError(exc.reply or exc.message) from None
             if exc.status == 413:
                 exc.hint = "the server's upload limit: compress or cut the file, or raise the limit"
             raise

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
+from support.procs import until
 from support.protocol import submit, upload
 from support.samples import SAMPLE_MP3
 from support.servers import Server, serve_module
@@ -38,14 +38,6 @@ def _jobs(server: Server) -> list[dict[str, Any]]:
     return jobs
 
 
-def _until(what: Any, timeout: float) -> float:
-    started = time.monotonic()
-    while not what():
-        assert time.monotonic() - started < timeout
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
 def test_a_synchronous_predict_whose_client_goes_away_cancels_its_job(server: Server) -> None:
     before = {job["id"] for job in _jobs(server)}
     audio = base64.b64encode(SAMPLE_MP3.read_bytes()).decode()
@@ -58,7 +50,7 @@ def test_a_synchronous_predict_whose_client_goes_away_cancels_its_job(server: Se
     def cancelled() -> bool:
         return any(j["id"] == job["id"] and j["status"] == "cancelled" for j in _jobs(server))
 
-    assert _until(cancelled, timeout=5) < 5  # the job would have run FAKE_SECONDS
+    until(cancelled, timeout=5)  # the job would have run FAKE_SECONDS
     assert "/predict 499" in server.log()
 
 
@@ -72,8 +64,7 @@ def test_a_long_poll_whose_client_goes_away_ends(server: Server) -> None:
             timeout=1.0,
         )
     line = re.compile(rf"GET /v1/async/jobs/{job['id']} 200 ([0-9.]+) ms")
-    _until(lambda: line.search(server.log()), timeout=10)  # it would hold FAKE_SECONDS
-    match = line.search(server.log())
-    assert match is not None and float(match.group(1)) < 8000
+    match = until(lambda: line.search(server.log()), timeout=10)  # it would hold FAKE_SECONDS
+    assert float(match.group(1)) < 8000
     cancel = server.url + JOB_CANCEL_PATH.format(job_id=job["id"])
     assert requests.post(cancel, headers=server.headers, timeout=10).status_code == 200

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+import realset
 from faster_whisper import decode_audio
 from faster_whisper.utils import get_assets_path
 from faster_whisper.vad import SileroVADModel, collect_chunks, get_speech_timestamps, get_vad_model
@@ -22,23 +22,13 @@ from whispercli.server.engine.speech import (
     bound_vad_batches,
 )
 
-REAL = Path(__file__).resolve().parents[3] / "bench" / "real" / "clips"
-
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 45 s of real speech with pauses (several bench/real clips in a row)."""
-    gap = np.zeros(SAMPLE_RATE // 2, np.float32)
     names = ["jfk", "austen_0870", "wizard", "digits", "austen_0920", "arctic_a0024", "jfk"]
-    parts = [p for n in names for p in (decode_audio(str(REAL / f"{n}.flac")), gap)]
-    samples = (np.concatenate(parts) * 32767).astype("<i2")
     path = tmp_path_factory.mktemp("audio") / "speech.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(samples.tobytes())
-    return path
+    return realset.write_joined(path, names, gap=0.5)
 
 
 def test_pieces_are_bounded_and_add_up_to_the_whole_file(speech: Path) -> None:

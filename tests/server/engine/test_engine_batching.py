@@ -4,7 +4,6 @@ its job; a cancel stops one job of a batch; two clients at once get their own te
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -12,23 +11,19 @@ import time
 import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
+import realset
 import requests
-from faster_whisper import decode_audio
 from support.audio import make_long_clip
 from support.protocol import TIMEOUT, poll, submit, upload, wait_done
 from support.servers import Server
 from wer import wer
 
-REAL = Path(__file__).resolve().parents[3] / "bench" / "real" / "clips"
+REAL = realset.REAL_DIR / "clips"
 REFERENCE = {
-    "jfk": "And so my fellow Americans, ask not what your country can do for you, ask what you "
-    "can do for your country.",
-    "wizard": "He began a confused complaint against the wizard, who had vanished behind the "
-    "curtain on the left.",
-    "new_home": "we must find a new home in the stars",
-    "arctic_a0024": "It was my reports from the north which chiefly induced people to buy.",
+    clip.name: clip.reference
+    for clip in realset.clips()
+    if clip.name in ("jfk", "wizard", "new_home", "arctic_a0024")
 }
 WER_BOUND = 0.25  # a few words of a short clip; tiny.en gets these nearly right
 
@@ -143,17 +138,9 @@ def test_a_window_packed_with_short_phrases_loses_none_of_them(
     stopped after "One, two, three" and the digits were lost (WER 37 % here, and the same words
     with faster-whisper's batched pipeline); the engine decodes such a chunk again in halves
     (decode.RESCUE_TAIL_SECONDS)."""
-    references = json.loads((REAL.parent / "references.json").read_text("utf-8"))["clips"]
-    gap = np.zeros(16000, np.float32)
-    parts = [p for name in PHRASES for p in (decode_audio(str(REAL / f"{name}.flac")), gap)]
-    path = tmp_path / "phrases.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((np.concatenate(parts) * 32767).astype("<i2").tobytes())
+    path = realset.write_joined(tmp_path / "phrases.wav", PHRASES)
     body = wait_done(server, submit(server, upload(server, path)))
     assert body["status"] == "success", body
-    reference = " ".join(references[name]["reference"] for name in PHRASES)
+    reference = realset.joined_reference(PHRASES)
     assert wer(reference, body["result"]["text"]) <= 0.2, body["result"]["text"]
     check_segments(body["result"])

@@ -35,12 +35,12 @@ RESCUE_TAIL_SECONDS = 4.0
 """A chunk whose text ends with this much of its speech still to come was cut short: without
 timestamp tokens the decoder sometimes ends a window packed with many short phrases after the
 first few ("Ten of clubs. Four queen of clubs. ..." and the rest lost; faster-whisper's batched
-pipeline loses the same words). A cut-short chunk is decoded again as two halves, each in a
-window sized to it, up to ``RESCUE_DEPTH`` times; a chunk with no words at all is left alone
-(noise or music the VAD let through: decoding it again would only cost time). On 13 minutes of
-the real recordings (bench/real joined, 8 times over) WER went from 25.9 % (the batched
-pipeline's too) to 12.8 % for 25 % more time; no chunk of the bench's other files was cut
-short (bench/phrases.py, bench/RESULTS.md)."""
+pipeline loses the same words). A cut-short chunk is decoded again as two halves (one call, a
+window sized to the longer half), up to ``RESCUE_DEPTH`` times; a chunk with no words at all
+is left alone (noise or music the VAD let through: decoding it again would only cost time).
+On 13 minutes of the real recordings (bench/real joined, 8 times over) WER went from 25.9 %
+(the batched pipeline's too) to 12.8 % for 25 % more time; no chunk of the bench's other
+files was cut short (bench/phrases.py, bench/RESULTS.md)."""
 RESCUE_DEPTH = 2
 
 

@@ -16,7 +16,6 @@ operator's own ``MALLOC_ARENA_MAX`` wins.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 
@@ -30,12 +29,17 @@ TRIM_SECONDS = 0.5
 @functools.cache
 def _glibc() -> ctypes.CDLL | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc = ctypes.CDLL(None)  # the process's own C library
         libc.mallopt  # noqa: B018 - glibc and musl have it; macOS does not
         libc.malloc_trim  # noqa: B018 - glibc only
     except (OSError, AttributeError, TypeError):
         return None
     return libc
+
+
+def available() -> bool:
+    """Whether this process's C library has the calls (glibc)."""
+    return _glibc() is not None
 
 
 def tune_heap() -> bool:

@@ -265,7 +265,8 @@ def engine_main(conn: Connection, cancels: Connection, config: EngineConfig) -> 
     _thread_lock_for_tqdm()
     child = _Child(conn, config)
     threading.Thread(target=_read_cancels, args=(cancels, child), daemon=True).start()
-    threading.Thread(target=_trim_while_busy, args=(child,), daemon=True).start()
+    if memory.available():
+        threading.Thread(target=_trim_while_busy, args=(child,), daemon=True).start()
     if config.preload:
         child.cache.acquire(config.preload)
         child.cache.release(config.preload)

@@ -43,7 +43,7 @@ class BoundedSileroVad(vad.SileroVADModel):
     1.2's ``__call__`` with a smaller batch; each frame still gets the previous frame's last
     64 samples as context and the model's state is carried between calls as faster-whisper
     carries it between its own batches, so the probabilities are the same
-    (tests/server/engine/test_speech.py compares them).
+    (tests/server/engine/test_audio_pieces.py compares them).
     """
 
     def __call__(

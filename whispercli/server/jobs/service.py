@@ -47,11 +47,11 @@ _EXTENSION_RE = re.compile(r"^[A-Za-z0-9]{1,10}$")
 RETRY_AFTER_SECONDS = 10
 OUTBOUND_RETRY_SECONDS = 5
 LONG_POLL_RECHECK_SECONDS = 5.0
+"""A long-poll re-reads the job at least this often, notification or not."""
 HOLD_CHECK_SECONDS = 1.0
 """How often a held request (:meth:`JobService.hold`) looks whether its client went away."""
 
 log = logging.getLogger("whispercli.server")
-"""A long-poll re-reads the job at least this often, notification or not."""
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import whispercli.formats as formats
-from whispercli.protocol import WHISPER_PARAMS, Result
+from whispercli.protocol import (
+    INVALID_FILE_CODE,
+    JOB_CANCELLED_CODE,
+    JOB_FAILED_CODE,
+    WHISPER_PARAMS,
+    Result,
+)
 from whispercli.server.jobs.params import LANGUAGE_NAMES
 
 WHISPER_1 = "whisper-1"
@@ -275,13 +281,14 @@ def ended_badly(status: str, error: str | None) -> OpenAIError | None:
     false``: the SDK would otherwise send the same file twice more."""
     no_retry = {"x-should-retry": "false"}
     if status == "cancelled":
-        return OpenAIError(410, "the job was cancelled", code="job_cancelled", headers=no_retry)
+        return OpenAIError(410, "the job was cancelled", code=JOB_CANCELLED_CODE, headers=no_retry)
     if status != "failed":
         return None
     why = error or "no reason given"
     if why.startswith(INPUT_FAILURES):
-        return OpenAIError(400, why, param="file", code="invalid_file", headers=no_retry)
-    return OpenAIError(500, f"the transcription failed: {why}", code="job_failed", headers=no_retry)
+        return OpenAIError(400, why, param="file", code=INVALID_FILE_CODE, headers=no_retry)
+    failed = f"the transcription failed: {why}"
+    return OpenAIError(500, failed, code=JOB_FAILED_CODE, headers=no_retry)
 
 
 def usage(result: Mapping[str, Any]) -> dict[str, Any]:
