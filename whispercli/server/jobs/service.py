@@ -48,10 +48,25 @@ RETRY_AFTER_SECONDS = 10
 OUTBOUND_RETRY_SECONDS = 5
 LONG_POLL_RECHECK_SECONDS = 5.0
 """A long-poll re-reads the job at least this often, notification or not."""
-HOLD_CHECK_SECONDS = 1.0
-"""How often a held request (:meth:`JobService.hold`) looks whether its client went away."""
+DISCONNECT_CHECK_SECONDS = 1.0
+"""How often a waiting request (a long-poll, a held OpenAI or OctoAI request) looks whether its
+client went away, between the job's re-reads."""
 
 log = logging.getLogger("whispercli.server")
+
+
+async def _notified(
+    event: asyncio.Event, seconds: float, disconnected: Callable[[], Awaitable[bool]]
+) -> None:
+    """Return when ``event`` is set, after ``seconds``, or once the client went away (looked at
+    every ``DISCONNECT_CHECK_SECONDS``: a client that left is noticed within about a second
+    without re-reading the job that often)."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0 and not await disconnected():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), min(left, DISCONNECT_CHECK_SECONDS))
+            return
+
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -229,8 +244,7 @@ class JobService:
                 job = await self.get(job_id)
                 if answer_now(job):
                     break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(remaining, LONG_POLL_RECHECK_SECONDS))
+                await _notified(event, min(remaining, LONG_POLL_RECHECK_SECONDS), disconnected)
             job = await self.get(job_id)
         return job
 
@@ -245,7 +259,7 @@ class JobService:
                 await self.abandon(job.id)
                 return None
             job = await self.wait(
-                job.id, HOLD_CHECK_SECONDS, until_done=True, disconnected=disconnected
+                job.id, MAX_LONG_POLL_SECONDS, until_done=True, disconnected=disconnected
             )
         return job
 
