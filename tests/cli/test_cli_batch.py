@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from support.audio import make_tone
 from support.cli import Cli, assert_one_error_line
+from support.protocol import list_jobs
 from support.samples import SAMPLE_MP3, SAMPLE_TXT, assert_sample, is_sample
 from wer import wer
 
@@ -29,9 +29,7 @@ def sample(path: Path) -> Path:
 
 
 def server_jobs(server: Any) -> int:
-    resp = requests.get(f"{server.url}/v1/async/jobs", headers=server.headers, timeout=10)
-    resp.raise_for_status()
-    return len(resp.json()["jobs"])
+    return len(list_jobs(server.url, server.headers))
 
 
 def test_same_stem_in_subfolders_mirrors_the_tree(cli: Cli, tmp_path: Path) -> None:

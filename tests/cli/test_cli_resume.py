@@ -20,6 +20,7 @@ import requests
 from support.audio import make_tone
 from support.cli import Cli, assert_one_error_line, in_a_terminal, interrupt_while_waiting
 from support.net import serve_http
+from support.protocol import list_jobs
 from support.samples import SAMPLE_MP3, SAMPLE_TXT
 from support.servers import Server, serve_module
 from wer import wer
@@ -327,15 +328,12 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def _server_status(handle: Server, job_id: str) -> str | None:
-    resp = requests.get(f"{handle.url}/v1/async/jobs", headers=handle.headers, timeout=10)
-    resp.raise_for_status()
-    return next((j["status"] for j in resp.json()["jobs"] if j["id"] == job_id), None)
+    jobs = list_jobs(handle.url, handle.headers)
+    return next((j["status"] for j in jobs if j["id"] == job_id), None)
 
 
 def _server_jobs(handle: Server) -> set[str]:
-    resp = requests.get(f"{handle.url}/v1/async/jobs", headers=handle.headers, timeout=10)
-    resp.raise_for_status()
-    return {job["id"] for job in resp.json()["jobs"]}
+    return {job["id"] for job in list_jobs(handle.url, handle.headers)}
 
 
 def test_ctrl_c_in_transcribe_o_prints_the_command_that_finishes_it(

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 from support.procs import reap
+from support.protocol import list_jobs
 from support.sandbox import Sandbox
 from support.servers import Server, Worker
 
@@ -78,9 +79,7 @@ def _stop(server: Server) -> None:
 
 def _delete_every_job(server: Server) -> None:
     jobs = f"{server.url}/v1/async/jobs"
-    listed = requests.get(jobs, params={"limit": 1000}, headers=server.headers, timeout=10)
-    listed.raise_for_status()
-    for job in listed.json()["jobs"]:
+    for job in list_jobs(server.url, server.headers):
         requests.post(f"{jobs}/{job['id']}/cancel", headers=server.headers, timeout=10)
         gone = requests.delete(f"{jobs}/{job['id']}", headers=server.headers, timeout=10)
         if gone.status_code == 409:  # still winding down from the cancel

@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 from faultproxy import FaultProxy, Rule
 from support.figures import record
 from support.procs import alive
+from support.protocol import list_jobs
 from support.samples import SAMPLE_MP3
 from support.sandbox import Sandbox, run_cli, start_cli
 from support.servers import BOTH_BACKENDS, Server
@@ -39,11 +39,7 @@ SUBMIT = "POST /v1/async/ent/"
 
 
 def server_jobs(sandbox: Sandbox) -> list[dict[str, Any]]:
-    r = requests.get(
-        sandbox.url + "/v1/async/jobs", params={"limit": 1000}, headers=sandbox.auth(), timeout=10
-    )
-    r.raise_for_status()
-    return list(r.json()["jobs"])
+    return list_jobs(sandbox.url, sandbox.auth())
 
 
 def saved_jobs(sandbox: Sandbox) -> list[dict[str, Any]]:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import loadgen
 import pytest
-import requests
 from support.audio import short_word_clip
 from support.figures import record
 from support.procs import cmdline, tagged
+from support.protocol import list_jobs
 from support.sandbox import Sandbox, start_cli
 from support.servers import Server
 
@@ -55,11 +55,7 @@ def _clips(directory: Path) -> list[list[Path]]:
 
 
 def _jobs(sandbox: Sandbox) -> list[dict[str, object]]:
-    r = requests.get(
-        sandbox.url + "/v1/async/jobs", params={"limit": 1000}, headers=sandbox.auth(), timeout=30
-    )
-    r.raise_for_status()
-    return list(r.json()["jobs"])
+    return list_jobs(sandbox.url, sandbox.auth())
 
 
 @pytest.fixture

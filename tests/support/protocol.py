@@ -15,6 +15,8 @@ import requests
 from support.samples import SAMPLE_MP3
 from support.servers import Server
 
+from whispercli.protocol import JOBS_PATH
+
 SUBMIT = "/v1/async/ent/tiyarofs/1/openai/whisper-{model}?serviceTier=cpuflex"
 SEED_CLIENT = Path(__file__).resolve().parents[1] / "seeds" / "asyncWhisper.py"
 """The seed's sample client (tests/seeds), kept verbatim."""
@@ -32,6 +34,15 @@ def _seed_input() -> dict[str, Any]:
 
 SEED_INPUT = _seed_input()
 TIMEOUT = 10
+
+
+def list_jobs(url: str, headers: dict[str, str], timeout: float = 30) -> list[dict[str, Any]]:
+    """Every job of the server at ``url`` (``GET /v1/async/jobs``, up to its 1000), newest first;
+    ``headers`` carry the key (``Server.headers``, ``Sandbox.auth()``)."""
+    resp = requests.get(url + JOBS_PATH, params={"limit": 1000}, headers=headers, timeout=timeout)
+    resp.raise_for_status()
+    jobs: list[dict[str, Any]] = resp.json()["jobs"]
+    return jobs
 
 
 def upload_url(server: Server, extension: str = "mp3") -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 from support.procs import until
-from support.protocol import submit, upload
+from support.protocol import list_jobs, submit, upload
 from support.samples import SAMPLE_MP3
 from support.servers import Server, serve_module
 
@@ -32,10 +32,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def _jobs(server: Server) -> list[dict[str, Any]]:
-    resp = requests.get(server.url + "/v1/async/jobs", headers=server.headers, timeout=10)
-    assert resp.status_code == 200, resp.text
-    jobs: list[dict[str, Any]] = resp.json()["jobs"]
-    return jobs
+    return list_jobs(server.url, server.headers)
 
 
 def test_a_synchronous_predict_whose_client_goes_away_cancels_its_job(server: Server) -> None:
