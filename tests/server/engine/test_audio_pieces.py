@@ -98,7 +98,8 @@ def test_a_chunk_halves_at_a_span_border_and_counts_the_speech_after_a_time() ->
     first, second = chunk.halves()
     assert (first.spans, second.spans) == (spans[:2], spans[2:])  # borders at 1, 2, 5 s of 6
     assert np.array_equal(np.concatenate([first.audio, second.audio]), audio)
-    assert first.index == second.index == 3
+    assert (first.index, second.index) == (3, 4)  # the second takes the next place
+    assert first.half and second.half and not second.last
     assert second.file_time(0.5) == pytest.approx(4.5)
     two = Chunk(0, np.zeros(32000, np.float32), spans[:2])
     assert [h.spans for h in two.halves()] == [spans[:1], spans[1:2]]

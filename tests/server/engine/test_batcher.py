@@ -229,3 +229,59 @@ def test_a_callback_that_cancels_its_own_job_ends_it_without_a_deadlock() -> Non
     assert isinstance(rec.error, JobCancelled)
     assert rec.results == ["stops:0", "stops:1"]
     scheduler.stop()
+
+
+def spoken(count: int, seconds: float, spans: int) -> list[Chunk]:
+    """``count`` chunks of ``seconds`` of speech in ``spans`` spans each, the last marked so."""
+    size = int(seconds * 16000)
+    step = size // spans
+    return [
+        Chunk(
+            i,
+            np.zeros(size, np.float32),
+            tuple(Span(i * size + k * step, i * size + (k + 1) * step) for k in range(spans)),
+            last=i == count - 1,
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize(("replicas", "halves"), [(2, True), (1, False)])
+def test_the_last_chunk_is_cut_in_halves_when_a_replica_would_wait_idle(
+    replicas: int, halves: bool
+) -> None:
+    decoded: list[tuple[int, float, bool]] = []
+
+    def decode(batch: Sequence[Item]) -> list[str]:
+        decoded.extend((chunk.index, chunk.seconds, chunk.half) for _, chunk in batch)
+        time.sleep(0.05)
+        return label(batch)
+
+    scheduler: Scheduler[str] = Scheduler(decode, replicas=replicas, batch_size=1)
+    rec = Recorder("job")
+    run(scheduler, rec.job(), spoken(3, 20.0, 4))
+    assert rec.done.wait(10) and rec.error is None
+    if halves:  # three chunks on two replicas: the third one's halves go to both
+        assert sorted(decoded) == [(0, 20.0, False), (1, 20.0, False), (2, 10.0, True),
+                                   (3, 10.0, True)]  # fmt: skip
+        assert rec.results == ["job:0", "job:1", "job:2", "job:3"]  # in order, every half
+    else:  # one replica: nothing would wait, nothing is cut
+        assert decoded == [(0, 20.0, False), (1, 20.0, False), (2, 20.0, False)]
+    scheduler.stop()
+
+
+def test_a_short_or_single_span_last_chunk_stays_whole() -> None:
+    decoded: list[int] = []
+
+    def decode(batch: Sequence[Item]) -> list[str]:
+        decoded.extend(chunk.index for _, chunk in batch)
+        return label(batch)
+
+    scheduler: Scheduler[str] = Scheduler(decode, replicas=2, batch_size=1)
+    short, single = Recorder("short"), Recorder("single")
+    run(scheduler, short.job(), spoken(1, batcher.TAIL_SPLIT_SECONDS - 1, 4))
+    assert short.done.wait(10)
+    run(scheduler, single.job(), spoken(1, 29.0, 1))  # one span: no pause to cut at
+    assert single.done.wait(10)
+    assert decoded == [0, 0] and short.results == ["short:0"] and single.results == ["single:0"]
+    scheduler.stop()

@@ -144,3 +144,21 @@ def test_a_window_packed_with_short_phrases_loses_none_of_them(
     reference = realset.joined_reference(PHRASES)
     assert wer(reference, body["result"]["text"]) <= 0.2, body["result"]["text"]
     check_segments(body["result"])
+
+
+SKIPPED_HEAD = ("timit_ldc93s1", "new_home", "arctic_a0024")
+
+
+def test_a_window_whose_first_sentence_the_decoder_skips_keeps_it(
+    server: Server, tmp_path: Path
+) -> None:
+    """tiny.en skips "She had your dark suit in greasy wash water all year." when a window
+    starts with it, whatever the window's length (a third of this file's words lost); the
+    engine decodes a chunk whose first word comes 2 s or more into its speech again in halves
+    (decode.RESCUE_HEAD_SECONDS)."""
+    path = realset.write_joined(tmp_path / "head.wav", SKIPPED_HEAD)
+    body = wait_done(server, submit(server, upload(server, path)))
+    assert body["status"] == "success", body
+    reference = realset.joined_reference(SKIPPED_HEAD)
+    assert wer(reference, body["result"]["text"]) <= 0.2, body["result"]["text"]
+    check_segments(body["result"])

@@ -10,6 +10,8 @@ they come from -- and hand each job its own results:
   one waits for one batch, not for the whole long file;
 - *in order*: a job's results are handed back in time order as soon as every earlier chunk of
   that job is done (replicas finish out of order);
+- *busy to the end*: the queue's last chunk is cut in halves when another replica would
+  otherwise wait idle (``TAIL_SPLIT_SECONDS``);
 - *bounded*: each job's feeder (its audio decoding and VAD) stays at most ``read_ahead`` chunks
   ahead of decoding, so memory does not grow with the file;
 - *isolated*: a batch that fails is decoded again chunk by chunk, and only the job whose chunk
@@ -40,6 +42,13 @@ TICK_SECONDS = 1.0
 """How often running jobs hear about their progress while a batch decodes."""
 PRIOR_SECONDS_PER_SECOND = 0.1
 """Decoding wall seconds per second of speech assumed until a batch has been timed."""
+TAIL_SPLIT_SECONDS = 16.0
+"""The queue's last chunk is cut in halves (at the pause nearest its middle) when it holds
+this much speech or more and the job has no chunk to come, so that a second replica decodes
+one half instead of waiting idle while the first decodes the whole: a lone 98 s file makes
+three chunks, and two replicas would otherwise spend a third of its time on one thread. The
+halves are encoded in windows sized to them (engine.decode), so a replica that ends up
+decoding both pays about what the whole chunk costs."""
 
 
 @dataclass(eq=False)
@@ -83,6 +92,7 @@ class Scheduler(Generic[R]):
         read_ahead: int | None = None,
     ) -> None:
         self.decode = decode
+        self.replicas = max(1, replicas)
         self.batch_size = max(1, batch_size)
         self.read_ahead = read_ahead or 2 * max(1, replicas) * self.batch_size
         self._jobs: list[JobChunks[R]] = []
@@ -92,7 +102,7 @@ class Scheduler(Generic[R]):
         self.seconds_per_second = PRIOR_SECONDS_PER_SECOND
         self._threads = [
             threading.Thread(target=self._replica, name=f"engine-replica-{i}", daemon=True)
-            for i in range(max(1, replicas))
+            for i in range(self.replicas)
         ]
         self._threads.append(threading.Thread(target=self._ticker, name="engine-tick", daemon=True))
         for thread in self._threads:
@@ -115,6 +125,7 @@ class Scheduler(Generic[R]):
                     raise JobCancelled(job.id)
                 job.pending.append(chunk)
                 job.produced += 1
+                job.fed = chunk.last
                 self._cond.notify_all()
         with self._cond:
             job.fed = True
@@ -144,6 +155,8 @@ class Scheduler(Generic[R]):
         ready = [j for j in self._jobs if j.pending and not j.ended]
         if not ready:
             return []
+        if len(ready) == 1:
+            self._split_tail(ready[0])
         start = self._turn % len(ready)
         order = ready[start:] + ready[:start]
         self._turn += 1
@@ -161,6 +174,18 @@ class Scheduler(Generic[R]):
             if not took:
                 break
         return batch
+
+    def _split_tail(self, job: JobChunks[R]) -> None:
+        """Cut the queue's last chunk in two if a second replica could take a half (lock
+        held; ``job`` is the only one with chunks waiting)."""
+        if self.replicas < 2 or not job.fed or len(job.pending) != 1:
+            return
+        chunk = job.pending[0]
+        if chunk.seconds < TAIL_SPLIT_SECONDS or len(chunk.spans) < 2:
+            return
+        job.pending = deque(chunk.halves())  # the job's last chunk: the second half is next
+        job.produced += 1
+        self._cond.notify_all()
 
     def _replica(self) -> None:
         while True:

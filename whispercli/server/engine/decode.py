@@ -6,12 +6,12 @@ in one call with an input as long as the longest chunk needs (``Setup.padding``:
 window, or the chunk plus some seconds), decodes them with faster-whisper's batched pipeline
 (one ``generate`` for the whole batch, word timings from the same encoder output) and maps every
 time back from the chunk's packed speech to the file. A chunk whose text stops well before its
-speech does is decoded again in halves (``RESCUE_TAIL_SECONDS``).
+speech does, or starts well after it, is decoded again in halves (``RESCUE_TAIL_SECONDS``,
+``RESCUE_HEAD_SECONDS``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import math
 from collections.abc import Mapping, Sequence
@@ -41,6 +41,12 @@ is left alone (noise or music the VAD let through: decoding it again would only 
 On 13 minutes of the real recordings (bench/real joined, 8 times over) WER went from 25.9 %
 (the batched pipeline's too) to 12.8 % for 25 % more time; no chunk of the bench's other
 files was cut short (bench/phrases.py, bench/RESULTS.md)."""
+RESCUE_HEAD_SECONDS = 2.0
+"""The same at the start: a chunk whose first word comes after this much of its speech lost
+its first sentence (tiny.en skips "She had your dark suit in greasy wash water all year."
+when a window starts with it, whatever the window's length or a lead of silence). Such a
+chunk is decoded again in halves too; a pause of 160 ms or more before the first word is a
+span border, so a chunk that merely starts with a breath is not one."""
 RESCUE_DEPTH = 2
 
 
@@ -137,7 +143,10 @@ class BatchDecoder:
         ]
 
     def _decode(self, setup: Setup, chunks: Sequence[Chunk]) -> list[list[dict[str, Any]]]:
-        features = self.features(chunks, setup.padding)
+        padding = setup.padding
+        if padding is None and all(chunk.half for chunk in chunks):
+            padding = SHORT_PADDING  # half a window's speech needs no full window's work
+        features = self.features(chunks, padding)
         meta = [{"offset": 0.0, "duration": c.seconds, "segments": []} for c in chunks]
         pipeline = BatchedInferencePipeline(self.model)
         outputs = pipeline.forward(features, setup.tokenizer, meta, setup.options)
@@ -154,15 +163,16 @@ class BatchDecoder:
         if depth == 0 or len(chunk.spans) < 2:
             return segments
         words = [w for seg in segments for w in seg.get("words", ())]
-        if not words or chunk.speech_after(words[-1]["end"]) < RESCUE_TAIL_SECONDS:
-            return segments  # no words at all: no speech Whisper knows (noise, music), not cut
-        padding = SHORT_PADDING if setup.padding is None else setup.padding
-        sized = dataclasses.replace(setup, padding=padding)
+        if not words:
+            return segments  # no speech Whisper knows (noise, music): not cut short
+        head = chunk.speech_before(words[0]["start"]) >= RESCUE_HEAD_SECONDS
+        if not head and chunk.speech_after(words[-1]["end"]) < RESCUE_TAIL_SECONDS:
+            return segments
         halves = chunk.halves()
         return [
             segment
-            for half, decoded in zip(halves, self._decode(sized, halves), strict=True)
-            for segment in self._rescue(sized, half, decoded, depth - 1)
+            for half, decoded in zip(halves, self._decode(setup, halves), strict=True)
+            for segment in self._rescue(setup, half, decoded, depth - 1)
         ]
 
 

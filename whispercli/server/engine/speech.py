@@ -93,6 +93,10 @@ class Chunk:
     index: int
     audio: np.ndarray
     spans: tuple[Span, ...]
+    last: bool = False
+    """The file's last chunk (the chunker had seen the end of the audio)."""
+    half: bool = False
+    """One half of a chunk cut in two (:meth:`halves`): encoded in a window sized to it."""
 
     @property
     def seconds(self) -> float:
@@ -108,6 +112,10 @@ class Chunk:
         sample = int(seconds * SAMPLE_RATE)
         return sum(max(0, s.end - max(s.start, sample)) for s in self.spans) / SAMPLE_RATE
 
+    def speech_before(self, seconds: float) -> float:
+        """Seconds of the chunk's speech before ``seconds`` (a time in the file)."""
+        return self.seconds - self.speech_after(seconds)
+
     def halves(self) -> tuple[Chunk, Chunk]:
         """The chunk cut in two at the border between spans nearest the middle of its speech
         (it needs two spans at least)."""
@@ -115,8 +123,8 @@ class Chunk:
         cut = int(np.argmin(np.abs(ends - self.audio.size / 2))) + 1
         at = int(ends[cut - 1])
         return (
-            Chunk(self.index, self.audio[:at], self.spans[:cut]),
-            Chunk(self.index, self.audio[at:], self.spans[cut:]),
+            Chunk(self.index, self.audio[:at], self.spans[:cut], half=True),
+            Chunk(self.index + 1, self.audio[at:], self.spans[cut:], self.last, half=True),
         )
 
     def file_time(self, seconds: float, *, is_end: bool = False) -> float:
@@ -159,7 +167,7 @@ class Chunker:
                 Span(start + span.start, start + span.end), buffer[span.start : span.end]
             )
         if final:
-            yield from self._emit()
+            yield from self._emit(last=True)
 
     def _pack(self, span: Span, samples: np.ndarray) -> Iterator[Chunk]:
         packed = sum(s.samples for s, _ in self._packed)
@@ -167,11 +175,11 @@ class Chunker:
             yield from self._emit()
         self._packed.append((span, samples.copy()))
 
-    def _emit(self) -> Iterator[Chunk]:
+    def _emit(self, last: bool = False) -> Iterator[Chunk]:
         if not self._packed:
             return
         spans = tuple(s for s, _ in self._packed)
         audio = np.concatenate([a for _, a in self._packed])
         self._packed = []
-        yield Chunk(self._count, audio, spans)
+        yield Chunk(self._count, audio, spans, last)
         self._count += 1
