@@ -52,15 +52,15 @@ def test_the_decoder_is_prompted_with_the_hotwords(
     """A spy on WhisperModel.get_prompt, which both faster-whisper paths call for every window:
     the prompt it builds holds the hotwords' tokens (and none without them)."""
     prompts: list[tuple[list[int], list[int]]] = []
-    real = engine.model.get_prompt
+    real = WhisperModel.get_prompt  # on the class: the sequential path has a model of its own
 
-    def spy(tokenizer: Any, *args: Any, **kwargs: Any) -> list[int]:
-        prompt = real(tokenizer, *args, **kwargs)
+    def spy(model: WhisperModel, tokenizer: Any, *args: Any, **kwargs: Any) -> list[int]:
+        prompt = real(model, tokenizer, *args, **kwargs)
         hotwords = kwargs.get("hotwords")
         prompts.append((prompt, tokenizer.encode(" " + hotwords) if hotwords else []))
         return list(prompt)
 
-    monkeypatch.setattr(engine.model, "get_prompt", spy)
+    monkeypatch.setattr(WhisperModel, "get_prompt", spy)
     result = engine.transcribe(str(SAMPLE_MP3), {"hotwords": HOTWORDS, "speed": speed}, _ignore)
     assert result["text"].strip()
     assert prompts and all(wanted and _contains(prompt, wanted) for prompt, wanted in prompts)

@@ -38,6 +38,10 @@ spreads every job's chunks over the replicas."""
 MAX_REPLICAS = 4
 """Past this many replicas the cores go into threads per replica (each replica keeps its own
 encoder activations, and the batcher reads ahead for each)."""
+WIDE_COPY_SHARE = 16
+"""The sequential path gets its own copy of the model (:func:`wide_threads`) only when the
+model's file is at most this fraction of the machine's memory: a second tiny.en costs the
+engine about 110 MiB, a second large-v3 would cost gigabytes."""
 PROBE_TIMEOUT = 180.0
 _NVIDIA_LIBS = ("cublas", "cudnn")
 _PROBE = """
@@ -97,6 +101,27 @@ def layout(plan: DevicePlan, cpu_threads: int = 0, cores: int | None = None) -> 
     total = cpu_threads or cores or len(os.sched_getaffinity(0)) or 1
     replicas = plan.replicas or min(total, MAX_REPLICAS)
     return Layout(replicas, max(1, total // replicas), plan.batch_size or CPU_BATCH_SIZE)
+
+
+def wide_threads(plan: DevicePlan, shape: Layout, model_bytes: int, memory_bytes: int) -> int:
+    """Threads of the copy of the model the sequential path decodes on, or 0 for no copy.
+
+    Whisper's own algorithm decodes one window after another: on single-thread replicas a
+    lone sequential job keeps one core busy and leaves the others idle (1.3x slower than
+    faster-whisper's sequential decoding on two threads here, bench/RESULTS.md). So a CPU
+    plan with several replicas gets one more copy with every thread, if the model is small
+    next to the machine's memory (``WIDE_COPY_SHARE``).
+    """
+    if plan.device != "cpu" or shape.replicas < 2:
+        return 0
+    if model_bytes * WIDE_COPY_SHARE > memory_bytes:
+        return 0
+    return shape.replicas * shape.threads
+
+
+def memory_bytes() -> int:
+    """The machine's physical memory."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def cpu_plan(compute_type: str, reason: str) -> DevicePlan:

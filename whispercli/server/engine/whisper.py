@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,13 @@ from whispercli.server.engine.audio import (
 )
 from whispercli.server.engine.batcher import JobChunks, Scheduler
 from whispercli.server.engine.decode import BatchDecoder, Setup, batch_key, make_setup
-from whispercli.server.engine.device import DevicePlan, cpu_plan, layout
+from whispercli.server.engine.device import (
+    DevicePlan,
+    cpu_plan,
+    layout,
+    memory_bytes,
+    wide_threads,
+)
 from whispercli.server.engine.outcome import AudioError, JobCancelled, JobInputError, JobSink
 from whispercli.server.engine.speech import Chunk, Chunker, bound_vad_batches
 from whispercli.server.jobs.params import ParamError, check_token_ids
@@ -132,6 +139,11 @@ class Engine:
             num_workers=self.layout.replicas,
         )
         self._decoder = BatchDecoder(self.model)
+        model_bytes = sum(f.stat().st_size for f in Path(model_path).glob("*.bin"))
+        self.wide_threads = wide_threads(self.plan, self.layout, model_bytes, memory_bytes())
+        """Threads of the sequential path's own copy of the model (0: none; device.py)."""
+        self._wide: WhisperModel | None = None
+        self._wide_free = threading.Lock()
         bound_vad_batches()
         size = vocabulary_size(Path(model_path))
         self.vocabulary = size or self.model.hf_tokenizer.get_vocab_size(with_added_tokens=True)
@@ -148,6 +160,7 @@ class Engine:
     def close(self) -> None:
         """Stop the decoding threads (the model is being unloaded; no job is using it)."""
         self.scheduler.stop()
+        self._wide = None
 
     # -- jobs ------------------------------------------------------------------------------
     def start(self, job_id: str, path: str, params: dict[str, Any], sink: JobSink) -> None:
@@ -294,10 +307,34 @@ class Engine:
         return self._decoder.decode(setup, [chunk for _, chunk in batch])
 
     # -- the sequential path ---------------------------------------------------------------
+    @contextmanager
+    def _sequential_model(self) -> Iterator[WhisperModel]:
+        """The model a sequential job decodes on: the copy with every thread
+        (``wide_threads``, loaded on first use), lent to one job at a time; a job that finds
+        it taken, or an engine without one, decodes on the replicas."""
+        if not self.wide_threads or not self._wide_free.acquire(blocking=False):
+            yield self.model
+            return
+        try:
+            if self._wide is None:
+                self._wide = WhisperModel(
+                    self.model_path,
+                    device="cpu",
+                    compute_type=self.plan.compute_type,
+                    cpu_threads=self.wide_threads,
+                )
+            yield self._wide
+        finally:
+            self._wide_free.release()
+
     def _run_sequential(self, run: _Run, plan: plans.Plan) -> None:
+        with self._sequential_model() as model:
+            self._decode_sequential(run, plan, model)
+
+    def _decode_sequential(self, run: _Run, plan: plans.Plan, model: WhisperModel) -> None:
         offset = 0.0
         for block in _blocks(run.audio.pieces()):
-            segments, info = self.model.transcribe(block, **plan.kwargs)
+            segments, info = model.transcribe(block, **plan.kwargs)
             run.language, run.probability = info.language, round(info.language_probability, 4)
             if plan.kwargs.get("vad_filter"):
                 run.speech = (run.speech or 0.0) + float(info.duration_after_vad)
