@@ -218,3 +218,28 @@ def test_taken_port_is_a_clean_error(tmp_path: Path, server_factory: ServerFacto
     assert proc.returncode == 1
     assert "cannot listen" in proc.stderr and "Traceback" not in proc.stderr
     assert running.proc.poll() is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("WHISPERCLI_HEARTBEAT_SECONDS", "abc", "above 0"),
+        ("WHISPERCLI_STALLED_AFTER_SECONDS", "nan", "above 0"),
+        ("WHISPERCLI_RETENTION_SWEEP_SECONDS", "90", "above 0 up to 59"),  # a cron of seconds
+        (FAKE_ENGINE_ENV, "-1", "from 0"),
+    ],
+)
+def test_a_bad_timing_variable_stops_server_and_worker_at_start_and_names_itself(
+    tmp_path: Path, variable: str, value: str, says: str
+) -> None:
+    """It was a bare "unexpected ValueError: could not convert string to float" (exit 1), or
+    a negative period taken as given."""
+    env = {**_dirs(tmp_path), variable: value}
+    database = "postgresql://nobody@127.0.0.1:9/none"  # never reached: the check comes first
+    server = ("server", "run", "--port", str(free_port()))
+    for args in (server, ("worker", "run", "--database", database)):
+        done = _cli(env, *args, timeout=30)
+        assert done.returncode == 2, done.stderr
+        assert f"error: {variable}={value!r} is not a number of seconds {says}" in done.stderr
+        assert "unset it" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()  # nothing was created

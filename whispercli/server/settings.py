@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import whispercli.paths as paths
+from whispercli.errors import UsageError
 from whispercli.fsutil import is_private, read_or_create_secret
 from whispercli.server.defaults import Defaults
 from whispercli.server.engine.device import DevicePlan, cpu_plan
@@ -30,9 +32,44 @@ class InsecureKeyFileError(RuntimeError):
     """The API key file can be read by other users: refuse to serve with it."""
 
 
-def _seconds_from_env(name: str, default: float) -> Callable[[], float]:
-    """A field default: the environment variable ``name`` when set, else ``default``."""
-    return lambda: float(os.environ.get(name) or default)
+def env_seconds(
+    name: str, default: float, *, most: float = math.inf, zero: bool = False, unset: str = ""
+) -> float:
+    """The environment variable ``name`` as seconds (``default`` when unset or empty).
+
+    A value that is not a finite number above 0 (or at least 0 with ``zero``) and at most
+    ``most`` is a :class:`UsageError` that names the variable, so a typo in a fleet's
+    environment stops the process at start instead of a bare ValueError or a negative period.
+    ``unset`` says what leaving it unset means (default: ``default`` seconds).
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    low_ok = value >= 0 if zero else value > 0
+    if math.isfinite(value) and low_ok and value <= most:
+        return value
+    wanted = f"a number of seconds {'from 0' if zero else 'above 0'}"
+    wanted += f" up to {most:g}" if math.isfinite(most) else ""
+    raise UsageError(
+        f"{name}={raw[:40]!r} is not {wanted}",
+        hint=f"set it to one or unset it ({unset or f'default {default:g}'})",
+    )
+
+
+def _seconds_from_env(name: str, default: float, most: float = math.inf) -> Callable[[], float]:
+    """A field default: :func:`env_seconds` read when the settings are made."""
+    return lambda: env_seconds(name, default, most=most)
+
+
+def _fake_engine_seconds() -> float | None:
+    """Tests and benchmarks only: None unless ``FAKE_ENGINE_ENV`` is set."""
+    if not os.environ.get(FAKE_ENGINE_ENV, "").strip():
+        return None
+    return env_seconds(FAKE_ENGINE_ENV, 0.0, zero=True, unset="the real engine")
 
 
 def _models_dir_from_env() -> Path | None:
@@ -88,11 +125,7 @@ class ServerSettings:
     poll URLs it hands out start with it. None: the bind address (never a request's Host)."""
     header_timeout: float = Defaults.header_timeout
     """Seconds a client has to send a request's headers (a half-sent request is dropped)."""
-    fake_engine_seconds: float | None = field(
-        default_factory=lambda: (
-            float(os.environ[FAKE_ENGINE_ENV]) if os.environ.get(FAKE_ENGINE_ENV) else None
-        )
-    )
+    fake_engine_seconds: float | None = field(default_factory=_fake_engine_seconds)
     """Tests and benchmarks: a fake engine that spends this long per job (fake_engine.py)."""
     database_url: str | None = field(default_factory=lambda: os.environ.get(DATABASE_ENV) or None)
     """PostgreSQL DSN (``postgresql://USER@HOST/DB``): jobs, uploads and change notification
@@ -107,7 +140,7 @@ class ServerSettings:
     """PostgreSQL mode: workers also look for tasks this often (besides LISTEN: the retry of a
     dead worker's task sends no NOTIFY)."""
     retention_sweep_seconds: float = field(
-        default_factory=_seconds_from_env(RETENTION_SWEEP_ENV, 10.0)
+        default_factory=_seconds_from_env(RETENTION_SWEEP_ENV, 10.0, most=59)
     )
     """PostgreSQL mode: one worker of the fleet deletes expired jobs, results and uploads this
     often (whole seconds, at most 59: a periodic task's cron)."""
