@@ -10,7 +10,6 @@ import contextlib
 import json
 import select
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from support.net import read_status, trickler
+from support.net import read_status, receiver, trickler
+from support.protocol import wait_done
 from support.samples import SAMPLE_MP3 as SAMPLE
 from support.samples import assert_sample
 from support.sandbox import Sandbox
@@ -204,49 +204,6 @@ def test_slow_file_urls_never_starve_the_api(live_server: Server, sandbox: Sandb
 
 
 # -- item 8: slow webhook receivers -------------------------------------------------------------
-@contextlib.contextmanager
-def receivers() -> Iterator[tuple[str, str, list[float]]]:
-    """A receiver that trickles its status line (a byte every 0.5 s) and one that answers at
-    once; yields their URLs and the times the quick one was called."""
-    quick_calls: list[float] = []
-    with trickler(0.5) as slow, socket.create_server(("127.0.0.1", 0)) as quick:
-        stop = threading.Event()
-
-        def serve_quick() -> None:
-            quick.settimeout(0.2)
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError, OSError):
-                    conn, _ = quick.accept()
-                    with conn:
-                        conn.settimeout(5)
-                        data = b""
-                        while b"\r\n\r\n" not in data:
-                            data += conn.recv(65536)
-                        quick_calls.append(time.monotonic())
-                        conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
-
-        thread = threading.Thread(target=serve_quick, daemon=True)
-        thread.start()
-        try:
-            yield f"{slow}/hook", f"http://127.0.0.1:{quick.getsockname()[1]}/hook", quick_calls
-        finally:
-            stop.set()
-            thread.join(5)
-
-
-def _done(sandbox: Sandbox, job: dict[str, Any]) -> float:
-    """Wait for ``job`` to end; the time it was seen ended."""
-    while True:
-        body = requests.get(
-            job["urls"]["GET"],
-            params={"wait": 10, "until": "done"},
-            headers=sandbox.auth(),
-            timeout=20,
-        ).json()
-        if body["status"] in ("success", "failed", "cancelled"):
-            return time.monotonic()
-
-
 @BOTH_BACKENDS
 @pytest.mark.own_server  # it stops the server
 def test_a_slow_webhook_receiver_delays_nobody_and_holds_no_shutdown(
@@ -264,14 +221,13 @@ def test_a_slow_webhook_receiver_delays_nobody_and_holds_no_shutdown(
         job: dict[str, Any] = answer.json()["response"]
         return job
 
-    with receivers() as (slow, quick, quick_calls):
-        _done(sandbox, submit(slow))  # its attempt now trickles for up to 15 s
-        ended = _done(sandbox, submit(quick))
-        deadline = time.monotonic() + 10
-        while not quick_calls and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert quick_calls, "the quick receiver's webhook waited for the slow one"
-        assert quick_calls[0] - ended < 3, f"delivered {quick_calls[0] - ended:.1f} s after"
+    with trickler(0.5) as slow, receiver() as quick:  # a byte every 0.5 s; at once
+        wait_done(live_server, submit(f"{slow}/hook"))  # its attempt now trickles up to 15 s
+        wait_done(live_server, submit(quick.url))
+        ended = time.monotonic()
+        assert quick.wait(1, 10), "the quick receiver's webhook waited for the slow one"
+        arrived = quick.received[0].at
+        assert arrived - ended < 3, f"delivered {arrived - ended:.1f} s after"
         assert live_server.proc is not None
         started = time.monotonic()
         live_server.proc.terminate()

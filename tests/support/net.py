@@ -68,6 +68,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)
+    """When it came in (``time.monotonic``)."""
 
 
 @dataclass
@@ -149,11 +151,16 @@ def raw_server(serve: Callable[[socket.socket, threading.Event], None]) -> Itera
         listener.close()
 
 
-def trickler(interval: float) -> contextlib.AbstractContextManager[str]:
-    """An HTTP server on loopback that answers every request one byte every ``interval`` s."""
+def trickler(
+    interval: float, accepted: threading.Event | None = None
+) -> contextlib.AbstractContextManager[str]:
+    """An HTTP server on loopback that answers every request one byte every ``interval`` s
+    (no socket timeout fires); ``accepted`` is set when a connection arrives."""
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"\0" * 100000
 
     def serve(conn: socket.socket, stop: threading.Event) -> None:
+        if accepted is not None:
+            accepted.set()
         for byte in answer:
             if stop.wait(interval):
                 return

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from standardwebhooks import Webhook
-from support.net import receiver
+from support.net import receiver, silent_http, trickler
 from support.procs import until
 
 from whispercli.server.storage.deliveries import Delivery
@@ -180,17 +180,11 @@ def test_the_thread_outlives_a_store_outage(
 
 
 def test_a_receiver_that_never_answers_does_not_hold_the_others(no_connect: list[object]) -> None:
-    import socket
     import time
 
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)  # accepts, never answers
     store = MemoryOutbox()
-    with receiver() as rx:
-        store.add_delivery(
-            "slow", "msg_s", f"http://127.0.0.1:{silent.getsockname()[1]}/", "t", "", {}
-        )
+    with receiver() as rx, silent_http() as silent:  # accepts, never answers
+        store.add_delivery("slow", "msg_s", f"{silent}/", "t", "", {})
         store.add_delivery("fast", "msg_f", rx.url, "tiyaro", "", {})
         deliverer = _deliverer(store, timeout=3)
         started = time.monotonic()
@@ -201,38 +195,8 @@ def test_a_receiver_that_never_answers_does_not_hold_the_others(no_connect: list
             assert time.monotonic() - started < 2
         finally:
             thread.join(10)
-            silent.close()
     assert store.rows["fast"]["state"] == "delivered"
     assert store.rows["slow"]["errors"][0] and "timed out" in store.rows["slow"]["errors"][0]
-
-
-class Trickler:
-    """A receiver that sends its status line one byte every 0.2 s (no socket timeout fires)."""
-
-    def __init__(self) -> None:
-        import socket
-
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
-        self.accepted = threading.Event()
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        conn, _ = self.listener.accept()
-        self.accepted.set()
-        with conn:
-            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
-                if self.stop.wait(0.2):
-                    return
-                try:
-                    conn.sendall(bytes([byte]))
-                except OSError:
-                    return
-
-    def close(self) -> None:
-        self.stop.set()
-        self.listener.close()
 
 
 def test_an_attempt_ends_at_its_deadline_however_slowly_the_receiver_answers(
@@ -240,14 +204,12 @@ def test_an_attempt_ends_at_its_deadline_however_slowly_the_receiver_answers(
 ) -> None:
     import time
 
-    slow, store = Trickler(), MemoryOutbox()
-    store.add_delivery("j", "msg_j", slow.url, "tiyaro", "", {})
-    deliverer = _deliverer(store, attempt_seconds=1)
-    started = time.monotonic()
-    try:
+    store = MemoryOutbox()
+    with trickler(0.2) as slow:  # one byte of its answer every 0.2 s
+        store.add_delivery("j", "msg_j", f"{slow}/hook", "tiyaro", "", {})
+        deliverer = _deliverer(store, attempt_seconds=1)
+        started = time.monotonic()
         assert deliverer.run_once() == 1
-    finally:
-        slow.close()
     assert time.monotonic() - started < 3
     assert store.rows["j"]["errors"] == ["it took longer than 1 s"]
 
@@ -255,16 +217,14 @@ def test_an_attempt_ends_at_its_deadline_however_slowly_the_receiver_answers(
 def test_stop_cuts_the_sends_in_flight_short(no_connect: list[object]) -> None:
     import time
 
-    slow, store = Trickler(), MemoryOutbox()
-    store.add_delivery("j", "msg_j", slow.url, "tiyaro", "", {})
-    deliverer = _deliverer(store)
-    deliverer.start()
-    try:
-        assert slow.accepted.wait(10)
+    store, accepted = MemoryOutbox(), threading.Event()
+    with trickler(0.2, accepted) as slow:
+        store.add_delivery("j", "msg_j", f"{slow}/hook", "tiyaro", "", {})
+        deliverer = _deliverer(store)
+        deliverer.start()
+        assert accepted.wait(10)
         started = time.monotonic()
         deliverer.stop()
         assert time.monotonic() - started < 1
-    finally:
-        slow.close()
     time.sleep(0.3)  # the cut send ends; nothing is recorded for it
     assert store.rows["j"]["errors"] == [] and store.rows["j"]["delivery"].attempts == 0

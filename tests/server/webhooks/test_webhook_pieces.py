@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
-from support.net import receiver
+from support.net import port_of, raw_server, receiver, silent_http
 
 from whispercli.server.webhooks import guard, schedule, sender
 from whispercli.server.webhooks import signatures as signing
@@ -166,39 +166,22 @@ def test_sender_non_2xx_and_unreachable_are_failures(no_connect: list[object]) -
 
 
 def test_sender_times_out(no_connect: list[object]) -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)  # accepts the connection, never answers
-    port = listener.getsockname()[1]
-    try:
+    with silent_http() as url:  # accepts the connection, never answers
         started = time.monotonic()
-        outcome = sender.post(f"http://127.0.0.1:{port}/", b"{}", {}, LOOPBACK, timeout=0.5)
+        outcome = sender.post(f"{url}/", b"{}", {}, LOOPBACK, timeout=0.5)
         assert outcome.status is None and outcome.error and "timed out" in outcome.error
         assert time.monotonic() - started < 5
-    finally:
-        listener.close()
     assert sender.TIMEOUT == 10.0
 
 
 def test_sender_drops_a_large_response_body(no_connect: list[object]) -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    port = listener.getsockname()[1]
+    def answer(conn: socket.socket, stop: threading.Event) -> None:
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 100000)
+        conn.close()
 
-    def answer() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 100000)
-
-    thread = threading.Thread(target=answer, daemon=True)
-    thread.start()
-    try:
-        outcome = sender.post(f"http://127.0.0.1:{port}/", b"{}", {}, LOOPBACK, timeout=2)
-    finally:
-        thread.join(5)
-        listener.close()
+    with raw_server(answer) as url:
+        outcome = sender.post(f"{url}/", b"{}", {}, LOOPBACK, timeout=2)
     assert outcome.ok
 
 
@@ -237,24 +220,15 @@ def test_https_sends_the_url_host_as_sni_to_the_checked_address(
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     context.sni_callback = lambda _sock, name, _ctx: seen.append(name)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    port = listener.getsockname()[1]
 
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn, contextlib.suppress(ssl.SSLError, OSError):
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        with contextlib.suppress(ssl.SSLError, OSError):
             context.wrap_socket(conn, server_side=True).recv(1)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
     names({"hook.test": ["127.0.0.1"]})
-    try:
+    with raw_server(serve) as url:
+        port = port_of(url)
         outcome = sender.post(f"https://hook.test:{port}/in", b"{}", {}, LOOPBACK, timeout=5)
-    finally:
-        thread.join(5)
-        listener.close()
     assert seen == ["hook.test"]
     # a self-signed certificate is not trusted: the attempt fails, nothing is sent in clear
     assert outcome.status is None and outcome.error and "CERTIFICATE" in outcome.error.upper()
