@@ -21,9 +21,8 @@ from support.audio import make_tone
 from support.cli import Cli, assert_one_error_line, in_a_terminal, interrupt_while_waiting
 from support.net import serve_http
 from support.protocol import list_jobs
-from support.samples import SAMPLE_MP3, SAMPLE_TXT
+from support.samples import SAMPLE_MP3, assert_sample
 from support.servers import Server, serve_module
-from wer import wer
 
 from whispercli.client import Client
 
@@ -60,7 +59,7 @@ def test_wait_of_several_jobs_prints_every_transcript_when_one_fails(
         assert done.code == 3, done.err
         header, transcript = done.out.split("\n", 1)  # several jobs: each named (issue 19)
         assert header == f"==> {good} <==" and f"==> {bad} <==" not in done.out, done.out
-        assert wer(SAMPLE_TXT.read_text(), transcript) <= 0.10, done.out
+        assert_sample(transcript)
         assert "failed" in done.err and bad in done.err
         assert_one_error_line(done.err)
     done = cli.run("wait", "--json", good, bad)
@@ -82,7 +81,7 @@ def test_wait_last_after_a_submit_that_reused_a_job(cli: Cli, tmp_path: Path) ->
     assert again.code == 0 and again.out.strip() == first != other
     done = cli.run("wait", "last")
     assert done.code == 0, done.err
-    assert wer(SAMPLE_TXT.read_text(), done.out) <= 0.10, done.out
+    assert_sample(done.out)
     assert json.loads(cli.run("status", "--json").out)["id"] == first
     assert json.loads(cli.run("jobs", "list", "--json").out)[0]["id"] in (first, other)
 
@@ -104,7 +103,7 @@ def test_a_job_resumes_at_its_endpoint_with_its_profile(
     assert saved_jobs(cli)[-1]["profile"] == "lab"
     done = cli.run("wait", "last")
     assert done.code == 0, done.err
-    assert wer(SAMPLE_TXT.read_text(), done.out) <= 0.10
+    assert_sample(done.out)
     assert cli.run("status", "-q", job_id[:8]).out.strip() == "success"
 
     by_url = cli.run(
