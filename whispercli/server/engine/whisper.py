@@ -138,7 +138,7 @@ class Engine:
             cpu_threads=self.layout.threads,
             num_workers=self.layout.replicas,
         )
-        self._decoder = BatchDecoder(self.model)
+        self._decoder = BatchDecoder(self.model, apart=self.layout.replicas > 1)
         model_bytes = sum(f.stat().st_size for f in Path(model_path).glob("*.bin"))
         self.wide_threads = wide_threads(self.plan, self.layout, model_bytes, memory_bytes())
         """Threads of the sequential path's own copy of the model (0: none; device.py)."""
