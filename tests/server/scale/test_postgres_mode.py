@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import requests
 from support.pg_cluster import PostgresCluster
-from support.procs import cmdline
+from support.procs import cmdline, until
 from support.protocol import TIMEOUT, poll, submit, upload
 from support.samples import REPO
 from support.servers import ServerFactory
@@ -95,13 +95,12 @@ def test_database_down_is_503_with_retry_after(
     assert int(resp.headers["Retry-After"]) > 0
     assert resp.json()["error"]["code"] == "unavailable"
     cluster.start()
-    deadline = time.monotonic() + 20
-    while True:
+
+    def healthy() -> bool:
         resp = requests.get(f"{server.url}/v1/health", headers=server.headers, timeout=TIMEOUT)
-        if resp.status_code == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert resp.status_code == 200
+        return resp.status_code == 200
+
+    until(healthy, timeout=20, interval=0.2)
     server.stop()
     log = server.log()
     assert "pg-secret-pw" not in log and "Traceback" not in log

@@ -41,14 +41,14 @@ def test_a_job_runs_on_a_worker(server_factory: ServerFactory, workers: Workers)
     assert "Traceback" not in workers.logs() and "leaked semaphore" not in workers.logs()
 
 
-def _processing(server: object, job: dict[str, object]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        body = poll(server, job)  # type: ignore[arg-type]
-        if body["status"] == "processing" and body.get("progress", 0) > 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError("the job never made progress")
+def _processing(server: Server, job: dict[str, object]) -> None:
+    """Wait until ``job`` runs and has made progress."""
+
+    def moving() -> bool:
+        body = poll(server, job)
+        return body["status"] == "processing" and body.get("progress", 0) > 0
+
+    until(moving, timeout=60, interval=0.1)
 
 
 FAKE_JOB = 4.0
@@ -244,10 +244,8 @@ def test_a_stopped_worker_wakes_as_a_zombie_whose_writes_change_nothing(
         os.kill(first.pid, signal.SIGCONT)
     assert body["status"] == "success" and _attempts(workers.dsn, job["id"]) == 2
     result = body["result"]
-    deadline = time.monotonic() + 20  # the zombie's engine finishes its 6 s and reports
-    while "taken away: dropped" not in workers.logs() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert "taken away: dropped" in workers.logs()
+    # the zombie's engine finishes its 6 s and reports
+    until(lambda: "taken away: dropped" in workers.logs(), timeout=20, interval=0.2)
     again = poll(server, job)
     assert again["status"] == "success" and again["result"] == result
     assert _attempts(workers.dsn, job["id"]) == 2
@@ -261,10 +259,7 @@ def test_any_api_server_answers_any_poll(server_factory: ServerFactory, workers:
     workers.start(fake_seconds=1.5)
     job = submit(first, upload(first))
     on_second = {**job, "urls": {"GET": job["urls"]["GET"].replace(first.url, second.url)}}
-    deadline = time.monotonic() + 30
-    body = poll(second, on_second, wait=10)
-    while body["status"] != "success" and time.monotonic() < deadline:
-        body = poll(second, on_second, wait=10)
+    body = wait_done(second, on_second, timeout=30)
     assert body["status"] == "success"
     assert body["result"]["text"].startswith(" The fake engine")
 
