@@ -242,4 +242,5 @@ def test_a_bad_timing_variable_stops_server_and_worker_at_start_and_names_itself
         assert done.returncode == 2, done.stderr
         assert f"error: {variable}={value!r} is not a number of seconds {says}" in done.stderr
         assert "unset it" in done.stderr and "Traceback" not in done.stderr
+        assert "device:" not in done.stderr  # checked before the device is chosen
     assert not (tmp_path / "data").exists()  # nothing was created

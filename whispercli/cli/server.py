@@ -215,7 +215,6 @@ def run(
         retention=retention_hours * 3600,
         cpu_threads=cpu_threads,
         speed=speed,
-        device_plan=hosting.choose_device(device, compute_type),
         max_loaded_models=max_loaded_models,
         max_audio_hours=max_audio_hours,
         engine_jobs=engine_jobs,
@@ -224,6 +223,7 @@ def run(
         file_url_seconds=file_url_timeout,
         header_timeout=header_timeout,
     )
+    settings.device_plan = hosting.choose_device(device, compute_type)  # after the env checks
     settings.public_url = public
     if data_dir is not None:
         settings.data_dir = data_dir

@@ -89,10 +89,10 @@ def run(
         models_dir=models_dir,
         speed=speed,
         retention=retention_hours * 3600,
-        device_plan=hosting.choose_device(device, compute_type),
         max_loaded_models=max_loaded_models,
         max_audio_hours=max_audio_hours,
     )
+    settings.device_plan = hosting.choose_device(device, compute_type)  # after the env checks
     try:
         run_worker(settings, names)
     except StoreUnavailable as exc:
