@@ -21,21 +21,27 @@ from support.servers import FAST_FLEET, Server, ServerFactory, Workers
 from whispercli.server.scale.queue import migrate
 from whispercli.server.settings import QUEUE_POLL_ENV, STALLED_AFTER_ENV
 
+
+@pytest.fixture
+def fleet_server(server_factory: ServerFactory, workers: Workers) -> Server:
+    """An API server on the workers' database, with the fleet's short timings."""
+    return server_factory.start("--database", workers.dsn, env=FAST_FLEET)
+
+
 STALLED_AFTER = float(FAST_FLEET[STALLED_AFTER_ENV])
 POLL = float(FAST_FLEET[QUEUE_POLL_ENV])
 
 
-def test_a_job_runs_on_a_worker(server_factory: ServerFactory, workers: Workers) -> None:
-    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
-    job = submit(server, upload(server))
+def test_a_job_runs_on_a_worker(fleet_server: Server, workers: Workers) -> None:
+    job = submit(fleet_server, upload(fleet_server))
     time.sleep(0.5)
-    assert poll(server, job)["status"] == "pending"  # no worker yet
+    assert poll(fleet_server, job)["status"] == "pending"  # no worker yet
     workers.start()
-    body = wait_done(server, job, timeout=90)
+    body = wait_done(fleet_server, job, timeout=90)
     assert body["status"] == "success", (body, workers.logs())
     assert_sample(body["result"]["text"])
-    second = submit(server, upload(server))
-    assert wait_done(server, second, timeout=60)["status"] == "success"
+    second = submit(fleet_server, upload(fleet_server))
+    assert wait_done(fleet_server, second, timeout=60)["status"] == "success"
     assert "attempt 1" in workers.logs()
     assert workers.stop_all() == [0]
     assert "Traceback" not in workers.logs() and "leaked semaphore" not in workers.logs()
@@ -56,15 +62,12 @@ FAKE_JOB = 4.0
 
 
 @pytest.mark.slow
-def test_sigkilled_worker_job_finishes_on_the_other(
-    server_factory: ServerFactory, workers: Workers
-) -> None:
+def test_sigkilled_worker_job_finishes_on_the_other(fleet_server: Server, workers: Workers) -> None:
     import psycopg
 
-    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
     workers.start(FAKE_JOB), workers.start(FAKE_JOB)
-    job = submit(server, upload(server))
-    _processing(server, job)
+    job = submit(fleet_server, upload(fleet_server))
+    _processing(fleet_server, job)
     running = next(worker for worker in workers.started if job["id"] in worker.log())
     engine_children = running.children()
     killed_at = time.monotonic()
@@ -79,7 +82,7 @@ def test_sigkilled_worker_job_finishes_on_the_other(
     # a dead worker is noticed after its heartbeat is STALLED_AFTER seconds old, by the
     # reaper (every second), and its task picked up within POLL seconds: 1 + 1 + 0.2, + 5 slack
     assert repick < STALLED_AFTER + 1 + POLL + 5, f"re-picked after {repick:.1f} s"
-    body = wait_done(server, job, timeout=120)
+    body = wait_done(fleet_server, job, timeout=120)
     assert body["status"] == "success", (body, workers.logs())
     assert body["result"]["duration"] == FAKE_JOB  # the whole job, run again from the start
     took = time.monotonic() - killed_at
@@ -91,23 +94,27 @@ def test_sigkilled_worker_job_finishes_on_the_other(
 
 
 @pytest.mark.slow
-def test_cancel_of_a_job_on_a_worker(server_factory: ServerFactory, workers: Workers) -> None:
+def test_cancel_of_a_job_on_a_worker(fleet_server: Server, workers: Workers) -> None:
     import requests
 
-    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
     workers.start(FAKE_JOB)
-    running = submit(server, upload(server))
-    queued = submit(server, upload(server))
-    _processing(server, running)
+    running = submit(fleet_server, upload(fleet_server))
+    queued = submit(fleet_server, upload(fleet_server))
+    _processing(fleet_server, running)
     for job in (queued, running):
         started = time.monotonic()
         resp = requests.post(
-            f"{server.url}/v1/async/jobs/{job['id']}/cancel", headers=server.headers, timeout=10
+            f"{fleet_server.url}/v1/async/jobs/{job['id']}/cancel",
+            headers=fleet_server.headers,
+            timeout=10,
         )
         assert resp.status_code == 200
-        assert wait_done(server, job, timeout=10)["status"] == "cancelled"
+        assert wait_done(fleet_server, job, timeout=10)["status"] == "cancelled"
         assert time.monotonic() - started < 1.5
-    assert wait_done(server, submit(server, upload(server)), timeout=60)["status"] == "success"
+    assert (
+        wait_done(fleet_server, submit(fleet_server, upload(fleet_server)), timeout=60)["status"]
+        == "success"
+    )
     assert f"job {queued['id']}: attempt" not in workers.logs()  # the queued one never ran
 
 
@@ -129,22 +136,21 @@ def _health(server: Server) -> dict[str, Any]:
 
 
 def test_health_lists_live_workers_and_a_job_without_one_says_why(
-    server_factory: ServerFactory, workers: Workers
+    fleet_server: Server, workers: Workers
 ) -> None:
-    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
-    assert _health(server)["workers"] == []
+    assert _health(fleet_server)["workers"] == []
     proc = workers.start(fake_seconds=3)
     resp = requests.post(
-        server.url + SUBMIT.format(model="tiny").replace("cpuflex", "gpuflex"),
-        json={"input": {}, "URL": upload(server)},
-        headers=server.headers,
+        fleet_server.url + SUBMIT.format(model="tiny").replace("cpuflex", "gpuflex"),
+        json={"input": {}, "URL": upload(fleet_server)},
+        headers=fleet_server.headers,
         timeout=10,
     )
     assert resp.status_code == 202, resp.text
     gpu_job = resp.json()["response"]
-    cpu_job = submit(server, upload(server))
-    until(lambda: poll(server, cpu_job)["status"] == "processing")
-    health = until(lambda: (h := _health(server))["workers"] and h)
+    cpu_job = submit(fleet_server, upload(fleet_server))
+    until(lambda: poll(fleet_server, cpu_job)["status"] == "processing")
+    health = until(lambda: (h := _health(fleet_server))["workers"] and h)
     [worker] = health["workers"]
     assert worker["queues"] == ["cpu"] and worker["device"] == "cpu"
     assert worker["id"] == f"{worker['host']}-{proc.pid}"
@@ -152,17 +158,17 @@ def test_health_lists_live_workers_and_a_job_without_one_says_why(
     assert 0 <= worker["heartbeatAge"] < STALLED_AFTER
     assert health["queues"]["gpu"] == {"pending": 1, "processing": 0}
     assert health["queues"]["cpu"] == {"pending": 0, "processing": 1}
-    waiting = poll(server, gpu_job)
+    waiting = poll(fleet_server, gpu_job)
     assert waiting["status"] == "pending"
     assert "no live worker serves the 'gpu' queue" in waiting["waiting"]
-    assert "waiting" not in poll(server, cpu_job)
-    assert wait_done(server, cpu_job, timeout=30)["status"] == "success"
+    assert "waiting" not in poll(fleet_server, cpu_job)
+    assert wait_done(fleet_server, cpu_job, timeout=30)["status"] == "success"
     time.sleep(2 * POLL)
-    assert poll(server, gpu_job)["status"] == "pending"  # never taken by the cpu worker
+    assert poll(fleet_server, gpu_job)["status"] == "pending"  # never taken by the cpu worker
     workers.start(fake_seconds=0.2, queues="cpu,gpu")
-    assert wait_done(server, gpu_job, timeout=30)["status"] == "success"
+    assert wait_done(fleet_server, gpu_job, timeout=30)["status"] == "success"
     proc.stop(timeout=20)
-    until(lambda: [w["queues"] for w in _health(server)["workers"]] == [["cpu", "gpu"]])
+    until(lambda: [w["queues"] for w in _health(fleet_server)["workers"]] == [["cpu", "gpu"]])
 
 
 def _rows(dsn: str, sql: str) -> int:
@@ -197,29 +203,25 @@ def test_one_worker_sweeps_expired_jobs_uploads_and_chunks(
     assert workers.logs().count("retention sweep removed") >= 1
 
 
-def test_a_poison_job_fails_after_3_attempts(
-    server_factory: ServerFactory, workers: Workers
-) -> None:
-    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
+def test_a_poison_job_fails_after_3_attempts(fleet_server: Server, workers: Workers) -> None:
     workers.start(fake_seconds=0.5)
-    poison = submit(server, upload(server, b"CRASH and burn"))
-    body = wait_done(server, poison, timeout=60)
+    poison = submit(fleet_server, upload(fleet_server, b"CRASH and burn"))
+    body = wait_done(fleet_server, poison, timeout=60)
     assert body["status"] == "failed", body
     assert "gave up after 3 attempts" in body["error"]
     assert _attempts(workers.dsn, poison["id"]) == 3
-    healthy = submit(server, upload(server))  # the worker still serves
-    assert wait_done(server, healthy, timeout=30)["status"] == "success"
+    healthy = submit(fleet_server, upload(fleet_server))  # the worker still serves
+    assert wait_done(fleet_server, healthy, timeout=30)["status"] == "success"
 
 
 @pytest.mark.slow
 def test_a_healthy_job_longer_than_3_heartbeat_timeouts_runs_once(
-    server_factory: ServerFactory, workers: Workers
+    fleet_server: Server, workers: Workers
 ) -> None:
-    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
     workers.start(fake_seconds=3 * STALLED_AFTER + 1)
     workers.start(fake_seconds=3 * STALLED_AFTER + 1)
-    job = submit(server, upload(server))
-    body = wait_done(server, job, timeout=60)
+    job = submit(fleet_server, upload(fleet_server))
+    body = wait_done(fleet_server, job, timeout=60)
     assert body["status"] == "success"
     assert _attempts(workers.dsn, job["id"]) == 1
     assert workers.logs().count(f"job {job['id']}: attempt") == 1
@@ -227,17 +229,16 @@ def test_a_healthy_job_longer_than_3_heartbeat_timeouts_runs_once(
 
 @pytest.mark.slow
 def test_a_stopped_worker_wakes_as_a_zombie_whose_writes_change_nothing(
-    server_factory: ServerFactory, workers: Workers
+    fleet_server: Server, workers: Workers
 ) -> None:
-    server = server_factory.start("--database", workers.dsn, env=FAST_FLEET)
     first = workers.start(fake_seconds=6)
-    job = submit(server, upload(server))
-    _processing(server, job)
+    job = submit(fleet_server, upload(fleet_server))
+    _processing(fleet_server, job)
     os.kill(first.pid, signal.SIGSTOP)
     try:
         workers.start(fake_seconds=2)  # takes the job over once the heartbeat is stale
         try:
-            body = wait_done(server, job, timeout=60)
+            body = wait_done(fleet_server, job, timeout=60)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{workers.logs()[-4000:]}") from None
     finally:
@@ -246,7 +247,7 @@ def test_a_stopped_worker_wakes_as_a_zombie_whose_writes_change_nothing(
     result = body["result"]
     # the zombie's engine finishes its 6 s and reports
     until(lambda: "taken away: dropped" in workers.logs(), timeout=20, interval=0.2)
-    again = poll(server, job)
+    again = poll(fleet_server, job)
     assert again["status"] == "success" and again["result"] == result
     assert _attempts(workers.dsn, job["id"]) == 2
 
