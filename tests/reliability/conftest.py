@@ -4,8 +4,10 @@ tests/conftest.py: support/figures.py).
 ``live_server`` is the module's server for its backend (started on first use), and each test
 gets its own client sandbox pointed at it (the server's key copied into the sandbox's config
 dir, as on one machine); after the test every job is deleted, so each test starts from an
-empty server. ``server_args("--flag", "value")`` adds flags to its ``server run``. A test
-marked ``own_server`` (it kills or restarts the server) gets a server of
+empty server. ``server_args("--flag", "value")`` adds flags to its ``server run``, and
+``engine_args(...)`` to whichever process runs the engine (``server run`` on sqlite, the
+worker on postgres). A test
+marked ``own_server`` (it kills or restarts the server, or reads its whole log) gets a server of
 its own, in its sandbox, instead.
 
 Engines: a test (or module) marked ``fake_engine(seconds)`` runs its jobs on the fake engine;
@@ -52,6 +54,13 @@ def server_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
     return tuple(marker.args) if marker else ()
 
 
+def _engine_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """The ``engine_args`` marker's flags: for ``server run`` on sqlite, for the worker on
+    postgres (whichever process runs the engine)."""
+    marker = request.node.get_closest_marker("engine_args")
+    return tuple(marker.args) if marker else ()
+
+
 def _start(
     backend: str,
     sandbox: Sandbox,
@@ -61,13 +70,14 @@ def _start(
 ) -> Server:
     """A real server on the sandbox's port and dirs with ``args``; on the postgres backend an
     API server on a fresh database of the session's cluster plus one worker."""
+    engine = _engine_args(request)
     if backend == "sqlite":
-        return Server(sandbox, *args, fake_engine=fake).start()
+        return Server(sandbox, *args, *engine, fake_engine=fake).start()
     from whispercli.server.scale.queue import migrate
 
     dsn = request.getfixturevalue("postgres").new_database(migrate)
     server = Server(sandbox, *args, database=dsn).start()
-    server.worker = Worker(sandbox, dsn, fake_engine=fake).start()
+    server.worker = Worker(sandbox, dsn, *engine, fake_engine=fake).start()
     return server
 
 
@@ -119,7 +129,7 @@ def live_server(
         yield server
         _stop(server)
         return
-    key = (backend, fake, server_args)
+    key = (backend, fake, server_args + _engine_args(request))
     server = module_servers.get(key)
     if server is None:
         box = Sandbox(tmp_path_factory.mktemp(f"{backend}-server"))

@@ -9,7 +9,6 @@ limit; the engine stays up and the next job succeeds. The memory side (a 10-hour
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 from support.samples import SAMPLE_MP3 as SAMPLE
 from support.sandbox import Sandbox, run_cli
-from support.servers import BOTH_BACKENDS, Server, Worker
+from support.servers import BOTH_BACKENDS, Server
 
 pytestmark = pytest.mark.reliability
 
@@ -52,30 +51,11 @@ def silence_flac(path: Path, seconds: float, *, with_length: bool) -> Path:
     return path
 
 
-@pytest.fixture
-def limited_server(
-    sandbox: Sandbox, backend: str, request: pytest.FixtureRequest
-) -> Iterator[Server]:
-    """A server whose engine takes at most 36 s of audio (on postgres: its one worker)."""
-    limit = ("--max-audio-hours", LIMIT_HOURS)
-    if backend == "sqlite":
-        server = Server(sandbox, *limit).start()
-        yield server
-        server.stop()
-        return
-    from whispercli.server.scale.queue import migrate
-
-    dsn = request.getfixturevalue("postgres").new_database(migrate)
-    server = Server(sandbox, database=dsn).start()
-    worker = Worker(sandbox, dsn, *limit).start()
-    yield server
-    worker.stop()
-    server.stop()
-
-
 @BOTH_BACKENDS
+@pytest.mark.engine_args("--max-audio-hours", LIMIT_HOURS)  # on postgres: its one worker
+@pytest.mark.fake_engine(None)  # the real engine: it is what reads the audio
 def test_audio_over_the_limit_fails_its_job_and_the_engine_goes_on(
-    limited_server: Server, sandbox: Sandbox, tmp_path: Path
+    live_server: Server, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     stated = silence_flac(tmp_path / "stated.flac", BOMB_SECONDS, with_length=True)
     hidden = silence_flac(tmp_path / "hidden.flac", BOMB_SECONDS, with_length=False)

@@ -14,7 +14,6 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import loadgen
@@ -58,21 +57,15 @@ def _jobs(sandbox: Sandbox) -> list[dict[str, object]]:
     return list_jobs(sandbox.url, sandbox.auth())
 
 
-@pytest.fixture
-def fake_live_server(sandbox: Sandbox) -> Iterator[Server]:
-    """A real server on the sandbox's port whose jobs run on the fake engine."""
-    server = Server(sandbox, fake_engine=FAKE_JOB).start()
-    yield server
-    server.stop()
-
-
 def _is_fake_text(text: str) -> bool:
     """The fake engine's transcript (whatever lines the CLI printed it on)."""
     return text.split() == (FAKE_TEXT * FAKE_TICKS).split()
 
 
+@pytest.mark.fake_engine(FAKE_JOB)
+@pytest.mark.own_server  # it counts the jobs in the server's log
 def test_ten_clis_by_ten_jobs_with_a_thousand_concurrent_polls(
-    fake_live_server: Server, sandbox: Sandbox, tmp_path: Path
+    live_server: Server, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     batches = _clips(tmp_path / "clips")
     started = time.monotonic()
@@ -115,7 +108,7 @@ def test_ten_clis_by_ten_jobs_with_a_thousand_concurrent_polls(
     elapsed = time.monotonic() - started
     final = _jobs(sandbox)
     saved = json.loads(sandbox.jobs_file.read_text())["jobs"]
-    finished_lines = Counter(re.findall(r"job ([0-9a-f]{32}) success", fake_live_server.log()))
+    finished_lines = Counter(re.findall(r"job ([0-9a-f]{32}) success", live_server.log()))
     results = [item for out, _ in outputs if out.strip() for item in json.loads(out)]
 
     total = PROCESSES * JOBS_EACH

@@ -144,17 +144,15 @@ def test_a_signature_opens_only_its_own_upload_and_job(
     assert r.status_code == 401
 
 
-def test_expired_upload_url_is_403(sandbox: Sandbox) -> None:
-    server = Server(sandbox, "--upload-url-ttl", "1", fake_engine=0.1).start()  # no job
-    try:
-        path, query = _signed(_upload_url(sandbox))
-        time.sleep(2.2)
-        r = requests.put(sandbox.url + path, params=query, data=b"late", timeout=10)
-        bump("security", "forged_urls")
-        assert r.status_code == 403, r.text
-        assert "expire" in r.json()["error"]["message"].lower()
-    finally:
-        server.stop()
+@pytest.mark.server_args("--upload-url-ttl", "1")
+@pytest.mark.fake_engine(0.1)  # no job runs
+def test_expired_upload_url_is_403(live_server: Server, sandbox: Sandbox) -> None:
+    path, query = _signed(_upload_url(sandbox))
+    time.sleep(2.2)
+    r = requests.put(sandbox.url + path, params=query, data=b"late", timeout=10)
+    bump("security", "forged_urls")
+    assert r.status_code == 403, r.text
+    assert "expire" in r.json()["error"]["message"].lower()
 
 
 def _mode(path: Path) -> int:
