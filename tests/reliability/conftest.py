@@ -6,9 +6,8 @@ gets its own client sandbox pointed at it (the server's key copied into the sand
 dir, as on one machine); after the test every job is deleted, so each test starts from an
 empty server. ``server_args("--flag", "value")`` adds flags to its ``server run``, and
 ``engine_args(...)`` to whichever process runs the engine (``server run`` on sqlite, the
-worker on postgres). A test
-marked ``own_server`` (it kills or restarts the server, or reads its whole log) gets a server of
-its own, in its sandbox, instead.
+worker on postgres). A test marked ``own_server`` (it kills or restarts the server, or reads
+its whole log) gets a server of its own, in its sandbox, instead.
 
 Engines: a test (or module) marked ``fake_engine(seconds)`` runs its jobs on the fake engine;
 the PostgreSQL backend's worker does too (what runs there is auth, ids, crashes and the
