@@ -19,7 +19,7 @@ Method: the machine is shared, so every measurement is interleaved with the ones
 with (the order rotates every round) and keeps its fastest of ``--rounds``; read the ratios,
 which come from the same run.
 
-    python bench/engine.py                 # everything (about 15 minutes on 2 quiet cores)
+    python bench/engine.py                 # everything (about 5 minutes on 2 quiet cores)
     python bench/engine.py --rounds 1 --skip hour,bomb
 """
 
