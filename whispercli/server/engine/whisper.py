@@ -35,6 +35,7 @@ from whispercli.server.engine.decode import BatchDecoder, Setup, batch_key, make
 from whispercli.server.engine.device import (
     DevicePlan,
     cpu_plan,
+    idle_cores,
     layout,
     memory_bytes,
     wide_threads,
@@ -310,9 +311,14 @@ class Engine:
     @contextmanager
     def _sequential_model(self) -> Iterator[WhisperModel]:
         """The model a sequential job decodes on: the copy with every thread
-        (``wide_threads``, loaded on first use), lent to one job at a time; a job that finds
-        it taken, or an engine without one, decodes on the replicas."""
+        (``wide_threads``, loaded on first use), lent to one job at a time while the machine's
+        cores are otherwise idle (``device.idle_cores``); a job that finds it taken or the
+        cores busy, or an engine without one, decodes on the replicas."""
         if not self.wide_threads or not self._wide_free.acquire(blocking=False):
+            yield self.model
+            return
+        if idle_cores() < self.wide_threads - 0.5:  # another job or process wants the cores
+            self._wide_free.release()
             yield self.model
             return
         try:
@@ -328,26 +334,31 @@ class Engine:
             self._wide_free.release()
 
     def _run_sequential(self, run: _Run, plan: plans.Plan) -> None:
-        with self._sequential_model() as model:
-            self._decode_sequential(run, plan, model)
-
-    def _decode_sequential(self, run: _Run, plan: plans.Plan, model: WhisperModel) -> None:
         offset = 0.0
         for block in _blocks(run.audio.pieces()):
-            segments, info = model.transcribe(block, **plan.kwargs)
-            run.language, run.probability = info.language, round(info.language_probability, 4)
-            if plan.kwargs.get("vad_filter"):
-                run.speech = (run.speech or 0.0) + float(info.duration_after_vad)
-            for seg in segments:
-                if run.cancelled.is_set():
-                    segments.close()
-                    self._end(run, JobCancelled(run.id))
+            with self._sequential_model() as model:  # per block: the machine's load changes
+                if not self._decode_block(run, plan, model, block, offset):
                     return
-                item = _segment_dict(seg, offset)
-                run.progress.advance(item["end"] / run.duration)
-                run.add(item)
             offset += block.size / SAMPLE_RATE
         self._end(run, None)
+
+    def _decode_block(
+        self, run: _Run, plan: plans.Plan, model: WhisperModel, block: np.ndarray, offset: float
+    ) -> bool:
+        """One block of a sequential job's audio; False if the job was cancelled (and ended)."""
+        segments, info = model.transcribe(block, **plan.kwargs)
+        run.language, run.probability = info.language, round(info.language_probability, 4)
+        if plan.kwargs.get("vad_filter"):
+            run.speech = (run.speech or 0.0) + float(info.duration_after_vad)
+        for seg in segments:
+            if run.cancelled.is_set():
+                segments.close()
+                self._end(run, JobCancelled(run.id))
+                return False
+            item = _segment_dict(seg, offset)
+            run.progress.advance(item["end"] / run.duration)
+            run.add(item)
+        return True
 
     # -- the result --------------------------------------------------------------------------
     def _result(self, run: _Run) -> dict[str, Any]:
