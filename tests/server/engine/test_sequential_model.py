@@ -54,21 +54,26 @@ def idle(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(whisper, "idle_cores", lambda: 2.0)
 
 
-@pytest.mark.usefixtures("idle")
-def test_a_lone_accurate_job_is_faster_whispers_sequential_decoding_on_every_thread(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    used: list[WhisperModel] = []
+@pytest.fixture
+def used(monkeypatch: pytest.MonkeyPatch) -> list[WhisperModel]:
+    """The models ``WhisperModel.transcribe`` is called on, in order."""
+    calls: list[WhisperModel] = []
     real = WhisperModel.transcribe
 
     def spy(model: WhisperModel, *args: Any, **kwargs: Any) -> Any:
-        used.append(model)
+        calls.append(model)
         return real(model, *args, **kwargs)
 
     monkeypatch.setattr(WhisperModel, "transcribe", spy)
+    return calls
+
+
+@pytest.mark.usefixtures("idle")
+def test_a_lone_accurate_job_is_faster_whispers_sequential_decoding_on_every_thread(
+    engine: Engine, used: list[WhisperModel]
+) -> None:
     result = engine.transcribe(str(SAMPLE_MP3), {"speed": "accurate"}, _ignore)
     assert engine.wide_threads == 2 and used and all(m is not engine.model for m in used)
-    monkeypatch.undo()
     reference = WhisperModel(str(get_model_path()), compute_type="int8", cpu_threads=2)
     segments, _ = reference.transcribe(str(SAMPLE_MP3), beam_size=5)
     assert result["text"] == "".join(s.text for s in segments)  # same algorithm, same threads
@@ -105,18 +110,10 @@ def test_two_accurate_jobs_at_once_share_the_copy_and_the_replicas(
 
 
 def test_busy_cores_keep_a_lone_accurate_job_on_the_replicas(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, used: list[WhisperModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A thread of the copy that another process takes away stalls the other at every step."""
     monkeypatch.setattr(whisper, "idle_cores", lambda: 1.2)  # another process wants a core
-    used: list[WhisperModel] = []
-    real = WhisperModel.transcribe
-
-    def spy(model: WhisperModel, *args: Any, **kwargs: Any) -> Any:
-        used.append(model)
-        return real(model, *args, **kwargs)
-
-    monkeypatch.setattr(WhisperModel, "transcribe", spy)
     assert_sample(engine.transcribe(str(SAMPLE_MP3), {"speed": "accurate"}, _ignore)["text"])
     assert used == [engine.model]
 
