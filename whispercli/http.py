@@ -36,7 +36,6 @@ import contextlib
 import contextvars
 import ipaddress
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -49,6 +48,7 @@ from requests.exceptions import ChunkedEncodingError
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
+from whispercli.envvars import env_seconds
 from whispercli.errors import (
     AuthError,
     NotFoundError,
@@ -426,19 +426,7 @@ def _server_code(resp: requests.Response) -> str | None:
 
 def total_timeout_from_env() -> float:
     """``WHISPERCLI_HTTP_TIMEOUT`` in seconds (a positive number), else ``TOTAL_TIMEOUT``."""
-    raw = os.environ.get(TOTAL_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return TOTAL_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise WhisperCliError(
-            f"{TOTAL_TIMEOUT_ENV}={raw!r} is not a number of seconds",
-            hint=f"set it to a positive number, e.g. {TOTAL_TIMEOUT_ENV}=60",
-        )
-    return value
+    return env_seconds(TOTAL_TIMEOUT_ENV, TOTAL_TIMEOUT, error=WhisperCliError)
 
 
 def _server_message(resp: requests.Response) -> str:

@@ -59,13 +59,13 @@ TERMINAL_STATUSES = frozenset({Status.SUCCESS, Status.FAILED, Status.CANCELLED})
 QUEUED_STATUSES = frozenset({Status.ACCEPTED, Status.PENDING})
 """Waiting for a worker (counted against the queue limit)."""
 ACTIVE_STATUSES = QUEUED_STATUSES | {Status.PROCESSING}
+"""Not finished yet: queued or processing."""
 JOB_FAILED_CODE = "job_failed"
 INVALID_FILE_CODE = "invalid_file"
 JOB_CANCELLED_CODE = "job_cancelled"
 JOB_ENDED_CODES = frozenset({JOB_FAILED_CODE, INVALID_FILE_CODE, JOB_CANCELLED_CODE})
 """The embedded server's OpenAI-route error codes for a job that ran and did not succeed; the
 openai backend turns them into exit 3, as the other backends' failed jobs."""
-"""Not finished yet: queued or processing."""
 JOB_FIELDS = frozenset(
     {
         "id", "status", "model", "acceptedAt", "startedAt", "completedAt", "urls",

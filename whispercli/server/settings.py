@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import whispercli.paths as paths
-from whispercli.errors import UsageError
+from whispercli.envvars import env_seconds
 from whispercli.fsutil import is_private, read_or_create_secret
 from whispercli.server.defaults import Defaults
 from whispercli.server.engine.device import DevicePlan, cpu_plan
@@ -30,34 +30,6 @@ RETENTION_SWEEP_ENV = "WHISPERCLI_RETENTION_SWEEP_SECONDS"
 
 class InsecureKeyFileError(RuntimeError):
     """The API key file can be read by other users: refuse to serve with it."""
-
-
-def env_seconds(
-    name: str, default: float, *, most: float = math.inf, zero: bool = False, unset: str = ""
-) -> float:
-    """The environment variable ``name`` as seconds (``default`` when unset or empty).
-
-    A value that is not a finite number above 0 (or at least 0 with ``zero``) and at most
-    ``most`` is a :class:`UsageError` that names the variable, so a typo in a fleet's
-    environment stops the process at start instead of a bare ValueError or a negative period.
-    ``unset`` says what leaving it unset means (default: ``default`` seconds).
-    """
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    low_ok = value >= 0 if zero else value > 0
-    if math.isfinite(value) and low_ok and value <= most:
-        return value
-    wanted = f"a number of seconds {'from 0' if zero else 'above 0'}"
-    wanted += f" up to {most:g}" if math.isfinite(most) else ""
-    raise UsageError(
-        f"{name}={raw[:40]!r} is not {wanted}",
-        hint=f"set it to one or unset it ({unset or f'default {default:g}'})",
-    )
 
 
 def _seconds_from_env(name: str, default: float, most: float = math.inf) -> Callable[[], float]:
