@@ -77,6 +77,14 @@ MaxAudioHoursOpt = Annotated[
         min=0.001,
     ),
 ]
+EngineJobsOpt = Annotated[
+    int,
+    typer.Option(
+        help="Jobs the engine works on at once (their speech is decoded together); "
+        "the rest wait in the queue.",
+        min=1,
+    ),
+]
 PortOpt = Annotated[
     int | None,
     typer.Option(
@@ -149,14 +157,7 @@ def run(
     compute_type: ComputeTypeOpt = "auto",
     max_loaded_models: MaxLoadedOpt = DEFAULTS.max_loaded_models,
     max_audio_hours: MaxAudioHoursOpt = DEFAULTS.max_audio_hours,
-    engine_jobs: Annotated[
-        int,
-        typer.Option(
-            help="Jobs the engine works on at once (their speech is decoded together); "
-            "the rest wait in the queue.",
-            min=1,
-        ),
-    ] = DEFAULTS.engine_jobs,
+    engine_jobs: EngineJobsOpt = DEFAULTS.engine_jobs,
     webhook_allow_private: Annotated[
         bool,
         typer.Option(
@@ -372,7 +373,10 @@ def _status_lines(body: dict[str, Any]) -> list[str]:
         else "workers: none live (pending jobs wait for `whispercli worker run`)"
     )
     for w in workers:
-        doing = f"running {w.get('currentJob')}" if w.get("currentJob") else "idle"
+        jobs = w.get("currentJobs") or []
+        doing = "idle"
+        if jobs:
+            doing = f"running {', '.join(jobs)} ({len(jobs)} of {w.get('capacity')})"
         queues = ",".join(w.get("queues") or [])
         lines.append(f"  {w.get('id')}\tqueues {queues}\t{w.get('device')}\t{doing}")
     for name, depth in (body.get("queues") or {}).items():

@@ -14,6 +14,7 @@ import typer
 from whispercli.cli.server import (
     ComputeTypeOpt,
     DeviceOpt,
+    EngineJobsOpt,
     LogLevelOpt,
     MaxAudioHoursOpt,
     MaxLoadedOpt,
@@ -64,8 +65,9 @@ def run(
     compute_type: ComputeTypeOpt = "auto",
     max_loaded_models: MaxLoadedOpt = DEFAULTS.max_loaded_models,
     max_audio_hours: MaxAudioHoursOpt = DEFAULTS.max_audio_hours,
+    engine_jobs: EngineJobsOpt = DEFAULTS.engine_jobs,
 ) -> None:
-    """Run jobs from PostgreSQL on this machine's engine, one at a time, until SIGTERM."""
+    """Run jobs from PostgreSQL on this machine's engine, several at once, until SIGTERM."""
     require(LOCAL, "whispercli worker run")
     require(POSTGRES, "whispercli worker run")
 
@@ -91,6 +93,7 @@ def run(
         retention=retention_hours * 3600,
         max_loaded_models=max_loaded_models,
         max_audio_hours=max_audio_hours,
+        engine_jobs=engine_jobs,
     )
     settings.device_plan = hosting.choose_device(device, compute_type)  # after the env checks
     try:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+import realset
 import requests
 from support.pg_cluster import PostgresCluster
 from support.procs import gone, until
@@ -17,6 +18,7 @@ from support.protocol import SUBMIT, poll, submit, upload, wait_done
 from support.samples import assert_sample
 from support.sandbox import Sandbox
 from support.servers import FAST_FLEET, Server, ServerFactory, Workers
+from wer import wer
 
 from whispercli.server.scale.queue import migrate
 from whispercli.server.settings import QUEUE_POLL_ENV, STALLED_AFTER_ENV
@@ -97,7 +99,7 @@ def test_sigkilled_worker_job_finishes_on_the_other(fleet_server: Server, worker
 def test_cancel_of_a_job_on_a_worker(fleet_server: Server, workers: Workers) -> None:
     import requests
 
-    workers.start(FAKE_JOB)
+    workers.start(FAKE_JOB, "cpu", "--engine-jobs", "1")  # the second job waits in the queue
     running = submit(fleet_server, upload(fleet_server))
     queued = submit(fleet_server, upload(fleet_server))
     _processing(fleet_server, running)
@@ -154,7 +156,7 @@ def test_health_lists_live_workers_and_a_job_without_one_says_why(
     [worker] = health["workers"]
     assert worker["queues"] == ["cpu"] and worker["device"] == "cpu"
     assert worker["id"] == f"{worker['host']}-{proc.pid}"
-    assert worker["currentJob"] == cpu_job["id"]
+    assert worker["currentJobs"] == [cpu_job["id"]] and worker["capacity"] == 8
     assert 0 <= worker["heartbeatAge"] < STALLED_AFTER
     assert health["queues"]["gpu"] == {"pending": 1, "processing": 0}
     assert health["queues"]["cpu"] == {"pending": 0, "processing": 1}
@@ -169,6 +171,64 @@ def test_health_lists_live_workers_and_a_job_without_one_says_why(
     assert wait_done(fleet_server, gpu_job, timeout=30)["status"] == "success"
     proc.stop(timeout=20)
     until(lambda: [w["queues"] for w in _health(fleet_server)["workers"]] == [["cpu", "gpu"]])
+
+
+def test_one_worker_runs_jobs_queued_together_at_once_up_to_its_engine_jobs(
+    fleet_server: Server, workers: Workers
+) -> None:
+    """Jobs queued together go to one worker's engine together (decoded in one batch), as on
+    the embedded server; the one past ``--engine-jobs`` waits, and says why. A SIGTERM puts
+    the running ones back in the queue, their attempt not counted."""
+    jobs = [submit(fleet_server, upload(fleet_server)) for _ in range(3)]
+    first = workers.start(FAKE_JOB, "cpu", "--engine-jobs", "2")
+
+    def two_running() -> list[str] | None:
+        [worker] = _health(fleet_server)["workers"] or [None]
+        running = worker["currentJobs"] if worker else []
+        return running if len(running) == 2 else None
+
+    running = until(two_running, timeout=60, interval=0.1)
+    status = {job["id"]: poll(fleet_server, job)["status"] for job in jobs}
+    assert sorted(status.values()) == ["pending", "processing", "processing"], status
+    assert sorted(running) == sorted(i for i, s in status.items() if s == "processing")
+    [third] = [job for job in jobs if status[job["id"]] == "pending"]
+    assert poll(fleet_server, third)["waiting"] == (
+        "the only worker of the 'cpu' queue is busy (its engine is full)"
+    )
+    assert first.stop(timeout=20) == 0
+    for job in jobs:  # back in the queue, their attempt not counted
+        assert poll(fleet_server, job)["status"] == "pending"
+        assert _attempts(workers.dsn, job["id"]) == 0
+    workers.start(FAKE_JOB)  # --engine-jobs 8: all three at once
+    health = until(lambda: (h := _health(fleet_server))["workers"] and h)
+    assert health["workers"][0]["capacity"] == 8
+    for job in jobs:
+        body = wait_done(fleet_server, job, timeout=60)
+        assert body["status"] == "success", (body, workers.logs())
+        assert _attempts(workers.dsn, job["id"]) == 1
+    until(lambda: _health(fleet_server)["workers"][0]["currentJobs"] == [])
+    assert workers.stop_all() == [0, 0]
+    assert "Traceback" not in workers.logs()  # the tasks put back end with a line each
+    assert workers.logs().count("ended with status: Error, to retry") == 2
+
+
+def test_real_jobs_decoded_together_on_a_worker_each_get_their_own_result(
+    fleet_server: Server, workers: Workers
+) -> None:
+    """Several jobs in one worker's engine at once, on the real model: each its own text, and
+    an upload that is not audio fails only its own job."""
+    clips = {c.name: c for c in realset.clips() if c.name in ("jfk", "wizard", "new_home")}
+    jobs = {name: submit(fleet_server, upload(fleet_server, c.path)) for name, c in clips.items()}
+    broken = submit(fleet_server, upload(fleet_server, b"this is not audio at all" * 100))
+    workers.start()
+    for name, clip in clips.items():
+        body = wait_done(fleet_server, jobs[name], timeout=90)
+        assert body["status"] == "success", (body, workers.logs())
+        assert wer(clip.reference, body["result"]["text"]) <= 0.25, body["result"]["text"]
+    failed = wait_done(fleet_server, broken, timeout=30)
+    assert failed["status"] == "failed" and "could not decode" in failed["error"], failed
+    assert workers.logs().count(": attempt 1 on ") == 4  # each ran once
+    assert workers.stop_all() == [0]
 
 
 def _rows(dsn: str, sql: str) -> int:

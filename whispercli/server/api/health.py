@@ -49,7 +49,8 @@ async def health(service: Service, runner: JobRunner) -> dict[str, Any]:
                 "queues": w.queues,
                 "device": w.device,
                 "models": w.models,
-                "currentJob": w.current_job,
+                "currentJobs": w.current_jobs,
+                "capacity": w.capacity,
                 "heartbeatAge": w.heartbeat_age,
             }
             for w in workers

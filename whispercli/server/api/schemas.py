@@ -141,7 +141,8 @@ class WorkerBody(BaseModel):
     queues: list[str]
     device: str
     models: list[str]
-    currentJob: str | None = Field(description="The job it runs, or null when idle.")
+    currentJobs: list[str] = Field(description="The jobs it runs now, oldest first.")
+    capacity: int = Field(description="How many jobs it runs at once (decoded together).")
     heartbeatAge: float = Field(description="Seconds since its last heartbeat.")
 
 

@@ -1,12 +1,12 @@
-"""Run one claimed job on the engine child: a job -> the engine process -> progress -> a
+"""Run claimed jobs on the engine child: a job -> the engine process -> progress -> a
 fenced finish.
 
 :class:`JobExecutor` takes a claimed :class:`~whispercli.server.storage.store.JobRecord` (with
 its attempt number), sends it to its :class:`~whispercli.server.engine.process.EngineProcess`,
 relays progress and partial segments into the store, and records the outcome. Every write
 names the attempt, so an executor that lost the job (re-queued, taken over, cancelled)
-changes nothing. The embedded default's :class:`~whispercli.server.jobs.runner.LocalRunner`
-and the PostgreSQL mode's queue worker both use it.
+changes nothing. A :class:`~whispercli.server.jobs.runner.ExecutorLoop` keeps it full: the embedded
+default's with the store's queued jobs, the PostgreSQL mode's queue worker with its tasks.
 """
 
 from __future__ import annotations
@@ -106,6 +106,15 @@ class JobExecutor:
         return len(self._jobs)
 
     @property
+    def job_ids(self) -> list[str]:
+        """The jobs in flight, oldest first."""
+        return list(self._jobs)
+
+    def holds(self, job_id: str) -> bool:
+        """Whether ``job_id`` is in flight here."""
+        return job_id in self._jobs
+
+    @property
     def capacity(self) -> int:
         return 1 if self._solo > 0 else max(1, self.settings.engine_jobs)
 
@@ -164,12 +173,6 @@ class JobExecutor:
         except (EngineDied, OSError) as exc:
             return self._engine_lost(exc)
         return []
-
-    def run(self, job: JobRecord) -> None:
-        """Run one job to its end (the queue worker's way: one task at a time)."""
-        self.submit(job)
-        while job.id in self._jobs:
-            self.pump(CANCEL_CHECK_SECONDS / 2)
 
     # -- following them ----------------------------------------------------------------------
     def pump(self, timeout: float) -> list[str]:
@@ -236,11 +239,9 @@ class JobExecutor:
 
     def _engine_lost(self, exc: BaseException) -> list[str]:
         """The engine process died: re-queue (or fail) every job it had."""
-        flights = self._drop_all()
         if self.stopping.is_set():
-            for flight in flights:
-                self.store.release(flight.job.id, flight.job.attempts)
-            return [f.job.id for f in flights]
+            return self.release_all()
+        flights = self._drop_all()
         if self.engine.alive:  # the pipe broke but the process lives: make it a crash
             self.engine.kill()
         reason = f"the transcription engine crashed ({self.engine.describe_exit()})"
@@ -252,6 +253,14 @@ class JobExecutor:
             )
             log.warning("job %s: %s (%s); now %s", job.id, reason, type(exc).__name__, status)
         # the next ensure_engine restarts the engine process (with a back-off if it keeps dying)
+        return [f.job.id for f in flights]
+
+    def release_all(self) -> list[str]:
+        """A clean stop: put every job in flight back in the queue, its attempt not counted;
+        their ids."""
+        flights = self._drop_all()
+        for flight in flights:
+            self.store.release(flight.job.id, flight.job.attempts)
         return [f.job.id for f in flights]
 
     def _drop_all(self) -> list[_InFlight]:

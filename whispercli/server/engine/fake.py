@@ -39,8 +39,12 @@ class FakeEngine:
         """Nothing to stop (each job has its own thread)."""
 
     def _run(self, job_id: str, path: str, sink: JobSink) -> None:
-        with open(path, "rb") as fh:
-            head = fh.read(len(BROKEN))
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(len(BROKEN))
+        except OSError as exc:  # its worker dropped the job (stopping) and removed the file
+            sink.done(None, AudioError(f"could not read the upload (fake): {exc}"))
+            return
         if head.startswith(POISON):
             os._exit(70)  # what a decoder crash on a poison file looks like
         if head.startswith(BROKEN):

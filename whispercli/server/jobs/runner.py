@@ -1,10 +1,13 @@
 """How jobs get run for the app: :class:`Runner` is what the app starts and stops.
 
-- :class:`LocalRunner` (the embedded default) is one thread that claims the oldest queued jobs
-  from the store, up to the executor's capacity, and hands them to a
-  :class:`~whispercli.server.engine.executor.JobExecutor` (the engine decodes them together).
+- :class:`ExecutorLoop` is one thread that keeps a
+  :class:`~whispercli.server.engine.executor.JobExecutor` full: it takes jobs from a source, up
+  to the executor's capacity (the engine decodes them together), and relays the engine's news.
+- :class:`LocalRunner` (the embedded default): an executor loop whose source is the store's
+  queue (the oldest queued job first).
 - :class:`NoRunner`: an API server whose jobs run on queue workers elsewhere (PostgreSQL mode,
-  :mod:`whispercli.server.scale.worker`, which hands jobs to the same executor).
+  :mod:`whispercli.server.scale.worker`: an executor loop whose source is the tasks
+  Procrastinate hands it, several at once).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Protocol
 from whispercli.server.engine.executor import JobExecutor
 from whispercli.server.settings import ServerSettings
 from whispercli.server.storage.blobs import BlobStore
-from whispercli.server.storage.store import Store
+from whispercli.server.storage.store import JobRecord, Store, StoreUnavailable
 
 log = logging.getLogger("whispercli.server")
 
@@ -72,9 +75,94 @@ class NoRunner:
         pass
 
 
+class ExecutorLoop:
+    """One thread that keeps ``executor`` full with the jobs ``next_job`` gives (claimed:
+    processing, this attempt) and tells ``notify`` the id of every job that started or
+    changed, ended included; ``wake`` makes it ask ``next_job`` now rather than at its next
+    tick."""
+
+    def __init__(
+        self,
+        executor: JobExecutor,
+        next_job: Callable[[], JobRecord | None],
+        notify: Callable[[str], None],
+        stopping: threading.Event,
+    ) -> None:
+        self.executor = executor
+        self.next_job = next_job
+        self.notify = notify
+        self.stopping = stopping
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="runner", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop (``stopping`` is set) and wait for the thread; jobs in flight go back to the
+        queue (``JobExecutor``: a stopping server releases them)."""
+        self.stopping.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self._tick()
+            except Exception:
+                log.exception("runner error; retrying in a second")
+                self.stopping.wait(1.0)
+        held = self.executor.job_ids  # stopped between two ticks: they go back to the queue
+        try:
+            self.executor.release_all()
+        except StoreUnavailable:
+            log.warning("could not put %d jobs back in the queue: the store is gone", len(held))
+        for job_id in held:
+            self.notify(job_id)
+
+    def _tick(self) -> None:
+        """Fill the engine up to its capacity, then relay its news for a moment."""
+        executor = self.executor
+        executor.ensure_engine()
+        self._wake.clear()
+        # An engine lost while a job was handed over re-queued its jobs: claiming more before
+        # the next tick restarts it would spend their attempts on a dead process.
+        while (
+            executor.in_flight < executor.capacity
+            and executor.accepting
+            and not self.stopping.is_set()
+        ):
+            job = self.next_job()
+            if job is None:
+                break
+            try:
+                changed = executor.submit(job)
+            except Exception:  # the store went away: whoever waits for the job hears of it
+                self.notify(job.id)
+                raise
+            for job_id in dict.fromkeys([job.id, *changed]):
+                self.notify(job_id)
+        if executor.in_flight == 0:
+            executor.drain_idle()
+            self._wake.wait(0.5)
+            return
+        held = executor.job_ids
+        try:
+            ended = executor.pump(PUMP_SECONDS)
+        except StoreUnavailable:  # the executor dropped every job (see JobExecutor.pump)
+            for job_id in held:
+                self.notify(job_id)
+            raise
+        for job_id in ended:
+            self.notify(job_id)
+
+
 class LocalRunner:
-    """The embedded default: one thread claims queued jobs from the store and runs them,
-    several at once."""
+    """The embedded default: a :class:`ExecutorLoop` that claims the store's queued jobs and runs
+    them, several at once."""
 
     def __init__(
         self,
@@ -85,11 +173,8 @@ class LocalRunner:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.notify = notify
-        self._stopping = threading.Event()
-        self._wake = threading.Event()
-        self._executor = JobExecutor(settings, store, blobs, self._stopping)
-        self._thread = threading.Thread(target=self._run, name="runner", daemon=True)
+        self._executor = JobExecutor(settings, store, blobs, threading.Event())
+        self._loop = ExecutorLoop(self._executor, self._claim_next, notify, self._executor.stopping)
 
     @property
     def busy(self) -> bool:
@@ -108,46 +193,14 @@ class LocalRunner:
         outcomes = self.store.recover(self.settings.max_attempts)
         if outcomes:
             log.info("recovered %d interrupted jobs: %s", len(outcomes), ", ".join(outcomes))
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        self._wake.set()
-        self._thread.join(timeout)
+        self._loop.stop(timeout)
         self._executor.close()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._tick()
-            except Exception:
-                log.exception("runner error; retrying in a second")
-                self._stopping.wait(1.0)
-
-    def _tick(self) -> None:
-        """Fill the engine up to its capacity, then relay its news for a moment."""
-        executor = self._executor
-        executor.ensure_engine()
-        self._wake.clear()
-        # An engine lost while a job was handed over re-queued its jobs: claiming more before
-        # the next tick restarts it would spend their attempts on a dead process.
-        while (
-            executor.in_flight < executor.capacity
-            and executor.accepting
-            and not self._stopping.is_set()
-        ):
-            job = self.store.claim_next()
-            if job is None:
-                break
-            self.notify(job.id)
-            for changed in executor.submit(job):
-                self.notify(changed)
-        if executor.in_flight == 0:
-            executor.drain_idle()
-            self._wake.wait(0.5)
-            return
-        for job_id in executor.pump(PUMP_SECONDS):
-            self.notify(job_id)
+    def _claim_next(self) -> JobRecord | None:
+        return self.store.claim_next()

@@ -1,9 +1,10 @@
 """The PostgreSQL mode's workers as ``/v1/health`` shows them, and why a job still waits.
 
-Each worker keeps one row of ``whispercli_workers`` (host, queues, device, models, the job it
-runs) and refreshes its ``heartbeat`` every ``ServerSettings.heartbeat_seconds``;
-a row whose heartbeat is older than ``stalled_after`` is a dead worker and is not listed (the
-retention task deletes it). Queue depth comes from Procrastinate's own jobs table.
+Each worker keeps one row of ``whispercli_workers`` (host, queues, device, models, the jobs it
+runs and how many it can run at once) and refreshes its ``heartbeat`` every
+``ServerSettings.heartbeat_seconds``; a row whose heartbeat is older than ``stalled_after`` is a
+dead worker and is not listed (the retention task deletes it). Queue depth comes from
+Procrastinate's own jobs table.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class WorkerInfo:
     queues: list[str]
     device: str
     models: list[str]
-    current_job: str | None
+    current_jobs: list[str]
+    capacity: int
     heartbeat_age: float
 
 
@@ -49,15 +51,16 @@ class Fleet:
             return cursor.fetchall() if cursor.description else []
 
     # -- a worker's own row ----------------------------------------------------------------
-    def beat(self, worker_id: str, queues: list[str], device: str, models: list[str],
-             current_job: str | None) -> None:  # fmt: skip
+    def beat(self, worker: Heartbeat) -> None:
+        """Insert or refresh ``worker``'s row."""
         self._execute(
-            "INSERT INTO whispercli_workers (id, host, pid, queues, device, models, current_job,"
-            f" started_at, heartbeat) VALUES (%s, %s, %s, %s, %s, %s, %s, {_NOW}, {_NOW})"
-            " ON CONFLICT (id) DO UPDATE SET current_job = EXCLUDED.current_job,"
+            "INSERT INTO whispercli_workers (id, host, pid, queues, device, models, current_jobs,"
+            f" capacity, started_at, heartbeat) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, {_NOW},"
+            f" {_NOW}) ON CONFLICT (id) DO UPDATE SET current_jobs = EXCLUDED.current_jobs,"
             " models = EXCLUDED.models, heartbeat = EXCLUDED.heartbeat",
-            (worker_id, socket.gethostname(), os.getpid(), queues, device, models, current_job),
-        )
+            (worker.worker_id, socket.gethostname(), os.getpid(), worker.queues, worker.device,
+             worker.models, worker.current_jobs, worker.capacity),
+        )  # fmt: skip
 
     def leave(self, worker_id: str) -> None:
         self._execute("DELETE FROM whispercli_workers WHERE id = %s", (worker_id,))
@@ -73,7 +76,8 @@ class Fleet:
     # -- what the API servers read ---------------------------------------------------------
     def live(self) -> list[WorkerInfo]:
         rows = self._execute(
-            f"SELECT id, host, queues, device, models, current_job, {_NOW} - heartbeat AS age"
+            "SELECT id, host, queues, device, models, current_jobs, capacity,"
+            f" {_NOW} - heartbeat AS age"
             f" FROM whispercli_workers WHERE heartbeat > {_NOW} - %s ORDER BY host, id",
             (self.stalled_after,),
         )
@@ -111,7 +115,9 @@ class Fleet:
         serving = [w for w in self.live() if queue in w.queues]
         if not serving:
             return f"no live worker serves the {queue!r} queue; the job starts when one does"
-        if all(w.current_job for w in serving):
+        if all(len(w.current_jobs) >= w.capacity for w in serving):
+            if len(serving) == 1:
+                return f"the only worker of the {queue!r} queue is busy (its engine is full)"
             return f"all {len(serving)} workers of the {queue!r} queue are busy"
         return None
 
@@ -120,24 +126,27 @@ class Heartbeat:
     """A worker's thread that refreshes its row every ``interval`` seconds until stopped."""
 
     def __init__(self, fleet: Fleet, worker_id: str, queues: list[str], device: str,
-                 models: list[str], interval: float) -> None:  # fmt: skip
+                 models: list[str], interval: float, capacity: int = 1) -> None:  # fmt: skip
         self.fleet, self.worker_id, self.queues = fleet, worker_id, queues
         self.device, self.models, self.interval = device, models, interval
-        self.current_job: str | None = None
+        self.capacity = capacity
+        """Jobs the worker runs at once (its engine's ``engine_jobs``)."""
+        self.current_jobs: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fleet-heartbeat", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def set_job(self, job_id: str | None) -> None:
-        """Record the job this worker runs (None: idle) now, not at the next beat."""
-        self.current_job = job_id
-        self._beat()
+    def set_jobs(self, job_ids: list[str]) -> None:
+        """Record the jobs this worker runs now, not at the next beat (if they changed)."""
+        if job_ids != self.current_jobs:
+            self.current_jobs = job_ids
+            self._beat()
 
     def _beat(self) -> None:
         with contextlib.suppress(StoreUnavailable):  # the worker's loop reconnects
-            self.fleet.beat(self.worker_id, self.queues, self.device, self.models, self.current_job)
+            self.fleet.beat(self)
 
     def _loop(self) -> None:
         while True:

@@ -2,11 +2,12 @@
 
 Our jobs table stays the truth a poll shows; the queue only says which worker runs what.
 - The API server enqueues a task per new job on the tier's queue (:class:`QueueDispatcher`).
-- A worker (:mod:`.worker`, ``whispercli worker run``) takes one task at a time, calls
-  ``Store.claim(job_id)`` (one more attempt, which fences out any older one) and runs the job on
-  its engine child with :class:`~whispercli.server.jobs.runner.JobExecutor`. A job the engine
-  crashed on is queued again by the store and the task raises :class:`Requeued`, so
-  Procrastinate retries it (the store fails it after ``max_attempts``).
+- A worker (:mod:`.worker`, ``whispercli worker run``) takes up to ``--engine-jobs`` tasks at
+  once, calls ``Store.claim(job_id)`` (one more attempt, which fences out any older one) and
+  runs the jobs together on its engine child
+  (:class:`~whispercli.server.engine.executor.JobExecutor`). A job the engine crashed on is
+  queued again by the store and the task raises :class:`Requeued`, so Procrastinate retries it
+  (the store fails it after ``max_attempts``).
 - Every worker runs the documented periodic task that retries the tasks of workers whose
   heartbeat stopped; ``claim`` then takes the job over.
 - Cancel needs no abort: the executor reads the job's cancel flag every 0.2 s, and a queued

@@ -1,10 +1,14 @@
 """``whispercli worker run``: one queue worker of the PostgreSQL mode.
 
-It takes one Procrastinate task at a time (:mod:`.queue`), claims the job in our table
-(``Store.claim``: one more attempt, which fences out any older one) and runs it on its engine
-child (:class:`~whispercli.server.engine.executor.JobExecutor`), upserting its heartbeat row
-(:mod:`.fleet`) every second. A lost database makes it reconnect with a back-off; SIGINT or
-SIGTERM puts a running job back in the queue for another worker and stops.
+It takes as many Procrastinate tasks at once (:mod:`.queue`) as its engine child works on
+(``--engine-jobs``), so the speech of jobs queued together is decoded together, as on the
+embedded server. Each task waits in a thread of its own while one
+:class:`~whispercli.server.jobs.runner.ExecutorLoop` claims its job in our table
+(``Store.claim``: one more attempt, which fences out any older one) and runs it on the engine
+child (:class:`~whispercli.server.engine.executor.JobExecutor`). The worker upserts its
+heartbeat row (:mod:`.fleet`: the jobs it runs) every second. A lost database makes it
+reconnect with a back-off; SIGINT or SIGTERM puts the running jobs back in the queue for
+another worker and stops.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass, field
 
 import procrastinate
 
 from whispercli.server.engine.executor import JobExecutor
 from whispercli.server.jobs import models
 from whispercli.server.jobs.retention import sweep_once
+from whispercli.server.jobs.runner import ExecutorLoop
 from whispercli.server.scale.fleet import Fleet, Heartbeat
 from whispercli.server.scale.queue import (
     MAINTENANCE_QUEUE,
@@ -35,7 +42,7 @@ from whispercli.server.scale.queue import (
 from whispercli.server.settings import ServerSettings
 from whispercli.server.storage.open import open_storage
 from whispercli.server.storage.postgres.store import PostgresStore
-from whispercli.server.storage.store import Store
+from whispercli.server.storage.store import JobRecord, Store
 
 log = logging.getLogger("whispercli.server")
 
@@ -45,9 +52,18 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+@dataclass
+class _Wait:
+    """A task waiting for its job: set ``done`` at the job's end."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    attempt: int | None = None
+    """The attempt this worker claimed (None: not claimed)."""
+
+
 class QueueWorker:
-    """Runs the jobs the queue hands this worker, one at a time, on one engine child, and
-    the fleet's retention sweep when the queue hands it that."""
+    """Runs the jobs the queue hands this worker, several at once on one engine child, and the
+    fleet's retention sweep when the queue hands it that."""
 
     def __init__(
         self, settings: ServerSettings, store: Store, executor: JobExecutor, heartbeat: Heartbeat
@@ -56,20 +72,34 @@ class QueueWorker:
         self.store = store
         self.executor = executor
         self.heartbeat = heartbeat
+        self.executor_loop = ExecutorLoop(
+            executor, self._claim_next, self._changed, executor.stopping
+        )
+        self._lock = threading.Lock()
+        self._handed: deque[str] = deque()
+        """Job ids of the tasks waiting for room in the engine, oldest first."""
+        self._waits: dict[str, _Wait] = {}
 
     def run(self, job_id: str) -> None:
-        self.executor.ensure_engine()
-        job = self.store.claim(job_id, self.settings.max_attempts)
-        if job is None:
-            return  # finished, cancelled, deleted or out of attempts
-        log.info("job %s: attempt %d on %s", job.id, job.attempts, socket.gethostname())
-        self.heartbeat.set_job(job.id)
-        try:
-            self.executor.run(job)
-        finally:
-            self.heartbeat.set_job(None)
+        """A task (in a thread of its own): hand ``job_id`` to the executor loop and wait for the
+        job's end; raise :class:`Requeued` if it went back to the queue (its engine crashed,
+        or this worker stops)."""
+        with self._lock:
+            wait = self._waits.get(job_id)
+            if wait is None:
+                wait = self._waits[job_id] = _Wait()
+                self._handed.append(job_id)
+        self.executor_loop.wake()
+        while not wait.done.wait(0.2):
+            if self.executor.stopping.is_set() and self._withdraw(job_id):
+                break  # never claimed: still pending, so it is retried elsewhere
         after = self.store.get_job(job_id)
-        if after is not None and after.status == "pending":  # crashed, or this worker stops
+        if after is None:
+            return
+        if after.status == "pending" or (
+            # dropped unfinished (the database went away mid-job): taken over once it is back
+            after.status == "processing" and after.attempts == wait.attempt
+        ):
             raise Requeued(job_id)
 
     def sweep(self) -> None:
@@ -77,6 +107,48 @@ class QueueWorker:
         removed += self.heartbeat.fleet.prune(self.settings.retention)
         if removed:
             log.info("retention sweep removed %d old jobs/uploads/worker rows", removed)
+
+    # -- the executor loop's side (its thread) --------------------------------------------
+    def _claim_next(self) -> JobRecord | None:
+        """The oldest handed job this worker can still run, claimed; None when none waits."""
+        while True:
+            with self._lock:
+                if not self._handed:
+                    return None
+                job_id = self._handed.popleft()
+            try:
+                job = self.store.claim(job_id, self.settings.max_attempts)
+            except Exception:
+                self._end(job_id)  # its task reads the job again, and fails to: retried
+                raise
+            if job is not None:
+                with self._lock:
+                    self._waits[job_id].attempt = job.attempts
+                log.info("job %s: attempt %d on %s", job.id, job.attempts, socket.gethostname())
+                return job
+            self._end(job_id)  # finished, cancelled, deleted or out of attempts
+
+    def _changed(self, job_id: str) -> None:
+        """News from the executor loop: ``job_id`` started, or ended if the executor no
+        longer holds it."""
+        if not self.executor.holds(job_id):
+            self._end(job_id)
+        self.heartbeat.set_jobs(self.executor.job_ids)
+
+    def _end(self, job_id: str) -> None:
+        with self._lock:
+            wait = self._waits.pop(job_id, None)
+        if wait is not None:
+            wait.done.set()
+
+    def _withdraw(self, job_id: str) -> bool:
+        """Take a handed job that was never claimed back from the executor loop."""
+        with self._lock:
+            if job_id not in self._handed:
+                return False
+            self._handed.remove(job_id)
+            self._waits.pop(job_id, None)
+            return True
 
 
 async def _serve(
@@ -87,7 +159,7 @@ async def _serve(
         work = asyncio.create_task(
             app.run_worker_async(
                 queues=[*queues, MAINTENANCE_QUEUE],
-                concurrency=1,
+                concurrency=max(1, worker.settings.engine_jobs),
                 name=worker.heartbeat.worker_id,
                 additional_context={"whispercli": worker},
                 update_heartbeat_interval=worker.settings.heartbeat_seconds,
@@ -136,28 +208,32 @@ async def _serve_until_stopped(
         delay = min(MAX_RECONNECT_DELAY, delay * 2)
 
 
-class MaintenanceNoise(logging.Filter):
+class QueueNoise(logging.Filter):
     """Drops Procrastinate's INFO lines about the fleet's periodic tasks (deferred, started,
     ended: about 1.4 lines a second from an idle worker); their warnings and errors, and every
-    line about a transcription job, stay."""
+    line about a transcription job, stay. A task that ends with :class:`Requeued` (its job
+    went back to the queue: the engine crashed, or the worker stops) keeps its line without
+    the traceback: that is the retry working, not a fault."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], Requeued):
+            record.exc_info, record.exc_text = None, None
         if record.levelno > logging.INFO or not record.name.startswith("procrastinate"):
             return True
         job = getattr(record, "job", None)
         return not (isinstance(job, dict) and job.get("queue") == MAINTENANCE_QUEUE)
 
 
-def quiet_maintenance_logs() -> None:
-    """Install ``MaintenanceNoise`` on the handlers of the root logger (once)."""
+def quiet_queue_logs() -> None:
+    """Install ``QueueNoise`` on the handlers of the root logger (once)."""
     for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, MaintenanceNoise) for f in handler.filters):
-            handler.addFilter(MaintenanceNoise())
+        if not any(isinstance(f, QueueNoise) for f in handler.filters):
+            handler.addFilter(QueueNoise())
 
 
 def run_worker(settings: ServerSettings, queues: list[str]) -> None:
     """``whispercli worker run``: serve ``queues`` until SIGINT/SIGTERM."""
-    quiet_maintenance_logs()
+    quiet_queue_logs()
     models.keep_hub_offline()
     dsn = settings.database_url or ""
     migrate(dsn)  # like the API server
@@ -173,15 +249,17 @@ def run_worker(settings: ServerSettings, queues: list[str]) -> None:
         settings.device_plan.device,
         models.installed(settings.models_dir),
         settings.heartbeat_seconds,
+        capacity=max(1, settings.engine_jobs),
     )
     worker = QueueWorker(settings, store, executor, heartbeat)
     log.info("worker on %s serving queues %s", socket.gethostname(), ", ".join(queues))
     try:
         executor.ensure_engine()
         heartbeat.start()
+        worker.executor_loop.start()
         asyncio.run(_serve_until_stopped(make_app(dsn, settings), worker, queues, stopping))
     finally:
-        stopping.set()
+        worker.executor_loop.stop()  # sets stopping: the jobs in flight go back to the queue
         heartbeat.stop()
         executor.close()
         storage.close()

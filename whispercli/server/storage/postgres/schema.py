@@ -84,10 +84,15 @@ CREATE TABLE IF NOT EXISTS whispercli_workers (
     queues text[] NOT NULL,
     device text NOT NULL,
     models text[] NOT NULL,
-    current_job text,
+    current_jobs text[] NOT NULL DEFAULT '{{}}',
+    capacity integer NOT NULL DEFAULT 1,
     started_at double precision NOT NULL,
     heartbeat double precision NOT NULL
 );
+-- 0.x workers ran one job each (current_job): their rows are rewritten at their next beat
+ALTER TABLE whispercli_workers DROP COLUMN IF EXISTS current_job;
+ALTER TABLE whispercli_workers ADD COLUMN IF NOT EXISTS current_jobs text[] NOT NULL DEFAULT '{{}}';
+ALTER TABLE whispercli_workers ADD COLUMN IF NOT EXISTS capacity integer NOT NULL DEFAULT 1;
 -- audio is compressed already: store the chunks out of line without trying to compress them
 ALTER TABLE whispercli_blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 CREATE OR REPLACE FUNCTION whispercli_notify_job() RETURNS trigger AS $$
