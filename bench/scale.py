@@ -4,7 +4,11 @@ One throwaway PostgreSQL cluster (tests/support/pg_cluster.py), a fresh database
 ``server run --database`` and N ``worker run`` processes. Rows:
 
 * throughput: 12 jobs with 1, 2 and 4 workers on the fake engine (each job sleeps
-  ``--fake-seconds``, so the 2 cores do not cap it); the speed-up against 1 worker;
+  ``--fake-seconds``, so the 2 cores do not cap it), each worker one job at a time
+  (``--engine-jobs 1``); the speed-up against 1 worker;
+* jobs decoded together: the real clips of bench/real (19 files, 1-11 s) submitted at once to
+  one worker, one job at a time (``--engine-jobs 1``) against the default (8 at once, their
+  speech decoded in the same batches), alternated ``--rounds`` times, best of each;
 * real model: ``--real-jobs`` copies of samples/sample.mp3 on 1 and 2 workers, the CPU cores
   shared out between them (``--cpu-threads``; cores cap it: reported, no target);
 * dispatch latency: submit -> the worker's start (the job row's started_at - accepted_at),
@@ -34,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import benchkit as bk
 import psycopg
+import realset
 import requests
 from support.pg_cluster import PostgresCluster
 from support.protocol import submit, upload, wait_done
@@ -106,6 +111,18 @@ def batch(server: bk.Server, jobs: int) -> float:
     return time.monotonic() - started
 
 
+def batch_files(server: bk.Server, paths: list[Path]) -> float:
+    """Seconds from the first submit to the last success of one job per file."""
+    urls = [upload(server, path) for path in paths]
+    started = time.monotonic()
+    submitted = [submit(server, url) for url in urls]
+    for job in submitted:
+        body = wait_done(server, job, timeout=600)
+        if body["status"] != "success":
+            raise RuntimeError(f"job failed: {body}")
+    return time.monotonic() - started
+
+
 def dispatch_latencies(server: bk.Server, dsn: str, jobs: int) -> list[float]:
     ids = []
     for _ in range(jobs):
@@ -153,6 +170,7 @@ def main() -> None:
     parser.add_argument("--real-jobs", type=int, default=4)
     parser.add_argument("--dispatch-jobs", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     load = os.getloadavg()
@@ -165,8 +183,18 @@ def main() -> None:
             fake: dict[int, float] = {}
             for n in WORKER_COUNTS:
                 bk.log(f"scale: {JOBS} fake jobs on {n} workers")
-                with fleet(cluster, root / f"fake-{n}", n, args.fake_seconds) as (server, _):
+                with fleet(
+                    cluster, root / f"fake-{n}", n, args.fake_seconds, "--engine-jobs", "1"
+                ) as (server, _):
                     fake[n] = batch(server, JOBS)
+            clips = [clip.path for clip in realset.clips()]
+            together: dict[str, list[float]] = {"1": [], "8": []}
+            for r in range(args.rounds):
+                for jobs in together:
+                    bk.log(f"scale: {len(clips)} real clips, 1 worker, --engine-jobs {jobs}")
+                    where = root / f"clips-{jobs}-{r}"
+                    with fleet(cluster, where, 1, None, "--engine-jobs", jobs) as (server, _):
+                        together[jobs].append(batch_files(server, clips))
             real: dict[int, float] = {}
             for n in (1, 2):
                 bk.log(f"scale: {args.real_jobs} real jobs on {n} workers")
@@ -198,6 +226,16 @@ def main() -> None:
         ]
         for n in WORKER_COUNTS
     ]
+    alone, batched = min(together["1"]), min(together["8"])
+    rows.append(
+        [
+            f"real model, {len(clips)} real clips (1-11 s) at once on 1 worker: "
+            "--engine-jobs 8 (decoded together) vs 1",
+            f"{batched:.1f} s vs {alone:.1f} s (x{alone / batched:.2f})",
+            "report",
+            "-",
+        ]
+    )
     rows += [
         [
             f"real model, {args.real_jobs} x samples/sample.mp3, {n} worker(s), "
@@ -230,6 +268,7 @@ def main() -> None:
         fake_seconds=fake,
         speedup=speedup,
         real_seconds=real,
+        clips_engine_jobs=together,
         dispatch_s=dispatch,
         poll_p99_ms={"postgres": pg_p99, "sqlite": sqlite_p99},
         poll_requests={"postgres": len(pg_polls), "sqlite": len(sqlite_polls)},
