@@ -97,13 +97,16 @@ def test_sigkilled_worker_job_finishes_on_the_other(fleet_server: Server, worker
 
 @pytest.mark.slow
 def test_cancel_of_a_job_on_a_worker(fleet_server: Server, workers: Workers) -> None:
+    """A cancel ends a queued job and one of two jobs decoded together on a worker; the
+    other of the two goes on to its end."""
     import requests
 
-    workers.start(FAKE_JOB, "cpu", "--engine-jobs", "1")  # the second job waits in the queue
-    running = submit(fleet_server, upload(fleet_server))
+    workers.start(FAKE_JOB, "cpu", "--engine-jobs", "2")  # the third job waits in the queue
+    running = [submit(fleet_server, upload(fleet_server)) for _ in range(2)]
     queued = submit(fleet_server, upload(fleet_server))
-    _processing(fleet_server, running)
-    for job in (queued, running):
+    for job in running:
+        _processing(fleet_server, job)
+    for job in (queued, running[0]):
         started = time.monotonic()
         resp = requests.post(
             f"{fleet_server.url}/v1/async/jobs/{job['id']}/cancel",
@@ -113,6 +116,8 @@ def test_cancel_of_a_job_on_a_worker(fleet_server: Server, workers: Workers) -> 
         assert resp.status_code == 200
         assert wait_done(fleet_server, job, timeout=10)["status"] == "cancelled"
         assert time.monotonic() - started < 1.5
+    other = wait_done(fleet_server, running[1], timeout=60)
+    assert other["status"] == "success" and _attempts(workers.dsn, running[1]["id"]) == 1
     assert (
         wait_done(fleet_server, submit(fleet_server, upload(fleet_server)), timeout=60)["status"]
         == "success"
