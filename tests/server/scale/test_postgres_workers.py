@@ -7,11 +7,13 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import realset
 import requests
+from support.cli import Cli
 from support.pg_cluster import PostgresCluster
 from support.procs import gone, until
 from support.protocol import SUBMIT, poll, submit, upload, wait_done
@@ -179,7 +181,7 @@ def test_health_lists_live_workers_and_a_job_without_one_says_why(
 
 
 def test_one_worker_runs_jobs_queued_together_at_once_up_to_its_engine_jobs(
-    fleet_server: Server, workers: Workers
+    fleet_server: Server, workers: Workers, tmp_path: Path
 ) -> None:
     """Jobs queued together go to one worker's engine together (decoded in one batch), as on
     the embedded server; the one past ``--engine-jobs`` waits, and says why. A SIGTERM puts
@@ -200,6 +202,8 @@ def test_one_worker_runs_jobs_queued_together_at_once_up_to_its_engine_jobs(
     assert poll(fleet_server, third)["waiting"] == (
         "the only worker of the 'cpu' queue is busy (its engine is full)"
     )
+    shown = Cli(tmp_path / "cli", fleet_server).run("--url", fleet_server.url, "server", "status")
+    assert f"\tcpu\trunning {', '.join(running)} (2 of 2)" in shown.out, shown.out
     assert first.stop(timeout=20) == 0
     for job in jobs:  # back in the queue, their attempt not counted
         assert poll(fleet_server, job)["status"] == "pending"
