@@ -5,6 +5,10 @@ Before, the runner went on claiming: every claim counted an attempt and every ha
 dead process failed, so within one tick every queued job was failed "after 3 attempts" without
 ever reaching an engine. Now the jobs in flight go back to the queue and the runner claims no
 more until the next tick has started a fresh engine, on which they succeed.
+
+And a poison file that crashes the engine it shares with healthy jobs: before, once it had
+crashed the engine alone the healthy jobs were decoded with it again, each crash costing them
+an attempt; now they run alone until they are done.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from whispercli.protocol import Status
+from whispercli.server.engine.fake import POISON
 from whispercli.server.jobs.runner import LocalRunner
 from whispercli.server.settings import ServerSettings
 from whispercli.server.storage.blobs import write as write_blob
-from whispercli.server.storage.open import open_storage
+from whispercli.server.storage.open import Storage, open_storage
 from whispercli.server.storage.store import JobRecord
 
 FAKE_SECONDS = 0.2
@@ -30,7 +35,8 @@ async def _bytes(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-def test_an_engine_found_dead_at_hand_over_costs_one_attempt_and_no_more(tmp_path: Path) -> None:
+def _jobs(tmp_path: Path, *uploads: bytes) -> tuple[ServerSettings, Storage, list[str]]:
+    """Storage with one queued job per upload, for a fake engine taking up to 4 at once."""
     settings = ServerSettings(
         data_dir=tmp_path / "data",
         api_key_file=tmp_path / "api-key",
@@ -40,12 +46,18 @@ def test_an_engine_found_dead_at_hand_over_costs_one_attempt_and_no_more(tmp_pat
     storage = open_storage(settings)
     store, blobs = storage.store, storage.blobs
     ids = []
-    for _ in range(3):
+    for data in uploads:
         upload_id = store.create_upload("mp3")
-        size = asyncio.run(write_blob(blobs, upload_id, _bytes(b"audio"), 1024))
+        size = asyncio.run(write_blob(blobs, upload_id, _bytes(data), 1024))
         assert store.commit_upload(upload_id, size, lambda: None)
         job, _ = store.create_job("tiny", {}, upload_id, None)
         ids.append(job.id)
+    return settings, storage, ids
+
+
+def test_an_engine_found_dead_at_hand_over_costs_one_attempt_and_no_more(tmp_path: Path) -> None:
+    settings, storage, ids = _jobs(tmp_path, b"audio", b"audio", b"audio")
+    store, blobs = storage.store, storage.blobs
     notified: list[str] = []
     runner = LocalRunner(settings, store, blobs, notified.append)
     executor = runner._executor
@@ -79,4 +91,26 @@ def test_an_engine_found_dead_at_hand_over_costs_one_attempt_and_no_more(tmp_pat
     finally:
         executor.stopping.set()
         executor.close()
+        storage.close()
+
+
+def test_a_poison_file_decoded_with_others_fails_alone_and_they_succeed(tmp_path: Path) -> None:
+    """It crashes the engine it shares with two healthy jobs; those then run one at a time,
+    and keep doing so while the poison crashes the engine on its own (attempts 2 and 3), so
+    each healthy job loses one attempt at most."""
+    settings, storage, ids = _jobs(tmp_path, POISON + b" and burn", b"audio", b"audio")
+    store = storage.store
+    runner = LocalRunner(settings, store, storage.blobs, lambda job_id: None)
+    try:
+        deadline = time.monotonic() + 60
+        while any(store.get_job(i).status not in (Status.SUCCESS, Status.FAILED) for i in ids):  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, [store.get_job(i) for i in ids]
+            runner._loop._tick()
+        poison, *healthy = (store.get_job(i) for i in ids)
+        assert poison is not None and poison.status == Status.FAILED and poison.attempts == 3
+        assert "gave up after 3 attempts" in (poison.error or "")
+        assert [(j.status, j.attempts <= 2) for j in healthy if j] == [(Status.SUCCESS, True)] * 2
+    finally:
+        runner._executor.stopping.set()
+        runner._executor.close()
         storage.close()

@@ -273,12 +273,18 @@ def test_one_worker_sweeps_expired_jobs_uploads_and_chunks(
 
 
 def test_a_poison_job_fails_after_3_attempts(fleet_server: Server, workers: Workers) -> None:
-    workers.start(fake_seconds=0.5)
+    """A poison file crashes the engine it shares with a healthy job: the healthy one is run
+    again (alone, as every job after a crash) and succeeds; the poison fails after 3."""
     poison = submit(fleet_server, upload(fleet_server, b"CRASH and burn"))
+    beside = submit(fleet_server, upload(fleet_server))
+    workers.start(fake_seconds=0.5)
     body = wait_done(fleet_server, poison, timeout=60)
     assert body["status"] == "failed", body
     assert "gave up after 3 attempts" in body["error"]
     assert _attempts(workers.dsn, poison["id"]) == 3
+    beside_body = wait_done(fleet_server, beside, timeout=60)
+    assert beside_body["status"] == "success", (beside_body, workers.logs())
+    assert _attempts(workers.dsn, beside["id"]) <= 2  # at most the one crash it shared
     healthy = submit(fleet_server, upload(fleet_server))  # the worker still serves
     assert wait_done(fleet_server, healthy, timeout=30)["status"] == "success"
 
