@@ -99,9 +99,8 @@ def health(server: bk.Server) -> dict[str, Any]:
     return body
 
 
-def batch(server: bk.Server, jobs: int) -> float:
-    """Seconds from the first submit to the last success of ``jobs`` jobs."""
-    urls = [upload(server) for _ in range(jobs)]
+def batch(server: bk.Server, urls: list[str]) -> float:
+    """Seconds from the first submit to the last success of one job per uploaded URL."""
     started = time.monotonic()
     submitted = [submit(server, url) for url in urls]
     for job in submitted:
@@ -111,16 +110,9 @@ def batch(server: bk.Server, jobs: int) -> float:
     return time.monotonic() - started
 
 
-def batch_files(server: bk.Server, paths: list[Path]) -> float:
-    """Seconds from the first submit to the last success of one job per file."""
-    urls = [upload(server, path) for path in paths]
-    started = time.monotonic()
-    submitted = [submit(server, url) for url in urls]
-    for job in submitted:
-        body = wait_done(server, job, timeout=600)
-        if body["status"] != "success":
-            raise RuntimeError(f"job failed: {body}")
-    return time.monotonic() - started
+def samples(server: bk.Server, jobs: int) -> list[str]:
+    """``jobs`` uploads of the sample."""
+    return [upload(server) for _ in range(jobs)]
 
 
 def dispatch_latencies(server: bk.Server, dsn: str, jobs: int) -> list[float]:
@@ -186,7 +178,7 @@ def main() -> None:
                 with fleet(
                     cluster, root / f"fake-{n}", n, args.fake_seconds, "--engine-jobs", "1"
                 ) as (server, _):
-                    fake[n] = batch(server, JOBS)
+                    fake[n] = batch(server, samples(server, JOBS))
             clips = [clip.path for clip in realset.clips()]
             together: dict[str, list[float]] = {"1": [], "8": []}
             for r in range(args.rounds):
@@ -194,7 +186,8 @@ def main() -> None:
                     bk.log(f"scale: {len(clips)} real clips, 1 worker, --engine-jobs {jobs}")
                     where = root / f"clips-{jobs}-{r}"
                     with fleet(cluster, where, 1, None, "--engine-jobs", jobs) as (server, _):
-                        together[jobs].append(batch_files(server, clips))
+                        urls = [upload(server, path) for path in clips]
+                        together[jobs].append(batch(server, urls))
             real: dict[int, float] = {}
             for n in (1, 2):
                 bk.log(f"scale: {args.real_jobs} real jobs on {n} workers")
@@ -203,7 +196,7 @@ def main() -> None:
                     server,
                     _,
                 ):
-                    real[n] = batch(server, args.real_jobs)
+                    real[n] = batch(server, samples(server, args.real_jobs))
             bk.log("scale: dispatch latency and PostgreSQL polls")
             with fleet(cluster, root / "dispatch", 1, 0.05) as (server, dsn):
                 dispatch = dispatch_latencies(server, dsn, args.dispatch_jobs)
