@@ -221,6 +221,20 @@ def test_one_worker_runs_jobs_queued_together_at_once_up_to_its_engine_jobs(
     assert workers.logs().count("ended with status: Error, to retry") == 2
 
 
+def test_a_burst_of_jobs_spreads_over_idle_workers_before_it_batches(
+    fleet_server: Server, workers: Workers
+) -> None:
+    """Every worker races for each new task; an idle one wins it, so 4 jobs on 2 workers go 2
+    and 2 (before, a worker with room for 8 took them as readily as an idle one: 3 and 1)."""
+    pair = [workers.start(FAKE_JOB), workers.start(FAKE_JOB)]
+    until(lambda: len(_health(fleet_server)["workers"]) == 2)
+    urls = [upload(fleet_server) for _ in range(4)]
+    jobs = [submit(fleet_server, url) for url in urls]
+    for job in jobs:
+        assert wait_done(fleet_server, job, timeout=60)["status"] == "success"
+    assert [worker.log().count(": attempt 1 on ") for worker in pair] == [2, 2], workers.logs()
+
+
 def test_real_jobs_decoded_together_on_a_worker_each_get_their_own_result(
     fleet_server: Server, workers: Workers
 ) -> None:
