@@ -105,3 +105,39 @@ def test_database_down_is_503_with_retry_after(
     log = server.log()
     assert "pg-secret-pw" not in log and "Traceback" not in log
     assert "postgres:***@" in log
+
+
+def test_a_worker_yields_a_task_only_to_a_live_less_busy_peer_of_its_queues(
+    postgres: PostgresCluster,
+) -> None:
+    """The rows ``_least_busy_first`` reads: a peer counts if it is live, serves one of the
+    queues, runs fewer jobs and has room; a worker alone (no such peer) never waits."""
+    from whispercli.server.scale.fleet import Fleet, Heartbeat
+    from whispercli.server.scale.queue import TASK
+    from whispercli.server.storage.postgres.pool import open_pool
+
+    pool = open_pool(postgres.new_database(migrate), 2)
+    try:
+        fleet = Fleet(pool, stalled_after=5, task=TASK)
+
+        def worker(name: str, queues: list[str], jobs: list[str], capacity: int = 8) -> None:
+            beat = Heartbeat(fleet, name, queues, "cpu", [], 1, capacity)
+            beat.current_jobs = jobs
+            fleet.beat(beat)  # its row, as its heartbeat thread writes it
+
+        worker("me", ["cpu"], ["a", "b"])
+        assert not fleet.less_busy_peer("me", ["cpu"], 2)  # alone: take at once
+        worker("gpu-box", ["gpu"], [])
+        assert not fleet.less_busy_peer("me", ["cpu"], 2)  # idle, but not on this queue
+        worker("full", ["cpu"], ["c"], capacity=1)
+        assert not fleet.less_busy_peer("me", ["cpu"], 2)  # fewer jobs, but no room
+        worker("busier", ["cpu", "gpu"], ["d", "e"])
+        assert not fleet.less_busy_peer("me", ["cpu"], 2)  # as busy
+        worker("idle", ["cpu", "gpu"], [])
+        assert fleet.less_busy_peer("me", ["cpu"], 2)
+        assert not fleet.less_busy_peer("me", ["cpu"], 0)  # nobody runs fewer than none
+        with pool.connection() as conn:
+            conn.execute("UPDATE whispercli_workers SET heartbeat = 0 WHERE id = 'idle'")
+        assert not fleet.less_busy_peer("me", ["cpu"], 2)  # dead
+    finally:
+        pool.close()

@@ -88,6 +88,17 @@ class Fleet:
             for r in rows
         ]
 
+    def less_busy_peer(self, worker_id: str, queues: list[str], running: int) -> bool:
+        """Whether another live worker serving one of ``queues`` runs fewer than ``running``
+        jobs (and has room for one more)."""
+        rows = self._execute(
+            "SELECT 1 FROM whispercli_workers WHERE id <> %s AND queues && %s"
+            f" AND heartbeat > {_NOW} - %s AND cardinality(current_jobs) < %s"
+            " AND cardinality(current_jobs) < capacity LIMIT 1",
+            (worker_id, queues, self.stalled_after, running),
+        )
+        return bool(rows)
+
     def queue_depths(self) -> dict[str, dict[str, int]]:
         """``{queue: {"pending": n, "processing": n}}`` of the transcription tasks."""
         rows = self._execute(

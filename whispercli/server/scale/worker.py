@@ -43,7 +43,7 @@ from whispercli.server.scale.queue import (
 from whispercli.server.settings import ServerSettings
 from whispercli.server.storage.open import open_storage
 from whispercli.server.storage.postgres.store import PostgresStore
-from whispercli.server.storage.store import JobRecord, Store
+from whispercli.server.storage.store import JobRecord, Store, StoreUnavailable
 
 log = logging.getLogger("whispercli.server")
 
@@ -178,17 +178,25 @@ def _least_busy_first(app: procrastinate.App, worker: QueueWorker) -> None:
 
     Every worker LISTENs, so on a new task all of them race to take it, and a worker with room
     for 8 took a burst of jobs as readily as an idle one (4 jobs on 2 idle workers went 3 and 1
-    in 3 runs of 3), leaving the other machine idle. A worker now waits
-    ``BUSY_FETCH_DELAY`` per task it already has before each take: an idle one takes at once,
-    so jobs spread over the fleet first, and batch on the least busy worker once every worker
-    has some. Procrastinate has no such option; its ``JobManager.fetch_job`` is wrapped here.
+    in 3 runs of 3), leaving the other machine idle. Now a worker that has tasks already and
+    sees a live peer of its queues running fewer (the fleet's rows) waits ``BUSY_FETCH_DELAY``
+    per task it has before each take, so the peer wins: jobs spread over the fleet first, and
+    batch on a worker once every worker has as many. A worker alone takes at once (its jobs
+    batch). Procrastinate has no such option; its ``JobManager.fetch_job`` is wrapped here.
     """
     manager = app.job_manager
     fetch = manager.fetch_job
+    fleet, heartbeat = worker.heartbeat.fleet, worker.heartbeat
+
+    def yield_to_a_peer(taken: int) -> bool:
+        with contextlib.suppress(StoreUnavailable):  # the fetch below reports it
+            return fleet.less_busy_peer(heartbeat.worker_id, heartbeat.queues, taken)
+        return False
 
     async def fetch_job(queues: Any, worker_id: int) -> Any:
-        if worker.taken:
-            await asyncio.sleep(min(MAX_FETCH_DELAY, BUSY_FETCH_DELAY * worker.taken))
+        taken = worker.taken
+        if taken and await asyncio.to_thread(yield_to_a_peer, taken):
+            await asyncio.sleep(min(MAX_FETCH_DELAY, BUSY_FETCH_DELAY * taken))
         job = await fetch(queues=queues, worker_id=worker_id)
         if job is not None and job.task_name == TASK:
             worker.took()
