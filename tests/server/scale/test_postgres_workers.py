@@ -22,7 +22,7 @@ from support.sandbox import Sandbox
 from support.servers import FAST_FLEET, Server, ServerFactory, Workers
 from wer import wer
 
-from whispercli.server.scale.queue import migrate
+from whispercli.server.scale.queue import MAINTENANCE_QUEUE, migrate
 from whispercli.server.settings import QUEUE_POLL_ENV, STALLED_AFTER_ENV
 
 
@@ -233,6 +233,28 @@ def test_a_burst_of_jobs_spreads_over_idle_workers_before_it_batches(
     for job in jobs:
         assert wait_done(fleet_server, job, timeout=60)["status"] == "success"
     assert [worker.log().count(": attempt 1 on ") for worker in pair] == [2, 2], workers.logs()
+
+
+def test_the_fleet_chores_run_between_jobs_of_a_backlog(
+    fleet_server: Server, workers: Workers
+) -> None:
+    """``retry_stalled`` (every second) and the retention sweep go before queued jobs: a
+    backlog must not hold back the take-over of a dead worker's jobs until it drains."""
+    import psycopg
+
+    workers.start(1.0, "cpu", "--engine-jobs", "1")
+    jobs = [submit(fleet_server, upload(fleet_server)) for _ in range(5)]
+    for job in jobs:
+        assert wait_done(fleet_server, job, timeout=60)["status"] == "success"
+    with psycopg.connect(workers.dsn) as conn:
+        [(chores,)] = conn.execute(
+            "SELECT count(*) FROM procrastinate_events e JOIN procrastinate_jobs j"
+            " ON j.id = e.job_id WHERE e.type = 'started' AND j.queue_name = %s"
+            " AND e.at > (SELECT to_timestamp(min(started_at)) FROM whispercli_jobs)"
+            " AND e.at < (SELECT to_timestamp(max(completed_at)) FROM whispercli_jobs)",
+            (MAINTENANCE_QUEUE,),
+        ).fetchall()
+    assert chores >= 2, "the chores waited for the backlog to drain"
 
 
 def test_real_jobs_decoded_together_on_a_worker_each_get_their_own_result(

@@ -34,6 +34,11 @@ log = logging.getLogger("whispercli.server")
 TASK = "whispercli.transcribe"
 MAINTENANCE_QUEUE = "whispercli-maintenance"
 MAX_RECONNECT_DELAY = 10.0
+CHORE_PRIORITY = 10
+"""The fleet's periodic tasks go before transcription tasks (priority 0): Procrastinate takes
+the highest priority first, then the oldest, and a periodic task is deferred anew every tick,
+so behind a backlog of jobs it waited until the backlog drained (no dead worker's job was
+taken over meanwhile)."""
 
 
 class Requeued(Exception):
@@ -67,7 +72,12 @@ def make_app(dsn: str, settings: ServerSettings) -> procrastinate.App:
         worker.run(job_id)
 
     @app.periodic(cron="*/1 * * * * *")
-    @app.task(queue=MAINTENANCE_QUEUE, queueing_lock="retry-stalled", pass_context=True)
+    @app.task(
+        queue=MAINTENANCE_QUEUE,
+        queueing_lock="retry-stalled",
+        pass_context=True,
+        priority=CHORE_PRIORITY,
+    )
     async def retry_stalled(context: JobContext, timestamp: int) -> None:
         manager = context.app.job_manager
         for stalled in await manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after):
@@ -76,7 +86,12 @@ def make_app(dsn: str, settings: ServerSettings) -> procrastinate.App:
 
     # One tick per period for the whole fleet: Procrastinate defers each tick once.
     @app.periodic(cron=f"* * * * * */{sweep_every}")  # seconds come last
-    @app.task(queue=MAINTENANCE_QUEUE, queueing_lock="retention", pass_context=True)
+    @app.task(
+        queue=MAINTENANCE_QUEUE,
+        queueing_lock="retention",
+        pass_context=True,
+        priority=CHORE_PRIORITY,
+    )
     def retention_sweep(context: JobContext, timestamp: int) -> None:
         worker: QueueWorker = context.additional_context["whispercli"]
         worker.sweep()
