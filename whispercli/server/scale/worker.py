@@ -171,6 +171,7 @@ class QueueWorker:
 BUSY_FETCH_DELAY = 0.1
 """Seconds a worker waits per task it runs before it takes another from the queue."""
 MAX_FETCH_DELAY = 0.5
+"""The longest wait before a take (a worker running 5 tasks or more)."""
 
 
 def _least_busy_first(app: procrastinate.App, worker: QueueWorker) -> None:
