@@ -26,6 +26,8 @@ from whispercli.errors import (
 from whispercli.protocol import is_http_url
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from whispercli.backends.base import JobCallback
     from whispercli.cli.options import JobOptions
     from whispercli.cli.progress import Tracker
@@ -107,13 +109,15 @@ def submit_source(
     job: JobOptions,
     tracker: Tracker | None = None,
     on_progress: JobCallback | None = None,
+    on_submitted: Callable[[str], None] | None = None,
 ) -> Submitted:
     """Upload (a file) and submit, or reuse the saved job for the same bytes and options
     (``providers``, Eden AI's vendors, count among the options; never with a ``webhook``: a
     reused job would not call it). ``model`` None: the backend's default. What is saved is
     what the backend says the job runs (Eden AI: its providers, ``whisper/small``). A backend
     without job ids (OpenAI's) answers the transcript in its submit, giving ``on_progress`` the
-    partial segments; nothing is saved then."""
+    partial segments; nothing is saved then. ``on_submitted`` gets the new job's id before it
+    is saved: whoever reads the saved jobs after a Ctrl-C already knows it."""
     from whispercli.state import SavedJob
 
     check_state_dir()
@@ -149,6 +153,8 @@ def submit_source(
             on_progress=on_progress,
             **params,
         )
+    if on_submitted is not None:
+        on_submitted(handle.id)
     saved = SavedJob(
         id=handle.id,
         endpoint=client.url,

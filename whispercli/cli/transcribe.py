@@ -184,9 +184,14 @@ def transcribe(
             tracker.message("skipped (outputs exist)", done=True)
             return
         feed = live.feed if live else None
+
+        def submitted(job_id: str) -> None:
+            item.job_id = job_id  # before it is saved: a Ctrl-C then counts it as running
+
         done = submit_source(
-            ctx, item.path, model=model, tier=tier, job=job, tracker=tracker, on_progress=feed
-        )
+            ctx, item.path, model=model, tier=tier, job=job, tracker=tracker, on_progress=feed,
+            on_submitted=submitted,
+        )  # fmt: skip
         item.job_id, item.reused = done.job.id, done.reused
         if done.reused and len(items) == 1 and not display_on:
             reuse_note(item.source, done.job.id, quiet=quiet)
