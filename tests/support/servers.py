@@ -273,6 +273,37 @@ class Workers:
         return [worker.stop(timeout=20) for worker in self.started]
 
 
+DEPLOYMENTS = ["embedded", "postgres"]
+"""Where jobs run: the embedded server (SQLite, its own engine), or ``server run --database``
+with one ``worker run`` (PostgreSQL)."""
+
+
+def deploy(
+    kind: str, root: Path, request: pytest.FixtureRequest, fake: float | None
+) -> Iterator[tuple[Server, Workers | None]]:
+    """The body of a fixture parametrized over ``DEPLOYMENTS``: a server (and on postgres its
+    one worker, on a fresh database of the session's cluster) with the real model, or the fake
+    engine at ``fake`` seconds a job; stopped and reaped at the end."""
+    sandbox = Sandbox(root)
+    workers: Workers | None = None
+    if kind == "embedded":
+        server = Server(sandbox, fake_engine=fake).start()
+    else:
+        from whispercli.server.scale.queue import migrate
+
+        dsn = request.getfixturevalue("postgres").new_database(migrate)
+        server = Server(sandbox, database=dsn).start()
+        workers = Workers(sandbox, dsn)
+        workers.start(fake)
+    try:
+        yield server, workers
+    finally:
+        if workers is not None:
+            workers.stop_all()
+        server.stop()
+        reap(root)
+
+
 class ServerFactory:
     """Servers for one test (``start(*flags)``), each in its own sandbox under ``root``;
     ``dirs_from`` shares another server's dirs (a restart after a crash, or a second API

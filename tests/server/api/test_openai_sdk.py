@@ -20,10 +20,10 @@ from typing import Any
 import openai
 import pytest
 import requests
-from support.procs import reap, until
+from support.procs import until
 from support.samples import SAMPLE_MP3, assert_sample
 from support.sandbox import Sandbox
-from support.servers import Server, ServerFactory, Workers
+from support.servers import DEPLOYMENTS, Server, ServerFactory, Workers, deploy
 
 import whispercli.formats as formats
 from whispercli.protocol import Result
@@ -32,7 +32,6 @@ from whispercli.server.engine.fake import TICKS
 from whispercli.server.scale.queue import migrate
 
 FAKE_SECONDS = 4.0
-DEPLOYMENTS = ["embedded", "postgres"]
 
 
 @dataclass
@@ -73,25 +72,8 @@ class Deployment:
 def _deploy(
     kind: str, root: Path, request: pytest.FixtureRequest, fake: float | None
 ) -> Iterator[Deployment]:
-    sandbox = Sandbox(root)
-    if kind == "embedded":
-        server = Server(sandbox, fake_engine=fake).start()
-        try:
-            yield Deployment(server)
-        finally:
-            server.stop()
-            reap(root)
-        return
-    dsn = request.getfixturevalue("postgres").new_database(migrate)
-    server = Server(sandbox, database=dsn).start()
-    workers = Workers(sandbox, dsn)
-    workers.start(fake)
-    try:
+    for server, workers in deploy(kind, root, request, fake):
         yield Deployment(server, workers)
-    finally:
-        workers.stop_all()
-        server.stop()
-        reap(root)
 
 
 @pytest.fixture(scope="module", params=DEPLOYMENTS)

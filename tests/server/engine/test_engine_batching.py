@@ -1,6 +1,7 @@
 """Jobs decoded together by the real engine (real recordings from bench/real/, a few seconds
-each): every job gets its own transcript, segments, warnings and end; a bad upload fails only
-its job; a cancel stops one job of a batch; two clients at once get their own text."""
+each): every job gets its own transcript, segments, warnings and end, on the embedded server
+and on a PostgreSQL worker; a bad upload fails only its job; a cancel stops one job of a batch;
+two clients at once get their own text."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import realset
 import requests
 from support.audio import make_long_clip
 from support.protocol import TIMEOUT, poll, submit, upload, wait_done
-from support.servers import Server
+from support.servers import DEPLOYMENTS, Server, deploy
 from wer import wer
 
 REAL = realset.REAL_DIR / "clips"
@@ -50,7 +52,23 @@ def check_segments(result: dict[str, object]) -> None:
     assert starts == sorted(starts)
 
 
-def test_jobs_in_flight_together_each_get_their_own_result(server: Server, tmp_path: Path) -> None:
+@pytest.fixture(scope="module", params=DEPLOYMENTS)
+def deployed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The real model on the embedded server (the session's) and on a PostgreSQL worker (which
+    takes its queued jobs together: ``worker run --engine-jobs``)."""
+    if request.param == "embedded":
+        yield request.getfixturevalue("real_server")
+        return
+    for server, _ in deploy(request.param, tmp_path_factory.mktemp("fleet"), request, None):
+        yield server
+
+
+def test_jobs_in_flight_together_each_get_their_own_result(
+    deployed: Server, tmp_path: Path
+) -> None:
+    server = deployed
     quiet = silence(tmp_path / "quiet.wav", 6.0)
     jobs = {name: submit(server, upload(server, REAL / f"{name}.flac")) for name in REFERENCE}
     jobs["quiet"] = submit(server, upload(server, quiet))

@@ -26,7 +26,7 @@ from whispercli.server.jobs.runner import LocalRunner
 from whispercli.server.settings import ServerSettings
 from whispercli.server.storage.blobs import write as write_blob
 from whispercli.server.storage.open import Storage, open_storage
-from whispercli.server.storage.store import JobRecord
+from whispercli.server.storage.store import JobRecord, Store
 
 FAKE_SECONDS = 0.2
 
@@ -53,6 +53,16 @@ def _jobs(tmp_path: Path, *uploads: bytes) -> tuple[ServerSettings, Storage, lis
         job, _ = store.create_job("tiny", {}, upload_id, None)
         ids.append(job.id)
     return settings, storage, ids
+
+
+def _tick_until_ended(
+    runner: LocalRunner, store: Store, ids: list[str], ends: set[Status], timeout: float = 60
+) -> None:
+    """Run the runner's loop a tick at a time until every job's status is one of ``ends``."""
+    deadline = time.monotonic() + timeout
+    while any(getattr(store.get_job(i), "status", None) not in ends for i in ids):
+        assert time.monotonic() < deadline, [store.get_job(i) for i in ids]
+        runner._loop._tick()
 
 
 def test_an_engine_found_dead_at_hand_over_costs_one_attempt_and_no_more(tmp_path: Path) -> None:
@@ -83,10 +93,7 @@ def test_an_engine_found_dead_at_hand_over_costs_one_attempt_and_no_more(tmp_pat
             (Status.PENDING, 0),
         ]
         assert notified == [ids[0]]  # claimed and re-queued: its waiters are told
-        deadline = time.monotonic() + 60
-        while any(store.get_job(i).status != Status.SUCCESS for i in ids):  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, [store.get_job(i) for i in ids]
-            runner._loop._tick()
+        _tick_until_ended(runner, store, ids, {Status.SUCCESS})
         assert executor.engine._proc.pid != killed[0]
     finally:
         executor.stopping.set()
@@ -102,10 +109,7 @@ def test_a_poison_file_decoded_with_others_fails_alone_and_they_succeed(tmp_path
     store = storage.store
     runner = LocalRunner(settings, store, storage.blobs, lambda job_id: None)
     try:
-        deadline = time.monotonic() + 60
-        while any(store.get_job(i).status not in (Status.SUCCESS, Status.FAILED) for i in ids):  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, [store.get_job(i) for i in ids]
-            runner._loop._tick()
+        _tick_until_ended(runner, store, ids, {Status.SUCCESS, Status.FAILED})
         poison, *healthy = (store.get_job(i) for i in ids)
         assert poison is not None and poison.status == Status.FAILED and poison.attempts == 3
         assert "gave up after 3 attempts" in (poison.error or "")

@@ -18,7 +18,9 @@ from support.protocol import TIMEOUT, poll, submit, upload
 from support.samples import REPO
 from support.servers import ServerFactory
 
-from whispercli.server.scale.queue import migrate
+from whispercli.server.scale.fleet import Fleet, Heartbeat
+from whispercli.server.scale.queue import TASK, migrate
+from whispercli.server.storage.postgres.pool import open_pool
 from whispercli.server.storage.postgres.store import PostgresStore
 
 
@@ -112,10 +114,6 @@ def test_a_worker_yields_a_task_only_to_a_live_less_busy_peer_of_its_queues(
 ) -> None:
     """The rows ``_least_busy_first`` reads: a peer counts if it is live, serves one of the
     queues, runs fewer jobs and has room; a worker alone (no such peer) never waits."""
-    from whispercli.server.scale.fleet import Fleet, Heartbeat
-    from whispercli.server.scale.queue import TASK
-    from whispercli.server.storage.postgres.pool import open_pool
-
     pool = open_pool(postgres.new_database(migrate), 2)
     try:
         fleet = Fleet(pool, stalled_after=5, task=TASK)

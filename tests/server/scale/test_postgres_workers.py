@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import realset
 import requests
 from support.cli import Cli
 from support.pg_cluster import PostgresCluster
@@ -20,7 +19,6 @@ from support.protocol import SUBMIT, poll, submit, upload, wait_done
 from support.samples import assert_sample
 from support.sandbox import Sandbox
 from support.servers import FAST_FLEET, Server, ServerFactory, Workers
-from wer import wer
 
 from whispercli.server.scale.queue import MAINTENANCE_QUEUE, migrate
 from whispercli.server.settings import QUEUE_POLL_ENV, STALLED_AFTER_ENV
@@ -255,25 +253,6 @@ def test_the_fleet_chores_run_between_jobs_of_a_backlog(
             (MAINTENANCE_QUEUE,),
         ).fetchall()
     assert chores >= 2, "the chores waited for the backlog to drain"
-
-
-def test_real_jobs_decoded_together_on_a_worker_each_get_their_own_result(
-    fleet_server: Server, workers: Workers
-) -> None:
-    """Several jobs in one worker's engine at once, on the real model: each its own text, and
-    an upload that is not audio fails only its own job."""
-    clips = {c.name: c for c in realset.clips() if c.name in ("jfk", "wizard", "new_home")}
-    jobs = {name: submit(fleet_server, upload(fleet_server, c.path)) for name, c in clips.items()}
-    broken = submit(fleet_server, upload(fleet_server, b"this is not audio at all" * 100))
-    workers.start()
-    for name, clip in clips.items():
-        body = wait_done(fleet_server, jobs[name], timeout=90)
-        assert body["status"] == "success", (body, workers.logs())
-        assert wer(clip.reference, body["result"]["text"]) <= 0.25, body["result"]["text"]
-    failed = wait_done(fleet_server, broken, timeout=30)
-    assert failed["status"] == "failed" and "could not decode" in failed["error"], failed
-    assert workers.logs().count(": attempt 1 on ") == 4  # each ran once
-    assert workers.stop_all() == [0]
 
 
 def _rows(dsn: str, sql: str) -> int:

@@ -245,10 +245,10 @@ class JobExecutor:
         if self.engine.alive:  # the pipe broke but the process lives: make it a crash
             self.engine.kill()
         reason = f"the transcription engine crashed ({self.engine.describe_exit()})"
-        if len(flights) > 1:  # which one crashed it is unknown: run them alone from now on
+        # Which job crashed it is unknown: run those it had alone from now on. A job running
+        # alone that crashes it keeps the count: the jobs it shared a crash with are still due.
+        if len(flights) > 1:
             self._solo = max(self._solo, len(flights))
-        # (a job running alone that crashed it leaves the count as it was: the jobs it shared
-        # the crash with are still to run alone)
         for flight in flights:
             job = flight.job
             status = self.store.requeue_or_fail(
