@@ -157,7 +157,10 @@ def test_health_lists_live_workers_and_a_job_without_one_says_why(
     gpu_job = resp.json()["response"]
     cpu_job = submit(fleet_server, upload(fleet_server))
     until(lambda: poll(fleet_server, cpu_job)["status"] == "processing")
-    health = until(lambda: (h := _health(fleet_server))["workers"] and h)
+    # the worker's row names the job once the engine has it, a moment after the claim
+    health = until(
+        lambda: (h := _health(fleet_server))["workers"] and h["workers"][0]["currentJobs"] and h
+    )
     [worker] = health["workers"]
     assert worker["queues"] == ["cpu"] and worker["device"] == "cpu"
     assert worker["id"] == f"{worker['host']}-{proc.pid}"
