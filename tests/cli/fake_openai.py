@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
+
+from support.net import serve_http
 
 KEY = "fake-openai-key"
 SEGMENTS = [(0.0, 2.0, " Hello there."), (2.5, 4.0, " How are you?")]
@@ -193,13 +194,6 @@ def serve() -> Iterator[Fake]:
     """The fake on a loopback port; its base URL for clients is ``fake.url + "/v1"``."""
     fake = Fake()
     handler = type("Handler", (_Handler,), {"fake": fake})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    fake.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_http(handler) as url:
+        fake.url = url
         yield fake
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
