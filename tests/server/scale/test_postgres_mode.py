@@ -112,7 +112,7 @@ def test_database_down_is_503_with_retry_after(
 def test_a_worker_yields_a_task_only_to_a_live_less_busy_peer_of_its_queues(
     postgres: PostgresCluster,
 ) -> None:
-    """The rows ``_least_busy_first`` reads: a peer counts if it is live, serves one of the
+    """The rows ``_fetch_rules`` reads: a peer counts if it is live, serves one of the
     queues, runs fewer jobs and has room; a worker alone (no such peer) never waits."""
     pool = open_pool(postgres.new_database(migrate), 2)
     try:

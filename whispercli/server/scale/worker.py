@@ -80,9 +80,19 @@ class QueueWorker:
         self._handed: deque[str] = deque()
         """Job ids of the tasks waiting for room in the engine, oldest first."""
         self._waits: dict[str, _Wait] = {}
+        self.capacity = max(1, settings.engine_jobs)
+        """Transcription tasks this worker takes at once (its engine's jobs); Procrastinate
+        runs one task more, the slot kept for the fleet's chores (:func:`_fetch_rules`)."""
         self.taken = 0
         """Transcription tasks Procrastinate gave this worker that have not ended (counted at
-        the fetch, before their threads start: :func:`_least_busy_first`)."""
+        the fetch, before their threads start: :func:`_fetch_rules`)."""
+        self.slot_freed = threading.Event()
+        """Set when a transcription task ends (a full worker's fetch waits on it)."""
+
+    @property
+    def full(self) -> bool:
+        """Every engine slot has its task: only a chore may be taken now."""
+        return self.taken >= self.capacity
 
     def took(self) -> None:
         """Procrastinate gave this worker a transcription task (its thread starts soon)."""
@@ -98,6 +108,7 @@ class QueueWorker:
         finally:
             with self._lock:
                 self.taken -= 1
+            self.slot_freed.set()
         after = self.store.get_job(job_id)
         if after is None:
             return
@@ -174,20 +185,25 @@ MAX_FETCH_DELAY = 0.5
 """The longest wait before a take (a worker running 5 tasks or more)."""
 
 
-def _least_busy_first(app: procrastinate.App, worker: QueueWorker) -> None:
-    """Make the least busy worker win the race for a new task.
+def _fetch_rules(app: procrastinate.App, worker: QueueWorker) -> None:
+    """Wrap Procrastinate's ``JobManager.fetch_job`` (it has no option for either rule) so that:
 
-    Every worker LISTENs, so on a new task all of them race to take it, and a worker with room
-    for 8 took a burst of jobs as readily as an idle one (4 jobs on 2 idle workers went 3 and 1
-    in 3 runs of 3), leaving the other machine idle. Now a worker that has tasks already and
-    sees a live peer of its queues running fewer (the fleet's rows) waits ``BUSY_FETCH_DELAY``
-    per task it has before each take, so the peer wins: jobs spread over the fleet first, and
-    batch on a worker once every worker has as many. A worker alone takes at once (its jobs
-    batch). Procrastinate has no such option; its ``JobManager.fetch_job`` is wrapped here.
+    - **The fleet's chores never wait for a free engine slot.** Procrastinate runs one task
+      more than the engine takes jobs; a worker whose every engine slot is busy takes only a
+      chore (``retry_stalled``, the retention sweep) into that slot. Without it, a fleet whose
+      workers all ran long jobs took over no dead worker's job until one of them ended.
+    - **The least busy worker wins the race for a new task.** Every worker LISTENs, so on a new
+      task all of them race to take it, and a worker with room for 8 took a burst of jobs as
+      readily as an idle one (4 jobs on 2 idle workers went 3 and 1 in 3 runs of 3), leaving
+      the other machine idle. Now a worker that has tasks already and sees a live peer of its
+      queues running fewer (the fleet's rows) waits ``BUSY_FETCH_DELAY`` per task it has
+      before each take, so the peer wins: jobs spread over the fleet first, and batch on a
+      worker once every worker has as many. A worker alone takes at once (its jobs batch).
     """
     manager = app.job_manager
     fetch = manager.fetch_job
     fleet, heartbeat = worker.heartbeat.fleet, worker.heartbeat
+    poll = worker.settings.queue_poll_seconds
 
     def yield_to_a_peer(taken: int) -> bool:
         with contextlib.suppress(StoreUnavailable):  # the fetch below reports it
@@ -195,6 +211,15 @@ def _least_busy_first(app: procrastinate.App, worker: QueueWorker) -> None:
         return False
 
     async def fetch_job(queues: Any, worker_id: int) -> Any:
+        worker.slot_freed.clear()
+        if worker.full:
+            chore = await fetch(queues=[MAINTENANCE_QUEUE], worker_id=worker_id)
+            if chore is not None:
+                return chore
+            # Procrastinate fetches again on a new task or its poll, not when a task ends.
+            await asyncio.to_thread(worker.slot_freed.wait, poll)
+            if worker.full or worker.executor.stopping.is_set():
+                return None  # a stop ends the tasks: no new one then
         taken = worker.taken
         if taken and await asyncio.to_thread(yield_to_a_peer, taken):
             await asyncio.sleep(min(MAX_FETCH_DELAY, BUSY_FETCH_DELAY * taken))
@@ -214,7 +239,7 @@ async def _serve(
         work = asyncio.create_task(
             app.run_worker_async(
                 queues=[*queues, MAINTENANCE_QUEUE],
-                concurrency=max(1, worker.settings.engine_jobs),
+                concurrency=worker.capacity + 1,  # + the chores' slot: _fetch_rules
                 name=worker.heartbeat.worker_id,
                 additional_context={"whispercli": worker},
                 update_heartbeat_interval=worker.settings.heartbeat_seconds,
@@ -313,7 +338,7 @@ def run_worker(settings: ServerSettings, queues: list[str]) -> None:
         heartbeat.start()
         worker.executor_loop.start()
         app = make_app(dsn, settings)
-        _least_busy_first(app, worker)
+        _fetch_rules(app, worker)
         asyncio.run(_serve_until_stopped(app, worker, queues, stopping))
     finally:
         worker.executor_loop.stop()  # sets stopping: the jobs in flight go back to the queue
