@@ -112,6 +112,9 @@ class ExecutorLoop:
         while not self.stopping.is_set():
             try:
                 self._tick()
+            except StoreUnavailable as exc:  # the database went away: no traceback for that
+                log.warning("%s; the runner retries in a second", exc)
+                self.stopping.wait(1.0)
             except Exception:
                 log.exception("runner error; retrying in a second")
                 self.stopping.wait(1.0)

@@ -24,6 +24,7 @@ from procrastinate import JobContext, PsycopgConnector, RetryStrategy
 
 from whispercli.server.settings import ServerSettings
 from whispercli.server.storage.postgres import schema
+from whispercli.server.storage.postgres.pool import steady_reconnects
 from whispercli.server.storage.store import JobRecord, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def migrate(dsn: str) -> None:
 def make_app(dsn: str, settings: ServerSettings) -> procrastinate.App:
     """The Procrastinate app: the transcription task and the fleet's two periodic tasks
     (timings from ``settings``: ``stalled_after_seconds``, ``retention_sweep_seconds``)."""
+    steady_reconnects()
     app = procrastinate.App(connector=PsycopgConnector(conninfo=dsn))
     stalled_after = settings.stalled_after_seconds
     sweep_every = min(59, max(1, round(settings.retention_sweep_seconds)))

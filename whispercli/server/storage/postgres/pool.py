@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 from whispercli.server.storage.store import StoreUnavailable
 
@@ -24,9 +25,23 @@ def connection_errors() -> Iterator[None]:
         raise StoreUnavailable(f"the database is unavailable: {first}") from None
 
 
+def steady_reconnects() -> None:
+    """Make every psycopg pool of this process (ours and Procrastinate's) look for a lost
+    database every second until it is back.
+
+    psycopg_pool doubles the delay between attempts from 1 s with no cap (1, 2, 4, 8 s...), and
+    has no option for it: after a 5 s PostgreSQL restart a worker's pool waited 8 s more before
+    it looked again, and Procrastinate's worker cannot stop before its pool has written the
+    task's status, so the worker came back 12 s after the database. Only the growth changes
+    (a class attribute); the first delay (1 s, jittered) and the pools' give-up time stay.
+    """
+    AttemptWithBackoff.DELAY_BACKOFF = 1.0
+
+
 def open_pool(dsn: str, max_connections: int) -> ConnectionPool:
     """An open pool of autocommit connections giving dict rows (StoreUnavailable if the
     database cannot be reached)."""
+    steady_reconnects()
     pool = ConnectionPool(
         dsn,
         min_size=1,
