@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
 from support.pg_cluster import PostgresCluster
 
 from whispercli.server.scale.queue import migrate
+from whispercli.server.storage.postgres.pool import FailedAttempts, steady_reconnects
 from whispercli.server.storage.postgres.store import PostgresStore
 from whispercli.server.storage.store import StoreUnavailable
 
@@ -96,3 +98,38 @@ def test_a_database_outage_is_store_unavailable_without_the_password(
         assert upload is not None and upload.id == upload_id
     finally:
         store.close()
+
+
+def _attempt_failed(pool: str) -> logging.LogRecord:
+    """psycopg_pool's own warning for a failed connection attempt (psycopg_pool/pool.py)."""
+    return logging.LogRecord(
+        "psycopg.pool", logging.WARNING, __file__, 0, "error connecting in %r: %s",
+        (pool, "connection refused"), None,
+    )  # fmt: skip
+
+
+def test_a_pool_looking_for_a_lost_database_logs_a_line_every_30_s_with_the_count() -> None:
+    """Pools retry every second during an outage (steady_reconnects); their warnings are one
+    line per pool per 30 s, each saying how many failed attempts it stands for."""
+    now = [0.0]
+    gate = FailedAttempts(30.0, clock=lambda: now[0])
+    shown: list[str] = []
+    for second in range(61):
+        now[0] = float(second)
+        for pool in ("pool-1", "pool-2"):
+            record = _attempt_failed(pool)
+            if gate.filter(record):
+                shown.append(record.getMessage())
+    assert len(shown) == 6  # at 0, 30 and 60 s, for each pool
+    assert shown[0] == "error connecting in 'pool-1': connection refused"
+    assert shown[2:4] == [
+        f"error connecting in '{pool}': connection refused"
+        " (29 more failed attempts since the last line)"
+        for pool in ("pool-1", "pool-2")
+    ]
+    other = logging.LogRecord("psycopg.pool", logging.INFO, __file__, 0, "pool ready", (), None)
+    assert gate.filter(other)  # the pool's other lines pass
+    steady_reconnects()
+    steady_reconnects()
+    gates = [f for f in logging.getLogger("psycopg.pool").filters if isinstance(f, FailedAttempts)]
+    assert len(gates) == 1

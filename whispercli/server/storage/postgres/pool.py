@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -37,6 +40,35 @@ def steady_reconnects() -> None:
     jittered) and the pools' give-up time stay.
     """
     AttemptWithBackoff.DELAY_BACKOFF = 1.0
+    pool_log = logging.getLogger("psycopg.pool")
+    if not any(isinstance(f, FailedAttempts) for f in pool_log.filters):
+        pool_log.addFilter(FailedAttempts())
+
+
+class FailedAttempts(logging.Filter):
+    """Lets through one of psycopg_pool's "error connecting" warnings every ``seconds`` per
+    pool, with the count of those dropped: a pool that looks for a lost database every second
+    (:func:`steady_reconnects`) would otherwise log a line a second for the whole outage."""
+
+    def __init__(self, seconds: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.seconds, self.clock = seconds, clock
+        self._last: dict[object, float] = {}
+        self._dropped: dict[object, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (isinstance(record.msg, str) and record.msg.startswith("error connecting")):
+            return True
+        pool = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        now = self.clock()
+        if now - self._last.get(pool, -math.inf) < self.seconds:
+            self._dropped[pool] = self._dropped.get(pool, 0) + 1
+            return False
+        dropped = self._dropped.pop(pool, 0)
+        if dropped:
+            record.msg += f" ({dropped} more failed attempts since the last line)"
+        self._last[pool] = now
+        return True
 
 
 def open_pool(dsn: str, max_connections: int) -> ConnectionPool:
