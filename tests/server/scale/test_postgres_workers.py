@@ -222,6 +222,25 @@ def test_one_worker_runs_jobs_queued_together_at_once_up_to_its_engine_jobs(
     assert workers.logs().count("ended with status: Error, to retry") == 2
 
 
+def test_a_worker_runs_its_engine_jobs_at_once_whatever_its_cores(
+    fleet_server: Server, workers: Workers
+) -> None:
+    """Procrastinate runs a sync task on the event loop's default executor, whose threads are
+    the cores + 4 (6 on 2 cores): a worker with ``--engine-jobs 10`` took 10 tasks but ran 6, the
+    other 4 held by it while they waited for a thread, and the fetch's own helper threads
+    queued behind them (the fleet's chores too)."""
+    jobs = [submit(fleet_server, upload(fleet_server)) for _ in range(10)]
+    workers.start(FAKE_JOB, "cpu", "--engine-jobs", "10")
+
+    def all_running() -> bool:
+        [worker] = _health(fleet_server)["workers"] or [None]
+        return worker is not None and len(worker["currentJobs"]) == 10
+
+    until(all_running, timeout=30, interval=0.2)
+    for job in jobs:
+        assert wait_done(fleet_server, job, timeout=60)["status"] == "success"
+
+
 def test_a_burst_of_jobs_spreads_over_idle_workers_before_it_batches(
     fleet_server: Server, workers: Workers
 ) -> None:
