@@ -42,12 +42,6 @@ a heartbeat every 0.2 s, a worker dead after 1 s of silence, a queue poll every 
 retention sweep every second, for tests that wait for a take-over or a sweep."""
 
 
-BOTH_BACKENDS = pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
-"""Run a test on the embedded server (SQLite, its own engine) and on the PostgreSQL mode (an
-API server with ``--database`` and one ``worker run``): the reliability suite's ``live_server``
-fixture reads it."""
-
-
 class _Process:
     """A whispercli process in its own session, in a sandbox, logging to one file."""
 
@@ -273,9 +267,15 @@ class Workers:
         return [worker.stop(timeout=20) for worker in self.started]
 
 
-DEPLOYMENTS = ["embedded", "postgres"]
+DEPLOYMENTS = ["sqlite", "postgres"]
 """Where jobs run: the embedded server (SQLite, its own engine), or ``server run --database``
 with one ``worker run`` (PostgreSQL)."""
+
+
+BOTH_BACKENDS = pytest.mark.parametrize("backend", DEPLOYMENTS, indirect=True)
+"""Run a test on the embedded server (SQLite, its own engine) and on the PostgreSQL mode (an
+API server with ``--database`` and one ``worker run``): the reliability suite's ``live_server``
+fixture reads it."""
 
 
 def deploy(
@@ -286,7 +286,7 @@ def deploy(
     engine at ``fake`` seconds a job; stopped and reaped at the end."""
     sandbox = Sandbox(root)
     workers: Workers | None = None
-    if kind == "embedded":
+    if kind == "sqlite":
         server = Server(sandbox, fake_engine=fake).start()
     else:
         from whispercli.server.scale.queue import migrate

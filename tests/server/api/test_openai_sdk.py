@@ -158,7 +158,7 @@ def test_extra_body_and_keywords_arrive_as_the_sdk_encodes_them(real: Deployment
     assert isinstance(refused.value.body, dict) and refused.value.body["param"] == "keywords[]"
 
 
-@pytest.mark.parametrize("real", ["embedded"], indirect=True)  # the router's own business
+@pytest.mark.parametrize("real", ["sqlite"], indirect=True)  # the router's own business
 @pytest.mark.parametrize("fmt", ["text", "srt", "vtt"])
 def test_text_srt_and_vtt_are_our_own_writers_byte_for_byte(real: Deployment, fmt: str) -> None:
     with SAMPLE_MP3.open("rb") as audio:

@@ -58,7 +58,7 @@ def deployed(
 ) -> Iterator[Server]:
     """The real model on the embedded server (the session's) and on a PostgreSQL worker (which
     takes its queued jobs together: ``worker run --engine-jobs``)."""
-    if request.param == "embedded":
+    if request.param == "sqlite":
         yield request.getfixturevalue("real_server")
         return
     for server, _ in deploy(request.param, tmp_path_factory.mktemp("fleet"), request, None):

@@ -81,7 +81,7 @@ class QueueWorker:
         self._handed: deque[str] = deque()
         """Job ids of the tasks waiting for room in the engine, oldest first."""
         self._waits: dict[str, _Wait] = {}
-        self.capacity = max(1, settings.engine_jobs)
+        self.capacity = heartbeat.capacity
         """Transcription tasks this worker takes at once (its engine's jobs); Procrastinate
         runs one task more, the slot kept for the fleet's chores (:func:`_fetch_rules`)."""
         self.taken = 0
